@@ -1,0 +1,379 @@
+"""Turn a config file (or the built-in demo) into a validated :class:`ConnectorConfig`.
+
+Key names are matched loosely, because two seeds already spell them two ways:
+case, ``_`` and ``-`` are ignored (``baudRate``, ``BAUDRATE``, ``baud_rate``
+are one key), and the kiosk names map onto the desktop ones
+(``TERMINAL_MANAGER_PWD`` is ``api_password``).  Unknown keys are errors, with
+the nearest known key suggested: a silently ignored typo on an unattended
+machine would be found months later.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from common import paths
+from common.config import rules
+from common.config.errors import ConfigError, ConfigProblem
+from common.config.model import CONCERT_V2, CONCERT_V3, SIMULATOR, ConnectorConfig, ContractConfig
+from common.config.sources import Raw, parse_txt, parse_yaml, read_text
+from tp_manager.concert_v3.messages import protocol_version
+
+DEMO = "demo"
+DATA_DIR_ENV = "ECR_CONNECTOR_DATA_DIR"  # the demo's data directory (default ./data)
+DEMO_API_PORT = 8080
+DEMO_HIPAY_STUB_PORT = 8089
+DEMO_VALUES: dict[str, Any] = {
+    "serial_port": SIMULATOR,
+    "serial_number": "SIM0000000001",
+    "local_port": DEMO_API_PORT,
+    "api_username": "demo",
+    "api_password": "demo-password",
+    "hipay_login": "demo-hipay-login",
+    "hipay_password": "demo-hipay-password",
+    "environment": "stage",
+    "hipay_base_url": f"http://127.0.0.1:{DEMO_HIPAY_STUB_PORT}/",
+    "authorization_threshold": "100",
+    "update_time": "03:00",
+}
+
+DEFAULT_LOCAL_PORT = 8080
+DEFAULT_TERMINAL_PORT = 8888
+DEFAULT_TRANSACTION_TIMEOUT_S = 120.0
+DEFAULT_NOTIFICATION_BUDGET_S = 3.0
+DEFAULT_RETENTION_MONTHS = 13
+DEFAULT_V3_PROTOCOL = "ConcertV3.1"
+CONTRACT_NAMES = ("proxy", "nfc")
+CONTRACT_FIELDS = ("payment_application", "merchant_id", "rank")
+SECRET_KEYS = frozenset({"api_password", "hipay_password"})
+
+# canonical key -> the other spellings the seeds use (matched after folding)
+ALIASES: dict[str, tuple[str, ...]] = {
+    "api_username": ("TERMINAL_MANAGER_LOGIN",),
+    "api_password": ("TERMINAL_MANAGER_PWD",),
+    "hipay_password": ("HIPAY_PWD",),
+}
+
+
+def _fold(key: str) -> str:
+    return key.replace("_", "").replace("-", "").lower()
+
+
+def _seconds(low: float, high: float) -> Callable[[Any], float]:
+    return lambda value: rules.seconds(value, low, high, low_inclusive=False)
+
+
+def _months(value: Any) -> int:
+    return rules.whole_number(
+        value, 1, rules.MAX_RETENTION_MONTHS, "a number of months from 1 to 120"
+    )
+
+
+def _pos_number(value: Any) -> int:
+    return rules.whole_number(value, 1, 99, "a POS number from 1 to 99")
+
+
+def _v3_protocol(value: Any) -> str:
+    try:
+        return protocol_version(rules.required_text(value))
+    except ValueError:
+        raise ValueError(
+            "must be ConcertV3.1 or ConcertV3.2 (or the CZ code 0300, 0301, 0302)"
+        ) from None
+
+
+# canonical key (as the desktop seed spells it) -> rule
+RULES: dict[str, Callable[[Any], Any]] = {
+    "hipay_login": rules.optional_text,
+    "hipay_password": rules.secret_text,
+    "serial_port": rules.serial_port,
+    "serial_number": rules.optional_text,
+    "local_port": rules.port,
+    "api_username": rules.api_username,
+    "api_password": rules.secret_text,
+    "environment": rules.environment,
+    "authorization_threshold": rules.threshold,
+    "update_time": rules.hhmm,
+    "baudRate": rules.baud_rate,
+    "dataBits": rules.data_bits,
+    "parity": rules.parity,
+    "stopBits": rules.stop_bits,
+    "data_dir": rules.path,
+    "bind_address": rules.bind_address,
+    "terminal_protocol": rules.terminal_protocol,
+    "terminal_host": rules.optional_host,
+    "terminal_port": rules.port,
+    "protocol_version": _v3_protocol,
+    "allowed_terminals": rules.host_ports,
+    "hipay_base_url": rules.base_url,
+    "api_flavour": rules.api_flavour,
+    "cors_origins": rules.cors_origins,
+    "transaction_timeout": _seconds(0, rules.MAX_TRANSACTION_TIMEOUT_S),
+    "notification_budget": _seconds(0, rules.MAX_NOTIFICATION_BUDGET_S),
+    "retention_months": _months,
+    "pos_number": _pos_number,
+    "log_level": rules.log_level,
+    "control_endpoint": rules.zmq_endpoint,
+    "events_endpoint": rules.zmq_endpoint,
+}
+CONTRACT_RULES: dict[str, Callable[[Any], str]] = {
+    "payment_application": rules.payment_application,
+    "merchant_id": rules.merchant_id,
+    "rank": rules.rank,
+}
+
+
+def _canonical_names() -> dict[str, str]:
+    names = {_fold(key): key for key in RULES}
+    for key, aliases in ALIASES.items():
+        names.update({_fold(alias): key for alias in aliases})
+    names["contract"] = "contract"
+    return names
+
+
+CANONICAL = _canonical_names()
+
+
+class _Collector:
+    """Runs every rule, keeps every problem, so one pass reports them all."""
+
+    def __init__(self, raw: Mapping[str, Raw]) -> None:
+        self.raw = raw
+        self.problems: list[ConfigProblem] = []
+
+    def problem(self, key: str, rule: str) -> None:
+        item = self.raw.get(key)
+        self.problems.append(
+            ConfigProblem(item.key if item else key, rule, item.line if item else None)
+        )
+
+    def given(self, key: str) -> bool:
+        item = self.raw.get(key)
+        return item is not None and item.value not in (None, [], "")
+
+    def value(self, key: str, default: Any = None, rule: Callable[[Any], Any] | None = None) -> Any:
+        item = self.raw.get(key)
+        if item is None or item.value is None:
+            return default
+        check = rule or RULES[key]
+        try:
+            return check(item.value)
+        except ValueError as exc:
+            shown = "" if key in SECRET_KEYS else f" (got {_show(item.value)})"
+            self.problem(key, f"{exc}{shown}")
+            return default
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "...'"
+
+
+def _canonicalise(raw: Mapping[str, Raw]) -> tuple[dict[str, Raw], list[ConfigProblem]]:
+    """Map each key the file used onto its canonical name; unknown or doubled keys are problems."""
+    out: dict[str, Raw] = {}
+    problems: list[ConfigProblem] = []
+    known = sorted(
+        set(RULES) | {f"contract.{n}.{f}" for n in CONTRACT_NAMES for f in CONTRACT_FIELDS}
+    )
+    for item in raw.values():
+        head, _, rest = item.key.partition(".")
+        name = CANONICAL.get(_fold(head))
+        if name == "contract" and rest:
+            parts = rest.split(".")
+            if (
+                len(parts) != 2
+                or parts[0].lower() not in CONTRACT_NAMES
+                or parts[1] not in CONTRACT_FIELDS
+            ):
+                problems.append(
+                    ConfigProblem(
+                        item.key,
+                        "unknown contract key: contracts are contract.proxy (contact) and "
+                        "contract.nfc (contactless), each with payment_application, "
+                        "merchant_id and rank",
+                        item.line,
+                    )
+                )
+                continue
+            canonical = f"contract.{parts[0].lower()}.{parts[1]}"
+        elif name is None or name == "contract" or rest:
+            close = difflib.get_close_matches(item.key, known, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else " (see docs/configuration.md)"
+            problems.append(ConfigProblem(item.key, f"is not a known key{hint}", item.line))
+            continue
+        else:
+            canonical = name
+        if canonical in out:
+            first = out[canonical]
+            problems.append(
+                ConfigProblem(
+                    item.key,
+                    f"sets the same value as '{first.key}'"
+                    + (f" (line {first.line})" if first.line else "")
+                    + ": keep one of them",
+                    item.line,
+                )
+            )
+            continue
+        out[canonical] = item
+    return out, problems
+
+
+def _contracts(c: _Collector) -> tuple[ContractConfig, ...]:
+    contracts: list[ContractConfig] = []
+    for name in CONTRACT_NAMES:
+        keys = {f: f"contract.{name}.{f}" for f in CONTRACT_FIELDS}
+        present = [f for f, key in keys.items() if c.given(key)]
+        if not present:
+            continue
+        values = {f: c.value(key, rule=CONTRACT_RULES[f]) for f, key in keys.items()}
+        for f in CONTRACT_FIELDS:
+            if f not in present:
+                c.problems.append(
+                    ConfigProblem(
+                        f"contract.{name}.{f}",
+                        f"is required: contract.{name} needs payment_application, "
+                        "merchant_id and rank",
+                    )
+                )
+        if all(values[f] for f in CONTRACT_FIELDS):
+            contracts.append(ContractConfig(name, **values))
+    return tuple(contracts)
+
+
+def _endpoint(c: _Collector, key: str, run_dir: Path, filename: str) -> str:
+    if c.given(key):
+        return str(c.value(key, ""))
+    endpoint = f"ipc://{run_dir / filename}"
+    try:
+        return rules.zmq_endpoint(endpoint)
+    except ValueError as exc:
+        c.problem("data_dir", f"is too deep for the connector's sockets: {exc}")
+        return endpoint
+
+
+def build(
+    raw: Mapping[str, Raw],
+    *,
+    source_path: Path | None,
+    kiosk_file: bool = False,
+    demo: bool = False,
+) -> ConnectorConfig:
+    """Validate ``raw`` (from a file or the demo) into a config, or raise one ConfigError."""
+    values, problems = _canonicalise(raw)
+    c = _Collector(values)
+    c.problems.extend(problems)
+
+    base_dir = source_path.parent if source_path is not None else Path.cwd()
+    data_dir_raw = values.get("data_dir")
+    if data_dir_raw is not None and isinstance(data_dir_raw.value, str):
+        given = Path(data_dir_raw.value).expanduser()
+        values["data_dir"] = Raw(data_dir_raw.key, str(base_dir / given), data_dir_raw.line)
+    data_dir: Path = c.value("data_dir", base_dir).resolve()
+
+    protocol = c.value("terminal_protocol", CONCERT_V2)
+    serial_port = c.value("serial_port")
+    terminal_host = c.value("terminal_host")
+    terminal_port = c.value("terminal_port", DEFAULT_TERMINAL_PORT)
+    required = ["api_username", "api_password", "hipay_login", "hipay_password"]
+    required.append("serial_port" if protocol == CONCERT_V2 else "terminal_host")
+    for key in required:
+        if not c.given(key):
+            hint = {
+                "serial_port": ": the terminal's device, like /dev/ttyUSB0, or 'simulator'",
+                "terminal_host": ": the Concert V3 terminal's IP address, or 'simulator'",
+            }.get(key, "")
+            c.problems.append(ConfigProblem(key, f"is required{hint}"))
+
+    if protocol == CONCERT_V3 and terminal_host and terminal_host.lower() == SIMULATOR:
+        terminal_host = SIMULATOR
+    allowed: tuple[str, ...] = c.value("allowed_terminals", ())
+    if protocol == CONCERT_V3 and terminal_host:
+        host = "127.0.0.1" if terminal_host == SIMULATOR else terminal_host
+        own = rules.host_port(
+            f"[{host}]:{terminal_port}" if ":" in host else f"{host}:{terminal_port}"
+        )
+        allowed = tuple(dict.fromkeys((own, *allowed)))
+
+    login = c.value("hipay_login")
+    password = c.value("hipay_password")
+    api_password = c.value("api_password")
+    environment = c.value("environment") or rules.infer_environment(login)
+    run_dir = paths.run_dir(data_dir)
+    config = ConnectorConfig(
+        source_path=source_path,
+        demo=demo,
+        data_dir=data_dir,
+        api_flavour=c.value("api_flavour", "kiosk" if kiosk_file else "desktop"),
+        bind_address=c.value("bind_address", "127.0.0.1"),
+        local_port=c.value("local_port", DEFAULT_LOCAL_PORT),
+        api_username=c.value("api_username", ""),
+        api_password=SecretStr(api_password or ""),
+        cors_origins=c.value("cors_origins", ()),
+        hipay_login=login,
+        hipay_password=SecretStr(password) if password else None,
+        environment=environment,
+        hipay_base_url=c.value("hipay_base_url"),
+        notification_budget=c.value("notification_budget", DEFAULT_NOTIFICATION_BUDGET_S),
+        retention_months=c.value("retention_months", DEFAULT_RETENTION_MONTHS),
+        terminal_protocol=protocol,
+        serial_port=serial_port,
+        serial_number=c.value("serial_number") or "",
+        baud_rate=c.value("baudRate", 9600),
+        data_bits=c.value("dataBits", 8),
+        parity=c.value("parity", "none"),
+        stop_bits=c.value("stopBits", 1),
+        terminal_host=terminal_host,
+        terminal_port=terminal_port,
+        concert_v3_version=c.value("protocol_version", protocol_version(DEFAULT_V3_PROTOCOL)),
+        allowed_terminals=allowed,
+        pos_number=c.value("pos_number", 1),
+        transaction_timeout=c.value("transaction_timeout", DEFAULT_TRANSACTION_TIMEOUT_S),
+        authorization_threshold=c.value("authorization_threshold"),
+        contracts=_contracts(c),
+        update_time=c.value("update_time"),
+        log_level=c.value("log_level", "info"),
+        control_endpoint=_endpoint(c, "control_endpoint", run_dir, "control.sock"),
+        events_endpoint=_endpoint(c, "events_endpoint", run_dir, "events.sock"),
+        demo_hipay_stub_port=DEMO_HIPAY_STUB_PORT if demo else None,
+    )
+    if config.control_endpoint == config.events_endpoint:
+        c.problems.append(ConfigProblem("events_endpoint", "must differ from control_endpoint"))
+    if c.problems:
+        raise ConfigError(
+            source_path, sorted(c.problems, key=lambda p: (p.line is None, p.line or 0))
+        )
+    return config
+
+
+def load_config(path: Path | str) -> ConnectorConfig:
+    """Read and validate a ``config.yml`` (desktop) or ``config.txt`` (kiosk)."""
+    path = Path(path).expanduser().absolute()
+    text = read_text(path)
+    kiosk_file = path.suffix.lower() == ".txt"
+    raw = parse_txt(path, text) if kiosk_file else parse_yaml(path, text)
+    if not raw:
+        raise ConfigError.single(path, None, "is empty: see docs/configuration.md for the keys")
+    return build(raw, source_path=path, kiosk_file=kiosk_file)
+
+
+def demo_config() -> ConnectorConfig:
+    """The no-config demo: simulator terminal, local HiPay stand-in, fixed demo credentials."""
+    data_dir = Path(os.environ.get(DATA_DIR_ENV) or Path.cwd() / "data")
+    values = {**DEMO_VALUES, "data_dir": str(data_dir.expanduser().absolute())}
+    raw = {key: Raw(key, str(value), None) for key, value in values.items()}
+    return build(raw, source_path=None, demo=True)
+
+
+def load_config_arg(arg: str | None) -> ConnectorConfig:
+    """``--config`` as the processes take it: a path, or ``demo`` (or nothing) for the demo."""
+    if arg is None or arg == DEMO:
+        return demo_config()
+    return load_config(arg)

@@ -1,0 +1,100 @@
+"""Card numbers and secrets out of anything we keep or print: one implementation.
+
+A PAN is 13 to 19 digits, written in one run or in groups of 4 to 6 split by
+a space or a dash, as printed on cards.  Masking keeps the first 6 and the last
+4 digits (what a receipt shows) and turns the rest into ``#``, keeping the
+length and separators so fixed-width fields stay in place.
+
+``luhn=True`` masks only runs that pass the Luhn check every real card number
+passes: the logs and the journal carry order ids and timestamps whose long
+digit runs must stay readable.  The terminal report, whose only long digit
+run is the card number, is masked unconditionally.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+PAN_MIN_DIGITS = 13
+PAN_MAX_DIGITS = 19
+PAN_KEEP_FIRST = 6
+PAN_KEEP_LAST = 4
+MASK_CHAR = "#"
+REDACTED = "[redacted]"
+
+_PAN_RUN = re.compile(rf"[0-9]{{{PAN_MIN_DIGITS},}}|[0-9]{{4,6}}(?:[ -][0-9]{{4,6}}){{2,4}}")
+# Keys whose values are secrets whatever they hold.
+SECRET_KEY = re.compile(
+    r"pass(word)?|pwd|secret|token|^(proxy-)?authori[sz]ation$|api[_-]?key|cookie|^pan$|card_?number",
+    re.IGNORECASE,
+)
+# Credentials inside free text: an Authorization header value, a URL's user:password@.
+_AUTH_VALUE = re.compile(r"\b(Basic|Bearer|Digest)\s+[A-Za-z0-9+/=._~-]+", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+@")
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def mask_pans(text: str, *, luhn: bool = False) -> tuple[str, list[str]]:
+    """Mask every card-number-like run; return the text and the masked numbers found."""
+    found: list[str] = []
+
+    def _mask(match: re.Match[str]) -> str:
+        run = match.group(0)
+        digits = "".join(ch for ch in run if ch.isdigit())
+        if len(digits) < PAN_MIN_DIGITS:
+            return run
+        if luhn and (len(digits) > PAN_MAX_DIGITS or not luhn_ok(digits)):
+            return run
+        out: list[str] = []
+        seen = 0
+        for ch in run:
+            if ch.isdigit():
+                seen += 1
+                keep = seen <= PAN_KEEP_FIRST or seen > len(digits) - PAN_KEEP_LAST
+                out.append(ch if keep else MASK_CHAR)
+            else:
+                out.append(ch)
+        masked = "".join(out)
+        found.append(masked.replace(" ", "").replace("-", ""))
+        return masked
+
+    return _PAN_RUN.sub(_mask, text), found
+
+
+def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Free text fit for a log: no credential, no card number, no known secret value."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    text = _AUTH_VALUE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _URL_USERINFO.sub(f"{REDACTED}@", text)
+    return mask_pans(text, luhn=True)[0]
+
+
+def redact(value: Any, secrets: tuple[str, ...] = ()) -> Any:
+    """A copy of ``value`` (mappings, lists, text) with secrets and card numbers removed."""
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    if isinstance(value, Mapping):
+        return {
+            k: REDACTED if SECRET_KEY.search(str(k)) and v else redact(v, secrets)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v, secrets) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 10**12:
+        text = str(value)  # a PAN sent as a JSON number
+        masked = redact_text(text, secrets)
+        return value if masked == text else masked
+    return value

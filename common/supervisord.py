@@ -1,0 +1,117 @@
+"""Render the supervisord configuration, and talk to a running supervisord.
+
+The template lives in ``deploy/supervisord.conf.tmpl`` (shipped as package
+data) so an integrator can read what runs, and how it is restarted, in one
+place.  Values are filled with :class:`string.Template` because supervisord's
+own syntax already uses ``%(...)s``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import xmlrpc.client
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from common import paths
+
+TEMPLATE_NAME = "supervisord.conf.tmpl"
+LOG_MAXBYTES = "10MB"
+LOG_BACKUPS = 10
+# How long supervisord waits after SIGTERM before SIGKILL, beyond the
+# transaction timeout, so a payment in flight always gets its answer.
+STOP_MARGIN_S = 15
+
+
+@dataclass
+class ExtraProgram:
+    """A further supervised program (the simulator, the HiPay stub of the demo)."""
+
+    name: str
+    args: list[str]
+    priority: int = 10
+    startsecs: int = 1
+
+
+@dataclass
+class RenderParams:
+    data_dir: Path
+    config_path: Path | None  # None: demo
+    transaction_timeout_s: float = 120.0
+    console_logs: bool = False
+    extra_programs: list[ExtraProgram] = field(default_factory=list)
+    python: str = sys.executable
+
+    @property
+    def run_dir(self) -> Path:
+        return paths.run_dir(self.data_dir)
+
+    @property
+    def log_dir(self) -> Path:
+        return paths.log_dir(self.data_dir)
+
+
+def _log_settings(name: str, params: RenderParams) -> str:
+    if params.console_logs:
+        # straight to supervisord's stdout: no rotation, for a person watching
+        return (
+            "stdout_logfile = /dev/stdout\nstdout_logfile_maxbytes = 0\n"
+            "stderr_logfile = /dev/stderr\nstderr_logfile_maxbytes = 0"
+        )
+    log_dir = params.log_dir
+    return (
+        f"stdout_logfile = {log_dir}/{name}.log\n"
+        f"stdout_logfile_maxbytes = {LOG_MAXBYTES}\n"
+        f"stdout_logfile_backups = {LOG_BACKUPS}\n"
+        f"stderr_logfile = {log_dir}/{name}.err.log\n"
+        f"stderr_logfile_maxbytes = {LOG_MAXBYTES}\n"
+        f"stderr_logfile_backups = {LOG_BACKUPS}"
+    )
+
+
+def _program_block(prog: ExtraProgram, params: RenderParams) -> str:
+    command = " ".join(shlex.quote(a) for a in [params.python, *prog.args])
+    return (
+        f"\n[program:{prog.name}]\ncommand = {command}\ndirectory = {params.data_dir}\n"
+        f"priority = {prog.priority}\nautostart = true\nautorestart = true\n"
+        f"startsecs = {prog.startsecs}\nstartretries = 1000\nstopsignal = TERM\n"
+        f"stopwaitsecs = 10\n{_log_settings(prog.name, params)}\n"
+    )
+
+
+def render(params: RenderParams) -> str:
+    template = Template(resources.files("deploy").joinpath(TEMPLATE_NAME).read_text())
+    config_arg = shlex.quote(str(params.config_path)) if params.config_path else "demo"
+    return template.substitute(
+        data_dir=params.data_dir,
+        run_dir=params.run_dir,
+        log_dir=params.log_dir,
+        python=shlex.quote(params.python),
+        config_arg=config_arg,
+        tp_manager_stopwaitsecs=int(params.transaction_timeout_s) + STOP_MARGIN_S,
+        log_settings_tp_manager=_log_settings("tp-manager", params),
+        log_settings_supervisor_agent=_log_settings("supervisor-agent", params),
+        extra_programs="".join(_program_block(p, params) for p in params.extra_programs),
+    )
+
+
+def write_config(params: RenderParams) -> Path:
+    for directory in (params.data_dir, params.run_dir, params.log_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    params.run_dir.chmod(0o700)
+    path = params.run_dir / "supervisord.conf"
+    path.write_text(render(params))
+    path.chmod(0o600)
+    return path
+
+
+def rpc(socket_path: Path, timeout_s: float = 5.0) -> xmlrpc.client.ServerProxy:
+    """An XML-RPC proxy to supervisord over its private unix socket."""
+    transport = SupervisorTransport(None, None, f"unix://{socket_path}")
+    transport.timeout = timeout_s  # type: ignore[attr-defined]
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)

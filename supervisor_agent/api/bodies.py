@@ -1,0 +1,105 @@
+"""Reading a request body: JSON only, 64 KiB at most, an object at the top.
+
+The size is enforced while reading (a chunked body has no Content-Length to
+trust), so an oversized body costs at most 64 KiB of memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from supervisor_agent.api import error_codes
+from supervisor_agent.api.errors import ApiError
+from supervisor_agent.api.wire_json import JsonSyntaxError, loads
+
+MAX_BODY_BYTES = 64 * 1024
+READ_CHUNK_BYTES = 16 * 1024
+
+
+def _is_json(content_type: str) -> bool:
+    """``application/json`` or a ``+json`` suffix type (``application/merge-patch+json``...)."""
+    main, _, sub = content_type.lower().partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    if not _is_json(request.content_type):
+        raise ApiError(
+            415,
+            error_codes.UNSUPPORTED_MEDIA_TYPE,
+            f"the body must be application/json, got {request.content_type or 'none'!r}",
+            path="Content-Type",
+            rule="media_type",
+            value=request.headers.get("Content-Type"),
+            has_value=True,
+        )
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
+        raise _too_large(declared)
+    raw = bytearray()
+    while True:
+        chunk = await request.content.read(READ_CHUNK_BYTES)
+        if not chunk:
+            break
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise _too_large(None)
+    charset = request.charset or "utf-8"
+    try:
+        text = bytes(raw).decode(charset)
+    except (UnicodeDecodeError, LookupError):
+        raise ApiError(
+            400,
+            error_codes.INVALID_JSON,
+            f"the body is not valid {charset} text",
+            path="(body)",
+            rule="encoding",
+        ) from None
+    if not text.strip():
+        raise ApiError(
+            400, error_codes.INVALID_JSON, "the body is empty", path="(body)", rule="json"
+        )
+    try:
+        data = loads(text)
+    except JsonSyntaxError as exc:
+        raise ApiError(
+            400,
+            error_codes.INVALID_JSON,
+            f"the body is not JSON: {exc}",
+            path="(body)",
+            rule="json",
+        ) from None
+    if not isinstance(data, dict):
+        raise ApiError(
+            400,
+            error_codes.INVALID_JSON,
+            f"the body must be a JSON object, got a JSON {_kind(data)}",
+            path="(body)",
+            rule="object",
+        )
+    return data
+
+
+def _too_large(declared: int | None) -> ApiError:
+    size = f"{declared} bytes" if declared is not None else "more than that"
+    return ApiError(
+        413,
+        error_codes.BODY_TOO_LARGE,
+        f"the body may be at most {MAX_BODY_BYTES} bytes, got {size}",
+        path="(body)",
+        rule="max_size",
+    )
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"

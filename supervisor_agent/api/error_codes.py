@@ -1,0 +1,210 @@
+"""Every ``errorCode`` / ``error.code`` the HTTP API can answer, in one table.
+
+docs/error-codes.md is this table for humans; a test keeps the two in step and
+checks that every ``TerminalError`` code of tp-manager is listed here.
+
+``outcome_unknown`` marks codes after which the customer *may* have been
+charged (the terminal had the transaction when contact was lost): the register
+must check the terminal or HiPay before asking the customer to pay again.
+``http_status`` is the status used when the code is answered as an error
+(maintenance routes, 4xx); a payment that reached the terminal answers 200
+with ``paymentStatus`` FAILURE and the code in ``errorCode`` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    code: str
+    http_status: int
+    description: str
+    outcome_unknown: bool = False
+
+
+# Request errors (never reach tp-manager).
+INVALID_REQUEST = "INVALID_REQUEST"
+UNSUPPORTED_FIELD = "UNSUPPORTED_FIELD"
+UNAUTHORIZED = "UNAUTHORIZED"
+ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
+TERMINAL_NOT_ALLOWED = "TERMINAL_NOT_ALLOWED"
+NOT_FOUND = "NOT_FOUND"
+ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
+METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+BODY_TOO_LARGE = "BODY_TOO_LARGE"
+UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+INVALID_JSON = "INVALID_JSON"
+IN_PROGRESS = "IN_PROGRESS"
+INTERNAL_ERROR = "INTERNAL_ERROR"
+# Payment verdicts of the terminal.
+REFUSED = "REFUSED"
+NOT_VERIFIED = "NOT_VERIFIED"
+ABANDONED = "ABANDONED"
+TERMINAL_TIMEOUT = "TERMINAL_TIMEOUT"
+FORBIDDEN = "FORBIDDEN"
+FORMAT_ERROR = "FORMAT_ERROR"
+TERMINAL_BUSY = "TERMINAL_BUSY"
+NOT_SUPPORTED = "NOT_SUPPORTED"
+
+_TABLE: list[ErrorCode] = [
+    # --- the request itself
+    ErrorCode(
+        INVALID_REQUEST,
+        400,
+        "A field breaks a rule (details name the field and rule), or the terminal protocol "
+        "cannot carry it.",
+    ),
+    ErrorCode(UNSUPPORTED_FIELD, 400, "A valid field of the seed this connector cannot honour."),
+    ErrorCode(INVALID_JSON, 400, "The body is not JSON, or not a JSON object."),
+    ErrorCode(UNAUTHORIZED, 401, "Missing or wrong HTTP Basic credentials."),
+    ErrorCode(ORIGIN_NOT_ALLOWED, 403, "The browser Origin is not in cors_origins."),
+    ErrorCode(
+        TERMINAL_NOT_ALLOWED, 403, "The POS API order targets a terminal not in allowed_terminals."
+    ),
+    ErrorCode(NOT_FOUND, 404, "No such route."),
+    ErrorCode(ORDER_NOT_FOUND, 404, "GET /transactions/{order_id}: no such order in the journal."),
+    ErrorCode(METHOD_NOT_ALLOWED, 405, "The route exists with another method."),
+    ErrorCode(IN_PROGRESS, 409, "This order_id is being paid right now; wait for its answer."),
+    ErrorCode(TERMINAL_BUSY, 409, "Another payment is in flight on the terminal; nothing sent."),
+    ErrorCode(BODY_TOO_LARGE, 413, "The body is larger than 64 KiB."),
+    ErrorCode(UNSUPPORTED_MEDIA_TYPE, 415, "The body is not application/json."),
+    ErrorCode(INTERNAL_ERROR, 500, "A bug in the connector; the logs hold the details."),
+    # --- the terminal's verdict (answered as paymentStatus FAILURE)
+    ErrorCode(REFUSED, 200, "The terminal refused the payment (card or bank refusal)."),
+    ErrorCode(
+        NOT_VERIFIED,
+        200,
+        "The terminal could not complete the payment (Concert V2 status 9: not verified).",
+    ),
+    ErrorCode(ABANDONED, 200, "The customer cancelled the payment on the terminal."),
+    ErrorCode(TERMINAL_TIMEOUT, 200, "The terminal gave up waiting (for the card or the bank)."),
+    ErrorCode(FORBIDDEN, 200, "The terminal says this operation is forbidden."),
+    ErrorCode(FORMAT_ERROR, 200, "The terminal rejected the request's format."),
+    # --- tp-manager and the link (TerminalError codes, passed through)
+    ErrorCode("AMOUNT_OUT_OF_RANGE", 400, "The amount does not fit the terminal protocol."),
+    ErrorCode(
+        "TERMINAL_NOT_RESPONDING",
+        503,
+        "The terminal did not answer the call (off, busy on its own menu); nothing was paid.",
+    ),
+    ErrorCode("REQUEST_REJECTED", 502, "The terminal rejected the request frame after retries."),
+    ErrorCode(
+        "PROTOCOL_ERROR",
+        502,
+        "The terminal sent bytes that break the protocol. Outcome unknown.",
+        outcome_unknown=True,
+    ),
+    ErrorCode(
+        "BAD_LRC",
+        502,
+        "A frame from the terminal had a wrong checksum. Outcome unknown.",
+        outcome_unknown=True,
+    ),
+    ErrorCode(
+        "MALFORMED_MESSAGE",
+        502,
+        "The terminal's answer could not be read. Outcome unknown.",
+        outcome_unknown=True,
+    ),
+    ErrorCode(
+        "TRANSACTION_TIMEOUT",
+        504,
+        "No result within the transaction timeout: the customer may have paid.",
+        outcome_unknown=True,
+    ),
+    ErrorCode(
+        "LINK_LOST",
+        502,
+        "The link to the terminal dropped mid-transaction: the customer may have paid.",
+        outcome_unknown=True,
+    ),
+    ErrorCode(
+        "CONNECTION_RESET",
+        502,
+        "The terminal reset the connection mid-transaction: the customer may have paid.",
+        outcome_unknown=True,
+    ),
+    ErrorCode(
+        "INCOMPLETE_ANSWER",
+        502,
+        "The connection closed with half an answer read: the customer may have paid.",
+        outcome_unknown=True,
+    ),
+    ErrorCode("LINK_DOWN", 503, "The link to the terminal is down; nothing was sent."),
+    ErrorCode("PORT_NOT_FOUND", 503, "The terminal's serial port does not exist; nothing sent."),
+    ErrorCode("PORT_PERMISSION_DENIED", 503, "No permission on the serial port (dialout group?)."),
+    ErrorCode(
+        "PORT_SETTINGS_REJECTED",
+        503,
+        "The serial port refused baudRate/dataBits/parity/stopBits; nothing sent.",
+    ),
+    ErrorCode("CONNECTION_REFUSED", 503, "The terminal refused the TCP connection."),
+    ErrorCode("HOST_UNREACHABLE", 503, "The terminal's host cannot be reached."),
+    ErrorCode("CONNECT_TIMEOUT", 503, "Connecting to the terminal timed out; nothing sent."),
+    ErrorCode(
+        "CANCELLED",
+        200,
+        "Cancelled by GET /cancel before the terminal answered: the customer may have paid.",
+        outcome_unknown=True,
+    ),
+    ErrorCode(
+        NOT_SUPPORTED,
+        501,
+        "Concert V2/V3 have no documented message for this operation (reset, telecollection).",
+    ),
+    ErrorCode("TERMINAL_ERROR", 502, "Any other terminal fault."),
+    # --- the channel to tp-manager
+    ErrorCode(
+        "TP_MANAGER_UNAVAILABLE",
+        503,
+        "tp-manager is not running; nothing was sent to the terminal.",
+    ),
+    ErrorCode(
+        "TP_MANAGER_TIMEOUT",
+        504,
+        "tp-manager did not answer in time: the customer may have paid.",
+        outcome_unknown=True,
+    ),
+    ErrorCode(
+        "TP_MANAGER_RESTARTED",
+        502,
+        "tp-manager restarted during the payment: the customer may have paid.",
+        outcome_unknown=True,
+    ),
+    # --- the journal's own verdicts (GET /transactions, replays)
+    ErrorCode(
+        "NOT_SENT_TO_TERMINAL",
+        503,
+        "The connector stopped before the payment reached the terminal; nothing was paid and "
+        "the order id may be posted again.",
+    ),
+    ErrorCode(
+        "INTERRUPTED",
+        502,
+        "The connector stopped while the payment was at the terminal: the customer may have "
+        "paid; check the terminal's journal.",
+        outcome_unknown=True,
+    ),
+    ErrorCode("SHUTTING_DOWN", 503, "tp-manager is stopping; try again in a few seconds."),
+    ErrorCode("INVALID_PROPERTIES", 500, "tp-manager refused the API's command (a bug)."),
+    ErrorCode("UNKNOWN_COMMAND", 500, "tp-manager does not know the command (version mismatch)."),
+    ErrorCode("BAD_MESSAGE", 500, "tp-manager could not read the API's message (a bug)."),
+]
+
+CODES: dict[str, ErrorCode] = {entry.code: entry for entry in _TABLE}
+FALLBACK = CODES["TERMINAL_ERROR"]
+
+
+def lookup(code: str) -> ErrorCode:
+    return CODES.get(code, FALLBACK)
+
+
+def describe(code: str) -> str:
+    entry = CODES.get(code)
+    return entry.description if entry else ""
+
+
+def all_codes() -> list[ErrorCode]:
+    return list(_TABLE)

@@ -1,0 +1,132 @@
+"""``GET /version /config /stop /cancel /reset /tlc /check``, in the seeds' shapes.
+
+Desktop answers the object, kiosk an array of one element (the seeds).
+Commands tp-manager refuses come back as the JSON error shape with the
+status of docs/error-codes.md (NOT_SUPPORTED: 501, tp-manager down: 503...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from supervisor_agent.api import error_codes
+from supervisor_agent.api.errors import ApiError
+from supervisor_agent.api.settings import ApiSettings
+from supervisor_agent.api.wire_json import json_response
+from supervisor_agent.client import CommandFailed, TerminalClient
+
+log = structlog.get_logger(__name__)
+
+StopTpManager = Callable[[], Awaitable[bool]]
+BAD_GATEWAY = 502
+
+
+class Maintenance:
+    def __init__(
+        self, settings: ApiSettings, client: TerminalClient, stop_tp_manager: StopTpManager
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.stop_tp_manager = stop_tp_manager
+
+    def _answer(self, data: dict[str, Any]) -> web.Response:
+        return json_response(data if self.settings.api_flavour == "desktop" else [data])
+
+    async def _call(self, command: str) -> dict[str, Any]:
+        try:
+            return await self.client.call(command, {}, timeout=self.settings.maintenance_timeout_s)
+        except CommandFailed as exc:
+            status = error_codes.lookup(exc.code).http_status
+            log.info("api.maintenance.failed", command=command, code=exc.code)
+            raise ApiError(
+                status if status >= 400 else BAD_GATEWAY, exc.code, exc.message
+            ) from None
+
+    def _version(self) -> dict[str, str]:
+        s = self.settings
+        return {"version": s.version_string, "type": s.type_name, "os": s.version_os}
+
+    async def version(self, request: web.Request) -> web.Response:
+        data = self._version()
+        if self.settings.api_flavour == "desktop":
+            return self._answer({"version": data["version"]})
+        return self._answer(data)
+
+    async def config(self, request: web.Request) -> web.Response:
+        data: dict[str, Any] = {"deviceId": self.settings.serial_number}
+        if self.settings.api_flavour == "kiosk":
+            # The kiosk seed's example for /config repeats /version's; both are answered.
+            data = {**self._version(), **data}
+        return self._answer(data)
+
+    async def stop(self, request: web.Request) -> web.Response:
+        log.warning("api.maintenance.stop_requested", peer=request.remote)
+        try:
+            stopped = bool(await self.stop_tp_manager())
+            message = "TP-Manager stopped" if stopped else "TP-Manager was not stopped"
+        except Exception as exc:  # supervisord unreachable: say so, do not 500
+            log.warning("api.maintenance.stop_failed", error=str(exc))
+            stopped, message = False, f"TP-Manager was not stopped: {exc}"
+        return self._answer({"message": message, "stopped": stopped})
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        result = await self._call("cancel")
+        cancelled = bool(result.get("cancelled"))
+        message = "transaction cancelled" if cancelled else "no transaction in flight"
+        log.info("api.maintenance.cancel", cancelled=cancelled)
+        return self._answer({"message": message, "cancelled": cancelled})
+
+    async def reset(self, request: web.Request) -> web.Response:
+        result = await self._call("reset")
+        return self._answer(
+            {"done": bool(result.get("done")), "detail": str(result.get("detail", ""))}
+        )
+
+    async def tlc(self, request: web.Request) -> web.Response:
+        result = await self._call("telecollect")
+        apps = [
+            {"Name": str(app.get("name", "")), "Status": str(app.get("status", ""))}
+            for app in result.get("apps", [])
+            if isinstance(app, dict)
+        ]
+        return self._answer(
+            {
+                "NbApp": str(len(apps)),
+                "App": apps,
+                "done": bool(result.get("done")),
+                "detail": str(result.get("detail", "")),
+            }
+        )
+
+    async def check(self, request: web.Request) -> web.Response:
+        result = await self._call("check")
+        link_up = result.get("link") == "up"
+        responding = result.get("responding")
+        return self._answer(
+            {
+                "cr": "0" if link_up and responding is not False else "1",
+                "card": None,
+                "call": None,
+                "periph": "0" if link_up else "1",
+                "protocol": str(result.get("protocol", "")),
+                "link": str(result.get("link", "")),
+                "busy": bool(result.get("busy")),
+                "responding": responding if isinstance(responding, bool) else None,
+                "detail": str(result.get("detail", "")),
+            }
+        )
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/version", self.version, allow_head=False),
+            web.get("/config", self.config, allow_head=False),
+            web.get("/stop", self.stop, allow_head=False),
+            web.get("/cancel", self.cancel, allow_head=False),
+            web.get("/reset", self.reset, allow_head=False),
+            web.get("/tlc", self.tlc, allow_head=False),
+            web.get("/check", self.check, allow_head=False),
+        ]

@@ -1,0 +1,272 @@
+"""``GET /openapi.json``: an OpenAPI 3.1 document generated from the pydantic models.
+
+The models that validate requests are the ones documented (JSON Schema 2020-12
+is OpenAPI 3.1's schema dialect, so pydantic's output is used as is).  The
+document describes the configured flavour; ``?flavour=desktop|kiosk`` gives
+the other one.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from common import __version__
+from supervisor_agent.api.examples import (
+    desktop_example_request,
+    kiosk_seed_request,
+    pos_example_request,
+)
+from supervisor_agent.api.models_common import (
+    SCHEMA_REF,
+    BasketItem,
+    CancelResult,
+    CheckResult,
+    ConfigInfo,
+    DesktopVersionInfo,
+    ErrorResponse,
+    KioskConfigInfo,
+    ResetResult,
+    StopResult,
+    TlcResult,
+    VersionInfo,
+)
+from supervisor_agent.api.models_desktop import DesktopPaymentRequest, DesktopPaymentResponse
+from supervisor_agent.api.models_kiosk import KioskPaymentRequest, KioskPaymentResponse
+from supervisor_agent.api.models_pos import OrderResponse, RootOrder
+from supervisor_agent.api.settings import Flavour
+
+OPENAPI_VERSION = "3.1.0"
+JSON = "application/json"
+
+_MODELS: list[type[BaseModel]] = [
+    BasketItem,
+    ErrorResponse,
+    DesktopPaymentRequest,
+    DesktopPaymentResponse,
+    KioskPaymentRequest,
+    KioskPaymentResponse,
+    RootOrder,
+    OrderResponse,
+    VersionInfo,
+    DesktopVersionInfo,
+    ConfigInfo,
+    KioskConfigInfo,
+    StopResult,
+    CancelResult,
+    CheckResult,
+    TlcResult,
+    ResetResult,
+]
+
+_ERRORS = {
+    400: "Invalid request: details name the field, the rule and the problem",
+    401: "Missing or wrong HTTP Basic credentials",
+    403: "Origin not in cors_origins, or terminal not allowed",
+    409: "TERMINAL_BUSY (a payment is in flight) or IN_PROGRESS (same order_id)",
+    413: "Body larger than 64 KiB",
+    415: "Body is not application/json",
+    500: "Connector bug",
+    501: "NOT_SUPPORTED: Concert V2/V3 have no such message",
+    502: "The terminal or tp-manager failed",
+    503: "tp-manager or the terminal link is unavailable",
+    504: "tp-manager did not answer in time",
+}
+PAYMENT_ERRORS = (400, 401, 403, 409, 413, 415, 500)
+MAINTENANCE_ERRORS = (401, 403, 500)
+TERMINAL_ERRORS = (501, 502, 503, 504)
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": SCHEMA_REF.format(model=name)}
+
+
+@functools.cache
+def component_schemas() -> dict[str, Any]:
+    _, top = models_json_schema(
+        [(model, "validation") for model in _MODELS], ref_template=SCHEMA_REF
+    )
+    schemas: dict[str, Any] = top.get("$defs", {})
+    return schemas
+
+
+def _errors(statuses: tuple[int, ...]) -> dict[str, Any]:
+    return {
+        str(status): {
+            "description": _ERRORS[status],
+            "content": {JSON: {"schema": ref("ErrorResponse")}},
+        }
+        for status in statuses
+    }
+
+
+def _one_of_array(schema: dict[str, Any], flavour: Flavour) -> dict[str, Any]:
+    if flavour == "desktop":
+        return schema
+    return {"type": "array", "items": schema, "minItems": 1, "maxItems": 1}
+
+
+def _maintenance(
+    summary: str, schema: str, flavour: Flavour, terminal: bool = False
+) -> dict[str, Any]:
+    statuses = MAINTENANCE_ERRORS + (TERMINAL_ERRORS if terminal else ())
+    return {
+        "get": {
+            "summary": summary,
+            "operationId": summary.split(":")[0].strip().lower().replace(" ", "_"),
+            "responses": {
+                "200": {
+                    "description": "OK",
+                    "content": {JSON: {"schema": _one_of_array(ref(schema), flavour)}},
+                },
+                **_errors(statuses),
+            },
+        }
+    }
+
+
+def _payment_op(flavour: Flavour, operation_id: str) -> dict[str, Any]:
+    if flavour == "desktop":
+        request, example = "DesktopPaymentRequest", desktop_example_request()
+        summary = "Pay on the terminal (desktop connector request)"
+    else:
+        request, example = "KioskPaymentRequest", kiosk_seed_request()
+        summary = "Pay on the terminal (kiosk connector request)"
+    response = "DesktopPaymentResponse" if flavour == "desktop" else "KioskPaymentResponse"
+    return {
+        "summary": summary,
+        "operationId": operation_id,
+        "requestBody": {
+            "required": True,
+            "content": {JSON: {"schema": ref(request), "examples": {"seed": {"value": example}}}},
+        },
+        "responses": {
+            "200": {
+                "description": "The terminal's verdict (SUCCESS or FAILURE with errorCode)",
+                "content": {JSON: {"schema": _one_of_array(ref(response), flavour)}},
+            },
+            **_errors(PAYMENT_ERRORS),
+        },
+    }
+
+
+def build_openapi(flavour: Flavour) -> dict[str, Any]:
+    """The whole document for one flavour; POS API and maintenance routes are in both."""
+    paths: dict[str, Any] = {
+        "/": {"post": _payment_op(flavour, "payment")},
+        "/payment": {"post": _payment_op(flavour, "paymentAlias")},
+        "/v1/connector/order": {
+            "post": {
+                "summary": "Wake the terminal to pay an order (POS API RootOrder)",
+                "operationId": "postOrder",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        JSON: {
+                            "schema": ref("RootOrder"),
+                            "examples": {"order": {"value": pos_example_request()}},
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "OK - the terminal's verdict",
+                        "content": {JSON: {"schema": ref("OrderResponse")}},
+                    },
+                    **_errors(PAYMENT_ERRORS),
+                },
+            }
+        },
+        "/v1/connector/healthcheck": {
+            "get": {
+                "summary": "Health check (no authentication; reveals only health)",
+                "operationId": "healthcheck",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Health check OK",
+                        "content": {
+                            JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"status": {"const": "OK"}},
+                                    "required": ["status"],
+                                    "additionalProperties": False,
+                                }
+                            }
+                        },
+                    }
+                },
+            }
+        },
+        "/version": _maintenance(
+            "Version: {version}-{type}-{os}",
+            "DesktopVersionInfo" if flavour == "desktop" else "VersionInfo",
+            flavour,
+        ),
+        "/config": _maintenance(
+            "Config: the terminal's serial number",
+            "ConfigInfo" if flavour == "desktop" else "KioskConfigInfo",
+            flavour,
+        ),
+        "/stop": _maintenance("Stop: stop tp-manager through supervisord", "StopResult", flavour),
+        "/cancel": _maintenance(
+            "Cancel: abort the transaction in flight", "CancelResult", flavour, terminal=True
+        ),
+        "/reset": _maintenance(
+            "Reset: reboot the terminal (NOT_SUPPORTED on Concert V2/V3)",
+            "ResetResult",
+            flavour,
+            terminal=True,
+        ),
+        "/tlc": _maintenance(
+            "Tlc: telecollection (NOT_SUPPORTED on Concert V2/V3)",
+            "TlcResult",
+            flavour,
+            terminal=True,
+        ),
+        "/check": _maintenance(
+            "Check: terminal link and status", "CheckResult", flavour, terminal=True
+        ),
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "parameters": [
+                    {
+                        "name": "flavour",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"enum": ["desktop", "kiosk"]},
+                        "description": "Document the other flavour (default: the configured one)",
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3.1 document",
+                        "content": {JSON: {"schema": {"type": "object"}}},
+                    },
+                    **_errors((400, 401, 403)),
+                },
+            }
+        },
+    }
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": f"ECR connector local API ({flavour} flavour)",
+            "version": __version__,
+            "description": "Payments on a Concert V2/V3 terminal for a cash register or kiosk. "
+            "Error codes: docs/error-codes.md.",
+        },
+        "servers": [{"url": "http://127.0.0.1:8080"}],
+        "security": [{"BasicAuth": []}],
+        "paths": paths,
+        "components": {
+            "schemas": component_schemas(),
+            "securitySchemes": {"BasicAuth": {"type": "http", "scheme": "basic"}},
+        },
+    }

@@ -1,0 +1,294 @@
+"""The outbox: HiPay notifications that must survive anything.
+
+A notification row is written by the journal in the *same* SQLite transaction
+that records a payment's outcome (see :meth:`Journal.finish`), so an outcome can
+never exist without its notification, whatever crashes afterwards.  The
+notifier then works the rows until HiPay acknowledges them.
+
+The table lives in the journal's database file; its DDL is here, beside the code
+that reads it, and the journal's migrations apply it.  This module never opens
+the database itself: it is handed a :class:`Store` (the journal's connection
+and lock), which keeps a single writer per process.
+
+Claiming is in-process: one notifier per data directory (the notifier holds a
+file lock), so :meth:`Outbox.due` only has to leave out the rows that worker
+already has in flight.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+from collections.abc import Callable, Collection, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+# Applied by the journal's migration 1 (statements run one by one, not as a script,
+# so they stay inside the migration's transaction).
+OUTBOX_SCHEMA_V1: tuple[str, ...] = (
+    """
+    CREATE TABLE outbox (
+        id                INTEGER PRIMARY KEY AUTOINCREMENT,
+        order_id          TEXT    NOT NULL REFERENCES transactions(order_id),
+        idempotency_key   TEXT    NOT NULL UNIQUE,
+        payload_json      TEXT    NOT NULL,
+        state             TEXT    NOT NULL DEFAULT 'pending'
+                                  CHECK (state IN ('pending', 'delivered', 'dead')),
+        attempts          INTEGER NOT NULL DEFAULT 0,
+        attempts_received INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at   REAL    NOT NULL,
+        last_error        TEXT,
+        last_status       INTEGER,
+        created_at        REAL    NOT NULL,
+        updated_at        REAL    NOT NULL,
+        delivered_at      REAL
+    )
+    """,
+    "CREATE INDEX outbox_due ON outbox (state, next_attempt_at)",
+    "CREATE INDEX outbox_order ON outbox (order_id)",
+)
+
+LAST_ERROR_MAX_CHARS = 500  # what we keep of an error text or of HiPay's answer
+
+
+class NotificationState(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+class Store(Protocol):
+    """What the outbox needs from the journal's database handle."""
+
+    def read(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    id: int
+    order_id: str
+    idempotency_key: str
+    payload_json: str
+    state: NotificationState
+    attempts: int  # HTTP attempts made, whatever their outcome
+    attempts_received: int  # acknowledged (2xx) + uncertain ones HiPay may have processed
+    next_attempt_at: float  # epoch seconds
+    last_error: str | None
+    last_status: int | None
+    created_at: float
+    updated_at: float
+    delivered_at: float | None
+
+    @property
+    def sent(self) -> bool:
+        """``notificationHipaySent``: HiPay answered 2xx to one of the attempts."""
+        return self.state is NotificationState.DELIVERED
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.payload_json)
+        return result
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "order_id": self.order_id,
+            "idempotency_key": self.idempotency_key,
+            "state": str(self.state),
+            "attempts": self.attempts,
+            "attempts_received": self.attempts_received,
+            "next_attempt_at": self.next_attempt_at,
+            "last_error": self.last_error,
+            "last_status": self.last_status,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "delivered_at": self.delivered_at,
+        }
+
+
+_COLUMNS = (
+    "id, order_id, idempotency_key, payload_json, state, attempts, attempts_received, "
+    "next_attempt_at, last_error, last_status, created_at, updated_at, delivered_at"
+)
+
+
+def _row(row: tuple[Any, ...]) -> Notification:
+    return Notification(
+        id=row[0],
+        order_id=row[1],
+        idempotency_key=row[2],
+        payload_json=row[3],
+        state=NotificationState(row[4]),
+        attempts=row[5],
+        attempts_received=row[6],
+        next_attempt_at=row[7],
+        last_error=row[8],
+        last_status=row[9],
+        created_at=row[10],
+        updated_at=row[11],
+        delivered_at=row[12],
+    )
+
+
+def _truncate(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return text if len(text) <= LAST_ERROR_MAX_CHARS else text[: LAST_ERROR_MAX_CHARS - 1] + "…"
+
+
+def insert(
+    conn: sqlite3.Connection, *, order_id: str, idempotency_key: str, payload_json: str, now: float
+) -> int:
+    """Add a pending notification on a connection already inside a write transaction.
+
+    The journal calls this from within :meth:`Journal.finish` so the outcome and
+    its notification commit together.  An existing row with the same key is kept
+    (the insert is a no-op) so a repeated call cannot queue a duplicate.
+    """
+    cur = conn.execute(
+        "INSERT INTO outbox (order_id, idempotency_key, payload_json, state, next_attempt_at,"
+        " created_at, updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?)"
+        " ON CONFLICT (idempotency_key) DO NOTHING",
+        (order_id, idempotency_key, payload_json, now, now, now),
+    )
+    if cur.rowcount == 1 and cur.lastrowid is not None:
+        return int(cur.lastrowid)
+    row = conn.execute(
+        "SELECT id FROM outbox WHERE idempotency_key = ?", (idempotency_key,)
+    ).fetchone()
+    return int(row[0])
+
+
+class Outbox:
+    """Reads and state changes of the notification rows; every method is a short sync call."""
+
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._clock = clock
+
+    def get(self, notification_id: int) -> Notification | None:
+        with self._store.read() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE id = ?",  # noqa: S608 (constant columns)
+                (notification_id,),
+            ).fetchone()
+        return _row(row) if row else None
+
+    def get_by_order(self, order_id: str) -> Notification | None:
+        """The newest notification of an order (there is one per finished transaction)."""
+        with self._store.read() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE order_id = ?"  # noqa: S608
+                " ORDER BY id DESC LIMIT 1",
+                (order_id,),
+            ).fetchone()
+        return _row(row) if row else None
+
+    def due(
+        self, now: float | None = None, limit: int = 10, exclude: Collection[int] = ()
+    ) -> list[Notification]:
+        """Pending rows whose time has come, oldest schedule first, minus those in flight."""
+        now = self._clock() if now is None else now
+        excluded = sorted(set(exclude))
+        marks = ",".join("?" * len(excluded))
+        clause = f" AND id NOT IN ({marks})" if excluded else ""
+        with self._store.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending'"  # noqa: S608
+                f" AND next_attempt_at <= ?{clause} ORDER BY next_attempt_at, id LIMIT ?",
+                (now, *excluded, limit),
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def record_attempt(
+        self,
+        notification_id: int,
+        *,
+        state: NotificationState,
+        status: int | None,
+        error: str | None,
+        possibly_received: bool,
+        next_attempt_at: float | None = None,
+    ) -> Notification:
+        """Write down one HTTP attempt and where it leaves the row.
+
+        ``possibly_received`` is true for a 2xx and for an attempt whose request
+        went out without an answer (timeout, reset): both count towards
+        ``numberOfNotificationSent``.
+        """
+        now = self._clock()
+        with self._store.write() as conn:
+            conn.execute(
+                "UPDATE outbox SET state = ?, attempts = attempts + 1,"
+                " attempts_received = attempts_received + ?, last_status = ?, last_error = ?,"
+                " next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ?,"
+                " delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END"
+                " WHERE id = ?",
+                (
+                    str(state),
+                    1 if possibly_received else 0,
+                    status,
+                    _truncate(error),
+                    next_attempt_at,
+                    now,
+                    str(state),
+                    now,
+                    notification_id,
+                ),
+            )
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE id = ?",  # noqa: S608
+                (notification_id,),
+            ).fetchone()
+        if row is None:
+            raise KeyError(notification_id)
+        return _row(row)
+
+    def schedule(self, notification_id: int, next_attempt_at: float) -> None:
+        """Persist when a pending row is next due, so a restart keeps the backoff."""
+        with self._store.write() as conn:
+            conn.execute(
+                "UPDATE outbox SET next_attempt_at = ?, updated_at = ?"
+                " WHERE id = ? AND state = 'pending'",
+                (next_attempt_at, self._clock(), notification_id),
+            )
+
+    def list(self, state: NotificationState | None = None) -> list[Notification]:
+        with self._store.read() as conn:
+            if state is None:
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM outbox ORDER BY id"  # noqa: S608
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM outbox WHERE state = ? ORDER BY id",  # noqa: S608
+                    (str(state),),
+                ).fetchall()
+        return [_row(r) for r in rows]
+
+    def iter_undelivered(self) -> Iterator[Notification]:
+        for state in (NotificationState.PENDING, NotificationState.DEAD):
+            yield from self.list(state)
+
+    def retry_dead(self, notification_id: int) -> bool:
+        """Put a dead-lettered row back in the queue, due now; false if it is not dead."""
+        now = self._clock()
+        with self._store.write() as conn:
+            cur = conn.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ?, updated_at = ?"
+                " WHERE id = ? AND state = 'dead'",
+                (now, now, notification_id),
+            )
+        return cur.rowcount == 1
+
+    def counts(self) -> dict[str, int]:
+        """Rows per state, every state present (for metrics)."""
+        with self._store.read() as conn:
+            rows = conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+        counts = {str(s): 0 for s in NotificationState}
+        counts.update({state: n for state, n in rows})
+        return counts

@@ -1,0 +1,147 @@
+"""``ecr-connector outbox``: see which HiPay notifications are stuck, and requeue dead ones.
+
+``ecr-connector outbox [--config PATH | --data-dir DIR] [--json]`` lists pending and
+dead notifications; ``ecr-connector outbox retry ID`` (or ``retry --all``) puts
+dead-lettered ones back in the queue, due now.  A running agent picks them up at
+its next poll; the command needs no running agent and no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+
+from supervisor_agent.journal import JOURNAL_FILENAME, Journal
+from supervisor_agent.outbox import Notification, NotificationState
+
+ERROR_COLUMN_CHARS = 60
+
+
+def _add_location(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--config", default=default, help="connector config file")
+    parser.add_argument("--data-dir", default=default, help="data directory (instead of --config)")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    _add_location(parser, suppress=False)
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    actions = parser.add_subparsers(dest="outbox_action", metavar="ACTION")
+    actions.required = False
+    retry = actions.add_parser("retry", help="requeue a dead-lettered notification")
+    _add_location(retry, suppress=True)
+    target = retry.add_mutually_exclusive_group(required=True)
+    target.add_argument("id", nargs="?", type=int, help="notification id (see the listing)")
+    target.add_argument("--all", action="store_true", help="requeue every dead notification")
+    listing = actions.add_parser("list", help="list pending and dead notifications (default)")
+    _add_location(listing, suppress=True)
+    listing.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    if getattr(args, "data_dir", None):
+        return Path(args.data_dir)
+    if getattr(args, "config", None):
+        try:
+            config_module = importlib.import_module("common.config")
+        except ImportError:
+            config_module = None
+        load_config = getattr(config_module, "load_config", None)
+        if load_config is None:
+            raise SystemExit("outbox: this build cannot read --config yet; pass --data-dir")
+        try:
+            config = load_config(args.config)
+        except Exception as exc:  # ConfigError and friends: say what is wrong, no traceback
+            raise SystemExit(f"outbox: {args.config}: {exc}") from None
+        return Path(config.data_dir)
+    raise SystemExit("outbox: give --config PATH or --data-dir DIR")
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _line(note: Notification) -> str:
+    error = (note.last_error or "").replace("\n", " ")
+    if len(error) > ERROR_COLUMN_CHARS:
+        error = error[: ERROR_COLUMN_CHARS - 1] + "…"
+    return (
+        f"{note.id:>6}  {note.state:<9} {note.order_id:<24} {note.attempts:>8} "
+        f"{note.attempts_received:>8}  {_when(note.next_attempt_at):<20} "
+        f"{note.last_status if note.last_status is not None else '-':>6}  {error}"
+    )
+
+
+def _logs_to_stderr() -> None:
+    """Stdout is the listing (``--json`` feeds other tools); logs go to stderr.
+
+    Only when nothing configured structlog yet, so a product-wide setup wins.
+    """
+    if not structlog.is_configured():
+        structlog.configure(logger_factory=_stderr_logger)
+
+
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    """Looks ``sys.stderr`` up at each logger creation, not once (it may be swapped)."""
+    return structlog.PrintLogger(file=sys.stderr)
+
+
+def main(args: argparse.Namespace) -> int:
+    _logs_to_stderr()
+    data_dir = _data_dir(args)
+    path = data_dir / JOURNAL_FILENAME
+    if not path.exists():
+        print(f"outbox: no journal at {path}", file=sys.stderr)
+        return 2
+    journal = Journal(path)
+    try:
+        if getattr(args, "outbox_action", None) == "retry":
+            return _retry(journal, args)
+        return _list(journal, bool(getattr(args, "json", False)))
+    finally:
+        journal.close()
+
+
+def _list(journal: Journal, as_json: bool) -> int:
+    notes = list(journal.outbox.iter_undelivered())
+    if as_json:
+        for note in notes:
+            print(json.dumps(note.to_dict(), sort_keys=True))
+        return 0
+    if not notes:
+        print("no pending or dead notifications")
+        return 0
+    print(
+        f"{'id':>6}  {'state':<9} {'order_id':<24} {'attempts':>8} {'received':>8}  "
+        f"{'next attempt (UTC)':<20} {'status':>6}  last error"
+    )
+    for note in notes:
+        print(_line(note))
+    return 0
+
+
+def _retry(journal: Journal, args: argparse.Namespace) -> int:
+    if args.all:
+        ids = [n.id for n in journal.outbox.list(NotificationState.DEAD)]
+    else:
+        ids = [args.id]
+    failed = 0
+    for notification_id in ids:
+        if journal.outbox.retry_dead(notification_id):
+            print(f"notification {notification_id} requeued")
+        else:
+            note = journal.outbox.get(notification_id)
+            why = "does not exist" if note is None else f"is {note.state}, not dead"
+            print(f"notification {notification_id} {why}", file=sys.stderr)
+            failed += 1
+    if not ids:
+        print("no dead notifications")
+    return 1 if failed else 0

@@ -1,0 +1,348 @@
+"""Each validation rule: a 400 naming the field, the rule and the problem, and nothing
+sent to tp-manager."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from supervisor_agent.api.examples import pos_example_request
+from tests.api.conftest import RecordingTpManager, serve_api
+
+DESKTOP_CASES: list[tuple[str, dict[str, Any], str, str]] = [
+    # (name, body, path, rule)
+    ("amount missing", {}, "amount", "missing"),
+    ("amount null", {"amount": None}, "amount", "amount_type"),
+    ("amount boolean", {"amount": True}, "amount", "amount_type"),
+    ("amount object", {"amount": {"v": 1}}, "amount", "amount_type"),
+    ("amount text", {"amount": "ten"}, "amount", "format"),
+    ("amount two separators", {"amount": "1.000,50"}, "amount", "format"),
+    ("amount too precise", {"amount": "9.999"}, "amount", "precision"),
+    ("amount float too precise", {"amount": Decimal("9.999")}, "amount", "precision"),
+    ("amount JPY decimals", {"amount": "10.5", "currency": "JPY"}, "amount", "precision"),
+    ("amount zero", {"amount": 0}, "amount", "exclusive_minimum"),
+    ("amount negative", {"amount": Decimal("-1.00")}, "amount", "minimum"),
+    ("amount over Concert V2", {"amount": "1000000.00"}, "amount", "maximum"),
+    ("currency placeholder", {"amount": 1, "currency": "string"}, "currency", "iso4217"),
+    ("currency lowercase", {"amount": 1, "currency": "eur"}, "currency", "iso4217"),
+    ("currency unknown", {"amount": 1, "currency": "ZZZ"}, "currency", "iso4217"),
+    ("currency metal", {"amount": 1, "currency": "XAU"}, "currency", "iso4217"),
+    ("currency number", {"amount": 1, "currency": 978}, "currency", "iso4217"),
+    ("type unknown", {"amount": 1, "transaction_type": "Refund"}, "transaction_type", "enum"),
+    ("type lowercase", {"amount": 1, "transaction_type": "debit"}, "transaction_type", "enum"),
+    (
+        "both spellings differ",
+        {"amount": 1, "transaction_type": "Debit", "transation_type": "Credit"},
+        "(body)",
+        "conflicting_fields",
+    ),
+    (
+        "force as text",
+        {"amount": 1, "force_authorization": "true"},
+        "force_authorization",
+        "bool_type",
+    ),
+    (
+        "force as number",
+        {"amount": 1, "force_authorization": 1},
+        "force_authorization",
+        "bool_type",
+    ),
+    ("order id space", {"amount": 1, "order_id": "a b"}, "order_id", "order_id"),
+    ("order id long", {"amount": 1, "order_id": "x" * 65}, "order_id", "order_id"),
+    ("order id number", {"amount": 1, "order_id": 12345}, "order_id", "order_id"),
+    (
+        "custom data object",
+        {"amount": 1, "custom_data": {"a": {"b": 1}}},
+        "custom_data.a",
+        "scalar_value",
+    ),
+    (
+        "custom data array",
+        {"amount": 1, "custom_data": {"a": [1]}},
+        "custom_data.a",
+        "scalar_value",
+    ),
+    (
+        "custom data null",
+        {"amount": 1, "custom_data": {"a": None}},
+        "custom_data.a",
+        "scalar_value",
+    ),
+    ("custom data not object", {"amount": 1, "custom_data": [1]}, "custom_data", "dict_type"),
+    (
+        "customer email number",
+        {"amount": 1, "customer": {"email": 5}},
+        "customer.email",
+        "string_type",
+    ),
+    ("customer not object", {"amount": 1, "customer": "John"}, "customer", "model_type"),
+    ("unknown field", {"amount": 1, "orderId": "camel"}, "orderId", "extra_forbidden"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "path", "rule"), DESKTOP_CASES, ids=[c[0] for c in DESKTOP_CASES]
+)
+async def test_desktop_rule(
+    tpm: RecordingTpManager, name: str, body: dict, path: str, rule: str
+) -> None:
+    async with serve_api(tpm) as api:
+        status, answer, _ = await api.post("/", body)
+    assert status == 400, answer
+    err = answer["error"]
+    assert err["code"] == "INVALID_REQUEST"
+    assert err["details"]["path"] == path
+    assert err["details"]["rule"] == rule
+    assert err["message"].startswith(path)
+    if name != "amount missing":
+        assert "value" in err["details"]
+    assert tpm.received == []
+
+
+KIOSK_CASES: list[tuple[str, dict[str, Any], str, str]] = [
+    ("amount missing", {"orderId": "A"}, "amount", "missing"),
+    ("amount comma precision", {"amount": "1,001"}, "amount", "precision"),
+    ("desktop key in kiosk", {"amount": 1, "order_id": "A"}, "order_id", "extra_forbidden"),
+    ("custom data object", {"amount": 1, "customData": {"k": {}}}, "customData.k", "scalar_value"),
+    ("currency", {"amount": 1, "currency": "EURO"}, "currency", "iso4217"),
+    ("order id", {"amount": 1, "orderId": ""}, "orderId", "order_id"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "path", "rule"), KIOSK_CASES, ids=[c[0] for c in KIOSK_CASES]
+)
+async def test_kiosk_rule(
+    tpm: RecordingTpManager, name: str, body: dict, path: str, rule: str
+) -> None:
+    async with serve_api(tpm, api_flavour="kiosk") as api:
+        status, answer, _ = await api.post("/payment", body)
+    assert status == 400, answer
+    assert answer["error"]["details"]["path"] == path
+    assert answer["error"]["details"]["rule"] == rule
+    assert tpm.received == []
+
+
+def pos(**changes: Any) -> dict[str, Any]:
+    body = pos_example_request()
+    for dotted, value in changes.items():
+        node = body
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is KeyError:
+            node.pop(leaf)
+        else:
+            node[leaf] = value
+    return body
+
+
+POS_CASES: list[tuple[str, dict[str, Any], int, str, str, str]] = [
+    # (name, body, status, code, path, rule)
+    ("no order", pos(order=KeyError), 400, "INVALID_REQUEST", "order", "missing"),
+    (
+        "no technical info",
+        pos(pos_technical_info=KeyError),
+        400,
+        "INVALID_REQUEST",
+        "pos_technical_info",
+        "missing",
+    ),
+    (
+        "no display",
+        pos(pos_technical_info__terminal_transaction_display=KeyError),
+        400,
+        "INVALID_REQUEST",
+        "pos_technical_info.terminal_transaction_display",
+        "missing",
+    ),
+    (
+        "amount major units",
+        pos(order__price__amount=Decimal("8.99")),
+        400,
+        "INVALID_REQUEST",
+        "order.price.amount",
+        "minor_units",
+    ),
+    (
+        "amount text",
+        pos(order__price__amount="899"),
+        400,
+        "INVALID_REQUEST",
+        "order.price.amount",
+        "minor_units",
+    ),
+    (
+        "amount negative",
+        pos(order__price__amount=-1),
+        400,
+        "INVALID_REQUEST",
+        "order.price.amount",
+        "minimum",
+    ),
+    (
+        "amount zero",
+        pos(order__price__amount=0),
+        400,
+        "INVALID_REQUEST",
+        "order.price.amount",
+        "exclusive_minimum",
+    ),
+    (
+        "currency",
+        pos(order__price__currency="XXX1"),
+        400,
+        "INVALID_REQUEST",
+        "order.price.currency",
+        "iso4217",
+    ),
+    (
+        "type",
+        pos(order__transaction_type="Refund"),
+        400,
+        "INVALID_REQUEST",
+        "order.transaction_type",
+        "enum",
+    ),
+    (
+        "birthdate",
+        pos(customer__birthdate="12/06/1988"),
+        400,
+        "INVALID_REQUEST",
+        "customer.birthdate",
+        "string_pattern_mismatch",
+    ),
+    (
+        "gender",
+        pos(customer__gender="X"),
+        400,
+        "INVALID_REQUEST",
+        "customer.gender",
+        "literal_error",
+    ),
+    (
+        "delivery",
+        pos(shipping__delivery_method="DRONE"),
+        400,
+        "INVALID_REQUEST",
+        "shipping.delivery_method",
+        "literal_error",
+    ),
+    (
+        "country",
+        pos(customer__customer_location__country="France"),
+        400,
+        "INVALID_REQUEST",
+        "customer.customer_location.country",
+        "string_pattern_mismatch",
+    ),
+    (
+        "custom data",
+        pos(order__custom_data={"a": [1]}),
+        400,
+        "INVALID_REQUEST",
+        "order.custom_data.a",
+        "scalar_value",
+    ),
+    ("unknown", pos(order__amount=1), 400, "INVALID_REQUEST", "order.amount", "extra_forbidden"),
+    (
+        "AppNepting",
+        pos(pos_technical_info__protocol="AppNepting"),
+        400,
+        "UNSUPPORTED_FIELD",
+        "pos_technical_info.protocol",
+        "unsupported",
+    ),
+    (
+        "push to SDK",
+        pos(pos_technical_info__push_to="SDK"),
+        400,
+        "UNSUPPORTED_FIELD",
+        "pos_technical_info.push_to",
+        "unsupported",
+    ),
+    (
+        "no terminal",
+        pos(order__initialize_payment_terminal=False),
+        400,
+        "UNSUPPORTED_FIELD",
+        "order.initialize_payment_terminal",
+        "unsupported",
+    ),
+    (
+        "notify url",
+        pos(pos_technical_info__notify_url="https://example.com/n"),
+        400,
+        "UNSUPPORTED_FIELD",
+        "pos_technical_info.notify_url",
+        "unsupported",
+    ),
+    (
+        "other device",
+        pos(
+            pos_technical_info__device_information={"serial_number": "OTHER", "manufacturer": "PAX"}
+        ),
+        400,
+        "INVALID_REQUEST",
+        "pos_technical_info.device_information.serial_number",
+        "device_mismatch",
+    ),
+    (
+        "terminal not allowed",
+        pos(pos_technical_info__host_information={"host": "10.0.0.9"}),
+        403,
+        "TERMINAL_NOT_ALLOWED",
+        "pos_technical_info.host_information",
+        "allowed_terminals",
+    ),
+    (
+        "bad port",
+        pos(pos_technical_info__host_information={"host": "10.0.0.9", "port": 70000}),
+        400,
+        "INVALID_REQUEST",
+        "pos_technical_info.host_information.port",
+        "less_than_equal",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "status", "code", "path", "rule"), POS_CASES, ids=[c[0] for c in POS_CASES]
+)
+async def test_pos_rule(
+    tpm: RecordingTpManager,
+    name: str,
+    body: dict,
+    status: int,
+    code: str,
+    path: str,
+    rule: str,
+) -> None:
+    async with serve_api(tpm) as api:
+        got, answer, _ = await api.post("/v1/connector/order", body)
+    assert got == status, answer
+    assert answer["error"]["code"] == code
+    assert answer["error"]["details"]["path"] == path
+    assert answer["error"]["details"]["rule"] == rule
+    assert tpm.received == []
+
+
+async def test_all_problems_are_listed(tpm: RecordingTpManager) -> None:
+    async with serve_api(tpm) as api:
+        status, answer, _ = await api.post(
+            "/", {"amount": True, "currency": "x", "custom_data": {"k": []}}
+        )
+    assert status == 400
+    paths = [e["path"] for e in answer["error"]["details"]["errors"]]
+    assert paths == ["amount", "currency", "custom_data.k"]
+    assert tpm.received == []
+
+
+async def test_legacy_currency_of_the_pos_enum_is_accepted(tpm: RecordingTpManager) -> None:
+    async with serve_api(tpm) as api:
+        status, body, _ = await api.post("/v1/connector/order", pos(order__price__currency="FRF"))
+    assert status == 200, body
+    assert tpm.received[0].properties["currency_numeric"] == "250"

@@ -1,0 +1,68 @@
+"""The control-channel shapes: {id, command, properties} -> {id, ok, result|error}."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common.messages import Event, MessageError, Reply, Request
+
+
+def test_request_round_trip() -> None:
+    req = Request("pay", {"amount": 999, "currency_numeric": "978"})
+    again = Request.decode(req.encode())
+    assert again == req
+    assert json.loads(req.encode()) == {
+        "id": req.id,
+        "command": "pay",
+        "properties": {"amount": 999, "currency_numeric": "978"},
+    }
+
+
+def test_reply_shapes() -> None:
+    ok = Reply.success("a1", {"cancelled": True})
+    assert json.loads(ok.encode()) == {"id": "a1", "ok": True, "result": {"cancelled": True}}
+    bad = Reply.failure("a2", "TERMINAL_BUSY", "a transaction is in flight")
+    assert json.loads(bad.encode()) == {
+        "id": "a2",
+        "ok": False,
+        "error": {"code": "TERMINAL_BUSY", "message": "a transaction is in flight"},
+    }
+    assert Reply.decode(bad.encode()) == bad
+    assert Reply.decode(ok.encode()) == ok
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\xff\xfe",
+        b"[]",
+        b'{"command": "pay"}',
+        b'{"id": "", "command": "pay"}',
+        b'{"id": "x", "command": 3}',
+        b'{"id": "x", "command": "pay", "properties": []}',
+    ],
+)
+def test_bad_requests_are_typed_errors(raw: bytes) -> None:
+    with pytest.raises(MessageError):
+        Request.decode(raw)
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_decode_or_raise_message_error(raw: bytes) -> None:
+    for decode in (Request.decode, Reply.decode):
+        try:
+            decode(raw)
+        except MessageError:
+            pass
+
+
+def test_event_frames_round_trip() -> None:
+    event = Event("transaction.finished", {"order_id": "O-1", "status": "accepted"})
+    frames = event.frames()
+    assert frames[0] == b"transaction.finished"
+    assert Event.from_frames(frames) == event

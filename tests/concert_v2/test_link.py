@@ -1,0 +1,386 @@
+"""Concert V2 link machines, driven byte by byte and timeout by timeout."""
+
+from __future__ import annotations
+
+import pytest
+
+from tp_manager.concert_v2.codec import encode_frame
+from tp_manager.concert_v2.constants import ControlCode, Timer
+from tp_manager.concert_v2.link import (
+    BadFrame,
+    BadFrameReason,
+    Completed,
+    ControlByte,
+    Effect,
+    Exchange,
+    ExchangePhase,
+    Failed,
+    Frame,
+    FrameReceiver,
+    LinkTimeouts,
+    Listener,
+    Milestone,
+    Note,
+    Probe,
+    Probed,
+    Send,
+    StartTimer,
+    StopTimer,
+)
+from tp_manager.terminal.errors import (
+    BadChecksum,
+    Cancelled,
+    LinkLost,
+    MalformedMessage,
+    ProtocolError,
+    RequestRejected,
+    TerminalNotResponding,
+    TransactionTimeout,
+)
+
+STX, ETX, EOT, ENQ, ACK, NAK = b"\x02", b"\x03", b"\x04", b"\x05", b"\x06", b"\x15"
+REQUEST = encode_frame("01000009991101978          A010B010")
+ANSWER_TEXT = "010000009991978          "
+ANSWER = encode_frame(ANSWER_TEXT)  # frame layout itself is pinned in test_codec.py
+T = LinkTimeouts(control_byte=3.0, end_of_frame=3.0, transaction=120.0)
+
+
+def sent(effects: list[Effect]) -> bytes:
+    return b"".join(e.data for e in effects if isinstance(e, Send))
+
+
+def timers(effects: list[Effect]) -> list[tuple[Timer, float]]:
+    return [(e.timer, e.seconds) for e in effects if isinstance(e, StartTimer)]
+
+
+def outcome(effects: list[Effect]) -> Completed | Failed | Probed | None:
+    ends = [e for e in effects if isinstance(e, Completed | Failed | Probed)]
+    assert len(ends) <= 1
+    return ends[0] if ends else None
+
+
+# --- FrameReceiver ---------------------------------------------------------------
+
+
+def test_receiver_control_bytes() -> None:
+    rx = FrameReceiver()
+    assert rx.feed(ENQ + ACK + NAK + EOT) == [
+        ControlByte(ControlCode.ENQ),
+        ControlByte(ControlCode.ACK),
+        ControlByte(ControlCode.NAK),
+        ControlByte(ControlCode.EOT),
+    ]
+
+
+def test_receiver_frame_in_any_chunking() -> None:
+    whole = FrameReceiver().feed(ANSWER)
+    assert whole == [Frame(ANSWER_TEXT)]
+    rx = FrameReceiver()
+    events = []
+    for i in range(len(ANSWER)):
+        events += rx.feed(ANSWER[i : i + 1])
+        assert rx.in_frame == (i < len(ANSWER) - 1)
+    assert events == whole
+
+
+def test_receiver_bad_lrc() -> None:
+    bad = ANSWER[:-1] + bytes([ANSWER[-1] ^ 0x40])
+    assert FrameReceiver().feed(bad) == [BadFrame(BadFrameReason.BAD_LRC, len(ANSWER))]
+
+
+def test_receiver_lrc_may_equal_a_control_byte() -> None:
+    # "\x01"-free message whose LRC is 0x02 (STX): the byte after ETX is always the LRC.
+    msg = b"A" + bytes([0x41 ^ 0x03 ^ 0x02])  # xor(msg + ETX) == 0x02
+    frame = STX + msg + ETX + bytes([0x02])
+    assert FrameReceiver().feed(frame + ACK) == [Frame(msg.decode()), ControlByte(ControlCode.ACK)]
+
+
+def test_receiver_garbage_between_frames() -> None:
+    events = FrameReceiver().feed(b"\xff\x00zz" + ANSWER + b"noise" + ENQ)
+    assert events == [
+        BadFrame(BadFrameReason.GARBAGE, 4),
+        Frame(ANSWER_TEXT),
+        BadFrame(BadFrameReason.GARBAGE, 5),
+        ControlByte(ControlCode.ENQ),
+    ]
+
+
+def test_receiver_truncated_by_new_stx_or_control_byte() -> None:
+    rx = FrameReceiver()
+    assert rx.feed(STX + b"0100" + ANSWER) == [
+        BadFrame(BadFrameReason.TRUNCATED, 5),
+        Frame(ANSWER_TEXT),
+    ]
+    assert rx.feed(STX + b"01" + EOT) == [
+        BadFrame(BadFrameReason.TRUNCATED, 3),
+        ControlByte(ControlCode.EOT),
+    ]
+
+
+def test_receiver_truncated_by_deadline() -> None:
+    rx = FrameReceiver()
+    assert rx.feed(ANSWER[:10]) == []
+    assert rx.in_frame
+    assert rx.reset() == [BadFrame(BadFrameReason.TRUNCATED, 10)]
+    assert not rx.in_frame
+    assert rx.feed(ANSWER) == [Frame(ANSWER_TEXT)]
+
+
+def test_receiver_non_ascii_inside_frame() -> None:
+    body = b"01\xe9" + ETX
+    frame = STX + body + bytes([body[0] ^ body[1] ^ body[2] ^ body[3]])
+    assert FrameReceiver().feed(frame) == [BadFrame(BadFrameReason.NON_ASCII, len(frame))]
+
+
+def test_receiver_too_long() -> None:
+    rx = FrameReceiver(max_message_length=8)
+    events = rx.feed(STX + b"x" * 20 + ENQ)
+    assert events == [
+        BadFrame(BadFrameReason.TOO_LONG, 9),
+        BadFrame(BadFrameReason.GARBAGE, 12),
+        ControlByte(ControlCode.ENQ),
+    ]
+
+
+def test_bad_frame_errors_are_typed() -> None:
+    assert isinstance(BadFrame(BadFrameReason.BAD_LRC, 3).error(), BadChecksum)
+    for reason in (BadFrameReason.TRUNCATED, BadFrameReason.NON_ASCII, BadFrameReason.TOO_LONG):
+        assert isinstance(BadFrame(reason, 3).error(), MalformedMessage)
+
+
+# --- Exchange: the happy path ----------------------------------------------------
+
+
+def run_to_request_acked(ex: Exchange) -> None:
+    assert sent(ex.start()) == ENQ
+    assert sent(ex.receive_data(ACK)) == REQUEST
+    out = ex.receive_data(ACK)
+    assert sent(out) == EOT
+    assert timers(out) == [(Timer.TRANSACTION, 120.0)]
+    assert ex.phase is ExchangePhase.RECEIVE
+
+
+def test_exchange_happy_path_bytes_and_milestones() -> None:
+    ex = Exchange(REQUEST, T)
+    start = ex.start()
+    assert sent(start) == ENQ and timers(start) == [(Timer.CONTROL_BYTE, 3.0)]
+    out = ex.receive_data(ACK)
+    assert sent(out) == REQUEST and Milestone("enq_acked") in out
+    out = ex.receive_data(ACK)
+    assert sent(out) == EOT and Milestone("request_acked") in out
+    out = ex.receive_data(ENQ)
+    assert sent(out) == ACK and timers(out) == [(Timer.END_OF_FRAME, 3.0)]
+    out = ex.receive_data(ANSWER)
+    assert sent(out) == ACK and timers(out) == [(Timer.CONTROL_BYTE, 3.0)]
+    assert outcome(out) is None
+    out = ex.receive_data(EOT)
+    assert outcome(out) == Completed(ANSWER_TEXT)
+    assert ex.finished and ex.phase is ExchangePhase.DONE
+    assert ex.receive_data(ENQ) == [] and ex.timeout(Timer.CONTROL_BYTE) == []
+
+
+def test_exchange_all_bytes_in_one_chunk() -> None:
+    ex = Exchange(REQUEST, T)
+    ex.start()
+    ex.receive_data(ACK)
+    out = ex.receive_data(ACK + ENQ + ANSWER + EOT)
+    assert sent(out) == EOT + ACK + ACK
+    assert outcome(out) == Completed(ANSWER_TEXT)
+
+
+def test_exchange_missing_final_eot_still_completes() -> None:
+    ex = Exchange(REQUEST, T)
+    run_to_request_acked(ex)
+    ex.receive_data(ENQ + ANSWER)
+    out = ex.timeout(Timer.CONTROL_BYTE)
+    assert Note("concert_v2.link.eot_missing") in out
+    assert outcome(out) == Completed(ANSWER_TEXT)
+
+
+# --- Exchange: faults --------------------------------------------------------------
+
+
+def test_no_ack_to_enq_retries_then_not_responding() -> None:
+    ex = Exchange(REQUEST, LinkTimeouts(enq_tries=3))
+    assert sent(ex.start()) == ENQ
+    assert sent(ex.timeout(Timer.CONTROL_BYTE)) == ENQ
+    assert sent(ex.timeout(Timer.CONTROL_BYTE)) == ENQ
+    out = ex.timeout(Timer.CONTROL_BYTE)
+    assert sent(out) == EOT
+    end = outcome(out)
+    assert isinstance(end, Failed) and isinstance(end.error, TerminalNotResponding)
+    assert end.error.money_may_have_moved is False
+
+
+def test_stale_timer_is_ignored() -> None:
+    ex = Exchange(REQUEST, T)
+    ex.start()
+    ex.receive_data(ACK)  # now waiting for the frame ACK, same timer name
+    ex.receive_data(ACK)  # transaction timer now
+    assert ex.timeout(Timer.CONTROL_BYTE) == []
+    assert ex.phase is ExchangePhase.RECEIVE
+
+
+def test_nak_resends_then_rejected() -> None:
+    ex = Exchange(REQUEST, LinkTimeouts(nak_resend_tries=3))
+    ex.start()
+    assert sent(ex.receive_data(ACK)) == REQUEST
+    for _ in range(3):
+        assert sent(ex.receive_data(NAK)) == REQUEST
+    out = ex.receive_data(NAK)
+    assert sent(out) == EOT
+    end = outcome(out)
+    assert isinstance(end, Failed) and isinstance(end.error, RequestRejected)
+
+
+def test_nak_then_ack_goes_on() -> None:
+    ex = Exchange(REQUEST, T)
+    ex.start()
+    ex.receive_data(ACK)
+    assert sent(ex.receive_data(NAK)) == REQUEST
+    assert sent(ex.receive_data(ACK)) == EOT
+    assert ex.phase is ExchangePhase.RECEIVE
+
+
+def test_no_answer_to_request_frame() -> None:
+    ex = Exchange(REQUEST, LinkTimeouts(nak_resend_tries=1))
+    ex.start()
+    ex.receive_data(ACK)
+    assert sent(ex.timeout(Timer.CONTROL_BYTE)) == REQUEST
+    end = outcome(ex.timeout(Timer.CONTROL_BYTE))
+    assert isinstance(end, Failed) and isinstance(end.error, TerminalNotResponding)
+
+
+def test_transaction_timeout() -> None:
+    ex = Exchange(REQUEST, T)
+    run_to_request_acked(ex)
+    assert ex.receive_data(b"zz") != []  # garbage is only noted
+    end = outcome(ex.timeout(Timer.TRANSACTION))
+    assert isinstance(end, Failed) and isinstance(end.error, TransactionTimeout)
+    assert end.error.money_may_have_moved
+
+
+def test_bad_lrc_is_naked_and_resend_accepted() -> None:
+    ex = Exchange(REQUEST, T)
+    run_to_request_acked(ex)
+    ex.receive_data(ENQ)
+    bad = ANSWER[:-1] + bytes([ANSWER[-1] ^ 1])
+    out = ex.receive_data(bad)
+    assert sent(out) == NAK
+    assert Note("concert_v2.link.nak_sent", {"reason": "bad_lrc", "tries": 1}) in out
+    assert sent(ex.receive_data(ANSWER)) == ACK
+    assert outcome(ex.receive_data(EOT)) == Completed(ANSWER_TEXT)
+
+
+def test_bad_lrc_every_time_fails_with_bad_checksum() -> None:
+    ex = Exchange(REQUEST, LinkTimeouts(receive_nak_tries=2))
+    run_to_request_acked(ex)
+    ex.receive_data(ENQ)
+    bad = ANSWER[:-1] + bytes([ANSWER[-1] ^ 1])
+    assert sent(ex.receive_data(bad)) == NAK
+    assert sent(ex.receive_data(bad)) == NAK
+    end = outcome(ex.receive_data(bad))
+    assert isinstance(end, Failed) and isinstance(end.error, BadChecksum)
+    assert end.error.money_may_have_moved
+
+
+def test_truncated_frame_by_deadline_is_naked() -> None:
+    ex = Exchange(REQUEST, LinkTimeouts(receive_nak_tries=1))
+    run_to_request_acked(ex)
+    ex.receive_data(ENQ + ANSWER[:12])
+    assert sent(ex.timeout(Timer.END_OF_FRAME)) == NAK
+    ex.receive_data(ANSWER[:5])
+    end = outcome(ex.timeout(Timer.END_OF_FRAME))
+    assert isinstance(end, Failed) and isinstance(end.error, MalformedMessage)
+
+
+def test_garbage_before_answer_is_tolerated() -> None:
+    ex = Exchange(REQUEST, T)
+    run_to_request_acked(ex)
+    out = ex.receive_data(b"\x00\xff#garbage#" + ENQ + b"\x7f\x7f" + ANSWER + EOT)
+    assert Note("concert_v2.link.discarded", {"reason": "garbage", "size": 11}) in out
+    assert outcome(out) == Completed(ANSWER_TEXT)
+
+
+def test_terminal_eot_without_frame() -> None:
+    ex = Exchange(REQUEST, T)
+    run_to_request_acked(ex)
+    ex.receive_data(ENQ)
+    end = outcome(ex.receive_data(EOT))
+    assert isinstance(end, Failed) and type(end.error) is ProtocolError
+
+
+def test_lost_ack_repeated_enq_and_frame() -> None:
+    ex = Exchange(REQUEST, T)
+    run_to_request_acked(ex)
+    assert sent(ex.receive_data(ENQ)) == ACK
+    assert sent(ex.receive_data(ENQ)) == ACK  # our first ACK was lost
+    assert sent(ex.receive_data(ANSWER)) == ACK
+    assert sent(ex.receive_data(ANSWER)) == ACK  # and again
+    assert outcome(ex.receive_data(EOT)) == Completed(ANSWER_TEXT)
+
+
+def test_cancel_while_waiting_for_answer() -> None:
+    ex = Exchange(REQUEST, T)
+    run_to_request_acked(ex)
+    out = ex.cancel()
+    assert sent(out) == b""  # nothing to say: Concert V2 has no cancel message
+    assert StopTimer() in out
+    end = outcome(out)
+    assert isinstance(end, Failed) and isinstance(end.error, Cancelled)
+    assert end.error.money_may_have_moved
+    assert ex.cancel() == []
+
+
+def test_cancel_before_request_sent_hands_line_back() -> None:
+    ex = Exchange(REQUEST, T)
+    ex.start()
+    out = ex.cancel()
+    assert sent(out) == EOT
+    end = outcome(out)
+    assert isinstance(end, Failed) and isinstance(end.error, Cancelled)
+    assert end.error.money_may_have_moved is False
+
+
+@pytest.mark.parametrize(("acks", "moved"), [(0, False), (1, True), (2, True)])
+def test_link_lost(acks: int, moved: bool) -> None:
+    ex = Exchange(REQUEST, T)
+    ex.start()
+    for _ in range(acks):
+        ex.receive_data(ACK)
+    end = outcome(ex.link_lost("EIO"))
+    assert isinstance(end, Failed) and isinstance(end.error, LinkLost)
+    assert end.error.money_may_have_moved is moved
+
+
+# --- Listener and Probe ------------------------------------------------------------
+
+
+def test_listener_reads_a_late_answer() -> None:
+    li = Listener(T)
+    assert not li.in_session
+    assert sent(li.receive_data(ENQ)) == ACK
+    assert li.in_session
+    assert sent(li.receive_data(ANSWER)) == ACK
+    assert outcome(li.receive_data(EOT)) == Completed(ANSWER_TEXT)
+
+
+def test_listener_waits_forever_for_enq() -> None:
+    li = Listener(T)
+    assert li.receive_data(b"xx" + ACK) != []
+    assert not li.finished
+
+
+def test_probe_answered() -> None:
+    p = Probe(0.5)
+    out = p.start()
+    assert sent(out) == ENQ and timers(out) == [(Timer.PROBE, 0.5)]
+    out = p.receive_data(ACK)
+    assert sent(out) == EOT and outcome(out) == Probed(True)
+
+
+def test_probe_silent() -> None:
+    p = Probe(0.5)
+    p.start()
+    out = p.timeout(Timer.PROBE)
+    assert sent(out) == EOT and outcome(out) == Probed(False)

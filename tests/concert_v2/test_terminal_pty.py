@@ -1,0 +1,654 @@
+"""ConcertV2Terminal against a real pseudo-terminal.
+
+The terminal side is a small byte script written here (not the project's codec),
+over the master end of ``os.openpty()``; the driver opens the slave through a
+symlink, the way udev names serial devices, so a test can "unplug" the device
+(close the master: the driver's reads fail with EIO) and "plug it back" (a new
+pty behind the same path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tp_manager.concert_v2.terminal import ConcertV2Terminal
+from tp_manager.concert_v2.transport import SerialSettings, map_open_error, open_port
+from tp_manager.terminal.errors import (
+    AmountOutOfRange,
+    BadChecksum,
+    Cancelled,
+    InvalidRequest,
+    LinkDown,
+    LinkLost,
+    MalformedMessage,
+    PortNotFound,
+    PortSettingsRejected,
+    RequestRejected,
+    TerminalBusy,
+    TerminalError,
+    TerminalNotResponding,
+    TransactionTimeout,
+)
+from tp_manager.terminal.model import (
+    FailureReason,
+    LinkState,
+    PaymentRequest,
+    PaymentResult,
+    PaymentStatus,
+    TransactionType,
+)
+
+STX, ETX, EOT, ENQ, ACK, NAK = b"\x02", b"\x03", b"\x04", b"\x05", b"\x06", b"\x15"
+WAIT = 3.0  # upper bound for any single expectation in these tests
+PAN = "4970101234567890"
+
+# Short protocol timers so faults show up in a fraction of a second.
+FAST = {
+    "control_byte_timeout": 0.25,
+    "end_of_frame_timeout": 0.25,
+    "transaction_timeout": 2.0,
+    "probe_timeout": 0.25,
+    "reconnect_initial_delay": 0.05,
+    "reconnect_max_delay": 0.2,
+}
+
+
+def frame(message: bytes, lrc_xor: int = 0) -> bytes:
+    body = message + ETX
+    return STX + body + bytes([functools.reduce(lambda a, b: a ^ b, body, 0) ^ lrc_xor])
+
+
+def answer(
+    status: str = "0",
+    amount: int = 999,
+    report: str | None = None,
+    private: str = "",
+    currency: str = "978",
+) -> bytes:
+    text = f"01{status}{amount:08d}1{report or ''}{currency}{private:<10}"
+    return text.encode("ascii")
+
+
+class FakeTerminal:
+    """The terminal end of a pty, scripted by each test."""
+
+    def __init__(self, link: Path) -> None:
+        self.link = link
+        self.buf = bytearray()
+        self.changed = asyncio.Event()
+        self.master = self.slave = -1
+        self.plug()
+
+    def plug(self) -> None:
+        master, slave = os.openpty()
+        os.set_blocking(master, False)
+        self.master, self.slave = master, slave
+        tmp = self.link.with_name(self.link.name + ".new")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.symlink(os.ttyname(slave), tmp)
+        os.replace(tmp, self.link)
+        asyncio.get_running_loop().add_reader(master, self._readable)
+
+    def unplug(self) -> None:
+        if self.master < 0:
+            return
+        asyncio.get_running_loop().remove_reader(self.master)
+        os.close(self.master)
+        os.close(self.slave)
+        self.master = self.slave = -1
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.master, 4096)
+        except OSError:
+            return
+        self.buf += data
+        self.changed.set()
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    async def _wait_for(self, ready: int | None, what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while ready is None or len(self.buf) < ready:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(
+                    f"terminal waited {timeout}s for {what}, has {bytes(self.buf)!r}"
+                )
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), left)
+            if ready is None:
+                return
+
+    async def expect(self, data: bytes, timeout: float = WAIT) -> None:
+        await self._wait_for(len(data), repr(data), timeout)
+        got = bytes(self.buf[: len(data)])
+        del self.buf[: len(data)]
+        assert got == data, f"expected {data!r}, got {got!r}"
+
+    async def read_frame(self, timeout: float = WAIT) -> bytes:
+        """One request frame: checks STX/ETX/LRC itself and returns the message."""
+        deadline = time.monotonic() + timeout
+        while True:
+            end = self.buf.find(ETX)
+            if end >= 0 and len(self.buf) > end + 1:
+                raw = bytes(self.buf[: end + 2])
+                del self.buf[: end + 2]
+                assert raw[:1] == STX, raw
+                assert raw == frame(raw[1:end]), "request frame has a wrong LRC"
+                return raw[1:end]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no request frame, have {bytes(self.buf)!r}")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), left)
+
+    async def quiet(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        assert self.buf == b"", f"terminal got unexpected bytes {bytes(self.buf)!r}"
+
+    async def take_request(self) -> bytes:
+        """ENQ -> ACK -> request -> ACK -> EOT, as a terminal that accepts it."""
+        await self.expect(ENQ)
+        self.write(ACK)
+        message = await self.read_frame()
+        self.write(ACK)
+        await self.expect(EOT)
+        return message
+
+    async def send_answer(self, message: bytes, before: bytes = b"") -> None:
+        self.write(before + ENQ)
+        await self.expect(ACK)
+        self.write(frame(message))
+        await self.expect(ACK)
+        self.write(EOT)
+
+
+@pytest.fixture
+async def term(tmp_path: Path) -> AsyncIterator[FakeTerminal]:
+    fake = FakeTerminal(tmp_path / "ttyCONCERT")
+    try:
+        yield fake
+    finally:
+        fake.unplug()
+
+
+@pytest.fixture
+async def states() -> list[tuple[LinkState, str]]:
+    return []
+
+
+@pytest.fixture
+async def driver(
+    term: FakeTerminal, states: list[tuple[LinkState, str]]
+) -> AsyncIterator[ConcertV2Terminal]:
+    drv = ConcertV2Terminal(
+        str(term.link), on_link_state=lambda s, d: states.append((s, d)), **FAST
+    )
+    try:
+        await drv.start()
+        assert drv.link_state is LinkState.UP
+        yield drv
+    finally:
+        await drv.close()
+
+
+def pay_req(amount: int = 999, **kw: object) -> PaymentRequest:
+    return PaymentRequest(amount=amount, currency_numeric="978", **kw)  # type: ignore[arg-type]
+
+
+async def wait_state(drv: ConcertV2Terminal, state: LinkState, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while drv.link_state is not state:
+        assert time.monotonic() < deadline, f"link stayed {drv.link_state}, wanted {state}"
+        await asyncio.sleep(0.02)
+
+
+# --- outcomes ------------------------------------------------------------------------
+
+
+async def test_accepted_full_answer(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
+    task = asyncio.create_task(driver.pay(pay_req(2500, private="ORD42")))
+    request = await term.take_request()
+    assert request == b"0100002500110978ORD42     A010B010"
+    report = f"{PAN} 2512 TID0042 AUTH123456".ljust(55)
+    await term.send_answer(answer("0", 2500, report=report, private="ORD42"))
+    result = await asyncio.wait_for(task, WAIT)
+    assert result.status is PaymentStatus.ACCEPTED and result.accepted
+    assert (result.amount, result.currency_numeric, result.private) == (2500, "978", "ORD42")
+    assert result.masked_pan == "497010######7890"
+    assert PAN not in result.raw and PAN not in (result.report or "")
+    assert result.protocol == "concert-v2" and result.payment_mode == "1"
+    t = result.timings
+    assert t.total_ms > 0 and t.total_ms >= t.connect_ms + t.request_ms + t.wait_ms
+    await term.quiet(0.1)  # nothing after the session ended
+    assert not driver.busy
+
+
+@pytest.mark.parametrize(
+    ("status", "expected", "reason"),
+    [
+        ("7", PaymentStatus.REFUSED, FailureReason.REFUSED),
+        ("9", PaymentStatus.NOT_VERIFIED, FailureReason.OTHER),
+    ],
+)
+async def test_refused_and_not_verified_short_answer(
+    driver: ConcertV2Terminal,
+    term: FakeTerminal,
+    status: str,
+    expected: PaymentStatus,
+    reason: FailureReason,
+) -> None:
+    task = asyncio.create_task(
+        driver.pay(pay_req(1234, full_answer=False, transaction_type=TransactionType.CREDIT))
+    )
+    request = await term.take_request()
+    assert request[10:13] == b"011"  # short answer, card, credit
+    await term.send_answer(answer(status, 1234))
+    result = await asyncio.wait_for(task, WAIT)
+    assert result.status is expected and result.failure_reason is reason
+    assert result.report is None and result.masked_pan is None
+    assert result.transaction_type is TransactionType.CREDIT
+
+
+async def test_force_authorization_flag(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
+    task = asyncio.create_task(driver.pay(pay_req(5, force_authorization=True, pos_number=12)))
+    request = await term.take_request()
+    assert request.startswith(b"12") and request.endswith(b"A010B011")
+    await term.send_answer(answer("0", 5).replace(b"01", b"12", 1))
+    assert (await asyncio.wait_for(task, WAIT)).pos_number == 12
+
+
+# --- refused before any byte -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_kw", "error"),
+    [
+        ({"amount": 0}, AmountOutOfRange),
+        ({"amount": 100_000_000}, AmountOutOfRange),
+        ({"amount": 5, "pos_number": 100}, InvalidRequest),
+        ({"amount": 5, "private": "x" * 11}, InvalidRequest),
+    ],
+)
+async def test_invalid_request_sends_nothing(
+    driver: ConcertV2Terminal, term: FakeTerminal, request_kw: dict[str, object], error: type
+) -> None:
+    with pytest.raises(error):
+        await driver.pay(PaymentRequest(currency_numeric="978", **request_kw))  # type: ignore[arg-type]
+    await term.quiet(0.1)
+    assert not driver.busy
+
+
+# --- faults ----------------------------------------------------------------------------
+
+
+async def test_no_ack_to_enq(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
+    with pytest.raises(TerminalNotResponding) as info:
+        await asyncio.wait_for(driver.pay(pay_req()), WAIT)
+    assert info.value.code == "TERMINAL_NOT_RESPONDING"
+    # ENQ_TRIES tries, then the line is handed back (the last byte may still be in the pty)
+    await term.expect(ENQ * 3 + EOT)
+    await term.quiet(0.1)
+    assert not driver.busy
+
+
+async def test_nak_after_every_resend(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
+    task = asyncio.create_task(driver.pay(pay_req()))
+    await term.expect(ENQ)
+    term.write(ACK)
+    for _ in range(4):  # the frame, then 3 resends
+        await term.read_frame()
+        term.write(NAK)
+    await term.expect(EOT)
+    with pytest.raises(RequestRejected):
+        await asyncio.wait_for(task, WAIT)
+
+
+async def test_nak_once_then_accepted(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
+    task = asyncio.create_task(driver.pay(pay_req()))
+    await term.expect(ENQ)
+    term.write(ACK)
+    first = await term.read_frame()
+    term.write(NAK)
+    assert await term.read_frame() == first
+    term.write(ACK)
+    await term.expect(EOT)
+    await term.send_answer(answer())
+    assert (await asyncio.wait_for(task, WAIT)).accepted
+
+
+async def test_bad_lrc_once_is_naked_and_resent(
+    driver: ConcertV2Terminal, term: FakeTerminal
+) -> None:
+    task = asyncio.create_task(driver.pay(pay_req()))
+    await term.take_request()
+    term.write(ENQ)
+    await term.expect(ACK)
+    term.write(frame(answer(), lrc_xor=0x5A))
+    await term.expect(NAK)
+    term.write(frame(answer()))
+    await term.expect(ACK)
+    term.write(EOT)
+    assert (await asyncio.wait_for(task, WAIT)).accepted
+
+
+async def test_bad_lrc_every_time(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
+    task = asyncio.create_task(driver.pay(pay_req()))
+    await term.take_request()
+    term.write(ENQ)
+    await term.expect(ACK)
+    for _ in range(3):
+        term.write(frame(answer(), lrc_xor=1))
+        await term.expect(NAK)
+    term.write(frame(answer(), lrc_xor=1))
+    with pytest.raises(BadChecksum) as info:
+        await asyncio.wait_for(task, WAIT)
+    assert info.value.money_may_have_moved  # the terminal was answering
+
+
+async def test_truncated_answer_frame(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
+    task = asyncio.create_task(driver.pay(pay_req()))
+    await term.take_request()
+    term.write(ENQ)
+    await term.expect(ACK)
+    for _ in range(3):
+        term.write(frame(answer())[:10])  # then silence: end-of-frame deadline
+        await term.expect(NAK)
+    term.write(frame(answer())[:10])
+    with pytest.raises(MalformedMessage):
+        await asyncio.wait_for(task, WAIT)
+
+
+async def test_malformed_answer_with_good_lrc(
+    driver: ConcertV2Terminal, term: FakeTerminal
+) -> None:
+    task = asyncio.create_task(driver.pay(pay_req()))
+    await term.take_request()
+    await term.send_answer(b"01X0000099")  # LRC fine, layout wrong
+    with pytest.raises(MalformedMessage) as info:
+        await asyncio.wait_for(task, WAIT)
+    assert info.value.money_may_have_moved
+
+
+async def test_garbage_between_frames_is_tolerated(
+    driver: ConcertV2Terminal, term: FakeTerminal
+) -> None:
+    task = asyncio.create_task(driver.pay(pay_req()))
+    await term.take_request()
+    term.write(b"\x00\xff\x80noise\x7f")
+    await asyncio.sleep(0.05)
+    await term.send_answer(answer(), before=b"#more#")
+    assert (await asyncio.wait_for(task, WAIT)).accepted
+
+
+async def test_transaction_timeout(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
+    started = time.monotonic()
+    task = asyncio.create_task(driver.pay(pay_req()))
+    await term.take_request()
+    with pytest.raises(TransactionTimeout) as info:
+        await asyncio.wait_for(task, WAIT + 2)
+    assert time.monotonic() - started >= FAST["transaction_timeout"]
+    assert info.value.money_may_have_moved
+
+
+async def test_busy_while_paying(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
+    task = asyncio.create_task(driver.pay(pay_req()))
+    await term.expect(ENQ)
+    assert driver.busy
+    with pytest.raises(TerminalBusy):
+        await asyncio.wait_for(driver.pay(pay_req()), 0.1)
+    status = await driver.check()
+    assert status.busy and status.responding is None
+    term.write(ACK)
+    await term.read_frame()
+    term.write(ACK)
+    await term.expect(EOT)
+    await term.send_answer(answer())
+    assert (await asyncio.wait_for(task, WAIT)).accepted
+    await term.quiet(0.05)  # no second transaction was started
+
+
+async def test_cancel_then_late_answer_is_read(tmp_path: Path, term: FakeTerminal) -> None:
+    late: list[PaymentResult] = []
+    got_late = asyncio.Event()
+
+    def on_late(result: PaymentResult) -> None:
+        late.append(result)
+        got_late.set()
+
+    drv = ConcertV2Terminal(str(term.link), on_late_answer=on_late, **FAST)
+    await drv.start()
+    try:
+        assert await drv.cancel() is False  # nothing in flight
+        task = asyncio.create_task(drv.pay(pay_req(777, private="LATE1")))
+        await term.take_request()
+        assert await drv.cancel() is True
+        with pytest.raises(Cancelled) as info:
+            await asyncio.wait_for(task, WAIT)
+        assert info.value.money_may_have_moved
+        assert not drv.busy
+        await term.send_answer(answer("0", 777, private="LATE1"))
+        await asyncio.wait_for(got_late.wait(), WAIT)
+        assert late[0].amount == 777 and late[0].private == "LATE1" and late[0].accepted
+    finally:
+        await drv.close()
+
+
+async def test_link_lost_mid_exchange_then_recovers(
+    driver: ConcertV2Terminal, term: FakeTerminal, states: list[tuple[LinkState, str]]
+) -> None:
+    task = asyncio.create_task(driver.pay(pay_req()))
+    await term.take_request()
+    term.unplug()  # the other end of the pty goes away: EIO on the driver's reads
+    with pytest.raises(LinkLost) as info:
+        await asyncio.wait_for(task, WAIT)
+    assert info.value.money_may_have_moved
+    await wait_state(driver, LinkState.DOWN)
+    with pytest.raises(LinkDown):
+        await driver.pay(pay_req())
+    status = await driver.check()
+    assert status.link is LinkState.DOWN and status.responding is None
+    term.plug()  # the device is back, same path
+    await wait_state(driver, LinkState.UP)
+    task = asyncio.create_task(driver.pay(pay_req(4242)))
+    await term.take_request()
+    await term.send_answer(answer("0", 4242))
+    assert (await asyncio.wait_for(task, WAIT)).amount == 4242
+    seen = [s for s, _ in states]
+    assert seen[:2] == [LinkState.CONNECTING, LinkState.UP]
+    assert LinkState.DOWN in seen and seen[-1] is LinkState.UP
+
+
+async def test_check_probes_the_terminal(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
+    probe = asyncio.create_task(driver.check())
+    await term.expect(ENQ)
+    term.write(ACK)
+    await term.expect(EOT)
+    status = await asyncio.wait_for(probe, WAIT)
+    assert status.responding is True and status.link is LinkState.UP and not status.busy
+    # Silent terminal: ENQ unanswered, the probe gives up quickly and hands the line back.
+    started = time.monotonic()
+    status = await asyncio.wait_for(driver.check(), WAIT)
+    assert status.responding is False
+    assert time.monotonic() - started < 1.0
+    await term.expect(ENQ + EOT)
+    # A payment right after a probe works.
+    task = asyncio.create_task(driver.pay(pay_req()))
+    await term.take_request()
+    await term.send_answer(answer())
+    assert (await asyncio.wait_for(task, WAIT)).accepted
+
+
+# --- opening the port ------------------------------------------------------------------
+
+
+async def test_port_missing(tmp_path: Path) -> None:
+    states: list[tuple[LinkState, str]] = []
+    drv = ConcertV2Terminal(
+        str(tmp_path / "ttyNOPE"), on_link_state=lambda s, d: states.append((s, d)), **FAST
+    )
+    await drv.start()
+    try:
+        assert drv.link_state is LinkState.DOWN
+        assert states[-1][0] is LinkState.DOWN and "does not exist" in states[-1][1]
+        with pytest.raises(PortNotFound) as info:
+            await drv.pay(pay_req())
+        assert info.value.code == "PORT_NOT_FOUND"
+        status = await drv.check()
+        assert status.link is LinkState.DOWN and "ttyNOPE" in status.detail
+        # Once the device appears at that path, the backoff loop picks it up.
+        fake = FakeTerminal(tmp_path / "ttyNOPE")
+        try:
+            await wait_state(drv, LinkState.UP)
+            task = asyncio.create_task(drv.pay(pay_req()))
+            await fake.take_request()
+            await fake.send_answer(answer())
+            assert (await asyncio.wait_for(task, WAIT)).accepted
+        finally:
+            fake.unplug()
+    finally:
+        await drv.close()
+    assert drv.link_state is LinkState.DISCONNECTED
+
+
+def _open_as_nobody(path: str) -> str:
+    """Run the driver's real open in a child that dropped root; report what it raised."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        code = 0
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                open_port(SerialSettings(path))
+                text = "opened"
+            except TerminalError as err:
+                text = f"{type(err).__name__}|{err.message}"
+            except BaseException as err:
+                text = f"other|{err!r}"
+            os.write(write_end, text.encode())
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    chunks = []
+    deadline = time.monotonic() + WAIT
+    try:
+        while time.monotonic() < deadline:
+            data = os.read(read_end, 4096)
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    return b"".join(chunks).decode()
+
+
+def test_permission_denied_real_eacces() -> None:
+    master, slave = os.openpty()
+    try:
+        path = os.ttyname(slave)
+        os.chmod(path, 0)
+        if os.geteuid() == 0:
+            text = _open_as_nobody(path)  # root bypasses modes: drop to uid 65534
+        else:
+            try:
+                open_port(SerialSettings(path))
+                text = "opened"
+            except TerminalError as err:
+                text = f"{type(err).__name__}|{err.message}"
+        kind, _, message = text.partition("|")
+        assert kind == "PortPermissionDenied", text
+        assert "dialout" in message and "usermod -a -G dialout" in message
+    finally:
+        os.close(slave)
+        os.close(master)
+
+
+def test_open_error_mapping_with_real_os_errors(tmp_path: Path) -> None:
+    try:
+        os.open(tmp_path / "missing", os.O_RDWR)
+    except OSError as err:
+        mapped = map_open_error(err, "/dev/ttyX")
+    assert isinstance(mapped, PortNotFound)
+    with pytest.raises(LinkDown) as info:  # a directory: EISDIR, a plain LinkDown
+        open_port(SerialSettings(str(tmp_path)))
+    assert type(info.value) is LinkDown
+
+
+def test_bad_settings_rejected_at_construction() -> None:
+    with pytest.raises(ValueError, match="parity"):
+        ConcertV2Terminal("/dev/null", parity="mark")
+    with pytest.raises(ValueError, match="data bits"):
+        ConcertV2Terminal("/dev/null", bytesize=6)
+
+
+def pty_accepts_seven_bits_even_parity() -> bool:
+    """Some kernels' ptys refuse CS7|PARENB (EINVAL); real UARTs and most ptys take it."""
+    import termios
+
+    master, slave = os.openpty()
+    try:
+        attrs = termios.tcgetattr(slave)
+        attrs[2] = (attrs[2] & ~termios.CSIZE) | termios.CS7 | termios.PARENB
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        return True
+    except termios.error:
+        return False
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+SEVEN_E_ONE = pty_accepts_seven_bits_even_parity()
+
+
+@pytest.mark.skipif(not SEVEN_E_ONE, reason="this kernel's ptys refuse 7 data bits, even parity")
+async def test_seven_bit_even_parity_link(tmp_path: Path, term: FakeTerminal) -> None:
+    drv = ConcertV2Terminal(str(term.link), bytesize=7, parity="even", stopbits=1, **FAST)
+    await drv.start()
+    try:
+        assert drv.link_state is LinkState.UP
+        task = asyncio.create_task(drv.pay(pay_req()))
+        await term.take_request()
+        await term.send_answer(answer())
+        assert (await asyncio.wait_for(task, WAIT)).accepted
+    finally:
+        await drv.close()
+
+
+@pytest.mark.skipif(SEVEN_E_ONE, reason="this kernel's ptys accept 7E1: nothing is refused")
+async def test_line_settings_the_port_refuses_are_a_typed_fault(
+    tmp_path: Path, term: FakeTerminal
+) -> None:
+    """The port refuses 7E1: a typed PORT_SETTINGS_REJECTED, link down, and the driver keeps
+    retrying (its supervision does not die), so fixing the device brings it back."""
+    drv = ConcertV2Terminal(str(term.link), bytesize=7, parity="even", stopbits=1, **FAST)
+    await drv.start()
+    try:
+        assert drv.link_state is LinkState.DOWN
+        with pytest.raises(PortSettingsRejected, match="dataBits"):
+            await drv.pay(pay_req())
+        await asyncio.sleep(0.3)  # several reconnect attempts
+        assert drv._supervisor is not None and not drv._supervisor.done()
+        assert bytes(term.buf) == b""  # nothing reached the terminal
+    finally:
+        await drv.close()

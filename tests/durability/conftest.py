@@ -1,0 +1,142 @@
+"""Shared parts for the durability tests: a real journal file and the real HiPay stub."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import structlog
+
+from supervisor_agent.hipay_payload import Contract, PosContext
+from supervisor_agent.hipay_stub import DEFAULT_LOGIN, DEFAULT_PASSWORD, start_stub
+from supervisor_agent.journal import Journal, TransactionRecord, TxState
+from supervisor_agent.notifier import HipayEndpoint, RetryPolicy
+from tp_manager.terminal.model import PaymentResult, PaymentStatus, TransactionType
+
+CONTEXT = PosContext(
+    serial_number="SN-TEST-0001",
+    protocol="ConcertV3.1",
+    contracts=(Contract(merchant_contract="1234567", rank="001", payment_application="001"),),
+)
+
+# Short timers: every test that waits for a retry waits tens of milliseconds.
+FAST = RetryPolicy(
+    request_timeout_s=1.0,
+    connect_timeout_s=0.5,
+    backoff_initial_s=0.05,
+    backoff_max_s=0.2,
+    backoff_jitter_s=0.02,
+    attempts_per_series=6,
+    series_pause_s=0.3,
+    retry_after_max_s=2.0,
+    poll_interval_s=0.1,
+    max_concurrent=4,
+)
+
+
+def canonical_request(order_id: str, amount: int = 899) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "transaction_type": "debit",
+        "amount": amount,
+        "currency": "EUR",
+        "basket": [
+            {
+                "product_reference": "NF-a1690",
+                "type": "good",
+                "quantity": 1,
+                "name": "My first product",
+                "unit_price": amount,
+                "tax_rate": 0,
+                "total_amount": amount,
+                "european_article_numbering": "4711892728946",
+            }
+        ],
+        "customer": {"id": 283749291, "firstname": "John", "lastname": "Doe", "email": "j@d.eu"},
+        "custom_data": {"shop": "Opera", "event": 42},
+    }
+
+
+def accepted_result(amount: int = 899) -> PaymentResult:
+    return PaymentResult(
+        status=PaymentStatus.ACCEPTED,
+        amount=amount,
+        currency_numeric="978",
+        transaction_type=TransactionType.DEBIT,
+        protocol="concert-v3",
+        masked_pan="497010######1234",
+        authorization_number="136967",
+        payment_application="00B",
+        reading_mode="2",
+        aid="A0000000041010",
+        card_expiry="2612",
+        terminal_data="TX-000001",
+        raw="CZ0040300AE00210",
+    )
+
+
+def finish_order(journal: Journal, order_id: str, amount: int = 899) -> TransactionRecord:
+    """A payment as the agent runs it: begin, at terminal, accepted."""
+    journal.begin(order_id, canonical_request(order_id, amount), flavour="pos-api")
+    journal.mark_at_terminal(order_id)
+    return journal.finish(order_id, TxState.ACCEPTED, accepted_result(amount))
+
+
+@pytest.fixture(autouse=True)
+def _structlog_untouched() -> Iterator[None]:
+    """The CLIs send logs to stderr when nothing configured structlog: undo that after a test."""
+    was_configured = structlog.is_configured()
+    yield
+    if not was_configured and structlog.is_configured():
+        structlog.reset_defaults()
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    j = Journal.open(tmp_path, context=CONTEXT)
+    try:
+        yield j
+    finally:
+        j.close()
+
+
+@dataclass
+class Stub:
+    """The real stub over loopback, driven through its HTTP control routes."""
+
+    url: str
+    session: aiohttp.ClientSession
+
+    def endpoint(self, password: str = DEFAULT_PASSWORD) -> HipayEndpoint:
+        return HipayEndpoint(self.url, DEFAULT_LOGIN, password)
+
+    async def control(self, **settings: Any) -> dict[str, Any]:
+        async with self.session.post(f"{self.url}/control", json=settings) as resp:
+            assert resp.status == 200, await resp.text()
+            data: dict[str, Any] = await resp.json()
+            return data
+
+    async def received(self) -> list[dict[str, Any]]:
+        async with self.session.get(f"{self.url}/received") as resp:
+            data = await resp.json()
+            notes: list[dict[str, Any]] = data["notifications"]
+            return notes
+
+    async def clear(self) -> None:
+        async with self.session.delete(f"{self.url}/received") as resp:
+            assert resp.status == 200
+
+
+@pytest.fixture
+async def stub() -> AsyncIterator[Stub]:
+    runner, url = await start_stub("127.0.0.1", 0)
+    session = aiohttp.ClientSession()
+    try:
+        yield Stub(url, session)
+    finally:
+        await session.close()
+        await runner.cleanup()

@@ -1,0 +1,401 @@
+"""The notifier against the real HiPay stub over loopback.
+
+Vocabulary of the assertions: the stub's ``outcome`` per request it read
+(``acknowledged`` = it answered 2xx), the outbox's ``attempts`` (HTTP attempts
+made) and ``attempts_received`` (= ``numberOfNotificationSent``: 2xx answers plus
+attempts that went out and got no answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from supervisor_agent.journal import Journal
+from supervisor_agent.metrics import Metrics
+from supervisor_agent.notifier import (
+    IDEMPOTENCY_HEADER,
+    HipayEndpoint,
+    Notifier,
+    NotifierAlreadyRunning,
+)
+from supervisor_agent.outbox import NotificationState
+
+from .conftest import FAST, Stub, finish_order
+
+REPO = Path(__file__).resolve().parents[2]
+WAIT_S = 10.0  # upper bound of every "eventually" below
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = WAIT_S) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {within} s")
+
+
+def delivered(journal: Journal, order_id: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        note = journal.outbox.get_by_order(order_id)
+        return note is not None and note.state is NotificationState.DELIVERED
+
+    return check
+
+
+async def test_delivers_once_with_auth_key_and_payload(journal: Journal, stub: Stub) -> None:
+    finish_order(journal, "ORDER_1")
+    metrics = Metrics()
+    notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST, metrics=metrics)
+    try:
+        status = await notifier.deliver_now("ORDER_1", budget_s=5)
+    finally:
+        await notifier.stop()
+    assert (status.sent, status.count, status.state) == (True, 1, "delivered")
+    received = await stub.received()
+    assert [r["outcome"] for r in received] == ["acknowledged"]
+    note = journal.outbox.get_by_order("ORDER_1")
+    assert note is not None
+    assert received[0]["idempotency_key"] == note.idempotency_key
+    assert received[0]["body"] == note.payload
+    assert received[0]["content_type"] == "application/json"
+    assert note.delivered_at is not None and note.last_status == 200
+    assert metrics.snapshot()["attempts"]["acknowledged"] == 1
+    assert metrics.snapshot()["delivery_count"] == 1
+
+
+async def test_outage_then_recovery_delivers_exactly_one_acknowledged(
+    journal: Journal, stub: Stub
+) -> None:
+    """503 three times, then 200: four requests read, one acknowledged, count 1."""
+    await stub.control(fail_next=3, status=503)
+    finish_order(journal, "ORDER_1")
+    notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
+    await notifier.start()
+    try:
+        notifier.kick()
+        await eventually(delivered(journal, "ORDER_1"))
+        status = await notifier.deliver_now("ORDER_1", budget_s=1)
+    finally:
+        await notifier.stop()
+    received = await stub.received()
+    assert [r["outcome"] for r in received] == ["failed"] * 3 + ["acknowledged"]
+    assert len({r["idempotency_key"] for r in received}) == 1
+    note = journal.outbox.get_by_order("ORDER_1")
+    assert note is not None
+    assert (note.attempts, note.attempts_received) == (4, 1)
+    assert (status.sent, status.count) == (True, 1)
+
+
+async def test_retry_after_is_honoured(journal: Journal, stub: Stub) -> None:
+    await stub.control(fail_next=1, status=429, retry_after=1)
+    finish_order(journal, "ORDER_1")
+    notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
+    try:
+        status = await notifier.deliver_now("ORDER_1", budget_s=5)
+    finally:
+        await notifier.stop()
+    assert status.sent
+    first, second = await stub.received()
+    assert (first["status"], second["status"]) == (429, 200)
+    # FAST backs off 0.05..0.2 s; only Retry-After explains a 1 s gap.
+    assert second["received_at"] - first["received_at"] >= 0.95
+
+
+async def test_slow_answer_past_the_timeout_is_reconciled_with_count_2(
+    journal: Journal, stub: Stub
+) -> None:
+    """First answer comes after the client gave up: uncertain, sent again, count 2."""
+    await stub.control(delay_next=1, delay_s=FAST.request_timeout_s + 1.0)
+    finish_order(journal, "ORDER_1")
+    notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
+    try:
+        status = await notifier.deliver_now("ORDER_1", budget_s=5)
+    finally:
+        await notifier.stop()
+    assert (status.sent, status.count) == (True, 2)
+    await eventually(lambda: _settled(stub))  # the delayed handler finishes on its own time
+    received = await stub.received()
+    assert len(received) == 2
+    assert received[0]["idempotency_key"] == received[1]["idempotency_key"]
+    note = journal.outbox.get_by_order("ORDER_1")
+    assert note is not None and note.attempts == 2
+
+
+async def _settled(stub: Stub) -> bool:
+    return all(r["outcome"] != "pending" for r in await stub.received())
+
+
+async def test_dropped_connection_counts_as_possibly_received(journal: Journal, stub: Stub) -> None:
+    await stub.control(drop_next=1)
+    finish_order(journal, "ORDER_1")
+    notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
+    try:
+        status = await notifier.deliver_now("ORDER_1", budget_s=5)
+    finally:
+        await notifier.stop()
+    assert (status.sent, status.count) == (True, 2)
+    assert [r["outcome"] for r in await stub.received()] == ["dropped", "acknowledged"]
+
+
+async def test_client_error_is_dead_lettered_and_not_retried(journal: Journal, stub: Stub) -> None:
+    await stub.control(reject_next=1)
+    finish_order(journal, "ORDER_1")
+    notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
+    await notifier.start()
+    try:
+        status = await notifier.deliver_now("ORDER_1", budget_s=5)
+        assert (status.sent, status.count, status.state) == (False, 0, "dead")
+        await asyncio.sleep(FAST.poll_interval_s * 5)  # several polls: nothing more goes out
+        assert len(await stub.received()) == 1
+        note = journal.outbox.get_by_order("ORDER_1")
+        assert note is not None
+        assert note.state is NotificationState.DEAD
+        assert note.last_status == 400
+        assert note.last_error is not None and "rejected by the stub" in note.last_error
+
+        # the operator requeues it (ecr-connector outbox retry ID): the worker delivers it
+        assert journal.outbox.retry_dead(note.id)
+        await eventually(delivered(journal, "ORDER_1"))
+    finally:
+        await notifier.stop()
+    assert [r["outcome"] for r in await stub.received()] == ["rejected", "acknowledged"]
+
+
+async def test_wrong_credentials_are_dead_lettered(journal: Journal, stub: Stub) -> None:
+    finish_order(journal, "ORDER_1")
+    notifier = Notifier(journal.outbox, stub.endpoint(password="wrong"), policy=FAST)
+    try:
+        status = await notifier.deliver_now("ORDER_1", budget_s=5)
+    finally:
+        await notifier.stop()
+    assert (status.sent, status.state) == (False, "dead")
+    note = journal.outbox.get_by_order("ORDER_1")
+    assert note is not None and note.last_status == 401
+    assert note.last_error is not None and "wrong" not in note.last_error
+
+
+async def test_nothing_listening_is_not_counted_and_stays_pending(journal: Journal) -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago: connection refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    finish_order(journal, "ORDER_1")
+    endpoint = HipayEndpoint(f"http://127.0.0.1:{port}", "l", "p")
+    notifier = Notifier(journal.outbox, endpoint, policy=FAST)
+    try:
+        status = await notifier.deliver_now("ORDER_1", budget_s=0.5)
+        await eventually(_attempted(journal, "ORDER_1", FAST.attempts_per_series))
+    finally:
+        await notifier.stop()
+    assert (status.sent, status.count, status.state) == (False, 0, "pending")
+    note = journal.outbox.get_by_order("ORDER_1")
+    assert note is not None
+    assert note.state is NotificationState.PENDING
+    assert note.attempts_received == 0
+    assert note.next_attempt_at > time.time()  # the series ended; the pause is persisted
+
+
+def _attempted(journal: Journal, order_id: str, n: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        note = journal.outbox.get_by_order(order_id)
+        return note is not None and note.attempts >= n and note.next_attempt_at > time.time()
+
+    return check
+
+
+async def test_deliver_now_returns_within_budget_and_the_worker_carries_on(
+    journal: Journal, stub: Stub
+) -> None:
+    await stub.control(delay_next=1, delay_s=0.9)  # under FAST's 1 s request timeout
+    finish_order(journal, "ORDER_1")
+    notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
+    await notifier.start()
+    try:
+        status = await notifier.deliver_now("ORDER_1", budget_s=0.2)
+        assert (status.sent, status.count, status.state) == (False, 0, "pending")
+        # deliver_now came back while the stub still held the request unanswered
+        assert [r["outcome"] for r in await stub.received()] == ["pending"]
+        await eventually(delivered(journal, "ORDER_1"))
+        final = await notifier.deliver_now("ORDER_1", budget_s=1)
+    finally:
+        await notifier.stop()
+    assert (final.sent, final.count) == (True, 1)
+    assert [r["outcome"] for r in await stub.received()] == ["acknowledged"]
+
+
+async def test_deliver_now_of_an_unknown_order(journal: Journal, stub: Stub) -> None:
+    notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
+    try:
+        status = await notifier.deliver_now("NOPE", budget_s=0.1)
+    finally:
+        await notifier.stop()
+    assert (status.sent, status.count, status.state) == (False, 0, None)
+
+
+async def test_stop_mid_request_records_an_uncertain_attempt(journal: Journal, stub: Stub) -> None:
+    await stub.control(delay_next=1, delay_s=1.5)
+    finish_order(journal, "ORDER_1")
+    first = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
+    await first.deliver_now("ORDER_1", budget_s=0.3)
+    await first.stop()  # shutdown while the request waits for its answer
+    note = journal.outbox.get_by_order("ORDER_1")
+    assert note is not None and note.state is NotificationState.PENDING
+    assert (note.attempts, note.attempts_received) == (1, 1)
+
+    second = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
+    await second.start()
+    try:
+        await eventually(delivered(journal, "ORDER_1"))
+        status = await second.deliver_now("ORDER_1", budget_s=1)
+    finally:
+        await second.stop()
+    assert (status.sent, status.count) == (True, 2)
+
+
+async def test_one_worker_per_data_dir(journal: Journal, stub: Stub, tmp_path: Path) -> None:
+    lock = tmp_path / "notifier.lock"
+    first = Notifier(journal.outbox, stub.endpoint(), policy=FAST, lock_path=lock)
+    second = Notifier(journal.outbox, stub.endpoint(), policy=FAST, lock_path=lock)
+    await first.start()
+    try:
+        with pytest.raises(NotifierAlreadyRunning):
+            await second.start()
+    finally:
+        await first.stop()
+    await second.start()  # free again once the first stopped
+    await second.stop()
+
+
+WORKER = r"""
+import asyncio, sys
+from pathlib import Path
+from supervisor_agent.journal import Journal
+from supervisor_agent.notifier import HipayEndpoint, Notifier, RetryPolicy
+
+async def main():
+    data_dir, url = Path(sys.argv[1]), sys.argv[2]
+    journal = Journal.open(data_dir)
+    policy = RetryPolicy(request_timeout_s=1, connect_timeout_s=0.5, backoff_initial_s=0.05,
+                         backoff_max_s=0.2, backoff_jitter_s=0.02, series_pause_s=0.2,
+                         poll_interval_s=0.1)
+    notifier = Notifier(journal.outbox, HipayEndpoint(url, "stub-login", "stub-password"),
+                        policy=policy, lock_path=data_dir / "notifier.lock")
+    await notifier.start()
+    print("WORKER READY", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def _read(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+async def _start_worker(data_dir: Path, url: str, log_path: Path) -> asyncio.subprocess.Process:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with log_path.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            WORKER,
+            str(data_dir),
+            url,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+        )
+
+    async def ready() -> bool:
+        assert proc.returncode is None, _read(log_path).decode(errors="replace")
+        return b"WORKER READY" in _read(log_path)
+
+    try:
+        await eventually(ready)
+    except BaseException:
+        await _kill(proc)
+        raise
+    return proc
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+    await asyncio.wait_for(proc.wait(), 10)
+
+
+async def test_sigkilled_worker_then_new_worker_delivers_everything(
+    journal: Journal, stub: Stub, tmp_path: Path
+) -> None:
+    orders = [f"ORDER_{i}" for i in range(5)]
+    await stub.control(fail_next=10_000, status=503)
+    for order_id in orders:
+        finish_order(journal, order_id)
+
+    first = await _start_worker(tmp_path, stub.url, tmp_path / "worker1.log")
+    try:
+
+        async def every_order_tried() -> bool:
+            return {r["order_id"] for r in await stub.received()} >= set(orders)
+
+        await eventually(every_order_tried)
+    finally:
+        await _kill(first)
+    assert first.returncode == -signal.SIGKILL
+    for order_id in orders:
+        note = journal.outbox.get_by_order(order_id)
+        assert note is not None and note.state is NotificationState.PENDING
+        assert note.attempts >= 1
+    assert all(r["outcome"] == "failed" for r in await stub.received())
+
+    await stub.control(fail_next=0)
+    second = await _start_worker(tmp_path, stub.url, tmp_path / "worker2.log")
+    try:
+
+        async def all_delivered() -> bool:
+            notes = [journal.outbox.get_by_order(o) for o in orders]
+            return all(n is not None and n.state is NotificationState.DELIVERED for n in notes)
+
+        await eventually(all_delivered)
+    finally:
+        await _kill(second)
+    received = await stub.received()
+    for order_id in orders:
+        note = journal.outbox.get_by_order(order_id)
+        assert note is not None and note.attempts_received == 1
+        acks = [r for r in received if r["order_id"] == order_id and r["outcome"] == "acknowledged"]
+        assert len(acks) == 1, order_id
+        assert acks[0]["idempotency_key"] == note.idempotency_key
+
+
+async def test_basic_auth_header_is_the_configured_pair(journal: Journal, stub: Stub) -> None:
+    """Checked from the stub's side: a request with the pair is accepted, another is not."""
+    finish_order(journal, "ORDER_1")
+    note = journal.outbox.get_by_order("ORDER_1")
+    assert note is not None
+    headers = {
+        "Authorization": "Basic " + base64.b64encode(b"stub-login:nope").decode(),
+        IDEMPOTENCY_HEADER: note.idempotency_key,
+    }
+    async with stub.session.post(
+        f"{stub.url}/v1/connector/order", data=note.payload_json, headers=headers
+    ) as resp:
+        assert resp.status == 401
+    notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
+    try:
+        assert (await notifier.deliver_now("ORDER_1", budget_s=5)).sent
+    finally:
+        await notifier.stop()

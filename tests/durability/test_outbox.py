@@ -1,0 +1,220 @@
+"""Outbox rows, the ``ecr-connector outbox`` command and the metrics rendering."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from supervisor_agent import outbox_cli
+from supervisor_agent.journal import Journal, TxState
+from supervisor_agent.metrics import Metrics
+from supervisor_agent.outbox import NotificationState
+
+from .conftest import CONTEXT, finish_order
+
+
+def _ids(journal: Journal, *order_ids: str) -> list[int]:
+    ids = []
+    for order_id in order_ids:
+        note = journal.outbox.get_by_order(order_id)
+        assert note is not None
+        ids.append(note.id)
+    return ids
+
+
+def test_due_orders_by_schedule_and_leaves_out_rows_in_flight(tmp_path: Path) -> None:
+    now = [1_000.0]
+    journal = Journal.open(tmp_path, context=CONTEXT, clock=lambda: now[0])
+    try:
+        for i in range(3):
+            finish_order(journal, f"O{i}")
+        a, b, c = _ids(journal, "O0", "O1", "O2")
+        journal.outbox.schedule(a, 1_050.0)
+        assert [n.id for n in journal.outbox.due()] == [b, c]
+        assert [n.id for n in journal.outbox.due(exclude={b})] == [c]
+        assert [n.id for n in journal.outbox.due(limit=1)] == [b]
+        assert [n.id for n in journal.outbox.due(now=1_100.0)] == [b, c, a]
+        journal.outbox.record_attempt(
+            b, state=NotificationState.DELIVERED, status=200, error=None, possibly_received=True
+        )
+        journal.outbox.record_attempt(
+            c, state=NotificationState.DEAD, status=400, error="no", possibly_received=False
+        )
+        assert [n.id for n in journal.outbox.due(now=1_100.0)] == [a]
+    finally:
+        journal.close()
+
+
+def test_record_attempt_counts_and_truncates(journal: Journal) -> None:
+    finish_order(journal, "O1")
+    (nid,) = _ids(journal, "O1")
+    journal.outbox.record_attempt(
+        nid,
+        state=NotificationState.PENDING,
+        status=None,
+        error="x" * 5000,
+        possibly_received=True,
+        next_attempt_at=123.0,
+    )
+    note = journal.outbox.record_attempt(
+        nid, state=NotificationState.DELIVERED, status=201, error=None, possibly_received=True
+    )
+    assert (note.attempts, note.attempts_received, note.last_status) == (2, 2, 201)
+    assert note.next_attempt_at == 123.0
+    assert note.sent and note.delivered_at is not None
+    first = journal.outbox.list()[0]
+    assert first.last_error is None
+    journal.outbox.record_attempt(
+        nid, state=NotificationState.DELIVERED, status=200, error="y" * 5000,
+        possibly_received=False,
+    )  # fmt: skip
+    stored = journal.outbox.get(nid)
+    assert stored is not None and stored.last_error is not None
+    assert len(stored.last_error) == 500
+
+
+def test_retry_dead_only_moves_dead_rows(journal: Journal) -> None:
+    finish_order(journal, "O1")
+    finish_order(journal, "O2")
+    dead, pending = _ids(journal, "O1", "O2")
+    journal.outbox.record_attempt(
+        dead, state=NotificationState.DEAD, status=400, error="bad", possibly_received=False
+    )
+    assert journal.outbox.counts() == {"pending": 1, "delivered": 0, "dead": 1}
+    assert not journal.outbox.retry_dead(pending)
+    assert not journal.outbox.retry_dead(9999)
+    assert journal.outbox.retry_dead(dead)
+    assert not journal.outbox.retry_dead(dead)
+    assert journal.outbox.counts() == {"pending": 2, "delivered": 0, "dead": 0}
+
+
+def test_one_notification_per_finished_transaction(journal: Journal) -> None:
+    finish_order(journal, "O1")
+    journal.begin("O2", {"order_id": "O2", "amount": 100, "currency": "EUR"}, flavour="kiosk")
+    journal.finish("O2", TxState.FAILED)
+    assert [n.order_id for n in journal.outbox.list()] == ["O1", "O2"]
+    keys = {n.idempotency_key for n in journal.outbox.list()}
+    assert len(keys) == 2 and all(re.fullmatch(r"[ -~]+", k) for k in keys)
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ecr-connector outbox")
+    outbox_cli.configure(parser)
+    return parser.parse_args(argv)
+
+
+def test_cli_lists_pending_and_dead_and_requeues(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = Journal.open(tmp_path, context=CONTEXT)
+    try:
+        for order_id in ("PENDING_1", "DEAD_1", "DELIVERED_1"):
+            finish_order(journal, order_id)
+        _, dead, done = _ids(journal, "PENDING_1", "DEAD_1", "DELIVERED_1")
+        journal.outbox.record_attempt(
+            dead, state=NotificationState.DEAD, status=400, error="bad basket",
+            possibly_received=False,
+        )  # fmt: skip
+        journal.outbox.record_attempt(
+            done, state=NotificationState.DELIVERED, status=200, error=None,
+            possibly_received=True,
+        )  # fmt: skip
+    finally:
+        journal.close()
+
+    assert outbox_cli.main(_parse("--data-dir", str(tmp_path))) == 0
+    text = capsys.readouterr().out
+    assert "PENDING_1" in text and "DEAD_1" in text and "bad basket" in text
+    assert "DELIVERED_1" not in text
+
+    assert outbox_cli.main(_parse("--data-dir", str(tmp_path), "--json")) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {(r["order_id"], r["state"]) for r in rows} == {
+        ("PENDING_1", "pending"),
+        ("DEAD_1", "dead"),
+    }
+
+    assert outbox_cli.main(_parse("retry", str(dead), "--data-dir", str(tmp_path))) == 0
+    assert f"notification {dead} requeued" in capsys.readouterr().out
+    assert outbox_cli.main(_parse("--data-dir", str(tmp_path), "retry", str(done))) == 1
+    assert "delivered, not dead" in capsys.readouterr().err
+    assert outbox_cli.main(_parse("--data-dir", str(tmp_path), "retry", "--all")) == 0
+    assert "no dead notifications" in capsys.readouterr().out
+
+    journal = Journal.open(tmp_path)
+    try:
+        note = journal.outbox.get(dead)
+        assert note is not None and note.state is NotificationState.PENDING
+    finally:
+        journal.close()
+
+
+def test_cli_refuses_a_directory_without_a_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert outbox_cli.main(_parse("--data-dir", str(tmp_path / "typo"))) == 2
+    assert "no journal" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+    with pytest.raises(SystemExit, match="--data-dir"):
+        outbox_cli.main(_parse())
+
+
+def test_metrics_render_prometheus_text() -> None:
+    metrics = Metrics(buckets=(0.5, 1.0, 5.0))
+    for outcome in ("accepted", "accepted", "unknown"):
+        metrics.transaction_finished(outcome)
+    metrics.notification_attempt("uncertain")
+    metrics.set_notification_states({"pending": 2, "dead": 1})
+    for seconds in (0.2, 0.7, 3.0, 10.0):
+        metrics.delivery_latency(seconds)
+    text = metrics.render()
+    lines = set(text.splitlines())
+    assert 'ecr_transactions_total{outcome="accepted"} 2' in lines
+    assert 'ecr_transactions_total{outcome="refused"} 0' in lines
+    assert 'ecr_notifications{state="pending"} 2' in lines
+    assert 'ecr_notifications{state="delivered"} 0' in lines
+    assert 'ecr_notification_attempts_total{result="uncertain"} 1' in lines
+    assert 'ecr_notification_delivery_seconds_bucket{le="0.5"} 1' in lines
+    assert 'ecr_notification_delivery_seconds_bucket{le="1"} 2' in lines
+    assert 'ecr_notification_delivery_seconds_bucket{le="5"} 3' in lines
+    assert 'ecr_notification_delivery_seconds_bucket{le="+Inf"} 4' in lines
+    assert "ecr_notification_delivery_seconds_count 4" in lines
+    assert "ecr_notification_delivery_seconds_sum 13.9" in lines
+    assert text.endswith("\n")
+    for line in text.splitlines():
+        assert line.startswith("#") or re.fullmatch(r"[a-z_]+(\{[a-z]+=\"[^\"]+\"\})? \S+", line)
+    snap = metrics.snapshot()
+    assert snap["transactions"]["accepted"] == 2 and snap["notifications"]["dead"] == 1
+
+
+async def test_journal_feeds_transaction_metrics_and_the_periodic_line(journal: Journal) -> None:
+    metrics = Metrics()
+    fed = Journal.open(
+        journal.path.parent, context=CONTEXT, on_finished=metrics.transaction_finished
+    )
+    try:
+        finish_order(fed, "O1")
+        fed.begin("O2", {"order_id": "O2", "amount": 5, "currency": "EUR"}, flavour="kiosk")
+        fed.recover_interrupted()
+        assert metrics.snapshot()["transactions"] == {
+            "accepted": 1,
+            "refused": 0,
+            "failed": 1,
+            "unknown": 0,
+        }
+        task = asyncio.create_task(metrics.log_periodically(0.01, fed.outbox.counts))
+        try:
+            for _ in range(100):
+                if metrics.snapshot()["notifications"]["pending"] == 2:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+        assert metrics.snapshot()["notifications"]["pending"] == 2
+    finally:
+        fed.close()

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command (README, and .ci/run): creates .venv if needed, installs the
+# project with its test extras, then runs the linter and the whole suite.
+# Extra arguments go to pytest (e.g. tests/run.sh -k concert_v2 -x).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+python="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,179 @@
+"""Start the real connector (supervisord + tp-manager + agent + simulator) for a test.
+
+Used by the end-to-end tests: ``ecr-connector run --config FILE`` is started
+exactly as a user would, in its own session; every pid it starts is recorded
+from supervisord and killed at the end, whatever happened.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import xmlrpc.client
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from common import paths
+from common.supervisord import rpc
+
+REPO = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 30.0
+POLL_S = 0.1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Any, timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:
+            last_exc = exc
+        time.sleep(POLL_S)
+    raise TimeoutError(f"timed out after {timeout_s} s waiting for {what} (last error: {last_exc})")
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    config_path: Path
+    config: dict[str, Any]
+    proc: subprocess.Popen[bytes]
+    pids: set[int] = field(default_factory=set)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.config['local_port']}"
+
+    def supervisor(self) -> xmlrpc.client.ServerProxy:
+        return rpc(paths.supervisord_socket(self.data_dir))
+
+    def process_info(self) -> dict[str, dict[str, Any]]:
+        infos = self.supervisor().supervisor.getAllProcessInfo()
+        for info in infos:
+            if info["pid"]:
+                self.pids.add(int(info["pid"]))
+        return {info["name"]: info for info in infos}
+
+    def pid_of(self, name: str) -> int:
+        return int(self.process_info()[name]["pid"])
+
+    def wait_running(self, names: list[str], timeout_s: float = START_TIMEOUT_S) -> None:
+        def all_running() -> bool:
+            info = self.process_info()
+            return all(info.get(n, {}).get("statename") == "RUNNING" for n in names)
+
+        wait_for(all_running, timeout_s, f"programs {names} RUNNING")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        auth: tuple[str, str] | None = None,
+        timeout_s: float = 30.0,
+    ) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if auth is None:
+            auth = (self.config["api_username"], self.config["api_password"])
+        if auth:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            raw = err.read()
+            try:
+                return err.code, json.loads(raw)
+            except json.JSONDecodeError:
+                return err.code, raw.decode(errors="replace")
+
+    def logs(self, name: str) -> str:
+        path = paths.log_dir(self.data_dir) / f"{name}.log"
+        return path.read_text() if path.exists() else ""
+
+
+def _terminate(stack: Stack) -> None:
+    with contextlib.suppress(Exception):
+        stack.process_info()  # record the newest child pids before stopping
+    if stack.proc.poll() is None:
+        stack.proc.send_signal(signal.SIGTERM)
+        try:
+            stack.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            stack.proc.kill()
+            stack.proc.wait(timeout=5)
+    for pid in stack.pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def running_stack(tmp_path: Path, **overrides: Any) -> Iterator[Stack]:
+    """A connector on a simulator terminal, with API on a free loopback port."""
+    data_dir = tmp_path / "data"
+    config: dict[str, Any] = {
+        "serial_port": "simulator",
+        "serial_number": "SN-TEST-0001",
+        "local_port": free_port(),
+        "api_username": "register",
+        "api_password": "s3cret-pass",
+        "hipay_login": "hipay-login",
+        "hipay_password": "hipay-pass",
+        "environment": "stage",
+        "authorization_threshold": 100,
+        "update_time": "03:00",
+        "data_dir": str(data_dir),
+        "transaction_timeout": 20,
+    }
+    config.update(overrides)
+    config_path = tmp_path / "config.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    log_file = open(tmp_path / "run.out", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "common", "run", "--config", str(config_path)],
+        cwd=REPO,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    stack = Stack(data_dir=data_dir, config_path=config_path, config=config, proc=proc)
+    try:
+        wait_for(
+            lambda: paths.supervisord_socket(data_dir).exists(), START_TIMEOUT_S, "supervisord"
+        )
+        wait_for(
+            lambda: stack.request("GET", "/v1/connector/healthcheck", auth=("", ""))[0] == 200,
+            START_TIMEOUT_S,
+            "the API healthcheck",
+        )
+        yield stack
+    finally:
+        _terminate(stack)
+        log_file.close()

@@ -1,0 +1,12 @@
+"""``shutdown``: stop tp-manager gracefully (a payment in flight finishes first)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tp_manager.context import ServerContext
+
+
+async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
+    ctx.shutdown_requested.set()
+    return {"stopping": True, "payment_in_flight": ctx.payment_in_flight.is_set()}

@@ -1,0 +1,583 @@
+"""Concert V2 link layer as sans-I/O state machines: bytes and timeouts in, effects out.
+
+No asyncio, no clock, no port here.  The I/O layer (``terminal.py``) feeds every
+byte it reads to the active machine with ``receive_data``, and carries out the
+effects it gets back, in order:
+
+* :class:`Send` -- write these bytes;
+* :class:`StartTimer` / :class:`StopTimer` -- a machine has at most one deadline
+  pending; starting one replaces the previous.  When it fires, the I/O layer
+  calls ``machine.timeout(timer)`` (stale timers are ignored by the machine);
+* :class:`Note` -- something worth a log line (retries, discarded bytes);
+* :class:`Milestone` -- a point the I/O layer timestamps for ``Timings``;
+* :class:`Completed` / :class:`Failed` / :class:`Probed` -- the machine is done.
+
+Machines:
+
+* :class:`FrameReceiver` cuts a byte stream into :class:`ControlByte`,
+  :class:`Frame` and :class:`BadFrame` events and never raises on any input;
+* :class:`Exchange` runs one payment: register ENQ -> ACK -> request frame ->
+  ACK/NAK -> EOT, then the terminal's ENQ -> our ACK -> answer frame -> our
+  ACK/NAK -> EOT;
+* :class:`Listener` runs the receive half alone, for an answer the terminal
+  sends when no payment is waiting (after a cancel or a transaction timeout);
+* :class:`Probe` asks "are you there?" (ENQ -> ACK) and hands the line back (EOT).
+
+Every state that waits has a deadline and every retry is counted, so each
+machine ends after a bounded number of timeouts whatever bytes arrive.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tp_manager.concert_v2 import constants as c
+from tp_manager.concert_v2.codec import lrc
+from tp_manager.concert_v2.constants import ControlCode, Timer
+from tp_manager.terminal.errors import (
+    BadChecksum,
+    Cancelled,
+    LinkLost,
+    MalformedMessage,
+    ProtocolError,
+    RequestRejected,
+    TerminalError,
+    TerminalNotResponding,
+    TransactionTimeout,
+)
+
+# --- receiver events -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ControlByte:
+    code: ControlCode
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A frame whose LRC checked and whose message is printable ASCII."""
+
+    message: str
+
+
+class BadFrameReason(enum.StrEnum):
+    BAD_LRC = "bad_lrc"
+    TRUNCATED = "truncated"  # a frame cut short by STX, a control byte or a timeout
+    GARBAGE = "garbage"  # bytes outside any frame that are not control bytes
+    NON_ASCII = "non_ascii"  # a frame whose message holds non-printable bytes
+    TOO_LONG = "too_long"  # no ETX within MAX_MESSAGE_LENGTH bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BadFrame:
+    """Bytes the receiver could not use; ``size`` only, never the content (it may hold a PAN)."""
+
+    reason: BadFrameReason
+    size: int
+
+    def error(self) -> ProtocolError:
+        if self.reason is BadFrameReason.BAD_LRC:
+            return BadChecksum(f"answer frame failed its LRC check ({self.size} bytes)")
+        return MalformedMessage(f"answer frame unusable: {self.reason} ({self.size} bytes)")
+
+
+Event = ControlByte | Frame | BadFrame
+
+
+class _RxState(enum.Enum):
+    IDLE = enum.auto()
+    IN_FRAME = enum.auto()
+    AWAIT_LRC = enum.auto()
+
+
+class FrameReceiver:
+    """Cut a Concert V2 byte stream into events; any input is accepted.
+
+    Garbage runs are reported once per run (a run ends at a significant byte or
+    at the end of the chunk given to ``feed``).
+    """
+
+    def __init__(self, max_message_length: int = c.MAX_MESSAGE_LENGTH) -> None:
+        self._max = max_message_length
+        self._state = _RxState.IDLE
+        self._buf = bytearray()
+        self._garbage = 0
+
+    @property
+    def in_frame(self) -> bool:
+        return self._state is not _RxState.IDLE
+
+    def feed(self, data: bytes | bytearray) -> list[Event]:
+        events: list[Event] = []
+        for byte in bytes(data):
+            self._feed_byte(byte, events)
+        self._flush_garbage(events)
+        return events
+
+    def reset(self) -> list[Event]:
+        """Drop a partial frame (a deadline passed); report what was dropped."""
+        events: list[Event] = []
+        self._flush_garbage(events)
+        if self._state is not _RxState.IDLE:
+            events.append(BadFrame(BadFrameReason.TRUNCATED, len(self._buf) + 1))
+        self._state = _RxState.IDLE
+        self._buf.clear()
+        return events
+
+    def _flush_garbage(self, events: list[Event]) -> None:
+        if self._garbage:
+            events.append(BadFrame(BadFrameReason.GARBAGE, self._garbage))
+            self._garbage = 0
+
+    def _feed_byte(self, byte: int, events: list[Event]) -> None:
+        state = self._state
+        if state is _RxState.AWAIT_LRC:
+            self._state = _RxState.IDLE
+            body = bytes(self._buf) + bytes([c.ETX])
+            size = len(body) + 2
+            self._buf.clear()
+            if lrc(body) != byte:
+                events.append(BadFrame(BadFrameReason.BAD_LRC, size))
+            elif any(b < 0x20 or b > 0x7E for b in body[:-1]):
+                events.append(BadFrame(BadFrameReason.NON_ASCII, size))
+            else:
+                events.append(Frame(body[:-1].decode("ascii")))
+            return
+        if state is _RxState.IN_FRAME:
+            if byte == c.ETX:
+                self._state = _RxState.AWAIT_LRC
+            elif byte == c.STX or byte in c.CONTROL_BYTES:
+                events.append(BadFrame(BadFrameReason.TRUNCATED, len(self._buf) + 1))
+                self._buf.clear()
+                self._state = _RxState.IDLE
+                self._feed_idle(byte, events)
+            elif len(self._buf) >= self._max:
+                # Too long to be a Concert V2 frame: what follows is noise until
+                # the next significant byte.
+                events.append(BadFrame(BadFrameReason.TOO_LONG, len(self._buf) + 1))
+                self._buf.clear()
+                self._state = _RxState.IDLE
+                self._garbage = 1
+            else:
+                self._buf.append(byte)
+            return
+        self._feed_idle(byte, events)
+
+    def _feed_idle(self, byte: int, events: list[Event]) -> None:
+        if byte == c.STX:
+            self._flush_garbage(events)
+            self._state = _RxState.IN_FRAME
+        elif byte in c.CONTROL_BYTES:
+            self._flush_garbage(events)
+            events.append(ControlByte(ControlCode(byte)))
+        else:
+            self._garbage += 1
+
+
+# --- effects ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    data: bytes
+    label: str  # "enq", "request", "ack", "nak", "eot": for logs, never the content
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    timer: Timer
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StopTimer:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    event: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Milestone:
+    name: str  # "enq_acked", "request_acked", "answer_started", "answer_received"
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    message: str  # the answer message (not yet decoded: the codec does that)
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    error: TerminalError
+
+
+@dataclass(frozen=True, slots=True)
+class Probed:
+    responding: bool
+
+
+Effect = Send | StartTimer | StopTimer | Note | Milestone | Completed | Failed | Probed
+
+_ENQ = bytes([c.ENQ])
+_ACK = bytes([c.ACK])
+_NAK = bytes([c.NAK])
+_EOT = bytes([c.EOT])
+
+
+@dataclass(frozen=True, slots=True)
+class LinkTimeouts:
+    """Every deadline and retry budget of the link, so tests and sites can tune them."""
+
+    control_byte: float = c.CONTROL_BYTE_TIMEOUT_S
+    end_of_frame: float = c.END_OF_FRAME_TIMEOUT_S
+    transaction: float = c.TRANSACTION_TIMEOUT_S
+    probe: float = c.PROBE_TIMEOUT_S
+    enq_tries: int = c.ENQ_TRIES
+    nak_resend_tries: int = c.NAK_RESEND_TRIES
+    receive_nak_tries: int = c.RECEIVE_NAK_TRIES
+
+
+def _ignored(event: Event, phase: str) -> Note:
+    if isinstance(event, BadFrame):
+        return Note("concert_v2.link.discarded", {"reason": str(event.reason), "size": event.size})
+    kind = event.code.name if isinstance(event, ControlByte) else "frame"
+    return Note("concert_v2.link.unexpected", {"got": kind, "phase": phase})
+
+
+def _with_money_flag(error: TerminalError, may_have_moved: bool) -> TerminalError:
+    """Set whether money may have moved for this one failure (class default otherwise)."""
+    error.money_may_have_moved = may_have_moved
+    return error
+
+
+# --- the receive half ------------------------------------------------------------
+
+
+class _ReceivePhase(enum.Enum):
+    WAIT_ENQ = "wait_enq"
+    WAIT_FRAME = "wait_frame"
+    WAIT_EOT = "wait_eot"
+    DONE = "done"
+
+
+class AnswerReceiver:
+    """Terminal ENQ -> our ACK -> frame -> our ACK (or NAK, the terminal resends) -> EOT.
+
+    ``wait_timeout`` bounds the wait for the terminal's ENQ (the transaction
+    timeout); ``None`` waits forever (the idle :class:`Listener`).  Once the
+    answer frame is ACKed the answer is ours: a missing EOT is only noted.
+    """
+
+    def __init__(self, timeouts: LinkTimeouts, wait_timeout: float | None) -> None:
+        self._t = timeouts
+        self._wait_timeout = wait_timeout
+        self.phase = _ReceivePhase.WAIT_ENQ
+        self._message: str | None = None
+        self._naks = 0
+        self._repeats = 0
+        self._last_bad: BadFrame | None = None
+
+    @property
+    def in_session(self) -> bool:
+        """The terminal has started sending (we ACKed its ENQ)."""
+        return self.phase in (_ReceivePhase.WAIT_FRAME, _ReceivePhase.WAIT_EOT)
+
+    def begin(self) -> list[Effect]:
+        if self._wait_timeout is None:
+            return []
+        return [StartTimer(Timer.TRANSACTION, self._wait_timeout)]
+
+    def on_event(self, event: Event) -> list[Effect]:
+        phase = self.phase
+        if phase is _ReceivePhase.WAIT_ENQ:
+            if event == ControlByte(ControlCode.ENQ):
+                self.phase = _ReceivePhase.WAIT_FRAME
+                return [
+                    Send(_ACK, "ack"),
+                    Milestone("answer_started"),
+                    StartTimer(Timer.END_OF_FRAME, self._t.end_of_frame),
+                ]
+            return [_ignored(event, phase.value)]
+        if phase is _ReceivePhase.WAIT_FRAME:
+            if isinstance(event, Frame):
+                self._message = event.message
+                self.phase = _ReceivePhase.WAIT_EOT
+                return [
+                    Send(_ACK, "ack"),
+                    Milestone("answer_received"),
+                    StartTimer(Timer.CONTROL_BYTE, self._t.control_byte),
+                ]
+            if isinstance(event, BadFrame):
+                if event.reason is BadFrameReason.GARBAGE:
+                    return [_ignored(event, phase.value)]
+                return self._reject(event)
+            if event.code is ControlCode.ENQ:
+                # The terminal did not get our ACK and asks again.
+                self._repeats += 1
+                if self._repeats > self._t.enq_tries:
+                    return self._fail(ProtocolError("terminal keeps sending ENQ, never a frame"))
+                return [Send(_ACK, "ack"), StartTimer(Timer.END_OF_FRAME, self._t.end_of_frame)]
+            if event.code is ControlCode.EOT:
+                bad = self._last_bad
+                err = bad.error() if bad else ProtocolError("terminal ended its session, no frame")
+                return self._fail(err)
+            return [_ignored(event, phase.value)]
+        if phase is _ReceivePhase.WAIT_EOT:
+            if event == ControlByte(ControlCode.EOT):
+                return self._complete()
+            if isinstance(event, Frame):
+                # Our ACK was lost: the terminal resent the same answer.
+                self._repeats += 1
+                if self._repeats > self._t.receive_nak_tries:
+                    return self._complete()
+                return [Send(_ACK, "ack"), StartTimer(Timer.CONTROL_BYTE, self._t.control_byte)]
+            return [_ignored(event, phase.value)]
+        return []
+
+    def timeout(self, timer: Timer) -> list[Effect]:
+        phase = self.phase
+        if phase is _ReceivePhase.WAIT_ENQ:
+            return self._fail(
+                TransactionTimeout(f"no answer from the terminal within {self._wait_timeout} s")
+            )
+        if phase is _ReceivePhase.WAIT_FRAME:
+            return self._reject(BadFrame(BadFrameReason.TRUNCATED, 0))
+        if phase is _ReceivePhase.WAIT_EOT:
+            return [Note("concert_v2.link.eot_missing"), *self._complete()]
+        return []
+
+    def _reject(self, bad: BadFrame) -> list[Effect]:
+        self._last_bad = bad
+        if self._naks >= self._t.receive_nak_tries:
+            return self._fail(bad.error())
+        self._naks += 1
+        return [
+            Note("concert_v2.link.nak_sent", {"reason": str(bad.reason), "tries": self._naks}),
+            Send(_NAK, "nak"),
+            StartTimer(Timer.END_OF_FRAME, self._t.end_of_frame),
+        ]
+
+    def _complete(self) -> list[Effect]:
+        self.phase = _ReceivePhase.DONE
+        assert self._message is not None
+        return [StopTimer(), Completed(self._message)]
+
+    def _fail(self, error: TerminalError) -> list[Effect]:
+        self.phase = _ReceivePhase.DONE
+        # The terminal was answering: the customer may well have paid.
+        return [StopTimer(), Failed(_with_money_flag(error, True))]
+
+
+# --- machines the I/O layer drives -------------------------------------------------
+
+
+class _Session:
+    """Common plumbing: a FrameReceiver, one pending timer, a finished flag."""
+
+    def __init__(self) -> None:
+        self._rx = FrameReceiver()
+        self._timer: Timer | None = None
+        self.finished = False
+
+    def receive_data(self, data: bytes | bytearray) -> list[Effect]:
+        out: list[Effect] = []
+        for event in self._rx.feed(data):
+            if self.finished:
+                break
+            out.extend(self._track(self._on_event(event)))
+        return out
+
+    def timeout(self, timer: Timer) -> list[Effect]:
+        if self.finished or timer is not self._timer:
+            return []  # stale: replaced or stopped before it fired
+        self._timer = None
+        self._rx.reset()
+        return self._track(self._on_timeout(timer))
+
+    def _track(self, effects: Iterable[Effect]) -> list[Effect]:
+        out = list(effects)
+        for effect in out:
+            if isinstance(effect, StartTimer):
+                self._timer = effect.timer
+            elif isinstance(effect, StopTimer):
+                self._timer = None
+            elif isinstance(effect, Completed | Failed | Probed):
+                self.finished = True
+                self._timer = None
+        return out
+
+    def _on_event(self, event: Event) -> list[Effect]:
+        raise NotImplementedError
+
+    def _on_timeout(self, timer: Timer) -> list[Effect]:
+        raise NotImplementedError
+
+
+class ExchangePhase(enum.Enum):
+    SEND_ENQ = "send_enq"
+    SEND_FRAME = "send_frame"
+    RECEIVE = "receive"
+    DONE = "done"
+
+
+class Exchange(_Session):
+    """One payment, register side then terminal side.
+
+    Ends with exactly one :class:`Completed` (the answer message) or
+    :class:`Failed` carrying a typed error: TerminalNotResponding (no ACK to
+    ENQ), RequestRejected (NAK after every resend), TransactionTimeout,
+    BadChecksum / MalformedMessage / ProtocolError (answer unusable after every
+    NAK), LinkLost, Cancelled.
+    """
+
+    def __init__(self, frame: bytes, timeouts: LinkTimeouts | None = None) -> None:
+        super().__init__()
+        self._frame = frame
+        self._t = timeouts or LinkTimeouts()
+        self.phase = ExchangePhase.SEND_ENQ
+        self._enq_sent = 0
+        self._resends = 0
+        self._answer = AnswerReceiver(self._t, self._t.transaction)
+
+    def start(self) -> list[Effect]:
+        self._enq_sent = 1
+        timer = StartTimer(Timer.CONTROL_BYTE, self._t.control_byte)
+        return self._track([Send(_ENQ, "enq"), timer])
+
+    def cancel(self) -> list[Effect]:
+        """The register gives up waiting; the terminal is not told (Concert V2 cannot)."""
+        if self.finished:
+            return []
+        out: list[Effect] = []
+        moved = self.phase is ExchangePhase.RECEIVE
+        if not moved:
+            out.append(Send(_EOT, "eot"))  # we hold the line: hand it back
+        error = _with_money_flag(Cancelled("cancelled by the register"), moved)
+        return self._finish(out, error)
+
+    def link_lost(self, reason: str) -> list[Effect]:
+        if self.finished:
+            return []
+        moved = self.phase is not ExchangePhase.SEND_ENQ
+        return self._finish([], _with_money_flag(LinkLost(f"link lost: {reason}"), moved))
+
+    def _finish(self, out: list[Effect], error: TerminalError) -> list[Effect]:
+        self.phase = ExchangePhase.DONE
+        return self._track([*out, StopTimer(), Failed(error)])
+
+    def _on_event(self, event: Event) -> list[Effect]:
+        phase = self.phase
+        if phase is ExchangePhase.RECEIVE:
+            out = self._answer.on_event(event)
+            if any(isinstance(e, Completed | Failed) for e in out):
+                self.phase = ExchangePhase.DONE
+            return out
+        if phase is ExchangePhase.SEND_ENQ:
+            if event == ControlByte(ControlCode.ACK):
+                self.phase = ExchangePhase.SEND_FRAME
+                return [
+                    Milestone("enq_acked"),
+                    Send(self._frame, "request"),
+                    StartTimer(Timer.CONTROL_BYTE, self._t.control_byte),
+                ]
+            if event == ControlByte(ControlCode.NAK):
+                return self._retry_enq("nak")
+            return [_ignored(event, phase.value)]
+        if phase is ExchangePhase.SEND_FRAME:
+            if event == ControlByte(ControlCode.ACK):
+                self.phase = ExchangePhase.RECEIVE
+                return [Send(_EOT, "eot"), Milestone("request_acked"), *self._answer.begin()]
+            if event == ControlByte(ControlCode.NAK):
+                return self._resend_frame("nak")
+            return [_ignored(event, phase.value)]
+        return []
+
+    def _on_timeout(self, timer: Timer) -> list[Effect]:
+        phase = self.phase
+        if phase is ExchangePhase.SEND_ENQ:
+            return self._retry_enq("timeout")
+        if phase is ExchangePhase.SEND_FRAME:
+            return self._resend_frame("timeout")
+        if phase is ExchangePhase.RECEIVE:
+            out = self._answer.timeout(timer)
+            if any(isinstance(e, Completed | Failed) for e in out):
+                self.phase = ExchangePhase.DONE
+            return out
+        return []
+
+    def _retry_enq(self, why: str) -> list[Effect]:
+        if self._enq_sent >= self._t.enq_tries:
+            return self._finish(
+                [Send(_EOT, "eot")],
+                TerminalNotResponding(
+                    f"no ACK to ENQ after {self._enq_sent} tries: terminal off, busy or unplugged"
+                ),
+            )
+        self._enq_sent += 1
+        return [
+            Note("concert_v2.link.enq_retry", {"why": why, "tries": self._enq_sent}),
+            Send(_ENQ, "enq"),
+            StartTimer(Timer.CONTROL_BYTE, self._t.control_byte),
+        ]
+
+    def _resend_frame(self, why: str) -> list[Effect]:
+        if self._resends >= self._t.nak_resend_tries:
+            if why == "nak":
+                error: TerminalError = RequestRejected(
+                    f"terminal NAKed the request {self._resends + 1} times"
+                )
+            else:
+                error = TerminalNotResponding("no ACK or NAK to the request frame")
+            return self._finish([Send(_EOT, "eot")], error)
+        self._resends += 1
+        return [
+            Note("concert_v2.link.request_resent", {"why": why, "tries": self._resends}),
+            Send(self._frame, "request"),
+            StartTimer(Timer.CONTROL_BYTE, self._t.control_byte),
+        ]
+
+
+class Listener(_Session):
+    """The receive half alone, for an answer nobody is waiting for any more."""
+
+    def __init__(self, timeouts: LinkTimeouts | None = None) -> None:
+        super().__init__()
+        self._answer = AnswerReceiver(timeouts or LinkTimeouts(), None)
+
+    @property
+    def in_session(self) -> bool:
+        return self._answer.in_session
+
+    def _on_event(self, event: Event) -> list[Effect]:
+        return self._answer.on_event(event)
+
+    def _on_timeout(self, timer: Timer) -> list[Effect]:
+        return self._answer.timeout(timer)
+
+
+class Probe(_Session):
+    """ENQ -> ACK? then EOT: is the terminal there and idle?"""
+
+    def __init__(self, timeout: float = c.PROBE_TIMEOUT_S) -> None:
+        super().__init__()
+        self._timeout = timeout
+
+    def start(self) -> list[Effect]:
+        return self._track([Send(_ENQ, "enq"), StartTimer(Timer.PROBE, self._timeout)])
+
+    def _on_event(self, event: Event) -> list[Effect]:
+        if isinstance(event, ControlByte) and event.code in (ControlCode.ACK, ControlCode.NAK):
+            # NAK: the terminal is there but not ready; either way it answers.
+            return [Send(_EOT, "eot"), StopTimer(), Probed(True)]
+        return [_ignored(event, "probe")]
+
+    def _on_timeout(self, timer: Timer) -> list[Effect]:
+        return [Send(_EOT, "eot"), Probed(False)]

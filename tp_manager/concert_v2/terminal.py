@@ -1,0 +1,493 @@
+"""ConcertV2Terminal: the Concert V2 driver tp-manager talks to.
+
+It owns the serial port, keeps it open (reconnecting with capped exponential
+backoff when the device goes away), and runs one payment at a time through the
+sans-I/O machines of ``link.py``; this module only moves bytes and runs timers.
+
+Cancel: Concert V2 has no documented message to cancel a transaction once the
+terminal has ACKed the request; the customer cancels on the terminal itself.
+``cancel()`` therefore only stops *waiting*: the pending ``pay`` raises
+:class:`Cancelled` (money may have moved once the request was accepted), and if
+the terminal later sends its answer anyway, the driver still ACKs and reads it
+(so the terminal is not left retrying), logs ``concert_v2.late_answer`` and hands
+the result to ``on_late_answer`` for reconciliation.  The same applies to an
+answer that arrives after a :class:`TransactionTimeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+import structlog
+
+from tp_manager.concert_v2 import constants as c
+from tp_manager.concert_v2.codec import (
+    DEFAULT_PAYMENT_MODE,
+    decode_answer,
+    encode_frame,
+    encode_request,
+    to_payment_result,
+    validate_request,
+)
+from tp_manager.concert_v2.constants import Timer
+from tp_manager.concert_v2.link import (
+    Completed,
+    Effect,
+    Exchange,
+    Failed,
+    LinkTimeouts,
+    Listener,
+    Milestone,
+    Note,
+    Probe,
+    Probed,
+    Send,
+    StartTimer,
+    StopTimer,
+    _Session,
+)
+from tp_manager.concert_v2.transport import SerialSettings, SerialTransport
+from tp_manager.terminal.base import LinkStateCallback
+from tp_manager.terminal.errors import (
+    LinkDown,
+    LinkLost,
+    MalformedMessage,
+    TerminalBusy,
+    TerminalError,
+)
+from tp_manager.terminal.model import (
+    LinkState,
+    PaymentRequest,
+    PaymentResult,
+    TerminalStatus,
+    Timings,
+    TransactionType,
+)
+
+log = structlog.get_logger(__name__)
+
+LateAnswerCallback = Callable[[PaymentResult], None]
+
+
+def _ms(start: float | None, end: float | None) -> float:
+    if start is None or end is None:
+        return 0.0
+    return round((end - start) * 1000.0, 3)
+
+
+class ConcertV2Terminal:
+    """A Concert V2 terminal on a serial port (RS-232, USB-CDC or a pty)."""
+
+    protocol = c.PROTOCOL_NAME
+
+    def __init__(
+        self,
+        port: str,
+        *,
+        baudrate: int = 9600,
+        bytesize: int = 8,
+        parity: str = "none",
+        stopbits: int = 1,
+        transaction_timeout: float = c.TRANSACTION_TIMEOUT_S,
+        control_byte_timeout: float = c.CONTROL_BYTE_TIMEOUT_S,
+        end_of_frame_timeout: float = c.END_OF_FRAME_TIMEOUT_S,
+        probe_timeout: float = c.PROBE_TIMEOUT_S,
+        enq_tries: int = c.ENQ_TRIES,
+        nak_resend_tries: int = c.NAK_RESEND_TRIES,
+        receive_nak_tries: int = c.RECEIVE_NAK_TRIES,
+        payment_mode: str = DEFAULT_PAYMENT_MODE,
+        reconnect_initial_delay: float = c.RECONNECT_INITIAL_DELAY_S,
+        reconnect_max_delay: float = c.RECONNECT_MAX_DELAY_S,
+        reconnect_factor: float = c.RECONNECT_BACKOFF_FACTOR,
+        on_link_state: LinkStateCallback | None = None,
+        on_late_answer: LateAnswerCallback | None = None,
+    ) -> None:
+        self.settings = SerialSettings(port, baudrate, bytesize, parity, stopbits)
+        self.settings.pyserial_kwargs()  # bad settings fail here, not in the background
+        self.timeouts = LinkTimeouts(
+            control_byte=control_byte_timeout,
+            end_of_frame=end_of_frame_timeout,
+            transaction=transaction_timeout,
+            probe=probe_timeout,
+            enq_tries=enq_tries,
+            nak_resend_tries=nak_resend_tries,
+            receive_nak_tries=receive_nak_tries,
+        )
+        self.payment_mode = payment_mode
+        self._reconnect = (reconnect_initial_delay, reconnect_max_delay, reconnect_factor)
+        self._on_link_state = on_link_state
+        self._on_late_answer = on_late_answer
+
+        self._state = LinkState.DISCONNECTED
+        self._detail = ""
+        self._last_error: TerminalError | None = None
+        self._transport: SerialTransport | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._first_attempt = asyncio.Event()
+
+        self._session: _Session | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._exchange_future: asyncio.Future[str] | None = None
+        self._probe_future: asyncio.Future[bool] | None = None
+        self._marks: dict[str, float] = {}
+        self._busy = False
+        self._orphan_type = TransactionType.DEBIT
+
+    # --- Terminal protocol ---------------------------------------------------
+
+    @property
+    def link_state(self) -> LinkState:
+        return self._state
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    async def start(self) -> None:
+        """Open the port; return once the first attempt is over, up or not.
+
+        A port that is missing or refused leaves the link DOWN and the driver
+        retrying in the background; ``pay`` then raises the typed reason.
+        """
+        if self._supervisor is None:
+            self._stop.clear()
+            self._first_attempt.clear()
+            self._supervisor = asyncio.create_task(self._supervise(), name="concert_v2.link")
+        await self._first_attempt.wait()
+
+    async def close(self) -> None:
+        self._stop.set()
+        self._fail_session(LinkDown("driver closed"))
+        task, self._supervisor = self._supervisor, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._drop_transport()
+        self._set_state(LinkState.DISCONNECTED, "closed")
+
+    async def pay(self, request: PaymentRequest) -> PaymentResult:
+        message = encode_request(request, self.payment_mode)  # typed errors before any byte
+        if self._busy:
+            raise TerminalBusy("a transaction is already in flight on this terminal")
+        if isinstance(self._session, Listener) and self._session.in_session:
+            raise TerminalBusy("the terminal is sending a message; try again in a moment")
+        self._busy = True
+        try:
+            if self._probe_future is not None:  # a check() probe holds the line briefly
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._probe_future)
+            return await self._run_exchange(request, message)
+        finally:
+            self._busy = False
+
+    async def cancel(self) -> bool:
+        session = self._session
+        if isinstance(session, Exchange) and not session.finished:
+            log.info("concert_v2.pay.cancel_requested", phase=session.phase.value)
+            self._apply(session, session.cancel())
+            return True
+        return False
+
+    async def check(self) -> TerminalStatus:
+        if self._busy or (isinstance(self._session, Listener) and self._session.in_session):
+            return self._status(busy=True, responding=None)
+        if self._state is not LinkState.UP or self._transport is None:
+            return self._status(busy=False, responding=None)
+        if self._probe_future is None:
+            probe = Probe(self.timeouts.probe)
+            fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            self._probe_future = fut
+            self._session = probe
+            self._apply(probe, probe.start())
+        else:
+            fut = self._probe_future
+        try:
+            responding = await asyncio.shield(fut)
+        finally:
+            if self._probe_future is fut and fut.done():
+                self._probe_future = None
+        log.info("concert_v2.check", responding=responding)
+        return self._status(busy=False, responding=responding)
+
+    # --- payment -------------------------------------------------------------
+
+    async def _run_exchange(self, request: PaymentRequest, message: str) -> PaymentResult:
+        if self._state is not LinkState.UP or self._transport is None:
+            raise self._down_error()
+        loop = asyncio.get_running_loop()
+        exchange = Exchange(encode_frame(message), self.timeouts)
+        fut: asyncio.Future[str] = loop.create_future()
+        self._exchange_future = fut
+        self._orphan_type = request.transaction_type
+        self._marks = {"start": time.monotonic()}
+        self._session = exchange
+        log.info(
+            "concert_v2.pay.start",
+            amount=request.amount,
+            currency=request.currency_numeric,
+            type=str(request.transaction_type),
+            order_id=request.order_id,
+        )
+        try:
+            self._apply(exchange, exchange.start())
+            answer_message = await fut
+        except asyncio.CancelledError:
+            # The caller's task was cancelled: stop the exchange as a cancel would.
+            if not exchange.finished:
+                self._apply(exchange, exchange.cancel())
+            raise
+        except TerminalError as err:
+            log.warning(
+                "concert_v2.pay.failed",
+                code=err.code,
+                reason=err.message,
+                money_may_have_moved=err.money_may_have_moved,
+                order_id=request.order_id,
+            )
+            raise
+        finally:
+            self._exchange_future = None
+            if self._session is exchange:
+                self._listen()
+        end = time.monotonic()
+        try:
+            answer = decode_answer(answer_message)
+        except MalformedMessage as err:
+            err.money_may_have_moved = True  # the terminal did answer something
+            log.warning("concert_v2.pay.failed", code=err.code, reason=err.message)
+            raise
+        m = self._marks
+        timings = Timings(
+            connect_ms=_ms(m.get("start"), m.get("enq_acked")),
+            request_ms=_ms(m.get("enq_acked"), m.get("request_acked")),
+            wait_ms=_ms(m.get("request_acked"), m.get("answer_started")),
+            total_ms=_ms(m.get("start"), end),
+        )
+        result = to_payment_result(answer, request.transaction_type, timings)
+        mismatch = [
+            name
+            for name, sent, got in (
+                ("amount", request.amount, answer.amount),
+                ("currency", request.currency_numeric, answer.currency_numeric),
+                ("pos_number", request.pos_number, answer.pos_number),
+                ("private", request.private.rstrip(" "), answer.private),
+            )
+            if sent != got
+        ]
+        if mismatch:
+            log.warning("concert_v2.pay.answer_mismatch", fields=mismatch)
+        log.info(
+            "concert_v2.pay.done",
+            status=str(result.status),
+            amount=result.amount,
+            currency=result.currency_numeric,
+            masked_pan=result.masked_pan,
+            total_ms=timings.total_ms,
+            order_id=request.order_id,
+        )
+        return result
+
+    def validate(self, request: PaymentRequest) -> None:
+        """Raise what ``pay`` would raise for this request, without touching the link."""
+        validate_request(request, self.payment_mode)
+
+    # --- effects -------------------------------------------------------------
+
+    def _apply(self, session: _Session, effects: list[Effect]) -> None:
+        """Carry out a machine's effects, in order."""
+        for effect in effects:
+            if isinstance(effect, Send):
+                if not self._send(session, effect):
+                    return
+            elif isinstance(effect, StartTimer):
+                self._cancel_timer()
+                self._timer = asyncio.get_running_loop().call_later(
+                    effect.seconds, self._fire, session, effect.timer
+                )
+            elif isinstance(effect, StopTimer):
+                self._cancel_timer()
+            elif isinstance(effect, Note):
+                log.info(effect.event, **dict(effect.fields))
+            elif isinstance(effect, Milestone):
+                self._marks[effect.name] = time.monotonic()
+            elif isinstance(effect, Completed | Failed | Probed):
+                self._finished(session, effect)
+
+    def _send(self, session: _Session, effect: Send) -> bool:
+        transport = self._transport
+        try:
+            if transport is None:
+                raise LinkLost("serial port is not open")
+            transport.write(effect.data)
+        except LinkLost as err:
+            self._fail_session(err)
+            return False
+        log.debug("concert_v2.link.sent", what=effect.label, size=len(effect.data))
+        return True
+
+    def _finished(self, session: _Session, effect: Completed | Failed | Probed) -> None:
+        self._cancel_timer()
+        if isinstance(session, Exchange):
+            fut = self._exchange_future
+            if fut is not None and not fut.done():
+                if isinstance(effect, Completed):
+                    fut.set_result(effect.message)
+                elif isinstance(effect, Failed):
+                    fut.set_exception(effect.error)
+        elif isinstance(session, Probe):
+            pfut = self._probe_future
+            if pfut is not None and not pfut.done():
+                pfut.set_result(isinstance(effect, Probed) and effect.responding)
+            if not self._busy:
+                self._probe_future = None
+        elif isinstance(session, Listener):
+            self._late_answer(effect)
+        if self._session is session:
+            self._listen()
+
+    def _late_answer(self, effect: Completed | Failed | Probed) -> None:
+        if isinstance(effect, Failed):
+            log.warning("concert_v2.late_answer.unreadable", code=effect.error.code)
+            return
+        if not isinstance(effect, Completed):
+            return
+        try:
+            result = to_payment_result(decode_answer(effect.message), self._orphan_type)
+        except MalformedMessage as err:
+            log.warning("concert_v2.late_answer.unreadable", code=err.code)
+            return
+        log.warning(
+            "concert_v2.late_answer",
+            status=str(result.status),
+            amount=result.amount,
+            currency=result.currency_numeric,
+            private=result.private,
+            masked_pan=result.masked_pan,
+        )
+        if self._on_late_answer is not None:
+            try:
+                self._on_late_answer(result)
+            except Exception:
+                log.exception("concert_v2.callback_failed", callback="on_late_answer")
+
+    def _fire(self, session: _Session, timer: Timer) -> None:
+        self._timer = None
+        if session is not self._session:
+            return
+        try:
+            self._apply(session, session.timeout(timer))
+        except Exception:  # never let a bug wedge the link: fail what is pending
+            log.exception("concert_v2.internal_error", where="timer")
+            self._fail_session(LinkLost("internal error in the Concert V2 driver"))
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _listen(self) -> None:
+        """Between payments, still answer the terminal if it speaks up."""
+        self._cancel_timer()
+        self._session = Listener(self.timeouts) if self._transport is not None else None
+
+    def _fail_session(self, error: TerminalError) -> None:
+        session = self._session
+        if isinstance(session, Exchange) and not session.finished:
+            self._apply(session, session.link_lost(error.message))
+        elif isinstance(session, Probe) and not session.finished:
+            session.finished = True
+            self._finished(session, Probed(False))
+        self._listen()
+
+    # --- link supervision ------------------------------------------------------
+
+    def _on_data(self, data: bytes) -> None:
+        session = self._session
+        if session is None:
+            return
+        try:
+            self._apply(session, session.receive_data(data))
+        except Exception:
+            log.exception("concert_v2.internal_error", where="receive")
+            self._fail_session(LinkLost("internal error in the Concert V2 driver"))
+
+    def _on_lost(self, error: LinkLost) -> None:
+        self._fail_session(error)
+
+    def _drop_transport(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+        self._cancel_timer()
+        self._session = None
+
+    async def _supervise(self) -> None:
+        initial, cap, factor = self._reconnect
+        delay = initial
+        self._set_state(LinkState.CONNECTING, f"opening {self.settings.port}")
+        while not self._stop.is_set():
+            try:
+                try:
+                    transport = await SerialTransport.open(
+                        self.settings, self._on_data, self._on_lost
+                    )
+                except TerminalError:
+                    raise
+                except Exception as exc:  # a driver surprise must not end the supervision
+                    log.exception("concert_v2.link.open_crashed", port=self.settings.port)
+                    raise LinkDown(f"cannot open serial port {self.settings.port}: {exc}") from exc
+            except TerminalError as err:
+                if self._last_error is None or err.message != self._last_error.message:
+                    log.warning("concert_v2.link.open_failed", code=err.code, reason=err.message)
+                self._last_error = err
+                self._set_state(LinkState.DOWN, err.message)
+            else:
+                self._transport = transport
+                self._last_error = None
+                delay = initial
+                self._listen()
+                self._set_state(LinkState.UP, f"{self.settings.port} open")
+                self._first_attempt.set()
+                await transport.closed.wait()
+                self._transport = None
+                self._session = None
+                self._cancel_timer()
+                if self._stop.is_set():
+                    break
+                self._last_error = LinkDown(f"serial port {self.settings.port} was lost")
+                self._set_state(LinkState.DOWN, self._last_error.message)
+            self._first_attempt.set()
+            log.info("concert_v2.link.reconnect_wait", delay_s=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            delay = min(delay * factor, cap)
+
+    def _down_error(self) -> TerminalError:
+        if self._last_error is not None:  # a fresh instance per raise, same type
+            return type(self._last_error)(self._last_error.message)
+        return LinkDown(f"serial link is {self._state}: {self._detail}")
+
+    def _set_state(self, state: LinkState, detail: str) -> None:
+        if (state, detail) == (self._state, self._detail):
+            return
+        self._state, self._detail = state, detail
+        log.info("concert_v2.link.state", state=str(state), detail=detail)
+        if self._on_link_state is not None:
+            try:
+                self._on_link_state(state, detail)
+            except Exception:
+                log.exception("concert_v2.callback_failed", callback="on_link_state")
+
+    def _status(self, *, busy: bool, responding: bool | None) -> TerminalStatus:
+        return TerminalStatus(
+            protocol=self.protocol,
+            link=self._state,
+            busy=busy,
+            responding=responding,
+            detail=self._detail,
+        )

@@ -1,0 +1,312 @@
+"""The Concert V3 driver: a :class:`~tp_manager.terminal.base.Terminal` over TCP.
+
+Concert V3 opens one TCP connection per transaction, so there is no link to
+keep open: ``link_state`` is what the last attempt taught us (``UP`` after an
+exchange or a probe that connected, ``DOWN`` after a connection failure,
+``DISCONNECTED`` before the first attempt and after :meth:`close`).
+
+Orders may name their terminal (POS API ``host_information`` / ``protocol``):
+:meth:`ConcertV3Terminal.with_target` gives a copy with the same settings aimed
+at another address.  Copies do not share the busy flag: each one serialises its
+own transactions, and the terminal itself refuses a second connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import structlog
+
+from tp_manager.concert_v3 import messages, transport
+from tp_manager.concert_v3.messages import Contract
+from tp_manager.concert_v3.transport import ExchangeProgress, ExchangeTimeouts
+from tp_manager.terminal.base import LinkStateCallback
+from tp_manager.terminal.errors import (
+    Cancelled,
+    LinkDown,
+    LinkLost,
+    TerminalBusy,
+    TerminalError,
+)
+from tp_manager.terminal.model import (
+    LinkState,
+    PaymentRequest,
+    PaymentResult,
+    TerminalStatus,
+)
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_PORT: Final = 8888
+CANCEL_WAIT_S: Final = 2.0  # how long cancel() waits for the exchange to unwind
+
+
+@dataclass(frozen=True, slots=True)
+class ConcertV3Settings:
+    host: str
+    port: int = DEFAULT_PORT
+    version: str = messages.DEFAULT_VERSION
+    register_id: str = messages.DEFAULT_REGISTER_ID
+    pos_number: int | None = None  # None: use each request's pos_number
+    contracts: tuple[Contract, ...] = ()
+    transaction_timeout: float = transport.TRANSACTION_TIMEOUT_S
+    connect_timeout: float = transport.CONNECT_TIMEOUT_S
+    probe_timeout: float = transport.PROBE_TIMEOUT_S
+    settle: float = transport.ANSWER_SETTLE_S
+    echo_grace: float = transport.ECHO_GRACE_S
+
+    def timeouts(self) -> ExchangeTimeouts:
+        return ExchangeTimeouts(
+            connect=self.connect_timeout,
+            transaction=self.transaction_timeout,
+            settle=self.settle,
+            echo_grace=self.echo_grace,
+        )
+
+
+class ConcertV3Terminal:
+    """One payment terminal at ``host:port``; one transaction at a time."""
+
+    protocol = messages.PROTOCOL
+
+    def __init__(
+        self,
+        host: str,
+        port: int = DEFAULT_PORT,
+        version: str = messages.DEFAULT_VERSION,
+        *,
+        register_id: str = messages.DEFAULT_REGISTER_ID,
+        pos_number: int | None = None,
+        contracts: Sequence[Contract] = (),
+        transaction_timeout: float = transport.TRANSACTION_TIMEOUT_S,
+        connect_timeout: float = transport.CONNECT_TIMEOUT_S,
+        probe_timeout: float = transport.PROBE_TIMEOUT_S,
+        settle: float = transport.ANSWER_SETTLE_S,
+        echo_grace: float = transport.ECHO_GRACE_S,
+        on_link_state: LinkStateCallback | None = None,
+    ) -> None:
+        if not 0 < port < 65536:
+            raise ValueError(f"terminal port must be 1..65535, got {port}")
+        if pos_number is not None and not (
+            messages.MIN_POS_NUMBER <= pos_number <= messages.MAX_POS_NUMBER
+        ):
+            raise ValueError(f"POS number must be 1..99, got {pos_number}")
+        self._settings = ConcertV3Settings(
+            host=host,
+            port=port,
+            version=messages.protocol_version(version),
+            register_id=messages.validate_register_id(register_id),
+            pos_number=pos_number,
+            contracts=tuple(contracts),
+            transaction_timeout=transaction_timeout,
+            connect_timeout=connect_timeout,
+            probe_timeout=probe_timeout,
+            settle=settle,
+            echo_grace=echo_grace,
+        )
+        self._on_link_state = on_link_state
+        self._link = LinkState.DISCONNECTED
+        self._busy = False
+        self._inflight: asyncio.Task[transport.Exchange] | None = None
+        self._cancel_requested = False
+
+    @classmethod
+    def from_settings(
+        cls, settings: ConcertV3Settings, on_link_state: LinkStateCallback | None = None
+    ) -> ConcertV3Terminal:
+        s = settings
+        return cls(
+            s.host,
+            s.port,
+            s.version,
+            register_id=s.register_id,
+            pos_number=s.pos_number,
+            contracts=s.contracts,
+            transaction_timeout=s.transaction_timeout,
+            connect_timeout=s.connect_timeout,
+            probe_timeout=s.probe_timeout,
+            settle=s.settle,
+            echo_grace=s.echo_grace,
+            on_link_state=on_link_state,
+        )
+
+    @property
+    def settings(self) -> ConcertV3Settings:
+        return self._settings
+
+    def with_target(
+        self, host: str, port: int = DEFAULT_PORT, version: str | None = None
+    ) -> ConcertV3Terminal:
+        """A copy of this terminal's settings aimed at ``host:port`` (and maybe a version)."""
+        settings = dataclasses.replace(
+            self._settings,
+            host=host,
+            port=port,
+            version=self._settings.version if version is None else version,
+        )
+        return ConcertV3Terminal.from_settings(settings, self._on_link_state)
+
+    @property
+    def link_state(self) -> LinkState:
+        return self._link
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    async def start(self) -> None:
+        """Nothing stays open between transactions; a probe sets the first link state."""
+        await self.check()
+
+    async def close(self) -> None:
+        await self.cancel()
+        self._set_link(LinkState.DISCONNECTED, "closed")
+
+    async def pay(self, request: PaymentRequest) -> PaymentResult:
+        if self._busy:
+            raise TerminalBusy(
+                f"terminal at {self._target} is already running a transaction; "
+                "wait for its result or cancel it"
+            )
+        self._busy = True
+        self._cancel_requested = False
+        try:
+            return await self._pay(request)
+        finally:
+            self._busy = False
+            self._inflight = None
+            self._cancel_requested = False
+
+    async def _pay(self, request: PaymentRequest) -> PaymentResult:
+        s = self._settings
+        sent = messages.build_request(
+            request, version=s.version, register_id=s.register_id, pos_number=s.pos_number
+        )
+        payload = messages.encode_request(sent)
+        log.info(
+            "concert_v3.transaction.start",
+            host=s.host,
+            port=s.port,
+            version=s.version,
+            amount=request.amount,
+            currency=request.currency_numeric,
+            transaction_type=str(request.transaction_type),
+            order_id=request.order_id,
+        )
+        progress = ExchangeProgress()
+        echo_tags = [tag for tag, _ in sent]
+        task = asyncio.create_task(
+            transport.exchange(s.host, s.port, payload, echo_tags, s.timeouts(), progress)
+        )
+        self._inflight = task
+        try:
+            exchanged = await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._cancel_requested and (current is None or current.cancelling() == 0):
+                raise self._cancelled(progress) from None
+            raise
+        except TerminalError as exc:
+            if isinstance(exc, (LinkDown, LinkLost)):
+                self._set_link(LinkState.DOWN, exc.message)
+            elif progress.connected:
+                self._set_link(LinkState.UP, "connected")
+            log.warning(
+                "concert_v3.transaction.failed",
+                code=exc.code,
+                error=exc.message,
+                money_may_have_moved=exc.money_may_have_moved,
+                order_id=request.order_id,
+            )
+            raise
+        self._set_link(LinkState.UP, "answered")
+        result = messages.parse_answer(
+            exchanged.fields, sent, contracts=s.contracts, timings=exchanged.timings
+        )
+        log.info(
+            "concert_v3.transaction.done",
+            status=str(result.status),
+            failure_reason=None if result.failure_reason is None else str(result.failure_reason),
+            amount=result.amount,
+            payment_application=result.payment_application,
+            segments=exchanged.segments,
+            total_ms=round(result.timings.total_ms, 1),
+            order_id=request.order_id,
+        )
+        return result
+
+    def _cancelled(self, progress: ExchangeProgress) -> Cancelled:
+        if progress.request_sent:
+            err = Cancelled(
+                "transaction cancelled by the register after the request reached the "
+                "terminal; the customer may have paid: check the terminal"
+            )
+        else:
+            err = Cancelled("transaction cancelled by the register before the request was sent")
+            err.money_may_have_moved = False  # nothing reached the terminal
+        log.warning(
+            "concert_v3.transaction.cancelled",
+            request_sent=progress.request_sent,
+            answer_bytes=progress.answer_bytes,
+        )
+        return err
+
+    async def cancel(self) -> bool:
+        """Close the connection in flight; the pending :meth:`pay` raises :class:`Cancelled`."""
+        task = self._inflight
+        if task is None or task.done():
+            return False
+        self._cancel_requested = True
+        if not task.cancel():
+            return False
+        await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
+        return task.done()
+
+    async def check(self) -> TerminalStatus:
+        """Probe with a TCP connect + close when idle; never while a transaction runs."""
+        if self._busy:
+            return TerminalStatus(
+                protocol=self.protocol,
+                link=self._link,
+                busy=True,
+                responding=None,
+                detail="transaction in flight; not probing",
+            )
+        s = self._settings
+        try:
+            connect_ms = await transport.probe(s.host, s.port, s.probe_timeout)
+        except LinkDown as exc:
+            self._set_link(LinkState.DOWN, exc.message)
+            log.info("concert_v3.probe.failed", host=s.host, port=s.port, code=exc.code)
+            return TerminalStatus(
+                protocol=self.protocol,
+                link=self._link,
+                busy=self._busy,
+                responding=False,
+                detail=exc.message,
+            )
+        self._set_link(LinkState.UP, "probe connected")
+        log.debug("concert_v3.probe.ok", host=s.host, port=s.port, connect_ms=round(connect_ms, 1))
+        return TerminalStatus(
+            protocol=self.protocol,
+            link=self._link,
+            busy=self._busy,
+            responding=True,
+            detail=f"TCP connect to {self._target} in {connect_ms:.0f} ms",
+        )
+
+    @property
+    def _target(self) -> str:
+        return f"{self._settings.host}:{self._settings.port}"
+
+    def _set_link(self, state: LinkState, detail: str) -> None:
+        if state is self._link:
+            return
+        self._link = state
+        log.info("concert_v3.link.state", state=str(state), detail=detail, target=self._target)
+        if self._on_link_state is not None:
+            self._on_link_state(state, detail)
