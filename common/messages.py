@@ -65,6 +65,9 @@ EVENT_TERMINAL_BUSY = "terminal.busy"
 EVENT_TERMINAL_IDLE = "terminal.idle"
 EVENT_TRANSACTION_STARTED = "transaction.started"
 EVENT_TRANSACTION_FINISHED = "transaction.finished"
+# The terminal answered a payment after the connector had given up on it (timeout, cancel):
+# the real outcome of an order journaled ``unknown``.
+EVENT_LATE_ANSWER = "transaction.late_answer"
 
 
 class MessageError(ValueError):

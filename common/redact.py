@@ -24,7 +24,11 @@ PAN_KEEP_LAST = 4
 MASK_CHAR = "#"
 REDACTED = "[redacted]"
 
-_PAN_RUN = re.compile(rf"[0-9]{{{PAN_MIN_DIGITS},}}|[0-9]{{4,6}}(?:[ -][0-9]{{4,6}}){{2,4}}")
+# A grouped number must not start or end inside a longer digit run: a match ending
+# mid-run would leave the rest of the run (maybe 13 digits) unmasked.
+_PAN_RUN = re.compile(
+    rf"[0-9]{{{PAN_MIN_DIGITS},}}|(?<![0-9])[0-9]{{4,6}}(?:[ -][0-9]{{4,6}}){{2,4}}(?![0-9])"
+)
 # Keys whose values are secrets whatever they hold.
 SECRET_KEY = re.compile(
     r"pass(word)?|pwd|secret|token|^(proxy-)?authori[sz]ation$|api[_-]?key|cookie|^pan$|card_?number",
@@ -97,4 +101,6 @@ def redact(value: Any, secrets: tuple[str, ...] = ()) -> Any:
         text = str(value)  # a PAN sent as a JSON number
         masked = redact_text(text, secrets)
         return value if masked == text else masked
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return redact_text(str(value), secrets)  # exceptions, paths, bytes: as the log shows them

@@ -113,5 +113,5 @@ def write_config(params: RenderParams) -> Path:
 def rpc(socket_path: Path, timeout_s: float = 5.0) -> xmlrpc.client.ServerProxy:
     """An XML-RPC proxy to supervisord over its private unix socket."""
     transport = SupervisorTransport(None, None, f"unix://{socket_path}")
-    transport.timeout = timeout_s  # type: ignore[attr-defined]
+    transport.timeout = timeout_s
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)

@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_CALL_TIMEOUT_S = 10.0  # maintenance commands; pay passes its own
 SEND_TIMEOUT_MS = 1000  # how long a send may wait for a connected peer
+DISCONNECT_GRACE_S = 0.2  # for replies received before a disconnect to be read
 
 
 class CommandFailed(Exception):
@@ -150,7 +151,15 @@ class TerminalClient:
             event = parse_monitor_message(frames)
             if event["event"] == zmq.EVENT_DISCONNECTED:
                 log.warning("client.peer_disconnected", pending=len(self._pending))
-                self._fail_pending(PeerRestarted())
+                # A reply that arrived just before the disconnect (a payment's answer as
+                # tp-manager stops) may not be read yet: the monitor and the socket are
+                # two queues.  Let the receive loop deliver it, then fail the calls that
+                # were waiting on the old peer, and only those.
+                waiting = list(self._pending.values())
+                await asyncio.sleep(DISCONNECT_GRACE_S)
+                for future in waiting:
+                    if not future.done():
+                        future.set_exception(PeerRestarted())
 
     def _fail_pending(self, exc: CommandFailed) -> None:
         for future in self._pending.values():

@@ -38,6 +38,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from common.logging import configure_logging
+
 log = structlog.get_logger(__name__)
 
 NOTIFY_PATH = "/v1/connector/order"
@@ -239,14 +241,9 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stderr_logger(*_args: object) -> structlog.PrintLogger:
-    """Looks ``sys.stderr`` up at each logger creation, not once (it may be swapped)."""
-    return structlog.PrintLogger(file=sys.stderr)
-
-
 def main(args: argparse.Namespace) -> int:
-    if not structlog.is_configured():  # stdout carries only the READY line
-        structlog.configure(logger_factory=_stderr_logger)
+    # the product's JSON lines, on stderr: stdout carries only the READY line
+    configure_logging("hipay-stub", "info", secrets=[args.password], stream=sys.stderr)
     try:
         return asyncio.run(_serve(args))
     except OSError as exc:

@@ -15,8 +15,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import structlog
-
+from common.logging import configure_logging
 from supervisor_agent.journal import JOURNAL_FILENAME, Journal
 from supervisor_agent.outbox import Notification, NotificationState
 
@@ -80,22 +79,9 @@ def _line(note: Notification) -> str:
     )
 
 
-def _logs_to_stderr() -> None:
-    """Stdout is the listing (``--json`` feeds other tools); logs go to stderr.
-
-    Only when nothing configured structlog yet, so a product-wide setup wins.
-    """
-    if not structlog.is_configured():
-        structlog.configure(logger_factory=_stderr_logger)
-
-
-def _stderr_logger(*_args: object) -> structlog.PrintLogger:
-    """Looks ``sys.stderr`` up at each logger creation, not once (it may be swapped)."""
-    return structlog.PrintLogger(file=sys.stderr)
-
-
 def main(args: argparse.Namespace) -> int:
-    _logs_to_stderr()
+    # stdout is the listing (``--json`` feeds other tools); warnings go to stderr as JSON
+    configure_logging("outbox", "warning", stream=sys.stderr)
     data_dir = _data_dir(args)
     path = data_dir / JOURNAL_FILENAME
     if not path.exists():

@@ -11,6 +11,7 @@ import asyncio
 import xmlrpc.client
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -36,8 +37,8 @@ def stopper(socket_path: Path) -> Callable[[], Awaitable[bool]]:
         except OSError as exc:
             log.error("agent.stop_tp_manager.unreachable", error=str(exc))
             return False
-        state = proxy.supervisor.getProcessInfo(PROGRAM)["statename"]
-        return bool(state in ("STOPPED", "EXITED"))
+        info: dict[str, Any] = proxy.supervisor.getProcessInfo(PROGRAM)  # type: ignore[assignment]
+        return bool(info["statename"] in ("STOPPED", "EXITED"))
 
     async def stop_tp_manager() -> bool:
         return await asyncio.to_thread(_stop)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, and .ci/run): creates .venv if needed, installs the
-# project with its test extras, then runs the linter and the whole suite.
+# project with its test extras, then runs the linter, the formatter check, the type
+# checker and the whole suite.
 # Extra arguments go to pytest (e.g. tests/run.sh -k concert_v2 -x).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,4 +14,6 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy common tp_manager supervisor_agent
 exec .venv/bin/python -m pytest "$@"

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -28,6 +29,7 @@ import yaml
 
 from common import paths
 from common.supervisord import rpc
+from supervisor_agent.api import wire_json
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 30.0
@@ -95,7 +97,7 @@ class Stack:
         auth: tuple[str, str] | None = None,
         timeout_s: float = 30.0,
     ) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
+        data = None if body is None else wire_json.dumps(body).encode()
         req = urllib.request.Request(self.base_url + path, data=data, method=method)
         if data is not None:
             req.add_header("Content-Type", "application/json")
@@ -115,8 +117,12 @@ class Stack:
                 return err.code, raw.decode(errors="replace")
 
     def logs(self, name: str) -> str:
-        path = paths.log_dir(self.data_dir) / f"{name}.log"
-        return path.read_text() if path.exists() else ""
+        """What a program wrote, stdout then stderr (the simulator logs on stderr)."""
+        text = ""
+        for suffix in (".log", ".err.log"):
+            path = paths.log_dir(self.data_dir) / f"{name}{suffix}"
+            text += path.read_text() if path.exists() else ""
+        return text
 
 
 def _terminate(stack: Stack) -> None:
@@ -132,6 +138,61 @@ def _terminate(stack: Stack) -> None:
     for pid in stack.pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+
+
+@dataclass
+class HipayStub:
+    """``ecr-connector hipay-stub`` in its own process: HiPay's stand-in, over real HTTP."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    login: str = "hipay-login"
+    password: str = "hipay-pass"
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def received(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/received")["notifications"])
+
+    def acknowledged(self, order_id: str) -> list[dict[str, Any]]:
+        return [
+            n
+            for n in self.received()
+            if n.get("outcome") == "acknowledged" and n.get("order_id") == order_id
+        ]
+
+    def control(self, **settings: Any) -> Any:
+        return self._call("POST", "/control", settings)
+
+
+@contextlib.contextmanager
+def hipay_stub(tmp_path: Path) -> Iterator[HipayStub]:
+    err = open(tmp_path / "hipay-stub.err", "wb")  # closed below
+    credentials = ["--login", "hipay-login", "--password", "hipay-pass"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "common", "hipay-stub", "--port", "0", *credentials],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=err,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT_S)
+        assert ready, "the HiPay stub printed no READY line"
+        text = proc.stdout.readline().decode().strip()
+        assert text.startswith("READY http="), text
+        yield HipayStub(proc, "http://" + text.removeprefix("READY http="))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        err.close()
 
 
 @contextlib.contextmanager
@@ -153,6 +214,7 @@ def running_stack(tmp_path: Path, **overrides: Any) -> Iterator[Stack]:
         "transaction_timeout": 20,
     }
     config.update(overrides)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config_path = tmp_path / "config.yml"
     config_path.write_text(yaml.safe_dump(config))
     log_file = open(tmp_path / "run.out", "wb")

@@ -24,3 +24,5 @@ class ServerContext:
     payment_in_flight: asyncio.Event = field(default_factory=asyncio.Event)
     # The terminal of the payment in flight (an order may name its own): what cancel stops.
     active_terminal: Terminal | None = None
+    # The last payment given up with its outcome unknown: a late answer belongs to it.
+    unanswered_order_id: str | None = None

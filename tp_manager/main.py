@@ -15,6 +15,7 @@ import signal
 import sys
 
 import structlog
+import zmq.asyncio
 
 from common import messages
 from common.config import ConfigError, ConnectorConfig, load_config_arg
@@ -22,7 +23,7 @@ from common.logging import configure_logging, secrets_of
 from tp_manager.context import ServerContext
 from tp_manager.server import ControlServer
 from tp_manager.terminal.factory import TargetTerminals, build_terminal, describe_device
-from tp_manager.terminal.model import LinkState
+from tp_manager.terminal.model import LinkState, PaymentResult
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +39,21 @@ async def serve(config: ConnectorConfig) -> int:
         if server is not None:
             server.publish(event, {"link": str(state), "detail": detail})
 
-    terminal = build_terminal(config, on_link_state)
+    def on_late_answer(result: PaymentResult) -> None:
+        """The real outcome of a payment already reported ``unknown``: a person reconciles."""
+        order_id = ctx.unanswered_order_id
+        log.error(
+            "tp_manager.transaction.late_answer",
+            order_id=order_id,
+            status=str(result.status),
+            amount=result.amount,
+            masked_pan=result.masked_pan,
+            advice="the order was reported unknown; this is the terminal's real verdict",
+        )
+        if server is not None:
+            server.publish(messages.EVENT_LATE_ANSWER, {"order_id": order_id, **result.to_dict()})
+
+    terminal = build_terminal(config, on_link_state, on_late_answer)
     targets = TargetTerminals(config, terminal)
     ctx = ServerContext(
         terminal=terminal,
@@ -48,7 +63,8 @@ async def serve(config: ConnectorConfig) -> int:
         transaction_timeout_s=config.transaction_timeout,
         terminal_factory=targets,
     )
-    server = ControlServer(ctx, config.control_endpoint, config.events_endpoint)
+    zctx = zmq.asyncio.Context()
+    server = ControlServer(ctx, config.control_endpoint, config.events_endpoint, zctx)
     await server.start()
     await terminal.start()
 
@@ -73,6 +89,8 @@ async def serve(config: ConnectorConfig) -> int:
     if not drained:
         log.error("tp_manager.stopping.drain_timeout")
     await server.close()
+    # term() blocks until the last replies have left (the router's linger): in a thread
+    await asyncio.to_thread(zctx.term)
     for each in targets.all():
         await each.close()
     log.info("tp_manager.stopped", waited_for_payment=in_flight)

@@ -25,6 +25,8 @@ from tp_manager.terminal.errors import TerminalError
 
 log = structlog.get_logger(__name__)
 
+REPLY_LINGER_MS = 2000
+
 
 def prepare_ipc_endpoint(endpoint: str) -> None:
     """For ``ipc://`` endpoints, make the socket's directory private (0700) before binding."""
@@ -62,7 +64,7 @@ class ControlServer:
         pub.setsockopt(zmq.LINGER, 0)
         pub.bind(self.events_endpoint)
         router = self._zctx.socket(zmq.ROUTER)
-        router.setsockopt(zmq.LINGER, 1000)
+        router.setsockopt(zmq.LINGER, REPLY_LINGER_MS)
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         router.bind(self.control_endpoint)
         for endpoint in (self.control_endpoint, self.events_endpoint):
@@ -100,9 +102,13 @@ class ControlServer:
                 await self._loop_task
         for task in list(self._tasks):
             task.cancel()
-        for sock in (self._router, self._pub):
-            if sock is not None:
-                sock.close(linger=0)
+        # The last replies (a payment's answer, after a drain) may still sit in the
+        # router's queue: give them REPLY_LINGER_MS to leave.  The owner of the
+        # ZeroMQ context terminates it after this, which waits for that linger.
+        if self._router is not None:
+            self._router.close(linger=REPLY_LINGER_MS)
+        if self._pub is not None:
+            self._pub.close(linger=0)
         self._router = self._pub = None
 
     async def _serve(self) -> None:

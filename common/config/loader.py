@@ -52,6 +52,7 @@ DEFAULT_V3_PROTOCOL = "ConcertV3.1"
 CONTRACT_NAMES = ("proxy", "nfc")
 CONTRACT_FIELDS = ("payment_application", "merchant_id", "rank")
 SECRET_KEYS = frozenset({"api_password", "hipay_password"})
+RUN_SOCKETS = ("control.sock", "events.sock")  # the default ZeroMQ endpoints, under data_dir/run
 
 # canonical key -> the other spellings the seeds use (matched after folding)
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -63,6 +64,9 @@ ALIASES: dict[str, tuple[str, ...]] = {
 
 def _fold(key: str) -> str:
     return key.replace("_", "").replace("-", "").lower()
+
+
+CONTRACT_FIELD_NAMES = {_fold(f): f for f in CONTRACT_FIELDS}
 
 
 def _seconds(low: float, high: float) -> Callable[[Any], float]:
@@ -175,23 +179,31 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "...'"
 
 
+def _unknown_key(key: str) -> str:
+    """The rule for a key no spelling matches, with the nearest known key (compared folded)."""
+    known = [*RULES, *(a for aliases in ALIASES.values() for a in aliases)]
+    known += [f"contract.{n}.{f}" for n in CONTRACT_NAMES for f in CONTRACT_FIELDS]
+    folded = {_fold(k): k for k in known}
+    close = difflib.get_close_matches(_fold(key), folded, n=1, cutoff=0.6)
+    if not close:
+        return "is not a known key (see docs/configuration.md)"
+    suggestion = folded[close[0]]
+    if key.isupper():  # a kiosk config.txt: answer in its spelling
+        suggestion = suggestion.upper()
+    return f"is not a known key; did you mean '{suggestion}'?"
+
+
 def _canonicalise(raw: Mapping[str, Raw]) -> tuple[dict[str, Raw], list[ConfigProblem]]:
     """Map each key the file used onto its canonical name; unknown or doubled keys are problems."""
     out: dict[str, Raw] = {}
     problems: list[ConfigProblem] = []
-    known = sorted(
-        set(RULES) | {f"contract.{n}.{f}" for n in CONTRACT_NAMES for f in CONTRACT_FIELDS}
-    )
     for item in raw.values():
         head, _, rest = item.key.partition(".")
         name = CANONICAL.get(_fold(head))
-        if name == "contract" and rest:
+        if name == "contract":
             parts = rest.split(".")
-            if (
-                len(parts) != 2
-                or parts[0].lower() not in CONTRACT_NAMES
-                or parts[1] not in CONTRACT_FIELDS
-            ):
+            field = CONTRACT_FIELD_NAMES.get(_fold(parts[-1]))
+            if len(parts) != 2 or _fold(parts[0]) not in CONTRACT_NAMES or field is None:
                 problems.append(
                     ConfigProblem(
                         item.key,
@@ -202,11 +214,9 @@ def _canonicalise(raw: Mapping[str, Raw]) -> tuple[dict[str, Raw], list[ConfigPr
                     )
                 )
                 continue
-            canonical = f"contract.{parts[0].lower()}.{parts[1]}"
-        elif name is None or name == "contract" or rest:
-            close = difflib.get_close_matches(item.key, known, n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else " (see docs/configuration.md)"
-            problems.append(ConfigProblem(item.key, f"is not a known key{hint}", item.line))
+            canonical = f"contract.{_fold(parts[0])}.{field}"
+        elif name is None or rest:
+            problems.append(ConfigProblem(item.key, _unknown_key(item.key), item.line))
             continue
         else:
             canonical = name
@@ -251,12 +261,24 @@ def _contracts(c: _Collector) -> tuple[ContractConfig, ...]:
 def _endpoint(c: _Collector, key: str, run_dir: Path, filename: str) -> str:
     if c.given(key):
         return str(c.value(key, ""))
-    endpoint = f"ipc://{run_dir / filename}"
-    try:
-        return rules.zmq_endpoint(endpoint)
-    except ValueError as exc:
-        c.problem("data_dir", f"is too deep for the connector's sockets: {exc}")
-        return endpoint
+    return f"ipc://{run_dir / filename}"
+
+
+def _check_socket_room(c: _Collector, data_dir: Path) -> None:
+    """The unix sockets under ``data_dir/run`` must fit a sockaddr_un: report the longest, once.
+
+    supervisord's socket is made there whatever the ZeroMQ endpoints are, so it counts too.
+    """
+    run_dir = paths.run_dir(data_dir)
+    sockets = [paths.supervisord_socket(data_dir), *(run_dir / name for name in RUN_SOCKETS)]
+    longest = max(sockets, key=lambda sock: len(bytes(sock)))
+    size = len(bytes(longest))
+    if size > rules.MAX_IPC_PATH_BYTES:
+        c.problem(
+            "data_dir",
+            f"is too deep for the connector's unix sockets: {longest} is {size} bytes, over the "
+            f"{rules.MAX_IPC_PATH_BYTES} a unix socket path allows; use a shorter data_dir",
+        )
 
 
 def build(
@@ -282,15 +304,30 @@ def build(
     serial_port = c.value("serial_port")
     terminal_host = c.value("terminal_host")
     terminal_port = c.value("terminal_port", DEFAULT_TERMINAL_PORT)
-    required = ["api_username", "api_password", "hipay_login", "hipay_password"]
-    required.append("serial_port" if protocol == CONCERT_V2 else "terminal_host")
-    for key in required:
-        if not c.given(key):
-            hint = {
-                "serial_port": ": the terminal's device, like /dev/ttyUSB0, or 'simulator'",
-                "terminal_host": ": the Concert V3 terminal's IP address, or 'simulator'",
-            }.get(key, "")
-            c.problems.append(ConfigProblem(key, f"is required{hint}"))
+    login = c.value("hipay_login")
+    password = c.value("hipay_password")
+    api_username = c.value("api_username", "")
+    api_password = c.value("api_password")
+    required = {
+        "api_username": api_username,
+        "api_password": api_password,
+        "hipay_login": login,
+        "hipay_password": password,
+    }
+    if protocol == CONCERT_V2:
+        required["serial_port"] = serial_port
+    else:
+        required["terminal_host"] = terminal_host
+    reported = {p.key for p in c.problems}
+    for key, typed in required.items():
+        item = values.get(key)
+        if typed or (item is not None and item.key in reported):
+            continue  # set, or its own rule already said what is wrong with it
+        hint = {
+            "serial_port": ": the terminal's device, like /dev/ttyUSB0, or 'simulator'",
+            "terminal_host": ": the Concert V3 terminal's IP address, or 'simulator'",
+        }.get(key, "")
+        c.problem(key, f"is required{hint}")
 
     if protocol == CONCERT_V3 and terminal_host and terminal_host.lower() == SIMULATOR:
         terminal_host = SIMULATOR
@@ -302,9 +339,6 @@ def build(
         )
         allowed = tuple(dict.fromkeys((own, *allowed)))
 
-    login = c.value("hipay_login")
-    password = c.value("hipay_password")
-    api_password = c.value("api_password")
     environment = c.value("environment") or rules.infer_environment(login)
     run_dir = paths.run_dir(data_dir)
     config = ConnectorConfig(
@@ -314,7 +348,7 @@ def build(
         api_flavour=c.value("api_flavour", "kiosk" if kiosk_file else "desktop"),
         bind_address=c.value("bind_address", "127.0.0.1"),
         local_port=c.value("local_port", DEFAULT_LOCAL_PORT),
-        api_username=c.value("api_username", ""),
+        api_username=api_username,
         api_password=SecretStr(api_password or ""),
         cors_origins=c.value("cors_origins", ()),
         hipay_login=login,
@@ -340,12 +374,13 @@ def build(
         contracts=_contracts(c),
         update_time=c.value("update_time"),
         log_level=c.value("log_level", "info"),
-        control_endpoint=_endpoint(c, "control_endpoint", run_dir, "control.sock"),
-        events_endpoint=_endpoint(c, "events_endpoint", run_dir, "events.sock"),
+        control_endpoint=_endpoint(c, "control_endpoint", run_dir, RUN_SOCKETS[0]),
+        events_endpoint=_endpoint(c, "events_endpoint", run_dir, RUN_SOCKETS[1]),
         demo_hipay_stub_port=DEMO_HIPAY_STUB_PORT if demo else None,
     )
-    if config.control_endpoint == config.events_endpoint:
-        c.problems.append(ConfigProblem("events_endpoint", "must differ from control_endpoint"))
+    _check_socket_room(c, data_dir)
+    if config.control_endpoint and config.control_endpoint == config.events_endpoint:
+        c.problem("events_endpoint", "must differ from control_endpoint")
     if c.problems:
         raise ConfigError(
             source_path, sorted(c.problems, key=lambda p: (p.line is None, p.line or 0))

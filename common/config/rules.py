@@ -367,10 +367,15 @@ def cors_origins(value: Any) -> tuple[str, ...]:
     origins: list[str] = []
     for item in text_list(value):
         origin = item.rstrip("/")
-        if origin != "*" and not _ORIGIN.fullmatch(origin):
+        if origin == "*":
+            raise ValueError(
+                "'*' is not allowed: the API needs credentials, which browsers never send to a "
+                "wildcard origin; list each origin, like https://pos.example.com"
+            )
+        if not _ORIGIN.fullmatch(origin):
             raise ValueError(
                 f"each entry must be an origin like https://pos.example.com "
-                f"(scheme and host, no path) or *, got {item!r}"
+                f"(scheme and host, no path), got {item!r}"
             )
         origins.append(origin)
     return tuple(dict.fromkeys(origins))

@@ -63,7 +63,7 @@ def _scalar(node: yaml.ScalarNode) -> str | None:
 def _flatten(
     node: yaml.Node, prefix: str, out: dict[str, Raw], problems: list[ConfigProblem]
 ) -> None:
-    for key_node, value_node in node.value:  # type: ignore[union-attr]
+    for key_node, value_node in node.value:
         line = key_node.start_mark.line + 1
         if not isinstance(key_node, yaml.ScalarNode):
             problems.append(ConfigProblem(None, "a key must be a plain name", line))
@@ -71,6 +71,11 @@ def _flatten(
         key = f"{prefix}{key_node.value}"
         if isinstance(value_node, yaml.MappingNode):
             _flatten(value_node, key + ".", out, problems)
+            continue
+        if key in out:  # YAML itself keeps the last one silently
+            problems.append(
+                ConfigProblem(key, f"is set twice (first on line {out[key].line})", line)
+            )
         elif isinstance(value_node, yaml.SequenceNode):
             items = [item for item in value_node.value if isinstance(item, yaml.ScalarNode)]
             if len(items) != len(value_node.value):
@@ -89,7 +94,11 @@ def parse_yaml(path: Path, text: str) -> dict[str, Raw]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        raise ConfigError.single(path, None, f"is not valid YAML: {exc.problem}", line) from None
+        problem = str(exc.problem)
+        if "alias" in problem or "anchor" in problem:
+            # "found undefined alias 'Test_...'" would echo a password that starts with '*'
+            problem = "a value starting with * or & must be in quotes (YAML alias or anchor)"
+        raise ConfigError.single(path, None, f"is not valid YAML: {problem}", line) from None
     except yaml.YAMLError as exc:
         raise ConfigError.single(path, None, f"is not valid YAML: {exc}") from None
     if root is None:
@@ -119,9 +128,8 @@ def parse_txt(path: Path, text: str) -> dict[str, Raw]:
             continue
         match = _TXT_LINE.fullmatch(stripped)
         if match is None:
-            problems.append(
-                ConfigProblem(None, f"expected KEY=VALUE, got {stripped[:40]!r}", number)
-            )
+            # the line itself is not shown: it may be a password
+            problems.append(ConfigProblem(None, "expected KEY=VALUE", number))
             continue
         key, value = match.group(1), match.group(2).strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":

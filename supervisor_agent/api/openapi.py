@@ -66,6 +66,7 @@ _ERRORS = {
     400: "Invalid request: details name the field, the rule and the problem",
     401: "Missing or wrong HTTP Basic credentials",
     403: "Origin not in cors_origins, or terminal not allowed",
+    404: "ORDER_NOT_FOUND: no such order in the journal",
     409: "TERMINAL_BUSY (a payment is in flight) or IN_PROGRESS (same order_id)",
     413: "Body larger than 64 KiB",
     415: "Body is not application/json",
@@ -150,6 +151,101 @@ def _payment_op(flavour: Flavour, operation_id: str) -> dict[str, Any]:
             },
             **_errors(PAYMENT_ERRORS),
         },
+    }
+
+
+def _get(
+    summary: str, operation_id: str, content: dict[str, Any], statuses: tuple[int, ...]
+) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "operationId": operation_id,
+            "responses": {"200": {"description": "OK", "content": content}, **_errors(statuses)},
+        }
+    }
+
+
+_TRANSACTION_STATES = ["accepted", "refused", "failed", "unknown"]
+_LOOKUP_ITEM = {
+    "type": "object",
+    "description": "The order's answer in the shape it was paid in (desktop object, kiosk "
+    "array, or POS API OrderResponse), plus transactionState and, for unknown, advice.",
+    "properties": {
+        "transactionState": {"enum": _TRANSACTION_STATES},
+        "advice": {"type": "string"},
+    },
+    "required": ["transactionState"],
+}
+_NOTIFICATION = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "order_id": {"type": "string"},
+        "idempotency_key": {"type": "string"},
+        "state": {"enum": ["pending", "delivered", "dead"]},
+        "attempts": {"type": "integer"},
+        "attempts_received": {"type": "integer"},
+        "next_attempt_at": {"type": "number"},
+        "last_error": {"type": ["string", "null"]},
+        "last_status": {"type": ["integer", "null"]},
+        "created_at": {"type": "number"},
+        "updated_at": {"type": "number"},
+        "delivered_at": {"type": ["number", "null"]},
+    },
+    "required": ["id", "order_id", "state", "attempts", "attempts_received"],
+}
+
+
+def _journal_paths() -> dict[str, Any]:
+    lookup = _get(
+        "Transaction: the journaled outcome of an order (never touches the terminal)",
+        "transaction",
+        {JSON: {"schema": {"oneOf": [_LOOKUP_ITEM, {"type": "array", "items": _LOOKUP_ITEM}]}}},
+        (401, 403, 404, 409, 500),
+    )
+    lookup["get"]["parameters"] = [
+        {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    ]
+    notifications = _get(
+        "Notifications: HiPay notifications of the outbox",
+        "notifications",
+        {
+            JSON: {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "counts": {
+                            "type": "object",
+                            "additionalProperties": {"type": "integer"},
+                        },
+                        "notifications": {"type": "array", "items": _NOTIFICATION},
+                    },
+                    "required": ["counts", "notifications"],
+                }
+            }
+        },
+        (400, 401, 403, 500),
+    )
+    notifications["get"]["parameters"] = [
+        {
+            "name": "state",
+            "in": "query",
+            "required": False,
+            "schema": {"enum": ["undelivered", "pending", "dead", "delivered", "all"]},
+            "description": "Which ones (default: undelivered, i.e. pending and dead)",
+        }
+    ]
+    metrics = _get(
+        "Metrics: transactions by outcome, notifications by state, delivery latency",
+        "metrics",
+        {"text/plain": {"schema": {"type": "string"}}},
+        (401, 403, 500),
+    )
+    return {
+        "/transactions/{order_id}": lookup,
+        "/notifications": notifications,
+        "/metrics": metrics,
     }
 
 
@@ -253,6 +349,7 @@ def build_openapi(flavour: Flavour) -> dict[str, Any]:
                 },
             }
         },
+        **_journal_paths(),
     }
     return {
         "openapi": OPENAPI_VERSION,

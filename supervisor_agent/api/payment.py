@@ -81,8 +81,13 @@ class PaymentJournal(Protocol):
 
 
 class Delivery(Protocol):
-    sent: bool  # notificationHipaySent
-    count: int  # numberOfNotificationSent
+    @property
+    def sent(self) -> bool:  # notificationHipaySent
+        ...
+
+    @property
+    def count(self) -> int:  # numberOfNotificationSent
+        ...
 
 
 class Notifier(Protocol):

@@ -219,6 +219,7 @@ async def serve_api(tpm: RecordingTpManager, **overrides: Any) -> AsyncIterator[
     """The whole API on 127.0.0.1:<free port>, its client connected to ``tpm``."""
     journal = overrides.pop("journal", None)
     notifier = overrides.pop("notifier", None)
+    records = overrides.pop("records", None)
     client_ctx = zmq.asyncio.Context()
     client = TerminalClient(tpm.endpoint, context=client_ctx)
     await client.start()
@@ -232,7 +233,12 @@ async def serve_api(tpm: RecordingTpManager, **overrides: Any) -> AsyncIterator[
         return api.stop_result
 
     app = create_app(
-        settings(**overrides), client, stop_tp_manager, journal=journal, notifier=notifier
+        settings(**overrides),
+        client,
+        stop_tp_manager,
+        journal=journal,
+        notifier=notifier,
+        records=records,
     )
     runner = await start_server(app, "127.0.0.1", 0)
     timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -10,7 +11,9 @@ from openapi_spec_validator import validate as validate_spec
 
 from supervisor_agent.api import create_app
 from supervisor_agent.api.examples import desktop_seed_request
+from supervisor_agent.api.records import Records
 from supervisor_agent.client import TerminalClient
+from supervisor_agent.journal import Journal
 from tests.api.conftest import Api, RecordingTpManager, serve_api, settings
 from tests.api.test_api_validation import DESKTOP_CASES, KIOSK_CASES
 
@@ -53,21 +56,38 @@ async def test_default_flavour_and_bad_flavour(kiosk: Api) -> None:
     assert status == 400 and body["error"]["details"]["path"] == "flavour"
 
 
-async def test_every_route_documented_and_every_documented_route_served(api: Api) -> None:
-    doc = await fetch_doc(api)
-    documented = {(method.upper(), path) for path, item in doc["paths"].items() for method in item}
-    app = create_app(settings(), TerminalClient("tcp://127.0.0.1:1"), _never_stop)
-    served = {
-        (route.method, route.resource.canonical)
-        for route in app.router.routes()
-        if route.method not in ("HEAD", "OPTIONS") and route.resource is not None
-    }
-    assert served == documented
-    for method, path in documented:  # and with credentials, none of them is a 404/405
-        if (method, path) in {("GET", "/stop"), ("GET", "/cancel")}:
-            continue
-        status, _, _ = await api.request(method, path, body={} if method == "POST" else None)
-        assert status not in (404, 405), (method, path)
+async def test_every_route_documented_and_every_documented_route_served(
+    tpm: RecordingTpManager, tmp_path: Path
+) -> None:
+    journal = Journal.open(tmp_path)
+    try:
+        async with serve_api(tpm, records=Records(journal, None)) as api:
+            doc = await fetch_doc(api)
+            documented = {
+                (method.upper(), path) for path, item in doc["paths"].items() for method in item
+            }
+            app = create_app(
+                settings(),
+                TerminalClient("tcp://127.0.0.1:1"),
+                _never_stop,
+                records=Records(journal, None),
+            )
+            served = {
+                (route.method, route.resource.canonical)
+                for route in app.router.routes()
+                if route.method not in ("HEAD", "OPTIONS") and route.resource is not None
+            }
+            assert served == documented
+            for method, path in documented:  # with credentials, every route is routed
+                if (method, path) in {("GET", "/stop"), ("GET", "/cancel")}:
+                    continue
+                body = {} if method == "POST" else None
+                concrete = path.replace("{order_id}", "ORDER-1")
+                status, answer, _ = await api.request(method, concrete, body=body)
+                code = answer["error"]["code"] if status >= 400 else None
+                assert code not in ("NOT_FOUND", "METHOD_NOT_ALLOWED"), (method, path)
+    finally:
+        journal.close()
 
 
 async def _never_stop() -> bool:

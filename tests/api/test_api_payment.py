@@ -124,7 +124,7 @@ async def test_desktop_malformed_cart_does_not_fail_payment(api: Api) -> None:
 async def test_order_id_generated_when_absent(api: Api) -> None:
     status, body, _ = await api.post("/", {"amount": 5})
     assert status == 200
-    assert re.fullmatch(r"ECR_\d{13}_[0-9a-f]{6}", body["orderId"])
+    assert re.fullmatch(r"ECR_\d{8}_\d{9}_[0-9a-f]{6}", body["orderId"])
     assert the_pay(api.tpm)["order_id"] == body["orderId"]
     assert body["currency"] == "EUR"  # the seed's default
     assert body["transationType"] == "Debit"

@@ -9,7 +9,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import structlog
 
 from supervisor_agent.hipay_payload import Contract, PosContext
 from supervisor_agent.hipay_stub import DEFAULT_LOGIN, DEFAULT_PASSWORD, start_stub
@@ -84,15 +83,6 @@ def finish_order(journal: Journal, order_id: str, amount: int = 899) -> Transact
     journal.begin(order_id, canonical_request(order_id, amount), flavour="pos-api")
     journal.mark_at_terminal(order_id)
     return journal.finish(order_id, TxState.ACCEPTED, accepted_result(amount))
-
-
-@pytest.fixture(autouse=True)
-def _structlog_untouched() -> Iterator[None]:
-    """The CLIs send logs to stderr when nothing configured structlog: undo that after a test."""
-    was_configured = structlog.is_configured()
-    yield
-    if not was_configured and structlog.is_configured():
-        structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -74,6 +74,8 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
         return result.to_dict()
     except TerminalError as exc:
         outcome.update(status="error", error_code=exc.code)
+        if exc.money_may_have_moved:
+            ctx.unanswered_order_id = request.order_id
         raise
     finally:
         duration_ms = round((time.monotonic() - started) * 1000, 1)

@@ -265,6 +265,7 @@ class _Session:
             "simulator.concert_v3.request.received",
             peer=self.peer,
             scenario=str(scenario),
+            version=request["CZ"],
             amount=int(request["CB"]),
             currency=request["CE"],
             answer_mode=request.get("BA", "0"),

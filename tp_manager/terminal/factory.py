@@ -10,6 +10,7 @@ it busy and ``cancel`` can reach it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from common.config import ConnectorConfig
@@ -19,6 +20,7 @@ from tp_manager.concert_v2.terminal import ConcertV2Terminal
 from tp_manager.concert_v3 import ConcertV3Terminal, Contract, protocol_version
 from tp_manager.terminal.base import LinkStateCallback, Terminal
 from tp_manager.terminal.errors import TerminalNotAllowed
+from tp_manager.terminal.model import PaymentResult
 
 
 def _contracts(config: ConnectorConfig) -> tuple[Contract, ...]:
@@ -50,8 +52,12 @@ def _concert_v3(
     )
 
 
-def build_terminal(config: ConnectorConfig, on_link_state: LinkStateCallback) -> Terminal:
-    """The configured terminal's driver (not started)."""
+def build_terminal(
+    config: ConnectorConfig,
+    on_link_state: LinkStateCallback,
+    on_late_answer: Callable[[PaymentResult], None] | None = None,
+) -> Terminal:
+    """The configured terminal's driver (not started); Concert V2 reports late answers."""
     if config.terminal_protocol == CONCERT_V3:
         host, port = config.terminal_address
         return _concert_v3(config, host, port, config.concert_v3_version, on_link_state)
@@ -63,6 +69,7 @@ def build_terminal(config: ConnectorConfig, on_link_state: LinkStateCallback) ->
         stopbits=config.stop_bits,
         transaction_timeout=config.transaction_timeout,
         on_link_state=on_link_state,
+        on_late_answer=on_late_answer,
     )
 
 

@@ -1,0 +1,308 @@
+"""The logs are JSON lines with nothing secret in them, checked on real output.
+
+In-process: ``configure_logging`` writing to a StringIO, fed the kinds of secrets a
+connector meets (password keys, Authorization headers, credentials in free text and
+URLs, card numbers, the configured passwords), from structlog and from stdlib loggers.
+Across a process: the terminal simulator's stderr, while it serves one payment.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from common.logging import configure_logging
+from common.redact import REDACTED, luhn_ok
+from supervisor_agent.api.orders import generate_order_id
+from tp_manager.concert_v3.messages import build_request, encode_request
+from tp_manager.terminal.model import PaymentRequest
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAD = ("timestamp", "level", "process", "event")
+
+API_PASSWORD = "api-Secret-42"  # the configured secrets (config.api_password...)
+HIPAY_PASSWORD = "hipay-Secret-99"
+KEY_SECRETS = ("hunter2-pw", "pwd-value-7", "key-123-abc", "nested-pw", "tok-xyz-1", "s-one-1")
+BASIC_TOKEN = "dXNlcjpodW50ZXIy"  # base64("user:hunter2")
+BEARER_TOKEN = "abc.def.ghi"
+URL_PASSWORD = "url-pass-77"
+PANS = ("4111111111111111", "4111 1111 1111 1111", "5555555555554444", "5555-5555-5555-4444")
+SECRETS = (API_PASSWORD, HIPAY_PASSWORD, *KEY_SECRETS, BASIC_TOKEN, BEARER_TOKEN, URL_PASSWORD)
+
+ORDER_ID = "ORDER_1537532589263"  # its digits do not pass Luhn: must stay readable
+
+Capture = Callable[[], list[dict[str, Any]]]
+
+
+def _parse(text: str) -> list[dict[str, Any]]:
+    lines = text.splitlines()
+    assert lines, "nothing was logged"
+    parsed = []
+    for line in lines:
+        record = json.loads(line)  # every line is one JSON object
+        assert isinstance(record, dict), line
+        for key in HEAD:
+            assert key in record, f"{key} missing in {line}"
+        assert list(record)[:4] == list(HEAD), line
+        stamp = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00"))
+        assert stamp.utcoffset() == timedelta(0), record["timestamp"]  # UTC
+        parsed.append(record)
+    return parsed
+
+
+def _assert_clean(text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text, f"secret {secret!r} in the log"
+    for pan in PANS:
+        assert pan not in text, f"card number {pan!r} in the log"
+
+
+@pytest.fixture
+def capture() -> Iterator[tuple[io.StringIO, Capture]]:
+    """configure_logging into a StringIO (tests/conftest.py restores the set-up after)."""
+    stream = io.StringIO()
+    configure_logging(
+        "supervisor-agent", "info", secrets=[API_PASSWORD, HIPAY_PASSWORD], stream=stream
+    )
+    yield stream, lambda: _parse(stream.getvalue())
+    structlog.reset_defaults()  # configured in this test: back to structlog's defaults
+
+
+def _by_event(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["event"]: r for r in records}
+
+
+def test_secrets_and_card_numbers_never_reach_the_output(capture: tuple[Any, Capture]) -> None:
+    stream, records = capture
+    log = structlog.get_logger("tests.backbone.test_logging")
+    log.info("test.keys", password=KEY_SECRETS[0], db_pwd=KEY_SECRETS[1], api_key=KEY_SECRETS[2])
+    log.warning(
+        "test.headers",
+        headers={"Authorization": f"Basic {BASIC_TOKEN}", "Content-Type": "application/json"},
+    )
+    log.info(
+        "test.free_text",
+        detail=f"sent Authorization: Basic {BASIC_TOKEN} then Bearer {BEARER_TOKEN} to HiPay",
+    )
+    log.info("test.url", url=f"https://merchant:{URL_PASSWORD}@api.hipay.example/v1/order")
+    log.info(
+        "test.card_text",
+        report=f"card {PANS[0]} declined, retry with {PANS[1]} or {PANS[3]}",
+    )
+    log.info("test.card_int", reference=5555555555554444)
+    log.error("test.configured_secret", message=f"login failed with {API_PASSWORD}")
+    log.info(
+        "test.nested",
+        payload={
+            "order": {"items": [{"note": f"paid with {PANS[2]}"}]},
+            "credentials": {"password": KEY_SECRETS[3], "token": KEY_SECRETS[4]},
+            "more": [f"Bearer {BEARER_TOKEN}", {"secret": KEY_SECRETS[5]}, (HIPAY_PASSWORD,)],
+        },
+    )
+    log.info(
+        "test.plain",
+        order_id=ORDER_ID,
+        amount=899,
+        authorization_threshold="100.00",
+        authorization_number="136967",
+        duration_ms=12.5,
+        long_number=1234567890123,  # 13 digits, not Luhn-valid: not a card number
+    )
+    log.debug("test.below_level", password="never-rendered")
+
+    text = stream.getvalue()
+    _assert_clean(text)
+    lines = records()
+    assert len(lines) == 9, text  # one line per call, the debug one filtered out
+    assert {r["process"] for r in lines} == {"supervisor-agent"}
+    assert {r["logger"] for r in lines} == {"tests.backbone.test_logging"}
+    events = _by_event(lines)
+    assert "test.below_level" not in events
+
+    keys = events["test.keys"]
+    assert keys["password"] == keys["db_pwd"] == keys["api_key"] == REDACTED
+    assert keys["level"] == "info"
+    headers = events["test.headers"]["headers"]
+    assert headers == {"Authorization": REDACTED, "Content-Type": "application/json"}
+    assert events["test.headers"]["level"] == "warning"
+    assert events["test.free_text"]["detail"] == (
+        f"sent Authorization: Basic {REDACTED} then Bearer {REDACTED} to HiPay"
+    )
+    assert events["test.url"]["url"] == f"https://{REDACTED}@api.hipay.example/v1/order"
+    assert events["test.card_text"]["report"] == (
+        "card 411111######1111 declined, retry with 4111 11## #### 1111 or 5555-55##-####-4444"
+    )
+    assert events["test.card_int"]["reference"] == "555555######4444"
+    assert events["test.configured_secret"]["message"] == f"login failed with {REDACTED}"
+    assert events["test.configured_secret"]["level"] == "error"
+    payload = events["test.nested"]["payload"]
+    assert payload["order"]["items"][0]["note"] == "paid with 555555######4444"
+    assert payload["credentials"] == {"password": REDACTED, "token": REDACTED}
+    assert payload["more"] == [f"Bearer {REDACTED}", {"secret": REDACTED}, [REDACTED]]
+
+    plain = events["test.plain"]
+    assert plain["order_id"] == ORDER_ID
+    assert plain["amount"] == 899
+    assert plain["authorization_threshold"] == "100.00"
+    assert plain["authorization_number"] == "136967"
+    assert plain["duration_ms"] == 12.5
+    assert plain["long_number"] == 1234567890123
+
+
+def test_an_order_id_that_passes_luhn_is_masked(capture: tuple[Any, Capture]) -> None:
+    # documented in docs/log-events.md: the check is Luhn only, so 1 numeric id in 10 is
+    # masked; the connector's own generated ids have no 13-digit run and never are
+    _, records = capture
+    assert luhn_ok("1795607480005")
+    structlog.get_logger("tests").info("test.order", order_id="1795607480005")
+    generated = generate_order_id()
+    structlog.get_logger("tests").info("test.order", order_id=generated)
+    assert [r["order_id"] for r in records()] == ["179560###0005", generated]
+
+
+def test_library_lines_are_json_and_redacted(capture: tuple[Any, Capture]) -> None:
+    stream, records = capture
+    logging.getLogger("aiohttp.server").error(
+        "Error handling request from %s: Authorization: Basic %s, password %s, card %s",
+        "192.0.2.7",
+        BASIC_TOKEN,
+        HIPAY_PASSWORD,
+        PANS[0],
+    )
+    logging.getLogger("aiohttp.access").info("quiet: held at warning, %s", API_PASSWORD)
+    _assert_clean(stream.getvalue())
+    (line,) = records()
+    assert line["logger"] == "aiohttp.server"
+    assert line["level"] == "error"
+    assert line["process"] == "supervisor-agent"
+    assert line["event"] == (
+        f"Error handling request from 192.0.2.7: Authorization: Basic {REDACTED}, "
+        f"password {REDACTED}, card 411111######1111"
+    )
+
+
+def test_tracebacks_are_one_json_line_and_redacted(capture: tuple[Any, Capture]) -> None:
+    stream, records = capture
+    log = structlog.get_logger("tests.backbone.test_logging")
+    url = f"https://merchant:{URL_PASSWORD}@api.hipay.example/"
+    try:
+        raise RuntimeError(f"cannot reach {url} with {HIPAY_PASSWORD} for card {PANS[2]}")
+    except RuntimeError:
+        log.exception("test.crashed", order_id=ORDER_ID)
+    try:
+        raise ValueError(f"bad token {API_PASSWORD}")
+    except ValueError:
+        logging.getLogger("asyncio").error("Task exception was never retrieved", exc_info=True)
+
+    text = stream.getvalue()
+    _assert_clean(text)
+    crashed, library = records()  # two calls, two lines, whatever the tracebacks hold
+    assert crashed["event"] == "test.crashed"
+    assert crashed["level"] == "error"
+    assert crashed["order_id"] == ORDER_ID
+    assert crashed["exception"].startswith("Traceback (most recent call last):")
+    exception = crashed["exception"]
+    assert f"RuntimeError: cannot reach https://{REDACTED}@api.hipay.example/" in exception
+    assert "555555######4444" in exception
+    assert library["logger"] == "asyncio"
+    assert library["event"] == "Task exception was never retrieved"
+    assert f"ValueError: bad token {REDACTED}" in library["exception"]
+
+
+# --- across a real process: the terminal simulator --------------------------------
+
+READY_TIMEOUT_S = 20.0  # interpreter start on a loaded machine
+STEP_TIMEOUT_S = 10.0
+EXIT_TIMEOUT_S = 10.0
+
+
+def _read_ready(proc: subprocess.Popen[bytes], stderr_path: Path) -> str:
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    out = b""
+    while b"\n" not in out:
+        left = deadline - time.monotonic()
+        if left <= 0 or proc.poll() is not None:
+            raise AssertionError(f"no READY line; stderr: {stderr_path.read_text()}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise AssertionError(f"stdout closed; stderr: {stderr_path.read_text()}")
+            out += chunk
+    line, _, rest = out.partition(b"\n")
+    assert rest == b"", rest  # nothing but the READY line on stdout
+    return line.decode()
+
+
+def _wait_logged(path: Path, event: str) -> None:
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while f'"event": "{event}"' not in path.read_text():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{event} not logged; stderr: {path.read_text()}")
+        time.sleep(0.05)
+
+
+def test_the_simulator_logs_json_lines_on_stderr(tmp_path: Path) -> None:
+    stderr_path = tmp_path / "simulator.stderr"
+    command = [sys.executable, "-m", "common", "simulate"]
+    command += ["--protocol", "concert-v3", "--listen", "127.0.0.1:0"]
+    with stderr_path.open("wb") as stderr_file:
+        proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr_file,
+        )
+    try:
+        ready = _read_ready(proc, stderr_path)
+        assert ready.startswith("READY tcp=127.0.0.1:"), ready
+        port = int(ready.rpartition(":")[2])
+        request = encode_request(build_request(PaymentRequest(amount=899, currency_numeric="978")))
+        with socket.create_connection(("127.0.0.1", port), timeout=STEP_TIMEOUT_S) as sock:
+            sock.sendall(request)
+            _wait_logged(stderr_path, "simulator.concert_v3.answer.sent")
+            assert sock.recv(4096)  # the answer is there
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(EXIT_TIMEOUT_S) == 0
+        assert proc.stdout is not None
+        assert proc.stdout.read() == b""
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(EXIT_TIMEOUT_S)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    text = stderr_path.read_text()
+    records = _parse(text)
+    assert {r["process"] for r in records} == {"simulator"}, text
+    events = [r["event"] for r in records]
+    for expected in (
+        "simulator.concert_v3.listening",
+        "simulator.concert_v3.request.received",
+        "simulator.concert_v3.answer.sent",
+        "simulator.stopping",
+        "simulator.concert_v3.stopped",
+    ):
+        assert expected in events, text
+    received = _by_event(records)["simulator.concert_v3.request.received"]
+    assert received["amount"] == 899
+    assert received["logger"] == "tp_manager.simulator.concert_v3"

@@ -1,0 +1,32 @@
+"""Every test starts with the logging set-up it found: a CLI run in-process (``outbox``,
+``hipay-stub``) or a test of the log pipeline calls ``configure_logging``, which changes
+process-wide state (structlog's configuration, the root logger's handlers and levels)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from common.logging import QUIET_LIBRARIES
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    quiet = {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
+    was_configured = structlog.is_configured()
+    yield
+    if not was_configured and structlog.is_configured():
+        structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name, saved in quiet.items():
+        logging.getLogger(name).setLevel(saved)

@@ -1,0 +1,213 @@
+"""The API wired as the agent wires it: the real SQLite journal, the real notifier
+sending to the real HiPay stub over loopback, a real ZeroMQ peer in tp-manager's place
+that records every command it receives (so "the terminal was asked once" is a fact)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.messages import Reply, Request
+from supervisor_agent.api.records import Records
+from supervisor_agent.journal import Journal, TxState
+from supervisor_agent.metrics import Metrics
+from supervisor_agent.notifier import Notifier
+from supervisor_agent.payment_journal import JournalSeam
+from tests.api.conftest import Api, RecordingTpManager, payment_result, serve_api
+from tests.durability.conftest import CONTEXT, FAST, Stub
+
+BUDGET_S = 2.0
+
+
+@asynccontextmanager
+async def wired(
+    tpm: RecordingTpManager, stub: Stub, tmp_path: Path, **overrides: Any
+) -> AsyncIterator[tuple[Api, Journal, Metrics]]:
+    metrics = Metrics()
+    journal = Journal.open(
+        tmp_path, context=CONTEXT, on_finished=lambda s: metrics.transaction_finished(str(s))
+    )
+    notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST, metrics=metrics)
+    await notifier.start()
+    try:
+        async with serve_api(
+            tpm,
+            journal=JournalSeam(journal, notifier),
+            notifier=notifier,
+            records=Records(journal, metrics),
+            notification_budget_s=BUDGET_S,
+            **overrides,
+        ) as api:
+            yield api, journal, metrics
+    finally:
+        await notifier.stop()
+        journal.close()
+
+
+@pytest.fixture
+async def tpm() -> AsyncIterator[RecordingTpManager]:
+    manager = RecordingTpManager()
+    await manager.start()
+    try:
+        yield manager
+    finally:
+        await manager.close()
+
+
+async def test_an_order_id_posted_twice_is_paid_once_and_notified_once(
+    tpm: RecordingTpManager, stub: Stub, tmp_path: Path
+) -> None:
+    async with wired(tpm, stub, tmp_path) as (api, journal, _):
+        status, first, _ = await api.post("/", {"amount": "8.99", "order_id": "ONCE-1"})
+        assert status == 200, first
+        assert first["paymentStatus"] == "SUCCESS"
+        assert first["notificationHipaySent"] is True
+        assert first["numberOfNotificationSent"] == 1
+        status, again, _ = await api.post("/", {"amount": "8.99", "order_id": "ONCE-1"})
+        assert status == 200
+        assert again["paymentStatus"] == "SUCCESS"
+        assert again["notificationHipaySent"] is True
+        record = journal.get("ONCE-1")
+        assert record is not None and record.state is TxState.ACCEPTED
+    assert tpm.commands() == ["pay"]
+    delivered = [n for n in await stub.received() if n["order_id"] == "ONCE-1"]
+    assert len(delivered) == 1
+    assert delivered[0]["body"]["order"]["price"]["amount"] == 899
+
+
+async def test_a_concurrent_post_of_the_same_order_is_refused_at_once(
+    tpm: RecordingTpManager, stub: Stub, tmp_path: Path
+) -> None:
+    release, at_terminal = asyncio.Event(), asyncio.Event()
+
+    async def slow_pay(request: Request) -> Reply:
+        at_terminal.set()
+        await release.wait()
+        return Reply.success(request.id, payment_result(request.properties))
+
+    tpm.responders["pay"] = slow_pay
+    async with wired(tpm, stub, tmp_path) as (api, _, _):
+        first = asyncio.create_task(api.post("/", {"amount": "1.00", "order_id": "DUP"}))
+        await asyncio.wait_for(at_terminal.wait(), 5)
+        status, body, _ = await api.post("/", {"amount": "1.00", "order_id": "DUP"})
+        assert status == 409
+        assert body["error"]["code"] in ("TERMINAL_BUSY", "IN_PROGRESS")
+        status, body, _ = await api.get("/transactions/DUP")
+        assert status == 409 and body["error"]["code"] == "IN_PROGRESS"
+        release.set()
+        status, body, _ = await first
+        assert status == 200 and body["paymentStatus"] == "SUCCESS"
+    assert tpm.commands() == ["pay"]
+
+
+async def test_lookup_answers_in_the_shape_the_order_was_paid_in(
+    tpm: RecordingTpManager, stub: Stub, tmp_path: Path
+) -> None:
+    async with wired(tpm, stub, tmp_path / "desktop") as (api, _, _):
+        _, paid, _ = await api.post("/", {"amount": "10,23", "order_id": "D-1", "cart": {}})
+        status, looked_up, _ = await api.get("/transactions/D-1")
+        assert status == 200
+        assert looked_up["transactionState"] == "accepted"
+        assert "advice" not in looked_up
+        for key in ("paymentStatus", "amount", "currency", "orderId", "transationType", "cart"):
+            assert looked_up[key] == paid[key], key
+        assert looked_up["notificationHipaySent"] is True
+        status, missing, _ = await api.get("/transactions/NOPE")
+        assert status == 404
+        assert missing["error"]["code"] == "ORDER_NOT_FOUND"
+        assert missing["error"]["details"]["path"] == "order_id"
+
+    async with wired(tpm, stub, tmp_path / "kiosk", api_flavour="kiosk") as (api, _, _):
+        _, paid, _ = await api.post("/", {"amount": 100, "orderId": "K-1"})
+        status, looked_up, _ = await api.get("/transactions/K-1")
+        assert status == 200
+        assert isinstance(looked_up, list) and len(looked_up) == 1
+        assert looked_up[0]["status"] == "Success"
+        assert looked_up[0]["amount"] == 100
+        assert looked_up[0]["receipt"]["amount"] == paid[0]["receipt"]["amount"]
+        assert looked_up[0]["transactionState"] == "accepted"
+
+
+async def test_an_unknown_outcome_is_journaled_notified_and_explained(
+    tpm: RecordingTpManager, stub: Stub, tmp_path: Path
+) -> None:
+    async def times_out(request: Request) -> Reply:
+        return Reply.failure(request.id, "TRANSACTION_TIMEOUT", "no result within 120 s")
+
+    tpm.responders["pay"] = times_out
+    async with wired(tpm, stub, tmp_path) as (api, journal, _):
+        status, body, _ = await api.post("/", {"amount": "3.00", "order_id": "U-1"})
+        assert status == 200
+        assert body["paymentStatus"] == "FAILURE"
+        assert body["errorCode"] == "TRANSACTION_TIMEOUT"
+        assert body["notificationHipaySent"] is True
+        status, looked_up, _ = await api.get("/transactions/U-1")
+        assert looked_up["transactionState"] == "unknown"
+        assert "terminal's own journal" in looked_up["advice"]
+        record = journal.get("U-1")
+        assert record is not None and record.state is TxState.UNKNOWN
+    sent = [n for n in await stub.received() if n["order_id"] == "U-1"]
+    assert sent[0]["body"]["terminal_result"]["state"] == "unknown"
+
+
+async def test_a_payment_that_never_reached_the_terminal_may_be_posted_again(
+    tpm: RecordingTpManager, stub: Stub, tmp_path: Path
+) -> None:
+    async def link_down(request: Request) -> Reply:
+        return Reply.failure(request.id, "LINK_DOWN", "serial link is down")
+
+    tpm.responders["pay"] = link_down
+    async with wired(tpm, stub, tmp_path) as (api, journal, _):
+        status, body, _ = await api.post("/", {"amount": "4.00", "order_id": "R-1"})
+        assert status == 200 and body["errorCode"] == "LINK_DOWN"
+        assert (
+            body["notificationHipaySent"] is False
+        )  # nothing happened: HiPay has nothing to learn
+        record = journal.get("R-1")
+        assert record is not None and record.state is TxState.FAILED
+        del tpm.responders["pay"]
+        status, body, _ = await api.post("/", {"amount": "4.00", "order_id": "R-1"})
+        assert status == 200 and body["paymentStatus"] == "SUCCESS"
+    assert tpm.commands() == ["pay", "pay"]
+    assert [n["order_id"] for n in await stub.received()] == ["R-1"]
+
+
+async def test_notifications_and_metrics_routes(
+    tpm: RecordingTpManager, stub: Stub, tmp_path: Path
+) -> None:
+    await stub.control(fail_next=100, status=503)
+    async with wired(tpm, stub, tmp_path) as (api, _, _):
+        status, body, _ = await api.post("/", {"amount": "2.00", "order_id": "N-1"})
+        assert body["notificationHipaySent"] is False
+        status, listing, _ = await api.get("/notifications")
+        assert status == 200
+        assert [n["order_id"] for n in listing["notifications"]] == ["N-1"]
+        assert listing["notifications"][0]["state"] == "pending"
+        assert listing["counts"]["pending"] == 1
+        status, bad, _ = await api.get("/notifications?state=lost")
+        assert status == 400 and bad["error"]["details"]["path"] == "state"
+
+        async with api.session.get(
+            api.base_url + "/metrics",
+            headers={"Authorization": "Basic " + base64.b64encode(b"x:y").decode()},
+        ) as resp:
+            assert resp.status == 401  # metrics need the API credentials
+        status, text, headers = await api.get("/metrics")
+        assert status == 200
+        assert headers["Content-Type"].startswith("text/plain")
+        assert 'ecr_transactions_total{outcome="accepted"} 1' in text
+        assert 'ecr_notifications{state="pending"} 1' in text
+
+        await stub.control(fail_next=0)
+        for _ in range(200):
+            status, listing, _ = await api.get("/notifications?state=delivered")
+            if listing["notifications"]:
+                break
+            await asyncio.sleep(0.05)
+        assert [n["order_id"] for n in listing["notifications"]] == ["N-1"]
