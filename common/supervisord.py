@@ -26,6 +26,9 @@ LOG_BACKUPS = 10
 # How long supervisord waits after SIGTERM before SIGKILL, beyond the
 # transaction timeout, so a payment in flight always gets its answer.
 STOP_MARGIN_S = 15
+# The agent is stopped first (reverse priority) and waits for the payment in flight
+# too, then journals it and waits the HiPay budget (at most 60 s) before answering.
+AGENT_STOP_EXTRA_S = 80
 
 
 @dataclass
@@ -94,6 +97,7 @@ def render(params: RenderParams) -> str:
         python=shlex.quote(params.python),
         config_arg=config_arg,
         tp_manager_stopwaitsecs=int(params.transaction_timeout_s) + STOP_MARGIN_S,
+        agent_stopwaitsecs=int(params.transaction_timeout_s) + STOP_MARGIN_S + AGENT_STOP_EXTRA_S,
         log_settings_tp_manager=_log_settings("tp-manager", params),
         log_settings_supervisor_agent=_log_settings("supervisor-agent", params),
         extra_programs="".join(_program_block(p, params) for p in params.extra_programs),

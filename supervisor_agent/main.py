@@ -29,13 +29,12 @@ from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.config.model import CONCERT_V3
 from common.logging import configure_logging, secrets_of
 from supervisor_agent.api import create_app, start_server
-from supervisor_agent.api.records import Records
+from supervisor_agent.api.settings import api_settings
 from supervisor_agent.client import TerminalClient
 from supervisor_agent.hipay_payload import Contract, PosContext
 from supervisor_agent.journal import Journal, TxState
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.notifier import HipayEndpoint, Notifier, NotifierAlreadyRunning
-from supervisor_agent.payment_journal import JournalSeam
 from supervisor_agent.tp_manager_control import stopper
 from tp_manager.concert_v3.messages import PROTOCOL_NAMES
 
@@ -65,6 +64,11 @@ def pos_context(config: ConnectorConfig) -> PosContext:
             for c in config.contracts
         ),
     )
+
+
+def shutdown_timeout(config: ConnectorConfig) -> float:
+    """How long a stop waits for a payment in flight: its result, journal and HiPay budget."""
+    return api_settings(config).payment_timeout_s + config.notification_budget + SHUTDOWN_GRACE_S
 
 
 def retention(config: ConnectorConfig) -> timedelta:
@@ -126,9 +130,9 @@ async def serve(config: ConnectorConfig) -> int:
         config,
         client,
         stopper(paths.supervisord_socket(config.data_dir)),
-        journal=JournalSeam(journal, notifier),
+        journal=journal,
         notifier=notifier,
-        records=Records(journal, metrics),
+        metrics=metrics,
     )
     background = [
         asyncio.create_task(purge_daily(journal, retention(config)), name="journal-purge"),
@@ -137,7 +141,9 @@ async def serve(config: ConnectorConfig) -> int:
         ),
     ]
     try:
-        runner = await start_server(app, config.bind_address, config.local_port)
+        runner = await start_server(
+            app, config.bind_address, config.local_port, shutdown_timeout(config)
+        )
     except OSError as exc:
         log.error(
             "agent.api.cannot_listen",

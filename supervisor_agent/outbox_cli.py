@@ -9,12 +9,12 @@ its next poll; the command needs no running agent and no network.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common.config import ConfigError, load_config
 from common.logging import configure_logging
 from supervisor_agent.journal import JOURNAL_FILENAME, Journal
 from supervisor_agent.outbox import Notification, NotificationState
@@ -48,17 +48,9 @@ def _data_dir(args: argparse.Namespace) -> Path:
         return Path(args.data_dir)
     if getattr(args, "config", None):
         try:
-            config_module = importlib.import_module("common.config")
-        except ImportError:
-            config_module = None
-        load_config = getattr(config_module, "load_config", None)
-        if load_config is None:
-            raise SystemExit("outbox: this build cannot read --config yet; pass --data-dir")
-        try:
-            config = load_config(args.config)
-        except Exception as exc:  # ConfigError and friends: say what is wrong, no traceback
-            raise SystemExit(f"outbox: {args.config}: {exc}") from None
-        return Path(config.data_dir)
+            return load_config(args.config).data_dir
+        except ConfigError as exc:  # the user's mistake: one clear line, no traceback
+            raise SystemExit(f"outbox: {exc}") from None
     raise SystemExit("outbox: give --config PATH or --data-dir DIR")
 
 

@@ -1,16 +1,30 @@
-"""Every test starts with the logging set-up it found: a CLI run in-process (``outbox``,
+"""Fixtures for the whole suite.
+
+Every test starts with the logging set-up it found: a CLI run in-process (``outbox``,
 ``hipay-stub``) or a test of the log pipeline calls ``configure_logging``, which changes
 process-wide state (structlog's configuration, the root logger's handlers and levels)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import structlog
 
 from common.logging import QUIET_LIBRARIES
+from tests.api.conftest import RecordingTpManager
+
+
+@pytest.fixture
+async def tpm() -> AsyncIterator[RecordingTpManager]:
+    """A real ZeroMQ ROUTER in tp-manager's place that records every command it gets."""
+    manager = RecordingTpManager()
+    await manager.start()
+    try:
+        yield manager
+    finally:
+        await manager.close()
 
 
 @pytest.fixture(autouse=True)

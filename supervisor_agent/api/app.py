@@ -22,15 +22,19 @@ from supervisor_agent.api.auth import basic_auth_middleware
 from supervisor_agent.api.bodies import MAX_BODY_BYTES, read_json_object
 from supervisor_agent.api.cors import cors_middleware
 from supervisor_agent.api.errors import ApiError
+from supervisor_agent.api.journal_seam import JournalSeam
 from supervisor_agent.api.maintenance import Maintenance, StopTpManager
 from supervisor_agent.api.openapi import build_openapi
 from supervisor_agent.api.orders import desktop_order, kiosk_order, pos_order
-from supervisor_agent.api.payment import Notifier, PaymentJournal, PaymentService
+from supervisor_agent.api.payment import PaymentService
 from supervisor_agent.api.records import Records
 from supervisor_agent.api.responses import desktop_body, kiosk_body, pos_body
 from supervisor_agent.api.settings import FLAVOURS, ApiSettings, api_settings
 from supervisor_agent.api.wire_json import json_response
 from supervisor_agent.client import TerminalClient
+from supervisor_agent.journal import Journal
+from supervisor_agent.metrics import Metrics
+from supervisor_agent.notifier import Notifier
 
 log = structlog.get_logger(__name__)
 
@@ -125,21 +129,19 @@ def create_app(
     client: TerminalClient,
     stop_tp_manager: StopTpManager,
     *,
-    journal: PaymentJournal | None = None,
-    notifier: Notifier | None = None,
+    journal: Journal,
+    notifier: Notifier,
+    metrics: Metrics | None = None,
     notify_url_supported: bool = False,
-    records: Records | None = None,
 ) -> web.Application:
     """Build the API; ``config`` is a ConnectorConfig or anything with its API fields.
 
-    ``journal``/``notifier`` plug in the idempotency journal and the HiPay
-    notifier (payment.py describes the seam); ``notify_url_supported`` turns on
-    the POS API's per-order ``notify_url`` once the notifier honours it;
-    ``records`` adds the journal's routes (``/transactions``, ``/notifications``,
-    ``/metrics``).
+    Every payment goes through ``journal`` (idempotency, crash recovery, the outbox)
+    and ``notifier`` (HiPay); ``notify_url_supported`` turns on the POS API's
+    per-order ``notify_url`` once the notifier honours it.
     """
     settings = api_settings(config)
-    service = PaymentService(client, settings, journal, notifier)
+    service = PaymentService(client, settings, JournalSeam(journal, notifier), notifier)
     app = web.Application(
         middlewares=[
             cors_middleware(settings.cors_origins),
@@ -160,7 +162,7 @@ def create_app(
             web.get("/v1/connector/healthcheck", healthcheck),
             web.get("/openapi.json", openapi_document, allow_head=False),
             *maintenance.routes(),
-            *(records.routes() if records is not None else []),
+            *Records(journal, metrics).routes(),
         ]
     )
     log.info(
@@ -172,9 +174,15 @@ def create_app(
     return app
 
 
-async def start_server(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Serve ``app`` on host:port (port 0: any free one); the caller cleans the runner up."""
-    runner = web.AppRunner(app, access_log=None)
+async def start_server(
+    app: web.Application, host: str, port: int, shutdown_timeout_s: float = 60.0
+) -> web.AppRunner:
+    """Serve ``app`` on host:port (port 0: any free one); the caller cleans the runner up.
+
+    ``runner.cleanup()`` waits up to ``shutdown_timeout_s`` for requests in flight: a
+    payment's answer must get out when the agent is stopped mid-payment.
+    """
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout_s)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

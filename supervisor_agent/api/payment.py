@@ -1,8 +1,7 @@
 """The payment service: one payment at a time, from a validated order to an outcome.
 
-Order of work for each payment (this is the seam the journal and the HiPay
-notifier plug into; until they are wired, ``NoJournal``/``NoNotifier`` stand
-in and the answer says honestly that no notification was sent):
+Order of work for each payment (the journal is journal_seam.JournalSeam over
+the SQLite journal; the notifier is notifier.Notifier):
 
 1. a second payment while one is in flight is refused at once (409
    TERMINAL_BUSY): it must never queue behind the customer at the terminal;
@@ -94,32 +93,6 @@ class Notifier(Protocol):
     async def deliver_now(self, order_id: str, budget_s: float) -> Delivery: ...
 
 
-class NoJournal:
-    """Stand-in until supervisor_agent/journal.py is wired: every order is new."""
-
-    async def begin(self, order_id: str, request: dict[str, Any]) -> JournalEntry:
-        return JournalEntry(JournalState.NEW)
-
-    async def at_terminal(self, order_id: str) -> None:
-        return None
-
-    async def finish(self, order_id: str, outcome: TerminalOutcome) -> None:
-        return None
-
-
-class NoNotifier:
-    """Stand-in until supervisor_agent/notifier.py is wired: nothing was sent, say so."""
-
-    async def deliver_now(self, order_id: str, budget_s: float) -> Delivery:
-        return _NotSent()
-
-
-@dataclass(frozen=True, slots=True)
-class _NotSent:
-    sent: bool = False
-    count: int = 0
-
-
 @dataclass(frozen=True, slots=True)
 class PaymentOrder:
     """A payment as the terminal needs it, built from any of the three request shapes."""
@@ -199,13 +172,13 @@ class PaymentService:
         self,
         client: TerminalClient,
         settings: ApiSettings,
-        journal: PaymentJournal | None = None,
-        notifier: Notifier | None = None,
+        journal: PaymentJournal,
+        notifier: Notifier,
     ) -> None:
         self.client = client
         self.settings = settings
-        self.journal: PaymentJournal = journal or NoJournal()
-        self.notifier: Notifier = notifier or NoNotifier()
+        self.journal = journal
+        self.notifier = notifier
         self._lock = asyncio.Lock()
 
     @property

@@ -17,6 +17,7 @@ from aiohttp import web
 from common.money import currency
 from supervisor_agent.api import error_codes
 from supervisor_agent.api.errors import ApiError
+from supervisor_agent.api.journal_seam import ECHO_KEY
 from supervisor_agent.api.orders import PreparedPayment
 from supervisor_agent.api.payment import PaymentOrder, PaymentOutcome, TerminalOutcome
 from supervisor_agent.api.responses import desktop_body, kiosk_body, pos_body
@@ -24,7 +25,6 @@ from supervisor_agent.api.wire_json import json_response, loads
 from supervisor_agent.journal import Journal, TransactionRecord, TxState
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.outbox import NotificationState
-from supervisor_agent.payment_journal import ECHO_KEY
 
 UNKNOWN_ADVICE = (
     "The customer may have paid: check the terminal's own journal (or the HiPay console) "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,8 @@ from supervisor_agent.api.app import bound_port
 from supervisor_agent.api.settings import ApiSettings
 from supervisor_agent.api.wire_json import dumps, loads
 from supervisor_agent.client import TerminalClient
+from supervisor_agent.journal import Journal
+from supervisor_agent.notifier import HipayEndpoint, Notifier
 from tp_manager.terminal.model import (
     FailureReason,
     PaymentResult,
@@ -33,6 +36,7 @@ from tp_manager.terminal.model import (
 )
 
 USER, PASSWORD = "register", "s3cret-pass"
+NO_HIPAY = "http://127.0.0.1:9"
 HTTP_TIMEOUT_S = 10.0
 
 Responder = Callable[[Request], Awaitable[Reply]]
@@ -145,6 +149,7 @@ def settings(**overrides: Any) -> ApiSettings:
         "authorization_threshold": Decimal("100"),
         "serial_number": "SN-TEST-0001",
         "payment_timeout_s": 5.0,
+        "notification_budget_s": 0.0,  # HiPay is not there: do not wait for it
         "maintenance_timeout_s": 2.0,
         "version": "0.1.0",
         "version_type": "concertv2",
@@ -204,22 +209,33 @@ class Api:
         return await self.request("GET", path, **kw)
 
 
-@pytest.fixture
-async def tpm() -> AsyncIterator[RecordingTpManager]:
-    manager = RecordingTpManager()
-    await manager.start()
-    try:
-        yield manager
-    finally:
-        await manager.close()
+@contextlib.asynccontextmanager
+async def own_journal() -> AsyncIterator[tuple[Journal, Notifier]]:
+    """A real journal in a temporary directory, and a real notifier whose HiPay is not
+    there (nothing listens on port 9): every answer says notificationHipaySent false."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        journal = Journal.open(data_dir)
+        notifier = Notifier(journal.outbox, HipayEndpoint(NO_HIPAY, "login", "password"))
+        await notifier.start()
+        try:
+            yield journal, notifier
+        finally:
+            await notifier.stop()
+            journal.close()
 
 
 @contextlib.asynccontextmanager
 async def serve_api(tpm: RecordingTpManager, **overrides: Any) -> AsyncIterator[Api]:
-    """The whole API on 127.0.0.1:<free port>, its client connected to ``tpm``."""
-    journal = overrides.pop("journal", None)
-    notifier = overrides.pop("notifier", None)
-    records = overrides.pop("records", None)
+    """The whole API on 127.0.0.1:<free port>, its client connected to ``tpm``; its own
+    journal unless the test gives ``journal`` and ``notifier``."""
+    if "journal" not in overrides:
+        async with own_journal() as (journal, notifier):
+            async with serve_api(tpm, journal=journal, notifier=notifier, **overrides) as api:
+                yield api
+        return
+    journal = overrides.pop("journal")
+    notifier = overrides.pop("notifier")
+    metrics = overrides.pop("metrics", None)
     client_ctx = zmq.asyncio.Context()
     client = TerminalClient(tpm.endpoint, context=client_ctx)
     await client.start()
@@ -238,7 +254,7 @@ async def serve_api(tpm: RecordingTpManager, **overrides: Any) -> AsyncIterator[
         stop_tp_manager,
         journal=journal,
         notifier=notifier,
-        records=records,
+        metrics=metrics,
     )
     runner = await start_server(app, "127.0.0.1", 0)
     timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)

@@ -2,8 +2,9 @@
 tp-manager's ControlServer (ZeroMQ) -> ConcertV2Terminal driver -> pseudo-terminal ->
 the Concert V2 simulator, run as its own process (``python -m common simulate``).
 
-tp-manager's server and driver run in the test's event loop here; the whole stack
-under supervisord (tests/stack.py) needs ``ecr-connector run``, which is not wired yet.
+tp-manager's server and driver run in the test's event loop here, so every answer
+field can be checked against the simulator's; tests/e2e runs the same bodies through
+the supervised processes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from supervisor_agent.api.examples import (
 )
 from supervisor_agent.api.models_kiosk import RECEIPT_FIELDS
 from supervisor_agent.client import TerminalClient
-from tests.api.conftest import Api, settings
+from tests.api.conftest import Api, own_journal, settings
 from tests.api.test_api_payment import DESKTOP_FIELDS, KIOSK_FIELDS
 from tp_manager.concert_v2.terminal import ConcertV2Terminal
 from tp_manager.context import ServerContext
@@ -104,10 +105,18 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[Api, Api]]:
                 return False
 
             apis = []
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            async with (
+                contextlib.AsyncExitStack() as journals,
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+            ):
                 for flavour in ("desktop", "kiosk"):
+                    journal, notifier = await journals.enter_async_context(own_journal())
                     app = create_app(
-                        settings(api_flavour=flavour, payment_timeout_s=20.0), client, never
+                        settings(api_flavour=flavour, payment_timeout_s=20.0),
+                        client,
+                        never,
+                        journal=journal,
+                        notifier=notifier,
                     )
                     runner = await start_server(app, "127.0.0.1", 0)
                     runners.append(runner)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -11,10 +10,8 @@ from openapi_spec_validator import validate as validate_spec
 
 from supervisor_agent.api import create_app
 from supervisor_agent.api.examples import desktop_seed_request
-from supervisor_agent.api.records import Records
 from supervisor_agent.client import TerminalClient
-from supervisor_agent.journal import Journal
-from tests.api.conftest import Api, RecordingTpManager, serve_api, settings
+from tests.api.conftest import Api, RecordingTpManager, own_journal, serve_api, settings
 from tests.api.test_api_validation import DESKTOP_CASES, KIOSK_CASES
 
 # Rules the JSON Schema cannot express; the server checks them (docs/http-api.md).
@@ -57,11 +54,10 @@ async def test_default_flavour_and_bad_flavour(kiosk: Api) -> None:
 
 
 async def test_every_route_documented_and_every_documented_route_served(
-    tpm: RecordingTpManager, tmp_path: Path
+    tpm: RecordingTpManager,
 ) -> None:
-    journal = Journal.open(tmp_path)
-    try:
-        async with serve_api(tpm, records=Records(journal, None)) as api:
+    async with own_journal() as (journal, notifier):
+        async with serve_api(tpm, journal=journal, notifier=notifier) as api:
             doc = await fetch_doc(api)
             documented = {
                 (method.upper(), path) for path, item in doc["paths"].items() for method in item
@@ -70,7 +66,8 @@ async def test_every_route_documented_and_every_documented_route_served(
                 settings(),
                 TerminalClient("tcp://127.0.0.1:1"),
                 _never_stop,
-                records=Records(journal, None),
+                journal=journal,
+                notifier=notifier,
             )
             served = {
                 (route.method, route.resource.canonical)
@@ -86,8 +83,6 @@ async def test_every_route_documented_and_every_documented_route_served(
                 status, answer, _ = await api.request(method, concrete, body=body)
                 code = answer["error"]["code"] if status >= 400 else None
                 assert code not in ("NOT_FOUND", "METHOD_NOT_ALLOWED"), (method, path)
-    finally:
-        journal.close()
 
 
 async def _never_stop() -> bool:

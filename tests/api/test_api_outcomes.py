@@ -9,8 +9,6 @@ from typing import Any
 
 from common.messages import Reply
 from supervisor_agent.api import error_codes
-from supervisor_agent.api.payment import JournalEntry, JournalState, TerminalOutcome
-from supervisor_agent.notifier import DeliveryStatus
 from tests.api.conftest import RecordingTpManager, payment_result, serve_api
 
 BUSY_ANSWER_MAX_S = 1.0
@@ -47,7 +45,7 @@ async def test_terminal_verdicts_map_to_error_codes(tpm: RecordingTpManager) -> 
         (failing("TP_MANAGER_RESTARTED"), "TP_MANAGER_RESTARTED"),
     ]
     async with serve_api(tpm) as desktop, serve_api(tpm, api_flavour="kiosk") as kiosk:
-        for responder, code in cases:
+        for number, (responder, code) in enumerate(cases):
             tpm.responders["pay"] = responder
             status, body, _ = await desktop.post("/", {"amount": "1.00"})
             assert status == 200, (code, body)
@@ -61,7 +59,7 @@ async def test_terminal_verdicts_map_to_error_codes(tpm: RecordingTpManager) -> 
             status, body, _ = await desktop.post(
                 "/v1/connector/order",
                 {
-                    "order": {"order_id": "O-1", "price": {"amount": 100}},
+                    "order": {"order_id": f"O-{number}", "price": {"amount": 100}},
                     "pos_technical_info": {"terminal_transaction_display": {}},
                 },
             )
@@ -154,69 +152,3 @@ async def test_cancel_aborts_the_payment_in_flight(tpm: RecordingTpManager) -> N
         assert status == 200
         assert body["paymentStatus"] == "FAILURE"
         assert body["errorCode"] == "CANCELLED"
-
-
-class MemoryJournal:
-    """An in-memory PaymentJournal, to exercise the seam the real journal plugs into."""
-
-    def __init__(self) -> None:
-        self.entries: dict[str, JournalEntry] = {}
-        self.begun: list[tuple[str, dict]] = []
-        self.at_terminal_calls: list[str] = []
-
-    async def begin(self, order_id: str, request: dict) -> JournalEntry:
-        self.begun.append((order_id, request))
-        entry = self.entries.get(order_id, JournalEntry(JournalState.NEW))
-        if entry.state is JournalState.NEW:
-            self.entries[order_id] = JournalEntry(JournalState.IN_PROGRESS)
-        return entry
-
-    async def at_terminal(self, order_id: str) -> None:
-        self.at_terminal_calls.append(order_id)
-
-    async def finish(self, order_id: str, outcome: TerminalOutcome) -> None:
-        self.entries[order_id] = JournalEntry(JournalState.DONE, outcome)
-
-
-class CountingNotifier:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, float]] = []
-
-    async def deliver_now(self, order_id: str, budget_s: float) -> DeliveryStatus:
-        self.calls.append((order_id, budget_s))
-        return DeliveryStatus(sent=True, count=2)
-
-
-async def test_journal_and_notifier_seam(tpm: RecordingTpManager) -> None:
-    journal, notifier = MemoryJournal(), CountingNotifier()
-    async with serve_api(tpm, journal=journal, notifier=notifier) as api:
-        status, body, _ = await api.post("/", {"amount": "1.00", "order_id": "J-1"})
-        assert status == 200
-        assert body["notificationHipaySent"] is True
-        assert body["numberOfNotificationSent"] == 2
-        assert journal.begun[0][0] == "J-1"
-        assert journal.begun[0][1]["amount_minor"] == 100
-        assert journal.entries["J-1"].state is JournalState.DONE
-        # the same order again: the stored outcome, the terminal is not asked twice
-        status, again, _ = await api.post("/", {"amount": "1.00", "order_id": "J-1"})
-        assert status == 200
-        assert again["paymentStatus"] == "SUCCESS"
-        assert tpm.commands() == ["pay"]
-        # an order the journal says is in progress: 409 IN_PROGRESS, nothing sent
-        journal.entries["J-2"] = JournalEntry(JournalState.IN_PROGRESS)
-        status, body, _ = await api.post("/", {"amount": "1.00", "order_id": "J-2"})
-        assert status == 409
-        assert body["error"]["code"] == "IN_PROGRESS"
-        assert body["error"]["details"]["path"] == "order_id"
-    assert tpm.commands() == ["pay"]
-    assert [c[0] for c in notifier.calls] == ["J-1", "J-1"]
-    assert notifier.calls[0][1] > 0
-
-
-async def test_rejected_requests_never_reach_the_journal(tpm: RecordingTpManager) -> None:
-    journal = MemoryJournal()
-    async with serve_api(tpm, journal=journal) as api:
-        status, _, _ = await api.post("/", {"amount": "abc", "order_id": "X"})
-        assert status == 400
-    assert journal.begun == []
-    assert tpm.received == []

@@ -33,6 +33,10 @@ def test_rendered_config_has_both_programs_with_restart_and_stop_policy(tmp_path
     assert tp["stdout_logfile_maxbytes"] == "10MB"
     agent = conf["program:supervisor-agent"]
     assert "-m supervisor_agent" in agent["command"]
+    # stopped first (reverse priority) and waits for the payment's answer, journal and
+    # HiPay budget: longer than tp-manager's wait
+    assert int(agent["priority"]) > int(tp["priority"])
+    assert int(agent["stopwaitsecs"]) > int(tp["stopwaitsecs"])
     sim = conf["program:simulator"]
     assert int(sim["priority"]) < int(tp["priority"])  # the terminal is up before its driver
     assert conf["unix_http_server"]["chmod"] == "0700"

@@ -11,14 +11,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from common.messages import Reply, Request
-from supervisor_agent.api.records import Records
 from supervisor_agent.journal import Journal, TxState
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.notifier import Notifier
-from supervisor_agent.payment_journal import JournalSeam
 from tests.api.conftest import Api, RecordingTpManager, payment_result, serve_api
 from tests.durability.conftest import CONTEXT, FAST, Stub
 
@@ -38,9 +34,9 @@ async def wired(
     try:
         async with serve_api(
             tpm,
-            journal=JournalSeam(journal, notifier),
+            journal=journal,
             notifier=notifier,
-            records=Records(journal, metrics),
+            metrics=metrics,
             notification_budget_s=BUDGET_S,
             **overrides,
         ) as api:
@@ -48,16 +44,6 @@ async def wired(
     finally:
         await notifier.stop()
         journal.close()
-
-
-@pytest.fixture
-async def tpm() -> AsyncIterator[RecordingTpManager]:
-    manager = RecordingTpManager()
-    await manager.start()
-    try:
-        yield manager
-    finally:
-        await manager.close()
 
 
 async def test_an_order_id_posted_twice_is_paid_once_and_notified_once(
@@ -211,3 +197,24 @@ async def test_notifications_and_metrics_routes(
                 break
             await asyncio.sleep(0.05)
         assert [n["order_id"] for n in listing["notifications"]] == ["N-1"]
+
+
+async def test_rejected_requests_never_reach_the_journal_or_the_terminal(
+    tpm: RecordingTpManager, stub: Stub, tmp_path: Path
+) -> None:
+    bad = [
+        {"amount": "abc", "order_id": "X-1"},
+        {"amount": "1.001", "order_id": "X-2"},
+        {"amount": "1.00", "order_id": "X-3", "currency": "string"},
+        {"amount": "1.00", "order_id": "X-4", "custom_data": {"nested": {"no": 1}}},
+        {"amount": "1.00", "order_id": "X 5"},
+    ]
+    async with wired(tpm, stub, tmp_path) as (api, journal, _):
+        for body in bad:
+            status, answer, _ = await api.post("/", body)
+            assert status == 400, body
+            assert answer["error"]["details"]["path"], answer
+            assert journal.get(str(body["order_id"])) is None
+        assert journal.outbox.counts() == {"pending": 0, "delivered": 0, "dead": 0}
+    assert tpm.received == []
+    assert await stub.received() == []

@@ -218,3 +218,26 @@ async def test_journal_feeds_transaction_metrics_and_the_periodic_line(journal: 
         assert metrics.snapshot()["notifications"]["pending"] == 2
     finally:
         fed.close()
+
+
+def test_cli_reads_the_data_dir_from_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = Journal.open(tmp_path, context=CONTEXT)
+    try:
+        finish_order(journal, "PENDING_1")
+    finally:
+        journal.close()
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "serial_port: simulator\napi_username: u\napi_password: p\n"
+        "hipay_login: l\nhipay_password: q\n"  # data_dir: the config file's directory
+    )
+    capsys.readouterr()  # the journal's own log lines
+    assert outbox_cli.main(_parse("--config", str(config), "--json")) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [n["order_id"] for n in listed] == ["PENDING_1"]
+
+    config.write_text("local_port: 99999\n")
+    with pytest.raises(SystemExit, match=r"(?s)outbox: config file .*local_port"):
+        outbox_cli.main(_parse("--config", str(config)))

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from common import paths
 from supervisor_agent.api.examples import (
     desktop_example_request,
     kiosk_seed_request,
@@ -74,6 +75,10 @@ def test_kill_9_of_tp_manager_is_restarted_and_the_next_payment_works(
         wait_for(lambda: link_up(stack), RESTART_TIMEOUT_S, "the terminal link")
         status, body = stack.request("GET", "/config")
         assert (status, body) == (200, {"deviceId": "SN-TEST-0001"})
+        run_dir = paths.run_dir(stack.data_dir)  # the control channel: this user only
+        assert run_dir.stat().st_mode & 0o777 == 0o700
+        for socket_name in ("control.sock", "events.sock"):
+            assert (run_dir / socket_name).stat().st_mode & 0o777 == 0o600
 
         status, body = stack.request("POST", "/", {"amount": "9.99", "order_id": "E2E-1"})
         assert status == 200, body
@@ -115,6 +120,29 @@ def test_a_stop_waits_for_the_payment_in_flight(tmp_path: Path, stub: HipayStub)
         assert stop_body["stopped"] is True
         assert stack.process_info()["tp-manager"]["statename"] == "STOPPED"
         assert '"tp_manager.stopping.waiting_for_payment"' in stack.logs("tp-manager")
+
+
+def test_stopping_the_whole_connector_lets_the_payment_finish(
+    tmp_path: Path, stub: HipayStub
+) -> None:
+    """Ctrl-C or systemctl stop (SIGTERM to supervisord) mid-payment: the agent is stopped
+    first and waits, the customer's payment is answered and journaled, then all exit."""
+    with start(tmp_path, stub) as stack:
+        stack.wait_running(PROGRAMS)
+        wait_for(lambda: link_up(stack), RESTART_TIMEOUT_S, "the terminal link")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            payment = pool.submit(
+                stack.request, "POST", "/", {"amount": SLOW_CUSTOMER, "order_id": "E2E-BYE"}
+            )
+            wait_logged(stack, "tp-manager", '"concert_v2.pay.start"')
+            stack.process_info()  # remember every pid before the stop
+            stack.proc.send_signal(signal.SIGTERM)
+            status, body = payment.result(timeout=60)
+        assert status == 200, body
+        assert body["paymentStatus"] == "SUCCESS", body
+        assert stack.proc.wait(timeout=60) == 0
+        assert '"agent.stopped"' in stack.logs("supervisor-agent")
+        assert len(stub.acknowledged("E2E-BYE")) == 1  # HiPay heard of it before the exit
 
 
 def test_seed_bodies_verbatim_through_the_processes(tmp_path: Path, stub: HipayStub) -> None:

@@ -1,0 +1,91 @@
+"""Orders that name their terminal, on tp-manager's side: the control channel is the last
+door before the network, so tp-manager checks ``allowed_terminals`` again, whatever the
+API did.  Real config files, a real ControlServer and TerminalClient over ZeroMQ, the
+Concert V3 simulator on loopback TCP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+import zmq.asyncio
+
+from common.config import ConnectorConfig, load_config
+from supervisor_agent.client import CommandFailed, TerminalClient
+from tp_manager.context import ServerContext
+from tp_manager.server import ControlServer
+from tp_manager.terminal.errors import TerminalNotAllowed
+from tp_manager.terminal.factory import TargetTerminals, build_terminal, describe_device
+
+from .conftest import StartSimulator
+
+
+def v3_config(tmp_path: Path, port: int, **extra: Any) -> ConnectorConfig:
+    values = {
+        "terminal_protocol": "concert-v3",
+        "terminal_host": "127.0.0.1",
+        "terminal_port": port,
+        "api_username": "register",
+        "api_password": "pw",
+        "hipay_login": "login",
+        "hipay_password": "pw2",
+        "transaction_timeout": 3,
+        **extra,
+    }
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(values))
+    return load_config(path)
+
+
+def test_the_configured_terminal_is_the_default_and_others_must_be_listed(
+    tmp_path: Path,
+) -> None:
+    config = v3_config(tmp_path, 8888, allowed_terminals=["192.0.2.7:8888"])
+    default = build_terminal(config, lambda state, detail: None)
+    targets = TargetTerminals(config, default)
+    assert describe_device(config) == "127.0.0.1:8888"
+    assert targets({"host": "127.0.0.1", "port": 8888}) is default
+    other = targets({"host": "192.0.2.7", "port": 8888, "version": "0302"})
+    assert other is not default
+    assert targets({"host": "192.0.2.7", "port": 8888, "version": "0302"}) is other  # kept
+    assert targets.all() == [default, other]
+    with pytest.raises(TerminalNotAllowed, match=r"192\.0\.2\.7:9999"):
+        targets({"host": "192.0.2.7", "port": 9999})
+    with pytest.raises(TerminalNotAllowed, match="integer"):
+        targets({"host": "192.0.2.7", "port": "8888"})
+    with pytest.raises(TerminalNotAllowed, match="protocol version"):
+        targets({"host": "192.0.2.7", "port": 8888, "version": "0399"})
+
+
+async def test_tp_manager_refuses_a_target_not_allowed_and_pays_an_allowed_one(
+    tmp_path: Path, start_simulator: StartSimulator
+) -> None:
+    port = await start_simulator()
+    config = v3_config(tmp_path, port)
+    terminal = build_terminal(config, lambda state, detail: None)
+    targets = TargetTerminals(config, terminal)
+    ctx = ServerContext(terminal=terminal, publish=lambda name, data: None)
+    ctx.terminal_factory = targets
+    zctx = zmq.asyncio.Context()
+    control = f"ipc://{tmp_path}/control.sock"
+    server = ControlServer(ctx, control, f"ipc://{tmp_path}/events.sock", zctx)
+    client = TerminalClient(control, context=zctx)
+    pay = {"amount": 999, "currency_numeric": "978", "order_id": "T-1"}
+    try:
+        await server.start()
+        await client.start()
+        with pytest.raises(CommandFailed) as refused:
+            await client.call("pay", {**pay, "target": {"host": "192.0.2.7", "port": 8888}})
+        assert refused.value.code == "TERMINAL_NOT_ALLOWED"
+        target = {"host": "127.0.0.1", "port": port, "version": "0301"}
+        result = await client.call("pay", {**pay, "target": target}, timeout=10)
+        assert result["status"] == "accepted"
+        assert result["amount"] == 999
+    finally:
+        await client.close()
+        await server.close()
+        for each in targets.all():
+            await each.close()
+        zctx.term()
