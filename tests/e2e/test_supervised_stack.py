@@ -10,6 +10,7 @@ end whatever happened (tests/stack.py).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import signal
 import time
@@ -67,6 +68,22 @@ def wait_logged(stack: Stack, program: str, text: str) -> None:
     wait_for(lambda: text in stack.logs(program), RESTART_TIMEOUT_S, f"{text!r} in {program}.log")
 
 
+@contextlib.contextmanager
+def paying(
+    stack: Stack, amount: str, order_id: str, until: tuple[str, str]
+) -> Iterator[concurrent.futures.Future[tuple[int, Any]]]:
+    """A payment posted in the background; yields once ``until`` (program, text) is logged,
+    so the test acts while the payment is at the terminal."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        payment = pool.submit(stack.request, "POST", "/", {"amount": amount, "order_id": order_id})
+        wait_logged(stack, *until)
+        yield payment
+
+
+PAY_STARTED = ("tp-manager", '"concert_v2.pay.start"')
+NEVER_ANSWERED = ("simulator", '"simulator.concert_v2.never_answer"')
+
+
 def test_kill_9_of_tp_manager_is_restarted_and_the_next_payment_works(
     tmp_path: Path, stub: HipayStub
 ) -> None:
@@ -103,11 +120,10 @@ def test_a_stop_waits_for_the_payment_in_flight(tmp_path: Path, stub: HipayStub)
     with start(tmp_path, stub) as stack:
         stack.wait_running(PROGRAMS)
         wait_for(lambda: link_up(stack), RESTART_TIMEOUT_S, "the terminal link")
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            payment = pool.submit(
-                stack.request, "POST", "/", {"amount": SLOW_CUSTOMER, "order_id": "E2E-SLOW"}
-            )
-            wait_logged(stack, "tp-manager", '"concert_v2.pay.start"')
+        with (
+            paying(stack, SLOW_CUSTOMER, "E2E-SLOW", PAY_STARTED) as payment,
+            concurrent.futures.ThreadPoolExecutor(1) as pool,
+        ):
             asked = time.monotonic()
             stop = pool.submit(stack.request, "GET", "/stop", timeout_s=60)
             status, body = payment.result(timeout=60)
@@ -130,11 +146,7 @@ def test_stopping_the_whole_connector_lets_the_payment_finish(
     with start(tmp_path, stub) as stack:
         stack.wait_running(PROGRAMS)
         wait_for(lambda: link_up(stack), RESTART_TIMEOUT_S, "the terminal link")
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            payment = pool.submit(
-                stack.request, "POST", "/", {"amount": SLOW_CUSTOMER, "order_id": "E2E-BYE"}
-            )
-            wait_logged(stack, "tp-manager", '"concert_v2.pay.start"')
+        with paying(stack, SLOW_CUSTOMER, "E2E-BYE", PAY_STARTED) as payment:
             stack.process_info()  # remember every pid before the stop
             stack.proc.send_signal(signal.SIGTERM)
             status, body = payment.result(timeout=60)
@@ -175,11 +187,7 @@ def test_kill_9_of_tp_manager_mid_payment_is_unknown_journaled_and_notified(
     with start(tmp_path, stub) as stack:
         stack.wait_running(PROGRAMS)
         wait_for(lambda: link_up(stack), RESTART_TIMEOUT_S, "the terminal link")
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            payment = pool.submit(
-                stack.request, "POST", "/", {"amount": NEVER_ANSWERS, "order_id": "E2E-CUT"}
-            )
-            wait_logged(stack, "simulator", '"simulator.concert_v2.never_answer"')
+        with paying(stack, NEVER_ANSWERS, "E2E-CUT", NEVER_ANSWERED) as payment:
             os.kill(stack.pid_of("tp-manager"), signal.SIGKILL)
             status, body = payment.result(timeout=30)
         assert status == 200, body
@@ -237,11 +245,7 @@ def test_kill_9_of_the_agent_mid_payment_is_recovered_as_unknown(
     with start(tmp_path, stub, transaction_timeout=5) as stack:
         stack.wait_running(PROGRAMS)
         wait_for(lambda: link_up(stack), RESTART_TIMEOUT_S, "the terminal link")
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            payment = pool.submit(
-                stack.request, "POST", "/", {"amount": NEVER_ANSWERS, "order_id": "E2E-AGENT"}
-            )
-            wait_logged(stack, "simulator", '"simulator.concert_v2.never_answer"')
+        with paying(stack, NEVER_ANSWERS, "E2E-AGENT", NEVER_ANSWERED) as payment:
             old = stack.pid_of("supervisor-agent")
             os.kill(old, signal.SIGKILL)
             with pytest.raises(OSError):  # the register's connection died with the agent
