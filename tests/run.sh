@@ -15,5 +15,5 @@ fi
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy common tp_manager supervisor_agent
+.venv/bin/mypy common tp_manager supervisor_agent benchmarks
 exec .venv/bin/python -m pytest "$@"

@@ -169,7 +169,9 @@ def _v3_server(args: argparse.Namespace, host: str, port: int) -> Any:
         shown = f"[{actual_host}]" if ":" in actual_host else actual_host
         announce(f"tcp={shown}:{actual_port}")
 
-    return run_tcp_simulator(host, port, args.scenario, args.slow_seconds, on_ready)
+    return run_tcp_simulator(
+        host, port, args.scenario, args.slow_seconds, on_ready, pay_seconds=args.pay_seconds
+    )
 
 
 async def _serve_until_signal(server: Any) -> int:

@@ -1,0 +1,593 @@
+"""Payment latency of the ECR connector, measured against the built-in terminal simulator.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/payment_latency.py [--payments N] [--quick]
+
+Four setups, one table row each (see benchmarks/README.md for what each row covers):
+
+1. the Concert V2 driver, in this process, on a pty to the simulator, unpaced;
+2. the same with the simulator pacing its bytes at 9600 baud 8N1 (``--pace``);
+3. the Concert V3 driver, in this process, over loopback TCP to the simulator;
+4. an HTTP POST through the whole supervised connector (supervisord, supervisor agent,
+   journal, ZeroMQ, tp-manager, Concert V2 on a pty, HiPay notification to the stub).
+
+The simulated customer takes 0 s (``--pay-seconds 0``); every fixed wait that remains in
+a figure (pacing, protocol settle timers) is printed under the table, nothing is subtracted.
+Each setup runs one warm-up payment first: it is shown in the ``1st`` column and kept out
+of the statistics.  Percentiles are nearest-rank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import importlib
+import json
+import math
+import os
+import platform
+import resource
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+DEFAULT_PAYMENTS = 200  # about a minute in all
+QUICK_PAYMENTS = 30  # about 15 s
+AMOUNT_MINOR = 999  # 9.99 EUR: below 1000.00, so the simulator's default scenario (approve)
+AMOUNT_TEXT = "9.99"
+CURRENCY_NUMERIC = "978"  # EUR
+CUSTOMER_SECONDS = 0.0  # --pay-seconds: the smallest customer time the simulator takes
+PACED_BAUDRATE = 9600
+BITS_PER_BYTE_8N1 = 10  # start + 8 data + stop
+
+READY_TIMEOUT_S = 15.0  # simulator printing its READY line
+STOP_TIMEOUT_S = 5.0  # simulator exiting after SIGTERM
+DRIVER_START_TIMEOUT_S = 10.0
+DRIVER_CLOSE_TIMEOUT_S = 5.0
+PAY_TIMEOUT_S = 15.0  # one payment, driver rows (the driver's own timeout is below it)
+DRIVER_TRANSACTION_TIMEOUT_S = 10.0
+HTTP_TIMEOUT_S = 30.0  # one payment, end-to-end row
+LINK_UP_TIMEOUT_S = 30.0
+MAX_CONSECUTIVE_FAILURES = 3  # a broken setup stops early instead of timing out N times
+
+# For the theoretical wire time of a Concert V2 payment.
+V2_FRAME_OVERHEAD = 3  # STX + ETX + LRC
+
+
+@dataclasses.dataclass
+class Row:
+    """What one setup measured."""
+
+    setup: str
+    totals_ms: list[float] = dataclasses.field(default_factory=list)
+    connect_ms: list[float] = dataclasses.field(default_factory=list)
+    request_ms: list[float] = dataclasses.field(default_factory=list)
+    wait_ms: list[float] = dataclasses.field(default_factory=list)
+    first_ms: float | None = None
+    failures: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+# --- small helpers ---------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (p95 of 10 values is the largest)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def p50(values: Sequence[float]) -> float | None:
+    return percentile(values, 50) if values else None
+
+
+def proc_status_kb(pid: int, key: str) -> int | None:
+    """``VmRSS`` / ``VmHWM`` of a process from /proc/<pid>/status, in kB."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return None
+
+
+def filesystem_of(path: Path) -> str:
+    """``fstype (device)`` of the mount holding ``path``, from /proc/mounts."""
+    best, found = "", "unknown filesystem"
+    target = str(path).rstrip("/") + "/"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            device, mount, fstype = line.split()[:3]
+            prefix = mount.rstrip("/") + "/"
+            if target.startswith(prefix) and len(prefix) > len(best):
+                best, found = prefix, f"{fstype} ({device})"
+    return found
+
+
+def mb(kb: int | None) -> str:
+    return "n/a" if kb is None else f"{kb / 1024:.1f} MB"
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM this one pid, wait a bounded time, SIGKILL it if it is still there."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT_S)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@contextlib.contextmanager
+def simulator(workdir: Path, name: str, args: list[str]) -> Iterator[str]:
+    """``ecr-connector simulate ARGS`` in its own process; yields what READY announced."""
+    err_path = workdir / f"{name}.err.log"
+    command = [sys.executable, "-m", "common", "simulate", *args, "--log-level", "WARNING"]
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen(
+            command,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            start_new_session=True,
+        )
+        try:
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
+            line = proc.stdout.readline().decode().strip() if ready else ""
+            if not line.startswith("READY "):
+                raise RuntimeError(
+                    f"simulator {' '.join(args)} gave no READY line within {READY_TIMEOUT_S} s "
+                    f"(got {line!r}); its stderr:\n{tail(err_path)}"
+                )
+            yield line.removeprefix("READY ")
+        finally:
+            stop_process(proc)
+
+
+# --- driver rows -------------------------------------------------------------------------
+
+
+async def measure_driver(
+    row: Row, pay: Callable[[Any], Awaitable[Any]], payments: int, prefix: str
+) -> None:
+    """One warm-up payment, then ``payments`` more, one after the other."""
+    from tp_manager.terminal.model import PaymentRequest
+
+    consecutive = 0
+    for index in range(payments + 1):
+        request = PaymentRequest(
+            amount=AMOUNT_MINOR, currency_numeric=CURRENCY_NUMERIC, order_id=f"{prefix}-{index}"
+        )
+        try:
+            result = await asyncio.wait_for(pay(request), PAY_TIMEOUT_S)
+        except Exception as exc:  # a failed payment is counted and shown, never dropped
+            row.failures.append(f"{type(exc).__name__}: {exc}")
+            consecutive += 1
+            if consecutive >= MAX_CONSECUTIVE_FAILURES:
+                row.notes.append(f"stopped after {consecutive} failures in a row")
+                return
+            continue
+        consecutive = 0
+        if not result.accepted:
+            row.failures.append(f"status {result.status}")
+            continue
+        t = result.timings
+        if index == 0:
+            row.first_ms = t.total_ms
+            continue
+        row.totals_ms.append(t.total_ms)
+        row.connect_ms.append(t.connect_ms)
+        row.request_ms.append(t.request_ms)
+        row.wait_ms.append(t.wait_ms)
+
+
+async def bench_v2(row: Row, port: str, payments: int, prefix: str) -> None:
+    from tp_manager.concert_v2.terminal import ConcertV2Terminal
+    from tp_manager.terminal.model import LinkState
+
+    terminal = ConcertV2Terminal(
+        port,
+        baudrate=PACED_BAUDRATE,
+        bytesize=8,
+        parity="none",
+        stopbits=1,
+        transaction_timeout=DRIVER_TRANSACTION_TIMEOUT_S,
+    )
+    try:
+        await asyncio.wait_for(terminal.start(), DRIVER_START_TIMEOUT_S)
+        if terminal.link_state is not LinkState.UP:
+            raise RuntimeError(f"Concert V2 link to {port} is {terminal.link_state}")
+        await measure_driver(row, terminal.pay, payments, prefix)
+    finally:
+        await asyncio.wait_for(terminal.close(), DRIVER_CLOSE_TIMEOUT_S)
+
+
+async def bench_v3(row: Row, host: str, port: int, payments: int) -> None:
+    from tp_manager.concert_v3.terminal import ConcertV3Terminal
+
+    terminal = ConcertV3Terminal(host, port, transaction_timeout=DRIVER_TRANSACTION_TIMEOUT_S)
+    try:
+        await asyncio.wait_for(terminal.start(), DRIVER_START_TIMEOUT_S)
+        await measure_driver(row, terminal.pay, payments, "BENCH-V3")
+    finally:
+        await asyncio.wait_for(terminal.close(), DRIVER_CLOSE_TIMEOUT_S)
+
+
+def v2_wire_bytes() -> tuple[int, int, int]:
+    """Bytes of one Concert V2 payment on the line: (request exchange, answer exchange,
+    of which the terminal sends).  Request exchange: ENQ, ACK, frame, ACK, EOT; answer
+    exchange: ENQ, ACK, full-answer frame, ACK, EOT."""
+    from tp_manager.concert_v2 import constants as c
+
+    request_frame = c.REQUEST_LENGTH + V2_FRAME_OVERHEAD
+    answer_frame = c.FULL_ANSWER_LENGTH + V2_FRAME_OVERHEAD
+    assert (request_frame, answer_frame) == (37, 83)
+    request_exchange = 1 + 1 + request_frame + 1 + 1
+    answer_exchange = 1 + 1 + answer_frame + 1 + 1
+    from_terminal = 2 + (1 + answer_frame + 1)  # its two ACKs; its ENQ, frame and EOT
+    return request_exchange, answer_exchange, from_terminal
+
+
+def run_v2(workdir: Path, payments: int, *, paced: bool) -> Row:
+    name = "v2-paced" if paced else "v2-unpaced"
+    label = "V2 driver, pty, paced 9600 8N1" if paced else "V2 driver, pty, unpaced"
+    row = Row(label)
+    args = ["--protocol", "concert-v2", "--pty", "--pay-seconds", f"{CUSTOMER_SECONDS:g}"]
+    if paced:
+        args += ["--pace", "--baudrate", str(PACED_BAUDRATE)]
+    with simulator(workdir, name, args) as where:
+        asyncio.run(bench_v2(row, where.removeprefix("pty="), payments, f"BENCH-{name}"))
+    if paced:
+        byte_ms = BITS_PER_BYTE_8N1 / PACED_BAUDRATE * 1000.0
+        req, ans, from_terminal = v2_wire_bytes()
+        row.notes.append(
+            f"wire time at {PACED_BAUDRATE} baud, {BITS_PER_BYTE_8N1} bits/byte "
+            f"({byte_ms:.4f} ms/byte): request exchange {req} B = {req * byte_ms:.1f} ms, "
+            f"answer exchange {ans} B = {ans * byte_ms:.1f} ms, "
+            f"one payment {req + ans} B = {(req + ans) * byte_ms:.1f} ms"
+        )
+        total_p50 = p50(row.totals_ms)
+        paced_ms = from_terminal * byte_ms
+        over = "-" if total_p50 is None else f"{total_p50 - paced_ms:.1f}"
+        row.notes.append(
+            f"--pace paces only the simulator's {from_terminal} B ({paced_ms:.1f} ms); the "
+            f"driver's {req + ans - from_terminal} B cross the pty at once (a pty has no baud "
+            f"rate). p50 minus the paced {paced_ms:.1f} ms = {over} ms; on a real cable expect "
+            f"about the unpaced p50 + {(req + ans) * byte_ms:.1f} ms"
+        )
+    return row
+
+
+def run_v3(workdir: Path, payments: int) -> Row:
+    from tp_manager.concert_v3 import transport
+    from tp_manager.simulator import concert_v3 as sim_v3
+
+    row = Row("V3 driver, loopback TCP")
+    args = ["--protocol", "concert-v3", "--listen", "127.0.0.1:0"]
+    args += ["--pay-seconds", f"{CUSTOMER_SECONDS:g}"]
+    with simulator(workdir, "v3", args) as where:
+        host, _, port = where.removeprefix("tcp=").rpartition(":")
+        asyncio.run(bench_v3(row, host, int(port), payments))
+    settle_sim = sim_v3.REQUEST_SETTLE_S * 1000
+    settle_drv = transport.ANSWER_SETTLE_S * 1000
+    row.notes.append(
+        f"includes {settle_sim + settle_drv:.0f} ms of protocol timers: the simulator waits "
+        f"{settle_sim:.0f} ms after a complete request for more fields (in wait), the driver "
+        f"{settle_drv:.0f} ms after a complete answer for trailing fields (ANSWER_SETTLE_S)"
+    )
+    return row
+
+
+# --- end-to-end row ------------------------------------------------------------------------
+
+
+def run_stack(workdir: Path, payments: int) -> tuple[Row, list[str]]:
+    """HTTP POSTs through the supervised connector; returns the row and RSS lines."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))  # tests/ is not installed: the stack helper is there
+    # Imported by name so mypy checks this script without re-checking the test helper.
+    stack_helper = importlib.import_module("tests.stack")
+    hipay_stub, running_stack, wait_for = (
+        stack_helper.hipay_stub,
+        stack_helper.running_stack,
+        stack_helper.wait_for,
+    )
+
+    row = Row("HTTP POST, supervised connector")
+    rss: list[str] = []
+    sim_args = ["--protocol", "concert-v2", "--pty", "--pay-seconds", f"{CUSTOMER_SECONDS:g}"]
+    prefix = "BENCH-E2E"
+    with simulator(workdir, "e2e", sim_args) as where:
+        pty = where.removeprefix("pty=")
+        row.notes.append(
+            f"simulator started by this script (--pay-seconds {CUSTOMER_SECONDS:g}, unpaced) "
+            f"and tp-manager pointed at its pty (serial_port: {pty}): the supervised one of "
+            "serial_port: simulator always takes the default 1 s customer time. One new HTTP "
+            "connection per payment (urllib, Basic auth); the reply waits for the journal and "
+            "the HiPay stub's acknowledgement (notificationHipaySent checked)"
+        )
+        started = time.monotonic()
+        with (
+            hipay_stub(workdir) as stub,
+            running_stack(
+                workdir / "stack",
+                serial_port=pty,
+                hipay_base_url=stub.url + "/",
+                hipay_login=stub.login,
+                hipay_password=stub.password,
+            ) as stack,
+        ):
+            stack.wait_running(["tp-manager", "supervisor-agent"])
+
+            def link_up() -> bool:
+                status, body = stack.request("GET", "/check", timeout_s=10)
+                return bool(status == 200 and body.get("link") == "up")
+
+            wait_for(link_up, LINK_UP_TIMEOUT_S, "the terminal link")
+            journal_dir = stack.data_dir.resolve()
+            row.notes.append(
+                f"journal (SQLite, synchronous=FULL) in {journal_dir}, on "
+                f"{filesystem_of(journal_dir)}"
+            )
+            row.notes.append(
+                f"connector start (supervisord up, API healthy, link up): "
+                f"{time.monotonic() - started:.1f} s"
+            )
+            consecutive = 0
+            for index in range(payments + 1):
+                order_id = f"{prefix}-{index}"
+                body_in = {"amount": AMOUNT_TEXT, "order_id": order_id}
+                t0 = time.perf_counter()
+                try:
+                    status, body = stack.request("POST", "/", body_in, timeout_s=HTTP_TIMEOUT_S)
+                except Exception as exc:  # counted and shown
+                    status, body = 0, f"{type(exc).__name__}: {exc}"
+                elapsed = (time.perf_counter() - t0) * 1000.0
+                ok = (
+                    status == 200
+                    and isinstance(body, dict)
+                    and body.get("paymentStatus") == "SUCCESS"
+                    and body.get("notificationHipaySent") is True
+                )
+                if not ok:
+                    row.failures.append(f"HTTP {status}: {str(body)[:200]}")
+                    consecutive += 1
+                    if consecutive >= MAX_CONSECUTIVE_FAILURES:
+                        row.notes.append(f"stopped after {consecutive} failures in a row")
+                        break
+                    continue
+                consecutive = 0
+                if index == 0:
+                    row.first_ms = elapsed
+                else:
+                    row.totals_ms.append(elapsed)
+            driver_totals = driver_totals_from_log(stack.logs("tp-manager"), prefix)
+            if driver_totals:
+                row.notes.append(
+                    f"of which the V2 driver inside tp-manager (its concert_v2.pay.done "
+                    f"total_ms): p50 {percentile(driver_totals, 50):.1f} ms, "
+                    f"p95 {percentile(driver_totals, 95):.1f} ms"
+                )
+            for name in ("tp-manager", "supervisor-agent"):
+                pid = stack.pid_of(name)
+                rss.append(
+                    f"{name} (pid {pid}): VmRSS {mb(proc_status_kb(pid, 'VmRSS'))}, "
+                    f"peak VmHWM {mb(proc_status_kb(pid, 'VmHWM'))}"
+                )
+            pid = stack.proc.pid  # `ecr-connector run` execs supervisord
+            rss.append(
+                f"supervisord (pid {pid}): VmRSS {mb(proc_status_kb(pid, 'VmRSS'))}, "
+                f"peak VmHWM {mb(proc_status_kb(pid, 'VmHWM'))}"
+            )
+    return row, rss
+
+
+def run_setup(label: str, setup: Callable[[], Row]) -> Row:
+    """Run one setup; a setup that cannot run at all is a row with its error, not a crash."""
+    try:
+        return setup()
+    except Exception as exc:
+        return Row(label, failures=[f"setup failed: {type(exc).__name__}: {exc}"])
+
+
+def driver_totals_from_log(text: str, prefix: str) -> list[float]:
+    """total_ms of the measured payments (the warm-up, ``-0``, left out) from the JSON log."""
+    totals = []
+    for line in text.splitlines():
+        if '"concert_v2.pay.done"' not in line:
+            continue
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            order_id = str(entry.get("order_id", ""))
+            if order_id.startswith(prefix + "-") and order_id != f"{prefix}-0":
+                totals.append(float(entry["total_ms"]))
+    return totals
+
+
+# --- output --------------------------------------------------------------------------------
+
+WIDTH = 100
+
+COLUMNS = (
+    ("setup", 33),
+    ("ok", 4),
+    ("fail", 4),
+    ("p50", 7),
+    ("p95", 7),
+    ("max", 7),
+    ("1st", 7),
+    ("conn50", 7),
+    ("req50", 7),
+    ("wait50", 7),
+)
+
+
+def table_line(cells: Sequence[str]) -> str:
+    parts = []
+    for (_, width), cell in zip(COLUMNS, cells, strict=True):
+        parts.append(cell.ljust(width) if width == COLUMNS[0][1] else cell.rjust(width))
+    return " ".join(parts).rstrip()
+
+
+def print_table(rows: Sequence[Row], out: IO[str]) -> None:
+    print(table_line([name for name, _ in COLUMNS]), file=out)
+    print("-" * len(table_line([name for name, _ in COLUMNS])), file=out)
+    for number, row in enumerate(rows, start=1):
+        values = row.totals_ms
+        cells = [
+            f"{number} {row.setup}",
+            str(len(values)),
+            str(len(row.failures)),
+            fmt(p50(values)),
+            fmt(percentile(values, 95) if values else None),
+            fmt(max(values) if values else None),
+            fmt(row.first_ms),
+            fmt(p50(row.connect_ms)),
+            fmt(p50(row.request_ms)),
+            fmt(p50(row.wait_ms)),
+        ]
+        print(table_line(cells), file=out)
+
+
+def print_notes(rows: Sequence[Row], out: IO[str]) -> None:
+    for number, row in enumerate(rows, start=1):
+        lines = list(row.notes)
+        if row.failures:
+            shown = sorted(set(row.failures))[:3]
+            lines.append(f"{len(row.failures)} failed: {'; '.join(shown)}")
+        for line in lines:
+            print(wrap(f"row {number}: {line}"), file=out)
+
+
+def wrap(text: str) -> str:
+    return textwrap.fill(
+        text, WIDTH, initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False
+    )
+
+
+def exit_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM ends the run through the finally blocks, so every subprocess is stopped; a
+    second SIGTERM is ignored while that (bounded) cleanup runs."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--payments",
+        type=int,
+        metavar="N",
+        help=f"measured payments per setup (default {DEFAULT_PAYMENTS}, "
+        f"{QUICK_PAYMENTS} with --quick), after one warm-up payment",
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer payments (under ~30 s)")
+    parser.add_argument(
+        "--workdir",
+        metavar="DIR",
+        type=Path,
+        help="where the temporary files go, the connector's journal included (default: the "
+        "system temp dir; its filesystem decides what the journal's fsync costs)",
+    )
+    args = parser.parse_args(argv)
+    payments = args.payments
+    if payments is None:
+        payments = QUICK_PAYMENTS if args.quick else DEFAULT_PAYMENTS
+    if payments < 1:
+        parser.error("--payments must be at least 1")
+
+    from common.logging import configure_logging
+
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    out = sys.stdout
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ecr-bench-", dir=args.workdir) as tmp:
+        workdir = Path(tmp)
+        with open(workdir / "drivers.log", "w") as driver_log:
+            # The in-process drivers log exactly as tp-manager does (JSON, redacted, INFO),
+            # into a file: logging is part of their real cost.
+            configure_logging("benchmark", "info", stream=driver_log)
+            now = dt.datetime.now().astimezone()
+            print(
+                f"ECR connector payment latency -- {now:%Y-%m-%d %H:%M %Z} -- "
+                f"{os.cpu_count()} CPUs, Linux {platform.release()}, "
+                f"Python {platform.python_version()}",
+                file=out,
+            )
+            header = (
+                f"Simulated customer time: {CUSTOMER_SECONDS:g} s (--pay-seconds "
+                f"{CUSTOMER_SECONDS:g}, the simulator's smallest; simulators log at WARNING). "
+                f"Payment: {AMOUNT_TEXT} EUR debit, approved, full answer. {payments} measured "
+                "payments per setup, one after the other, after 1 warm-up payment (column 1st, "
+                "not in the statistics). Times in ms, p50/p95 nearest-rank. Rows 1-3: the "
+                "driver's own PaymentResult.timings (driver in this process, logging JSON at "
+                "INFO to a file as tp-manager does). Row 4: HTTP round trip seen by the client."
+            )
+            print(textwrap.fill(header, WIDTH, break_on_hyphens=False), file=out, flush=True)
+            setups: list[tuple[str, Callable[[], Row]]] = [
+                ("V2 driver, pty, unpaced", lambda: run_v2(workdir, payments, paced=False)),
+                ("V2 driver, pty, paced 9600 8N1", lambda: run_v2(workdir, payments, paced=True)),
+                ("V3 driver, loopback TCP", lambda: run_v3(workdir, payments)),
+            ]
+            rows = [run_setup(label, setup) for label, setup in setups]
+            rss: list[str] = []
+
+            def stack_setup() -> Row:
+                row, rss_lines = run_stack(workdir, payments)
+                rss.extend(rss_lines)
+                return row
+
+            rows.append(run_setup("HTTP POST, supervised connector", stack_setup))
+    print(file=out)
+    print_table(rows, out)
+    print(file=out)
+    print_notes(rows, out)
+    print(file=out)
+    print("Memory:", file=out)
+    self_peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+    print(
+        f"  benchmark process (drivers of rows 1-3 run in it): peak RSS {mb(self_peak_kb)}",
+        file=out,
+    )
+    for line in rss:
+        print(f"  row 4 {line}", file=out)
+    print(f"\nWall time: {time.monotonic() - began:.1f} s", file=out)
+    failed = any(row.failures or not row.totals_ms for row in rows)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
