@@ -8,7 +8,10 @@ survive a tp-manager restart without ever replaying a stale command:
   ``TP_MANAGER_UNAVAILABLE`` instead of waking the terminal minutes later.
 * A socket monitor watches for the peer disconnecting; every call in flight
   then fails with ``TP_MANAGER_RESTARTED`` (a payment's outcome is unknown and
-  the layers above journal it so), instead of waiting for its timeout.
+  the layers above journal it so), instead of waiting for its timeout.  With
+  ``IMMEDIATE``, libzmq drops inbound messages not yet read when the connection
+  closes, so tp-manager keeps its socket open a moment after its last replies
+  (``ControlServer.drain``).
 * Replies whose id is no longer pending (timed out, failed) are dropped.
 """
 
@@ -30,7 +33,6 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_CALL_TIMEOUT_S = 10.0  # maintenance commands; pay passes its own
 SEND_TIMEOUT_MS = 1000  # how long a send may wait for a connected peer
-DISCONNECT_GRACE_S = 0.2  # for replies received before a disconnect to be read
 
 
 class CommandFailed(Exception):
@@ -151,15 +153,7 @@ class TerminalClient:
             event = parse_monitor_message(frames)
             if event["event"] == zmq.EVENT_DISCONNECTED:
                 log.warning("client.peer_disconnected", pending=len(self._pending))
-                # A reply that arrived just before the disconnect (a payment's answer as
-                # tp-manager stops) may not be read yet: the monitor and the socket are
-                # two queues.  Let the receive loop deliver it, then fail the calls that
-                # were waiting on the old peer, and only those.
-                waiting = list(self._pending.values())
-                await asyncio.sleep(DISCONNECT_GRACE_S)
-                for future in waiting:
-                    if not future.done():
-                        future.set_exception(PeerRestarted())
+                self._fail_pending(PeerRestarted())
 
     def _fail_pending(self, exc: CommandFailed) -> None:
         for future in self._pending.values():

@@ -26,6 +26,7 @@ from tp_manager.terminal.errors import TerminalError
 log = structlog.get_logger(__name__)
 
 REPLY_LINGER_MS = 2000
+REPLY_READ_GRACE_S = 1.0  # after the last replies of a drain, before the socket closes
 
 
 def prepare_ipc_endpoint(endpoint: str) -> None:
@@ -88,11 +89,17 @@ class ControlServer:
             log.warning("tp_manager.event.dropped", event_name=name, error=str(exc))
 
     async def drain(self, timeout_s: float) -> bool:
-        """Wait for commands in flight (a payment) to finish and reply; False on timeout."""
+        """Wait for commands in flight (a payment) to finish and reply; False on timeout.
+
+        The socket then stays open for REPLY_READ_GRACE_S: the agent's DEALER connects
+        with ``IMMEDIATE``, and libzmq drops what a peer has not read yet when its
+        connection closes, so closing right after a payment's reply can lose it.
+        """
         pending = [t for t in self._tasks if not t.done()]
         if not pending:
             return True
         _, still = await asyncio.wait(pending, timeout=timeout_s)
+        await asyncio.sleep(REPLY_READ_GRACE_S)
         return not still
 
     async def close(self) -> None:
