@@ -31,9 +31,7 @@ import math
 import os
 import platform
 import resource
-import select
 import signal
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -53,8 +51,6 @@ CUSTOMER_SECONDS = 0.0  # --pay-seconds: the smallest customer time the simulato
 PACED_BAUDRATE = 9600
 BITS_PER_BYTE_8N1 = 10  # start + 8 data + stop
 
-READY_TIMEOUT_S = 15.0  # simulator printing its READY line
-STOP_TIMEOUT_S = 5.0  # simulator exiting after SIGTERM
 DRIVER_START_TIMEOUT_S = 10.0
 DRIVER_CLOSE_TIMEOUT_S = 5.0
 PAY_TIMEOUT_S = 15.0  # one payment, driver rows (the driver's own timeout is below it)
@@ -128,53 +124,22 @@ def mb(kb: int | None) -> str:
     return "n/a" if kb is None else f"{kb / 1024:.1f} MB"
 
 
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM this one pid, wait a bounded time, SIGKILL it if it is still there."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT_S)
-    if proc.stdout is not None:
-        proc.stdout.close()
+def stack_helpers() -> Any:
+    """tests/stack.py: its process helpers start the simulator, the HiPay stub and the
+    connector the way the end-to-end tests do."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))  # tests/ is not installed
+    # Imported by name so mypy checks this script without re-checking the test helper.
+    return importlib.import_module("tests.stack")
 
 
 @contextlib.contextmanager
 def simulator(workdir: Path, name: str, args: list[str]) -> Iterator[str]:
     """``ecr-connector simulate ARGS`` in its own process; yields what READY announced."""
-    err_path = workdir / f"{name}.err.log"
-    command = [sys.executable, "-m", "common", "simulate", *args, "--log-level", "WARNING"]
-    with open(err_path, "wb") as err:
-        proc = subprocess.Popen(
-            command,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            start_new_session=True,
-        )
-        try:
-            assert proc.stdout is not None
-            ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
-            line = proc.stdout.readline().decode().strip() if ready else ""
-            if not line.startswith("READY "):
-                raise RuntimeError(
-                    f"simulator {' '.join(args)} gave no READY line within {READY_TIMEOUT_S} s "
-                    f"(got {line!r}); its stderr:\n{tail(err_path)}"
-                )
-            yield line.removeprefix("READY ")
-        finally:
-            stop_process(proc)
+    with stack_helpers().ready_process(
+        ["simulate", *args, "--log-level", "WARNING"], workdir / f"{name}.err.log"
+    ) as announced:
+        yield announced
 
 
 # --- driver rows -------------------------------------------------------------------------
@@ -316,10 +281,7 @@ def run_v3(workdir: Path, payments: int) -> Row:
 
 def run_stack(workdir: Path, payments: int) -> tuple[Row, list[str]]:
     """HTTP POSTs through the supervised connector; returns the row and RSS lines."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))  # tests/ is not installed: the stack helper is there
-    # Imported by name so mypy checks this script without re-checking the test helper.
-    stack_helper = importlib.import_module("tests.stack")
+    stack_helper = stack_helpers()
     hipay_stub, running_stack, wait_for = (
         stack_helper.hipay_stub,
         stack_helper.running_stack,

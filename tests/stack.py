@@ -144,7 +144,6 @@ def _terminate(stack: Stack) -> None:
 class HipayStub:
     """``ecr-connector hipay-stub`` in its own process: HiPay's stand-in, over real HTTP."""
 
-    proc: subprocess.Popen[bytes]
     url: str
     login: str = "hipay-login"
     password: str = "hipay-pass"
@@ -170,29 +169,53 @@ class HipayStub:
         return self._call("POST", "/control", settings)
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """SIGTERM this one pid, wait a bounded time, SIGKILL it if it is still there."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(timeout=timeout_s)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@contextlib.contextmanager
+def ready_process(args: list[str], err_path: Path) -> Iterator[str]:
+    """``python -m common ARGS`` (simulate, hipay-stub) in its own process, stderr to
+    ``err_path``; yields what its ``READY ...`` line announced; stopped by pid after."""
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "common", *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            start_new_session=True,
+        )
+        try:
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT_S)
+            line = proc.stdout.readline().decode().strip() if ready else ""
+            if not line.startswith("READY "):
+                raise RuntimeError(
+                    f"{' '.join(args)} gave no READY line within {START_TIMEOUT_S} s "
+                    f"(got {line!r}); its stderr:\n{err_path.read_text(errors='replace')[-2000:]}"
+                )
+            yield line.removeprefix("READY ")
+        finally:
+            stop_process(proc)
+
+
 @contextlib.contextmanager
 def hipay_stub(tmp_path: Path) -> Iterator[HipayStub]:
-    err = open(tmp_path / "hipay-stub.err", "wb")  # closed below
     credentials = ["--login", "hipay-login", "--password", "hipay-pass"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "common", "hipay-stub", "--port", "0", *credentials],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=err,
-        start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT_S)
-        assert ready, "the HiPay stub printed no READY line"
-        text = proc.stdout.readline().decode().strip()
-        assert text.startswith("READY http="), text
-        yield HipayStub(proc, "http://" + text.removeprefix("READY http="))
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        err.close()
+    args = ["hipay-stub", "--port", "0", *credentials]
+    with ready_process(args, tmp_path / "hipay-stub.err") as announced:
+        yield HipayStub("http://" + announced.removeprefix("http="))
 
 
 @contextlib.contextmanager
