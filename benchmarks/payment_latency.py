@@ -75,6 +75,19 @@ class Row:
     first_ms: float | None = None
     failures: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    in_a_row: int = 0  # failures since the last success
+
+    def failed(self, why: str) -> bool:
+        """Count a failed payment; True when so many came in a row that the setup stops."""
+        self.failures.append(why)
+        self.in_a_row += 1
+        if self.in_a_row < MAX_CONSECUTIVE_FAILURES:
+            return False
+        self.notes.append(f"stopped after {self.in_a_row} failures in a row")
+        return True
+
+    def succeeded(self) -> None:
+        self.in_a_row = 0
 
 
 # --- small helpers ---------------------------------------------------------------------
@@ -151,7 +164,6 @@ async def measure_driver(
     """One warm-up payment, then ``payments`` more, one after the other."""
     from tp_manager.terminal.model import PaymentRequest
 
-    consecutive = 0
     for index in range(payments + 1):
         request = PaymentRequest(
             amount=AMOUNT_MINOR, currency_numeric=CURRENCY_NUMERIC, order_id=f"{prefix}-{index}"
@@ -159,13 +171,10 @@ async def measure_driver(
         try:
             result = await asyncio.wait_for(pay(request), PAY_TIMEOUT_S)
         except Exception as exc:  # a failed payment is counted and shown, never dropped
-            row.failures.append(f"{type(exc).__name__}: {exc}")
-            consecutive += 1
-            if consecutive >= MAX_CONSECUTIVE_FAILURES:
-                row.notes.append(f"stopped after {consecutive} failures in a row")
+            if row.failed(f"{type(exc).__name__}: {exc}"):
                 return
             continue
-        consecutive = 0
+        row.succeeded()
         if not result.accepted:
             row.failures.append(f"status {result.status}")
             continue
@@ -328,7 +337,6 @@ def run_stack(workdir: Path, payments: int) -> tuple[Row, list[str]]:
                 f"connector start (supervisord up, API healthy, link up): "
                 f"{time.monotonic() - started:.1f} s"
             )
-            consecutive = 0
             for index in range(payments + 1):
                 order_id = f"{prefix}-{index}"
                 body_in = {"amount": AMOUNT_TEXT, "order_id": order_id}
@@ -345,13 +353,10 @@ def run_stack(workdir: Path, payments: int) -> tuple[Row, list[str]]:
                     and body.get("notificationHipaySent") is True
                 )
                 if not ok:
-                    row.failures.append(f"HTTP {status}: {str(body)[:200]}")
-                    consecutive += 1
-                    if consecutive >= MAX_CONSECUTIVE_FAILURES:
-                        row.notes.append(f"stopped after {consecutive} failures in a row")
+                    if row.failed(f"HTTP {status}: {str(body)[:200]}"):
                         break
                     continue
-                consecutive = 0
+                row.succeeded()
                 if index == 0:
                     row.first_ms = elapsed
                 else:
