@@ -1,10 +1,10 @@
-"""The control channel between the supervisor agent and tp-manager.
+"""The control channel's envelope between the supervisor agent and tp-manager.
 
 Requests are JSON ``{id, command, properties}``; replies are ``{id, ok, result}``
-or ``{id, ok: false, error: {code, message}}`` (the circus control-channel
-shape).  Events go out on a separate PUB socket as two frames: the topic (the
-event name, so subscribers can filter by prefix) and a JSON body.  This module
-is the only place these shapes are written down.
+or ``{id, ok: false, error: {code, message, money_may_have_moved}}`` (the circus
+control-channel shape).  Events go out on a separate PUB socket as two frames:
+the topic (the event name, so subscribers can filter by prefix) and a JSON body.
+Each command's own properties and result are in :mod:`common.commands`.
 """
 
 from __future__ import annotations
@@ -15,48 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-# Commands tp-manager serves (one module each in tp_manager/commands/).
-COMMANDS = ("pay", "cancel", "check", "info", "reset", "telecollect", "shutdown")
-
-# Error codes of the channel itself; terminal faults use TerminalError.code.
-BAD_MESSAGE = "BAD_MESSAGE"
-UNKNOWN_COMMAND = "UNKNOWN_COMMAND"
-INVALID_PROPERTIES = "INVALID_PROPERTIES"
-INTERNAL_ERROR = "INTERNAL_ERROR"
-SHUTTING_DOWN = "SHUTTING_DOWN"
-TP_MANAGER_UNAVAILABLE = "TP_MANAGER_UNAVAILABLE"
-TP_MANAGER_TIMEOUT = "TP_MANAGER_TIMEOUT"
-TP_MANAGER_RESTARTED = "TP_MANAGER_RESTARTED"
-
-# Failures after which the terminal certainly did nothing: the payment may be
-# tried again under the same order id, and HiPay has nothing to learn.  Every
-# other failure of a payment leaves its outcome *unknown* (the customer may have
-# paid).  Keep in step with the TerminalError classes whose
-# ``money_may_have_moved`` is False (tests/backbone/test_not_sent_codes.py).
-NOTHING_SENT_CODES = frozenset(
-    {
-        "NOT_SENT_TO_TERMINAL",
-        "AMOUNT_OUT_OF_RANGE",
-        "INVALID_REQUEST",
-        "TERMINAL_BUSY",
-        "TERMINAL_NOT_RESPONDING",
-        "REQUEST_REJECTED",
-        "LINK_DOWN",
-        "PORT_NOT_FOUND",
-        "PORT_PERMISSION_DENIED",
-        "PORT_SETTINGS_REJECTED",
-        "CONNECTION_REFUSED",
-        "HOST_UNREACHABLE",
-        "CONNECT_TIMEOUT",
-        "NOT_SUPPORTED",
-        "TERMINAL_NOT_ALLOWED",
-        BAD_MESSAGE,
-        UNKNOWN_COMMAND,
-        INVALID_PROPERTIES,
-        SHUTTING_DOWN,
-        TP_MANAGER_UNAVAILABLE,
-    }
-)
+from common.commands.errors import money_may_have_moved as money_may_have_moved_default
 
 # Event names published on the PUB socket.
 EVENT_LINK_UP = "link.up"
@@ -65,9 +24,9 @@ EVENT_TERMINAL_BUSY = "terminal.busy"
 EVENT_TERMINAL_IDLE = "terminal.idle"
 EVENT_TRANSACTION_STARTED = "transaction.started"
 EVENT_TRANSACTION_FINISHED = "transaction.finished"
-# The terminal answered a payment after the connector had given up on it (timeout, cancel):
-# the real outcome of an order journaled ``unknown``.
-EVENT_LATE_ANSWER = "transaction.late_answer"
+# tp-manager holds a verdict the agent has not acknowledged (a late answer, a reply
+# nobody read): a hint to send ``results``; the store, not this event, carries it.
+EVENT_RESULT_PENDING = "transaction.result_pending"
 
 
 class MessageError(ValueError):
@@ -106,21 +65,36 @@ class Reply:
     result: dict[str, Any] | None = None
     error_code: str | None = None
     error_message: str | None = None
+    money_may_have_moved: bool = False  # failures only: may the customer have paid
 
     @classmethod
     def success(cls, rid: str, result: dict[str, Any]) -> Reply:
         return cls(id=rid, ok=True, result=result)
 
     @classmethod
-    def failure(cls, rid: str, code: str, message: str) -> Reply:
-        return cls(id=rid, ok=False, error_code=code, error_message=message)
+    def failure(
+        cls, rid: str, code: str, message: str, money_may_have_moved: bool | None = None
+    ) -> Reply:
+        """``money_may_have_moved`` defaults to the code's (common.commands.errors)."""
+        moved = (
+            money_may_have_moved_default(code)
+            if money_may_have_moved is None
+            else bool(money_may_have_moved)
+        )
+        return cls(
+            id=rid, ok=False, error_code=code, error_message=message, money_may_have_moved=moved
+        )
 
     def encode(self) -> bytes:
         body: dict[str, Any] = {"id": self.id, "ok": self.ok}
         if self.ok:
             body["result"] = self.result or {}
         else:
-            body["error"] = {"code": self.error_code, "message": self.error_message}
+            body["error"] = {
+                "code": self.error_code,
+                "message": self.error_message,
+                "money_may_have_moved": self.money_may_have_moved,
+            }
         return json.dumps(body, separators=(",", ":")).encode()
 
     @classmethod
@@ -137,7 +111,13 @@ class Reply:
         err = data.get("error")
         if not isinstance(err, dict) or not isinstance(err.get("code"), str):
             raise MessageError("failed reply needs 'error' with a string 'code'")
-        return cls.failure(rid, err["code"], str(err.get("message", "")))
+        moved = err.get("money_may_have_moved")
+        return cls.failure(
+            rid,
+            err["code"],
+            str(err.get("message", "")),
+            moved if isinstance(moved, bool) else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from common import messages
+from common.commands import errors as codes
 from common.messages import Reply, Request
 
 log = structlog.get_logger(__name__)
@@ -38,27 +39,32 @@ SEND_TIMEOUT_MS = 1000  # how long a send may wait for a connected peer
 class CommandFailed(Exception):
     """tp-manager (or the channel) answered a command with an error."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, money_may_have_moved: bool | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.money_may_have_moved = (
+            codes.money_may_have_moved(code)
+            if money_may_have_moved is None
+            else money_may_have_moved
+        )
 
 
 class ChannelUnavailable(CommandFailed):
     def __init__(self, message: str = "tp-manager is not reachable") -> None:
-        super().__init__(messages.TP_MANAGER_UNAVAILABLE, message)
+        super().__init__(codes.TP_MANAGER_UNAVAILABLE, message)
 
 
 class ChannelTimeout(CommandFailed):
     def __init__(self, message: str) -> None:
-        super().__init__(messages.TP_MANAGER_TIMEOUT, message)
+        super().__init__(codes.TP_MANAGER_TIMEOUT, message)
 
 
 class PeerRestarted(CommandFailed):
     def __init__(
         self, message: str = "tp-manager went away while the command was in flight"
     ) -> None:
-        super().__init__(messages.TP_MANAGER_RESTARTED, message)
+        super().__init__(codes.TP_MANAGER_RESTARTED, message)
 
 
 class TerminalClient:
@@ -127,7 +133,9 @@ class TerminalClient:
             self._pending.pop(request.id, None)
         if not reply.ok:
             raise CommandFailed(
-                reply.error_code or messages.INTERNAL_ERROR, reply.error_message or ""
+                reply.error_code or codes.INTERNAL_ERROR,
+                reply.error_message or "",
+                reply.money_may_have_moved,
             )
         return reply.result or {}
 

@@ -44,21 +44,20 @@ from typing import Any
 
 import structlog
 
-from common import messages
+from common.commands import errors as codes
+from common.payment import PaymentResult
 from common.redact import REDACTED, SECRET_KEY, mask_pans
 from supervisor_agent import hipay_payload, outbox
 from supervisor_agent.hipay_payload import PosContext
 from supervisor_agent.outbox import Outbox
-from tp_manager.terminal.model import PaymentResult
 
 log = structlog.get_logger(__name__)
 
 JOURNAL_FILENAME = "journal.sqlite3"
 BUSY_TIMEOUT_MS = 5000  # another process (CLI, a second reader) holding the write lock
 DEFAULT_RETENTION = timedelta(days=396)  # 13 months
-NOT_SENT_TO_TERMINAL = "NOT_SENT_TO_TERMINAL"
-NOT_SENT_CODES = messages.NOTHING_SENT_CODES
-INTERRUPTED = "INTERRUPTED"
+NOT_SENT_TO_TERMINAL = codes.NOT_SENT_TO_TERMINAL
+INTERRUPTED = codes.INTERRUPTED
 
 _RESULT_TEXT_FIELDS = ("masked_pan", "report", "raw")
 
@@ -115,7 +114,7 @@ class TransactionRecord:
     @property
     def retryable(self) -> bool:
         """Failed before reaching the terminal (see :meth:`Journal.finish_not_sent`)."""
-        return self.state is TxState.FAILED and self.error_code in NOT_SENT_CODES
+        return self.state is TxState.FAILED
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -400,8 +399,6 @@ class Journal:
         Nothing happened on the terminal, so HiPay has nothing to learn, and the
         register may post the same order id again (``begin`` reopens it).
         """
-        if error.code not in NOT_SENT_CODES:
-            raise JournalStateError(f"{error.code} does not mean 'not sent to the terminal'")
         now = self._clock()
         with self._db.write() as conn:
             record = _select(conn, order_id)

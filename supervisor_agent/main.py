@@ -25,6 +25,7 @@ from datetime import timedelta
 import structlog
 
 from common import paths
+from common.concert_v3_versions import protocol_name
 from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.config.model import CONCERT_V3
 from common.logging import configure_logging, secrets_of
@@ -36,7 +37,6 @@ from supervisor_agent.journal import Journal, TxState
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.notifier import HipayEndpoint, Notifier, NotifierAlreadyRunning
 from supervisor_agent.tp_manager_control import stopper
-from tp_manager.concert_v3.messages import PROTOCOL_NAMES
 
 log = structlog.get_logger(__name__)
 
@@ -50,8 +50,7 @@ def pos_context(config: ConnectorConfig) -> PosContext:
     """What every notification says about this connector and its terminal."""
     protocol = None  # the POS API's enum has no Concert V2 value: leave the field out
     if config.terminal_protocol == CONCERT_V3:
-        names = {version: name for name, version in PROTOCOL_NAMES.items()}
-        protocol = names[config.concert_v3_version]
+        protocol = protocol_name(config.concert_v3_version)
     return PosContext(
         serial_number=config.serial_number or None,
         protocol=protocol,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tp_manager.terminal.base import Terminal
+from tp_manager.terminal.model import TerminalTarget
 
 
 @dataclass
@@ -18,7 +19,7 @@ class ServerContext:
     device: str = ""  # serial port path or host:port, for `info`
     transaction_timeout_s: float = 120.0
     # Terminals reachable by orders that name their own (Concert V3 host:port).
-    terminal_factory: Callable[[dict[str, Any]], Terminal] | None = None
+    terminal_factory: Callable[[TerminalTarget], Terminal] | None = None
     shutdown_requested: asyncio.Event = field(default_factory=asyncio.Event)
     # Set while a pay runs, so SIGTERM can wait for it.
     payment_in_flight: asyncio.Event = field(default_factory=asyncio.Event)

@@ -51,7 +51,9 @@ async def serve(config: ConnectorConfig) -> int:
             advice="the order was reported unknown; this is the terminal's real verdict",
         )
         if server is not None:
-            server.publish(messages.EVENT_LATE_ANSWER, {"order_id": order_id, **result.to_dict()})
+            server.publish(
+                messages.EVENT_RESULT_PENDING, {"order_id": order_id, **result.to_dict()}
+            )
 
     terminal = build_terminal(config, on_link_state, on_late_answer)
     targets = TargetTerminals(config, terminal)

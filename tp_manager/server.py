@@ -17,7 +17,8 @@ import structlog
 import zmq
 import zmq.asyncio
 
-from common import messages
+from common import commands, messages
+from common.commands import errors as codes
 from common.messages import Event, Reply, Request
 from tp_manager.commands import CommandError, Handler, load_handlers
 from tp_manager.context import ServerContext
@@ -134,14 +135,14 @@ class ControlServer:
             request = Request.decode(body)
         except messages.MessageError as exc:
             log.warning("tp_manager.control.bad_message", error=str(exc))
-            await self._reply(identity, Reply.failure("", messages.BAD_MESSAGE, str(exc)))
+            await self._reply(identity, Reply.failure("", codes.BAD_MESSAGE, str(exc)))
             return
         handler = self._handlers.get(request.command)
         if handler is None:
             reply = Reply.failure(
                 request.id,
-                messages.UNKNOWN_COMMAND,
-                f"unknown command {request.command!r}; known: {', '.join(messages.COMMANDS)}",
+                codes.UNKNOWN_COMMAND,
+                f"unknown command {request.command!r}; known: {', '.join(commands.COMMANDS)}",
             )
         else:
             order_id = request.properties.get("order_id")
@@ -156,12 +157,12 @@ class ControlServer:
             return Reply.success(request.id, await handler(self.ctx, request.properties))
         except TerminalError as exc:
             log.info("tp_manager.command.failed", code=exc.code, message=exc.message)
-            return Reply.failure(request.id, exc.code, exc.message)
+            return Reply.failure(request.id, exc.code, exc.message, exc.money_may_have_moved)
         except CommandError as exc:
             return Reply.failure(request.id, exc.code, exc.message)
         except Exception as exc:  # a bug must not kill the server; it is logged in full
             log.exception("tp_manager.command.crashed")
-            return Reply.failure(request.id, messages.INTERNAL_ERROR, type(exc).__name__)
+            return Reply.failure(request.id, codes.INTERNAL_ERROR, type(exc).__name__)
 
     async def _reply(self, identity: bytes, reply: Reply) -> None:
         if self._router is None:

@@ -19,11 +19,11 @@ from typing import Any
 from pydantic import SecretStr
 
 from common import paths
+from common.concert_v3_versions import protocol_version
 from common.config import rules
 from common.config.errors import ConfigError, ConfigProblem
 from common.config.model import CONCERT_V2, CONCERT_V3, SIMULATOR, ConnectorConfig, ContractConfig
 from common.config.sources import Raw, parse_txt, parse_yaml, read_text
-from tp_manager.concert_v3.messages import protocol_version
 
 DEMO = "demo"
 DATA_DIR_ENV = "ECR_CONNECTOR_DATA_DIR"  # the demo's data directory (default ./data)

@@ -5,7 +5,10 @@ checks that every ``TerminalError`` code of tp-manager is listed here.
 
 ``outcome_unknown`` marks codes after which the customer *may* have been
 charged (the terminal had the transaction when contact was lost): the register
-must check the terminal or HiPay before asking the customer to pay again.
+must check the terminal or HiPay before asking the customer to pay again.  It is
+read from :mod:`common.commands.errors`, the table both processes share; one
+failure may still say otherwise (``money_may_have_moved`` in its reply), and the
+payment answer's ``transactionState`` is always the one to trust.
 ``http_status`` is the status used when the code is answered as an error
 (maintenance routes, 4xx); a payment that reached the terminal answers 200
 with ``paymentStatus`` FAILURE and the code in ``errorCode`` instead.
@@ -15,13 +18,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.commands.errors import MONEY_MAY_HAVE_MOVED
+
 
 @dataclass(frozen=True, slots=True)
 class ErrorCode:
     code: str
     http_status: int
     description: str
-    outcome_unknown: bool = False
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """From the channel's one table (common.commands.errors); API-only codes: no."""
+        return MONEY_MAY_HAVE_MOVED.get(self.code, False)
 
 
 # Request errors (never reach tp-manager).
@@ -70,7 +79,12 @@ _TABLE: list[ErrorCode] = [
     ErrorCode(TERMINAL_BUSY, 409, "Another payment is in flight on the terminal; nothing sent."),
     ErrorCode(BODY_TOO_LARGE, 413, "The body is larger than 64 KiB."),
     ErrorCode(UNSUPPORTED_MEDIA_TYPE, 415, "The body is not application/json."),
-    ErrorCode(INTERNAL_ERROR, 500, "A bug in the connector; the logs hold the details."),
+    ErrorCode(
+        INTERNAL_ERROR,
+        500,
+        "A bug in the connector; the logs hold the details. Mid-payment: the customer may "
+        "have paid.",
+    ),
     # --- the terminal's verdict (answered as paymentStatus FAILURE)
     ErrorCode(REFUSED, 200, "The terminal refused the payment (card or bank refusal)."),
     ErrorCode(
@@ -94,43 +108,36 @@ _TABLE: list[ErrorCode] = [
         "PROTOCOL_ERROR",
         502,
         "The terminal sent bytes that break the protocol. Outcome unknown.",
-        outcome_unknown=True,
     ),
     ErrorCode(
         "BAD_LRC",
         502,
         "A frame from the terminal had a wrong checksum. Outcome unknown.",
-        outcome_unknown=True,
     ),
     ErrorCode(
         "MALFORMED_MESSAGE",
         502,
         "The terminal's answer could not be read. Outcome unknown.",
-        outcome_unknown=True,
     ),
     ErrorCode(
         "TRANSACTION_TIMEOUT",
         504,
         "No result within the transaction timeout: the customer may have paid.",
-        outcome_unknown=True,
     ),
     ErrorCode(
         "LINK_LOST",
         502,
         "The link to the terminal dropped mid-transaction: the customer may have paid.",
-        outcome_unknown=True,
     ),
     ErrorCode(
         "CONNECTION_RESET",
         502,
         "The terminal reset the connection mid-transaction: the customer may have paid.",
-        outcome_unknown=True,
     ),
     ErrorCode(
         "INCOMPLETE_ANSWER",
         502,
         "The connection closed with half an answer read: the customer may have paid.",
-        outcome_unknown=True,
     ),
     ErrorCode("LINK_DOWN", 503, "The link to the terminal is down; nothing was sent."),
     ErrorCode("PORT_NOT_FOUND", 503, "The terminal's serial port does not exist; nothing sent."),
@@ -147,14 +154,13 @@ _TABLE: list[ErrorCode] = [
         "CANCELLED",
         200,
         "Cancelled by GET /cancel before the terminal answered: the customer may have paid.",
-        outcome_unknown=True,
     ),
     ErrorCode(
         NOT_SUPPORTED,
         501,
         "Concert V2/V3 have no documented message for this operation (reset, telecollection).",
     ),
-    ErrorCode("TERMINAL_ERROR", 502, "Any other terminal fault."),
+    ErrorCode("TERMINAL_ERROR", 502, "Any other terminal fault: the customer may have paid."),
     # --- the channel to tp-manager
     ErrorCode(
         "TP_MANAGER_UNAVAILABLE",
@@ -165,13 +171,11 @@ _TABLE: list[ErrorCode] = [
         "TP_MANAGER_TIMEOUT",
         504,
         "tp-manager did not answer in time: the customer may have paid.",
-        outcome_unknown=True,
     ),
     ErrorCode(
         "TP_MANAGER_RESTARTED",
         502,
         "tp-manager restarted during the payment: the customer may have paid.",
-        outcome_unknown=True,
     ),
     # --- the journal's own verdicts (GET /transactions, replays)
     ErrorCode(
@@ -185,7 +189,6 @@ _TABLE: list[ErrorCode] = [
         502,
         "The connector stopped while the payment was at the terminal: the customer may have "
         "paid; check the terminal's journal.",
-        outcome_unknown=True,
     ),
     ErrorCode("SHUTTING_DOWN", 503, "tp-manager is stopping; try again in a few seconds."),
     ErrorCode("INVALID_PROPERTIES", 500, "tp-manager refused the API's command (a bug)."),

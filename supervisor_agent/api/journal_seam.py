@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from common import messages
+from common.commands import pay as pay_contract
 from common.money import CurrencyInfo, MoneyError, currency, to_minor
 from supervisor_agent.api import wire_json
 from supervisor_agent.api.payment import JournalEntry, JournalState, TerminalOutcome
@@ -117,11 +117,8 @@ def outcome_of(record: TransactionRecord) -> TerminalOutcome:
 
 
 def state_for(outcome: TerminalOutcome) -> TxState:
-    if outcome.result is not None:
-        return TxState.ACCEPTED if outcome.result.get("status") == "accepted" else TxState.REFUSED
-    if outcome.error_code in messages.NOTHING_SENT_CODES:
-        return TxState.FAILED
-    return TxState.UNKNOWN
+    result = pay_contract.result_of(outcome.result) if outcome.result is not None else None
+    return TxState(pay_contract.transaction_state(result, outcome.money_may_have_moved))
 
 
 class JournalSeam:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import structlog
 from pydantic import BaseModel, ValidationError
 
+from common.concert_v3_versions import PROTOCOL_NAMES
 from supervisor_agent.api import error_codes
 from supervisor_agent.api.amounts import (
     check_payable,
@@ -30,7 +31,6 @@ from supervisor_agent.api.models_kiosk import KioskPaymentRequest
 from supervisor_agent.api.models_pos import RootOrder
 from supervisor_agent.api.payment import PaymentOrder
 from supervisor_agent.api.settings import ApiSettings
-from tp_manager.concert_v3.messages import PROTOCOL_NAMES
 
 log = structlog.get_logger(__name__)
 

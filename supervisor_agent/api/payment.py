@@ -24,7 +24,9 @@ from typing import Any, Protocol
 
 import structlog
 
+from common.commands import pay as pay_contract
 from common.money import CurrencyInfo
+from common.payment import PaymentRequest, TerminalTarget, TransactionType
 from supervisor_agent.api import error_codes
 from supervisor_agent.api.errors import ApiError
 from supervisor_agent.api.settings import ApiSettings
@@ -46,11 +48,12 @@ class TerminalOutcome:
     result: dict[str, Any] | None = None
     error_code: str | None = None
     error_message: str | None = None
+    money_may_have_moved: bool = False
 
     @property
     def outcome_unknown(self) -> bool:
         """The customer may have been charged though no verdict came back."""
-        return self.error_code is not None and error_codes.lookup(self.error_code).outcome_unknown
+        return self.error_code is not None and self.money_may_have_moved
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,18 +109,22 @@ class PaymentOrder:
     journal_request: dict[str, Any] = field(default_factory=dict)
 
     def pay_properties(self, pos_number: int) -> dict[str, Any]:
-        return {
-            "amount": self.amount_minor,
-            "currency_numeric": self.currency.numeric_code,
-            "transaction_type": self.transaction_type,
-            "force_authorization": self.force_authorization,
-            "pos_number": pos_number,
-            "full_answer": True,
-            "private": "",
-            "payment_application": None,
-            "order_id": self.order_id,
-            "target": self.target,
-        }
+        target = None
+        if self.target:
+            target = TerminalTarget(
+                host=self.target["host"], port=self.target["port"], version=self.target["version"]
+            )
+        return pay_contract.to_properties(
+            PaymentRequest(
+                amount=self.amount_minor,
+                currency_numeric=self.currency.numeric_code,
+                transaction_type=TransactionType(self.transaction_type),
+                force_authorization=self.force_authorization,
+                pos_number=pos_number,
+                order_id=self.order_id,
+                target=target,
+            )
+        )
 
 
 _REASON_CODES = {
@@ -234,7 +241,11 @@ class PaymentService:
             )
             outcome = TerminalOutcome(result=result)
         except CommandFailed as exc:
-            outcome = TerminalOutcome(error_code=exc.code, error_message=exc.message)
+            outcome = TerminalOutcome(
+                error_code=exc.code,
+                error_message=exc.message,
+                money_may_have_moved=exc.money_may_have_moved,
+            )
         log.info(
             "api.payment.finished",
             order_id=order.order_id,

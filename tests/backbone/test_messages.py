@@ -29,7 +29,11 @@ def test_reply_shapes() -> None:
     assert json.loads(bad.encode()) == {
         "id": "a2",
         "ok": False,
-        "error": {"code": "TERMINAL_BUSY", "message": "a transaction is in flight"},
+        "error": {
+            "code": "TERMINAL_BUSY",
+            "message": "a transaction is in flight",
+            "money_may_have_moved": False,
+        },
     }
     assert Reply.decode(bad.encode()) == bad
     assert Reply.decode(ok.encode()) == ok

@@ -13,6 +13,7 @@ import yaml
 import zmq.asyncio
 
 from common.config import ConnectorConfig, load_config
+from common.payment import TerminalTarget
 from supervisor_agent.client import CommandFailed, TerminalClient
 from tp_manager.context import ServerContext
 from tp_manager.server import ControlServer
@@ -46,17 +47,15 @@ def test_the_configured_terminal_is_the_default_and_others_must_be_listed(
     default = build_terminal(config, lambda state, detail: None)
     targets = TargetTerminals(config, default)
     assert describe_device(config) == "127.0.0.1:8888"
-    assert targets({"host": "127.0.0.1", "port": 8888}) is default
-    other = targets({"host": "192.0.2.7", "port": 8888, "version": "0302"})
+    assert targets(TerminalTarget("127.0.0.1", 8888, "0301")) is default
+    other = targets(TerminalTarget("192.0.2.7", 8888, "0302"))
     assert other is not default
-    assert targets({"host": "192.0.2.7", "port": 8888, "version": "0302"}) is other  # kept
+    assert targets(TerminalTarget("192.0.2.7", 8888, "0302")) is other  # kept
     assert targets.all() == [default, other]
     with pytest.raises(TerminalNotAllowed, match=r"192\.0\.2\.7:9999"):
-        targets({"host": "192.0.2.7", "port": 9999})
-    with pytest.raises(TerminalNotAllowed, match="integer"):
-        targets({"host": "192.0.2.7", "port": "8888"})
+        targets(TerminalTarget("192.0.2.7", 9999, "0301"))
     with pytest.raises(TerminalNotAllowed, match="protocol version"):
-        targets({"host": "192.0.2.7", "port": 8888, "version": "0399"})
+        targets(TerminalTarget("192.0.2.7", 8888, "0399"))
 
 
 async def test_tp_manager_refuses_a_target_not_allowed_and_pays_an_allowed_one(
@@ -77,8 +76,16 @@ async def test_tp_manager_refuses_a_target_not_allowed_and_pays_an_allowed_one(
         await server.start()
         await client.start()
         with pytest.raises(CommandFailed) as refused:
-            await client.call("pay", {**pay, "target": {"host": "192.0.2.7", "port": 8888}})
+            await client.call(
+                "pay", {**pay, "target": {"host": "192.0.2.7", "port": 8888, "version": "0301"}}
+            )
         assert refused.value.code == "TERMINAL_NOT_ALLOWED"
+        with pytest.raises(CommandFailed) as malformed:  # the pay contract checks types
+            await client.call(
+                "pay", {**pay, "target": {"host": "192.0.2.7", "port": "x", "version": "0301"}}
+            )
+        assert malformed.value.code == "INVALID_PROPERTIES"
+        assert "target.port" in malformed.value.message
         target = {"host": "127.0.0.1", "port": port, "version": "0301"}
         result = await client.call("pay", {**pay, "target": target}, timeout=10)
         assert result["status"] == "accepted"

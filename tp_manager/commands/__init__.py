@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from common import messages
+from common import commands
 
 if TYPE_CHECKING:
     from tp_manager.context import ServerContext
@@ -29,5 +29,5 @@ class CommandError(Exception):
 def load_handlers() -> dict[str, Handler]:
     return {
         name: importlib.import_module(f"tp_manager.commands.{name}").execute
-        for name in messages.COMMANDS
+        for name in commands.COMMANDS
     }

@@ -24,6 +24,7 @@ from typing import Final
 
 import structlog
 
+from common.concert_v3_versions import DEFAULT_VERSION, protocol_version
 from tp_manager.concert_v3.codec import Field, as_mapping, encode_fields
 from tp_manager.terminal.errors import AmountOutOfRange, InvalidRequest, MalformedMessage
 from tp_manager.terminal.model import (
@@ -38,14 +39,6 @@ from tp_manager.terminal.model import (
 log = structlog.get_logger(__name__)
 
 PROTOCOL: Final = "concert-v3"
-VERSIONS: Final = ("0300", "0301", "0302")
-DEFAULT_VERSION: Final = "0301"
-# POS API ``protocol`` names and the CZ value each one means.
-PROTOCOL_NAMES: Final = {
-    "ConcertV3.0": "0300",
-    "ConcertV3.1": "0301",
-    "ConcertV3.2": "0302",
-}
 REGISTER_ID_SIZE: Final = 12
 DEFAULT_REGISTER_ID: Final = "ECRCONNECTOR"
 MIN_AMOUNT: Final = 1
@@ -112,15 +105,6 @@ class Contract:
     payment_application: str  # 3 chars, e.g. "001"
     merchant_contract: str  # 7 chars in the POS API
     rank: str = ""  # 3 chars; the wire does not carry it
-
-
-def protocol_version(name: str) -> str:
-    """``"ConcertV3.1"`` or ``"0301"`` -> ``"0301"``; ``ValueError`` for anything else."""
-    version = PROTOCOL_NAMES.get(name, name)
-    if version not in VERSIONS:
-        known = ", ".join([*PROTOCOL_NAMES, *VERSIONS])
-        raise ValueError(f"unknown Concert V3 protocol version {name!r} (known: {known})")
-    return version
 
 
 def validate_register_id(register_id: str) -> str:

@@ -11,7 +11,6 @@ it busy and ``cancel`` can reach it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from common.config import ConnectorConfig
 from common.config.model import CONCERT_V3
@@ -20,7 +19,7 @@ from tp_manager.concert_v2.terminal import ConcertV2Terminal
 from tp_manager.concert_v3 import ConcertV3Terminal, Contract, protocol_version
 from tp_manager.terminal.base import LinkStateCallback, Terminal
 from tp_manager.terminal.errors import TerminalNotAllowed
-from tp_manager.terminal.model import PaymentResult
+from tp_manager.terminal.model import PaymentResult, TerminalTarget
 
 
 def _contracts(config: ConnectorConfig) -> tuple[Contract, ...]:
@@ -89,13 +88,11 @@ class TargetTerminals:
         self.default = default
         self._built: dict[tuple[str, int, str], Terminal] = {}
 
-    def __call__(self, target: dict[str, Any]) -> Terminal:
-        host, port = str(target.get("host") or ""), target.get("port")
-        if not isinstance(port, int) or isinstance(port, bool):
-            raise TerminalNotAllowed(f"target port must be an integer, got {port!r}")
+    def __call__(self, target: TerminalTarget) -> Terminal:
+        host, port = target.host, target.port
         try:
-            address = host_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-            version = protocol_version(str(target.get("version") or self.config.concert_v3_version))
+            address = host_port(target.address)
+            version = protocol_version(target.version or self.config.concert_v3_version)
         except ValueError as exc:
             raise TerminalNotAllowed(f"target {host}:{port}: {exc}") from None
         if address not in self.config.allowed_terminals:

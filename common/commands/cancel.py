@@ -1,0 +1,23 @@
+"""``cancel``: stop waiting for the payment in flight.
+
+Reply: whether a payment was in flight, its order id, and whether the terminal
+may still complete it.  Concert V2 has no abort message: the terminal finishes
+the customer's transaction on its own, so the connector only stops waiting, keeps
+the terminal busy until its answer comes, and reconciles that late answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from common.commands.wire import WireModel
+
+NAME: Final = "cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReply(WireModel):
+    cancelled: bool  # a payment was in flight and is no longer waited for
+    order_id: str | None = None
+    terminal_may_still_complete: bool = False
