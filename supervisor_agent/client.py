@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -68,8 +69,16 @@ class PeerRestarted(CommandFailed):
 
 
 class TerminalClient:
-    def __init__(self, endpoint: str, context: zmq.asyncio.Context | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        context: zmq.asyncio.Context | None = None,
+        on_connected: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_connected`` runs each time tp-manager (re)appears: a new process may hold
+        verdicts the agent has not collected (reconciler.py)."""
         self.endpoint = endpoint
+        self.on_connected = on_connected
         self._ctx = context or zmq.asyncio.Context.instance()
         self._sock: zmq.asyncio.Socket | None = None
         self._monitor: zmq.asyncio.Socket | None = None
@@ -83,7 +92,7 @@ class TerminalClient:
         sock.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-        self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         sock.connect(self.endpoint)
         self._sock = sock
         self._tasks = [
@@ -159,7 +168,11 @@ class TerminalClient:
         while True:
             frames = await self._monitor.recv_multipart()
             event = parse_monitor_message(frames)
-            if event["event"] == zmq.EVENT_DISCONNECTED:
+            if event["event"] == zmq.EVENT_CONNECTED:
+                log.info("client.peer_connected")
+                if self.on_connected is not None:
+                    self.on_connected()
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
                 log.warning("client.peer_disconnected", pending=len(self._pending))
                 self._fail_pending(PeerRestarted())
 

@@ -163,6 +163,7 @@ def _result_block(
     error_code: str | None,
     error_message: str | None,
     finished_at: str | None,
+    reconciled_from: str | None = None,
 ) -> dict[str, Any]:
     block: dict[str, Any] = {"payload_version": PAYLOAD_VERSION, "state": state}
     for key in _RESULT_FIELDS:
@@ -172,6 +173,9 @@ def _result_block(
         {"code": error_code, "message": error_message or ""} if error_code is not None else None
     )
     block["finished_at"] = finished_at
+    if reconciled_from is not None:
+        # a correction: this order was notified as ``reconciled_from`` before
+        block["reconciled_from"] = reconciled_from
     return block
 
 
@@ -184,6 +188,7 @@ def build_root_order(
     error_message: str | None,
     context: PosContext,
     finished_at: str | None = None,
+    reconciled_from: str | None = None,
 ) -> dict[str, Any]:
     """The JSON body of ``POST /v1/connector/order`` for a finished transaction."""
     ttype = str(request.get("transaction_type", "debit")).lower()
@@ -234,7 +239,9 @@ def build_root_order(
         body["customer"] = _customer(request["customer"])
     if request.get("shipping"):
         body["shipping"] = dict(request["shipping"])
-    body[TERMINAL_RESULT_KEY] = _result_block(state, result, error_code, error_message, finished_at)
+    body[TERMINAL_RESULT_KEY] = _result_block(
+        state, result, error_code, error_message, finished_at, reconciled_from
+    )
     return body
 
 

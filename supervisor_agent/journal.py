@@ -21,6 +21,15 @@ States::
 
     received --mark_at_terminal--> at_terminal --finish--> accepted | refused | failed | unknown
     received --finish--> failed (e.g. tp-manager unreachable)
+    unknown (or failed) --reconcile--> accepted | refused   (the terminal's verdict came late)
+
+The journal is the truth about a payment: every answer the API gives (the first
+one, a replay, a lookup) is rendered from the row, and the row keeps the terminal's
+full result and when its answer arrived (``answered_at``).  It is also the one
+owner, on the agent's side, of "a payment is in flight on this terminal": a row
+still ``received``/``at_terminal`` for a terminal makes ``begin`` answer BUSY for
+any other order on it (crash recovery closes such rows at start, so they never
+outlive the process that opened them).
 
 Callers must call :meth:`Journal.mark_at_terminal` *before* the payment command
 can leave for tp-manager.  That makes crash recovery exact: a row still in
@@ -45,6 +54,7 @@ from typing import Any
 import structlog
 
 from common.commands import errors as codes
+from common.commands import pay as pay_contract
 from common.payment import PaymentResult
 from common.redact import REDACTED, SECRET_KEY, mask_pans
 from supervisor_agent import hipay_payload, outbox
@@ -78,6 +88,15 @@ class BeginKind(enum.StrEnum):
     NEW = "new"  # row inserted in ``received``: go ahead with the payment
     IN_PROGRESS = "in_progress"  # same order id is being paid right now
     DONE = "done"  # same order id already finished: answer with the stored record
+    BUSY = "busy"  # another order is in flight on the same terminal: nothing written
+
+
+class ReconcileKind(enum.StrEnum):
+    RECONCILED = "reconciled"  # unknown (or failed) -> the terminal's verdict, notified
+    ALREADY = "already"  # the row already holds this verdict
+    IN_FLIGHT = "in_flight"  # the payment is still open: its own path will journal it
+    CONFLICT = "conflict"  # the row holds another verdict: kept, logged for a person
+    NO_ORDER = "no_order"  # no such order (purged, or another journal)
 
 
 class JournalError(Exception):
@@ -94,6 +113,9 @@ class TxError:
     message: str = ""
 
 
+DEFAULT_TERMINAL = "default"  # the configured terminal; others are named host:port
+
+
 @dataclass(frozen=True, slots=True)
 class TransactionRecord:
     order_id: str
@@ -106,6 +128,10 @@ class TransactionRecord:
     created_at: float  # epoch seconds
     updated_at: float
     finished_at: float | None
+    terminal: str = DEFAULT_TERMINAL
+    answered_at: float | None = None  # when the terminal's answer arrived
+    reconciled_at: float | None = None  # when a late verdict replaced ``reconciled_from``
+    reconciled_from: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -113,7 +139,7 @@ class TransactionRecord:
 
     @property
     def retryable(self) -> bool:
-        """Failed before reaching the terminal (see :meth:`Journal.finish_not_sent`)."""
+        """Failed before reaching the terminal: the order id may be posted again."""
         return self.state is TxState.FAILED
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,13 +154,17 @@ class TransactionRecord:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "finished_at": self.finished_at,
+            "terminal": self.terminal,
+            "answered_at": self.answered_at,
+            "reconciled_at": self.reconciled_at,
+            "reconciled_from": self.reconciled_from,
         }
 
 
 @dataclass(frozen=True, slots=True)
 class Begin:
     kind: BeginKind
-    record: TransactionRecord
+    record: TransactionRecord  # BUSY: the order in flight on the terminal
 
 
 _TRANSACTIONS_V1: tuple[str, ...] = (
@@ -157,9 +187,19 @@ _TRANSACTIONS_V1: tuple[str, ...] = (
     "CREATE INDEX transactions_finished ON transactions (finished_at)",
 )
 
+# The terminal a row is paid on, when the answer came, and reconciliations.
+_TRANSACTIONS_V2: tuple[str, ...] = (
+    f"ALTER TABLE transactions ADD COLUMN terminal TEXT NOT NULL DEFAULT '{DEFAULT_TERMINAL}'",
+    "ALTER TABLE transactions ADD COLUMN answered_at REAL",
+    "ALTER TABLE transactions ADD COLUMN reconciled_at REAL",
+    "ALTER TABLE transactions ADD COLUMN reconciled_from TEXT",
+    "CREATE INDEX transactions_open ON transactions (terminal, state)",
+)
+
 # (version, statements).  Append only; never edit a released migration.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, _TRANSACTIONS_V1 + outbox.OUTBOX_SCHEMA_V1),
+    (2, _TRANSACTIONS_V2),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -258,7 +298,7 @@ class Database:
 
 _TX_COLUMNS = (
     "order_id, flavour, request_json, state, result_json, error_code, error_message,"
-    " created_at, updated_at, finished_at"
+    " created_at, updated_at, finished_at, terminal, answered_at, reconciled_at, reconciled_from"
 )
 
 
@@ -274,6 +314,10 @@ def _record(row: tuple[Any, ...]) -> TransactionRecord:
         created_at=row[7],
         updated_at=row[8],
         finished_at=row[9],
+        terminal=row[10],
+        answered_at=row[11],
+        reconciled_at=row[12],
+        reconciled_from=row[13],
     )
 
 
@@ -295,11 +339,13 @@ class Journal:
         context: PosContext | None = None,
         clock: Callable[[], float] = time.time,
         on_finished: Callable[[TxState], None] | None = None,
+        on_reconciled: Callable[[TxState], None] | None = None,
     ) -> None:
         self._db = Database(Path(path))
         self._context = context or PosContext()
         self._clock = clock
         self._on_finished = on_finished
+        self._on_reconciled = on_reconciled
         version = self._db.migrate()
         self.outbox = Outbox(self._db, clock)
         log.info("journal.opened", path=str(path), schema_version=version)
@@ -317,8 +363,20 @@ class Journal:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def begin(self, order_id: str, request: Mapping[str, Any], *, flavour: str) -> Begin:
-        """Claim an order id: NEW for the first caller, IN_PROGRESS/DONE for any later one."""
+    def begin(
+        self,
+        order_id: str,
+        request: Mapping[str, Any],
+        *,
+        flavour: str,
+        terminal: str = DEFAULT_TERMINAL,
+    ) -> Begin:
+        """Claim an order id on a terminal, atomically.
+
+        NEW for the first caller; IN_PROGRESS / DONE (with the stored row) for a later
+        one with the same id; BUSY (with the order in flight) when another order is open
+        on the same terminal.  Only NEW writes anything.
+        """
         body = dict(_redact_secrets(request))
         body.setdefault("order_id", order_id)
         if body["order_id"] != order_id:
@@ -328,25 +386,31 @@ class Journal:
         now = self._clock()
         with self._db.write() as conn:
             existing = _select(conn, order_id)
-            if existing is not None and existing.state is TxState.FAILED and existing.retryable:
-                # it never reached the terminal: this order may be tried again
+            if existing is not None and not existing.retryable:
+                kind = BeginKind.DONE if existing.finished else BeginKind.IN_PROGRESS
+                return Begin(kind, existing)
+            busy = conn.execute(
+                f"SELECT {_TX_COLUMNS} FROM transactions WHERE terminal = ?"  # noqa: S608
+                " AND state IN ('received', 'at_terminal') LIMIT 1",
+                (terminal,),
+            ).fetchone()
+            if busy is not None:
+                return Begin(BeginKind.BUSY, _record(busy))
+            if existing is not None:
+                # it failed before reaching the terminal: this order may be tried again
                 conn.execute(
                     "UPDATE transactions SET flavour = ?, request_json = ?, state = 'received',"
                     " result_json = NULL, error_code = NULL, error_message = NULL,"
-                    " updated_at = ?, finished_at = NULL WHERE order_id = ?",
-                    (flavour, request_json, now, order_id),
+                    " updated_at = ?, finished_at = NULL, terminal = ?, answered_at = NULL"
+                    " WHERE order_id = ?",
+                    (flavour, request_json, now, terminal, order_id),
                 )
-                record = _select(conn, order_id)
-                assert record is not None
-                return Begin(BeginKind.NEW, record)
-            if existing is not None:
-                kind = BeginKind.DONE if existing.finished else BeginKind.IN_PROGRESS
-                return Begin(kind, existing)
-            conn.execute(
-                "INSERT INTO transactions (order_id, flavour, request_json, state,"
-                " created_at, updated_at) VALUES (?, ?, ?, 'received', ?, ?)",
-                (order_id, flavour, request_json, now, now),
-            )
+            else:
+                conn.execute(
+                    "INSERT INTO transactions (order_id, flavour, request_json, state,"
+                    " created_at, updated_at, terminal) VALUES (?, ?, ?, 'received', ?, ?, ?)",
+                    (order_id, flavour, request_json, now, now, terminal),
+                )
             record = _select(conn, order_id)
         assert record is not None
         return Begin(BeginKind.NEW, record)
@@ -375,8 +439,15 @@ class Journal:
         state: TxState | str,
         result: PaymentResult | Mapping[str, Any] | None = None,
         error: TxError | None = None,
+        *,
+        answered_at: float | None = None,
     ) -> TransactionRecord:
-        """Write the outcome and queue its HiPay notification, in one SQLite transaction."""
+        """Write the outcome and, unless it is ``failed``, queue its HiPay notification.
+
+        One SQLite transaction.  ``failed`` means the payment never reached the
+        terminal: HiPay has nothing to learn, and the register may post the same
+        order id again (``begin`` reopens it).
+        """
         final = TxState(state)
         if final not in FINAL_STATES:
             raise JournalStateError(f"{final} is not a final state")
@@ -388,31 +459,48 @@ class Journal:
                 raise JournalStateError(
                     f"transaction {order_id!r} already finished ({record.state})"
                 )
-            updated = self._finish_in(conn, record, final, result, error)
+            updated = self._finish_in(conn, record, final, result, error, answered_at)
+        if final is TxState.FAILED:
+            log.info("journal.not_sent", order_id=order_id, code=error.code if error else None)
         if self._on_finished is not None:
             self._on_finished(final)
         return updated
 
-    def finish_not_sent(self, order_id: str, error: TxError) -> TransactionRecord:
-        """Close a payment that never reached the terminal: ``failed``, no notification.
+    def reconcile(
+        self, order_id: str, result: PaymentResult | Mapping[str, Any], answered_at: float
+    ) -> tuple[ReconcileKind, TransactionRecord | None]:
+        """Put the terminal's verdict, which came late, in place of ``unknown``.
 
-        Nothing happened on the terminal, so HiPay has nothing to learn, and the
-        register may post the same order id again (``begin`` reopens it).
+        The row keeps what it said before (``reconciled_from``) and when it changed;
+        HiPay gets the corrected notification through the outbox (a new idempotency
+        key: the state differs).  A row that already holds a verdict is never
+        overwritten: a different one is a CONFLICT for a person to look at.
         """
-        now = self._clock()
+        data = _clean_result(order_id, result)
+        assert data is not None
+        verdict = TxState(pay_contract.transaction_state(PaymentResult.from_dict(data), True))
         with self._db.write() as conn:
             record = _select(conn, order_id)
-            if record is None or record.finished:
-                raise JournalStateError(f"no open transaction {order_id!r}")
+            if record is None:
+                return ReconcileKind.NO_ORDER, None
+            if not record.finished:
+                return ReconcileKind.IN_FLIGHT, record
+            if record.state in (TxState.ACCEPTED, TxState.REFUSED):
+                same = record.state is verdict and record.result == data
+                return (ReconcileKind.ALREADY if same else ReconcileKind.CONFLICT), record
+            now = self._clock()
             conn.execute(
-                "UPDATE transactions SET state = 'failed', error_code = ?, error_message = ?,"
-                " updated_at = ?, finished_at = ? WHERE order_id = ?",
-                (error.code, error.message, now, now, order_id),
+                "UPDATE transactions SET reconciled_from = state, reconciled_at = ?, state = ?,"
+                " result_json = ?, answered_at = ?, updated_at = ?, error_code = NULL,"
+                " error_message = NULL WHERE order_id = ?",
+                (now, str(verdict), json.dumps(data, sort_keys=True), answered_at, now, order_id),
             )
-            updated = _select(conn, order_id)
-        assert updated is not None
-        log.info("journal.not_sent", order_id=order_id, code=error.code)
-        return updated
+            reconciled = _select(conn, order_id)
+            assert reconciled is not None
+            self._queue_notification(conn, reconciled, now)
+        if self._on_reconciled is not None:
+            self._on_reconciled(verdict)
+        return ReconcileKind.RECONCILED, reconciled
 
     def _finish_in(
         self,
@@ -421,12 +509,15 @@ class Journal:
         final: TxState,
         result: PaymentResult | Mapping[str, Any] | None,
         error: TxError | None,
+        answered_at: float | None = None,
     ) -> TransactionRecord:
         now = self._clock()
         data = _clean_result(record.order_id, result)
+        if data is not None and answered_at is None:
+            answered_at = now
         conn.execute(
             "UPDATE transactions SET state = ?, result_json = ?, error_code = ?, error_message = ?,"
-            " updated_at = ?, finished_at = ? WHERE order_id = ?",
+            " updated_at = ?, finished_at = ?, answered_at = ? WHERE order_id = ?",
             (
                 str(final),
                 json.dumps(data, sort_keys=True) if data is not None else None,
@@ -434,32 +525,42 @@ class Journal:
                 error.message if error else None,
                 now,
                 now,
+                answered_at,
                 record.order_id,
             ),
         )
+        updated = _select(conn, record.order_id)
+        assert updated is not None
+        if final is not TxState.FAILED:
+            self._queue_notification(conn, updated, now)
+        return updated
+
+    def _queue_notification(
+        self, conn: sqlite3.Connection, record: TransactionRecord, now: float
+    ) -> None:
+        """The row's HiPay notification, in the caller's write transaction."""
+        state, data = str(record.state), record.result
         try:
             payload = hipay_payload.build_root_order(
                 record.request,
-                state=str(final),
+                state=state,
                 result=data,
-                error_code=error.code if error else None,
-                error_message=error.message if error else None,
+                error_code=record.error_code,
+                error_message=record.error_message,
                 context=self._context,
-                finished_at=_iso(now),
+                finished_at=_iso(record.answered_at or record.finished_at),
+                reconciled_from=record.reconciled_from,
             )
         except Exception as exc:  # never lose an outcome over its notification's shape
             log.error("journal.payload_build_failed", order_id=record.order_id, error=repr(exc))
-            payload = hipay_payload.build_fallback(record.order_id, str(final), data, repr(exc))
+            payload = hipay_payload.build_fallback(record.order_id, state, data, repr(exc))
         outbox.insert(
             conn,
             order_id=record.order_id,
-            idempotency_key=hipay_payload.idempotency_key(record.order_id, str(final), data),
+            idempotency_key=hipay_payload.idempotency_key(record.order_id, state, data),
             payload_json=json.dumps(payload, sort_keys=True, allow_nan=False),
             now=now,
         )
-        updated = _select(conn, record.order_id)
-        assert updated is not None
-        return updated
 
     def get(self, order_id: str) -> TransactionRecord | None:
         with self._db.read() as conn:

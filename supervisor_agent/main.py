@@ -7,7 +7,8 @@ Start-up order matters for money:
    gets ``unknown`` and not a stale ``at_terminal``; each such order is logged
    at error level and queued for HiPay;
 2. start the notifier (it resumes the outbox where the last process left it);
-3. connect to tp-manager and serve the API.
+3. connect to tp-manager, collect the verdicts it holds (a payment the crash cut
+   off may have been accepted: reconciler.py), and serve the API.
 
 On SIGTERM the API stops taking requests, a payment in flight gets its answer
 (aiohttp's shutdown waits for handlers), then the notifier and journal close.
@@ -24,7 +25,7 @@ from datetime import timedelta
 
 import structlog
 
-from common import paths
+from common import messages, paths
 from common.concert_v3_versions import protocol_name
 from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.config.model import CONCERT_V3
@@ -32,10 +33,12 @@ from common.logging import configure_logging, secrets_of
 from supervisor_agent.api import create_app, start_server
 from supervisor_agent.api.settings import api_settings
 from supervisor_agent.client import TerminalClient
+from supervisor_agent.events import EventSubscriber
 from supervisor_agent.hipay_payload import Contract, PosContext
 from supervisor_agent.journal import Journal, TxState
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.notifier import HipayEndpoint, Notifier, NotifierAlreadyRunning
+from supervisor_agent.reconciler import Reconciler
 from supervisor_agent.tp_manager_control import stopper
 
 log = structlog.get_logger(__name__)
@@ -108,6 +111,7 @@ async def serve(config: ConnectorConfig) -> int:
         config.data_dir,
         context=pos_context(config),
         on_finished=lambda state: metrics.transaction_finished(str(state)),
+        on_reconciled=lambda state: metrics.transaction_reconciled(str(state)),
     )
     recover(journal)
     password = config.hipay_password.get_secret_value() if config.hipay_password else ""
@@ -124,7 +128,15 @@ async def serve(config: ConnectorConfig) -> int:
         journal.close()
         return 1
     client = TerminalClient(config.control_endpoint)
+    reconciler = Reconciler(client, journal, notifier)
+    client.on_connected = reconciler.hint
+    events = EventSubscriber(
+        config.events_endpoint,
+        {messages.EVENT_RESULT_PENDING: lambda event: reconciler.hint()},
+    )
     await client.start()
+    events.start()
+    reconciler.start()
     app = create_app(
         config,
         client,
@@ -132,6 +144,7 @@ async def serve(config: ConnectorConfig) -> int:
         journal=journal,
         notifier=notifier,
         metrics=metrics,
+        acknowledge=reconciler.acknowledge,
     )
     background = [
         asyncio.create_task(purge_daily(journal, retention(config)), name="journal-purge"),
@@ -150,7 +163,7 @@ async def serve(config: ConnectorConfig) -> int:
             port=config.local_port,
             error=str(exc),
         )
-        await _close(background, client, notifier, journal)
+        await _close(background, reconciler, events, client, notifier, journal)
         return 1
     log.info(
         "agent.started",
@@ -165,13 +178,16 @@ async def serve(config: ConnectorConfig) -> int:
     await stop.wait()
     log.info("agent.stopping")
     await runner.cleanup()  # waits for handlers in flight (a payment's answer)
-    await _close(background, client, notifier, journal)
+    await reconciler.flush()  # the last payments' acknowledgements
+    await _close(background, reconciler, events, client, notifier, journal)
     log.info("agent.stopped")
     return 0
 
 
 async def _close(
     background: list[asyncio.Task[None]],
+    reconciler: Reconciler,
+    events: EventSubscriber,
     client: TerminalClient,
     notifier: Notifier,
     journal: Journal,
@@ -181,6 +197,8 @@ async def _close(
     for task in background:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await reconciler.stop()
+    await events.close()
     await client.close()
     await notifier.stop()
     journal.close()

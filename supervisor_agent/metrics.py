@@ -27,6 +27,7 @@ DELIVERY_BUCKETS_S: tuple[float, ...] = (
 )  # fmt: skip
 
 TRANSACTION_OUTCOMES = ("accepted", "refused", "failed", "unknown")
+RECONCILED_OUTCOMES = ("accepted", "refused")
 NOTIFICATION_STATES = ("pending", "delivered", "dead")
 ATTEMPT_RESULTS = ("acknowledged", "retryable", "uncertain", "not_sent", "rejected")
 
@@ -45,6 +46,7 @@ class Metrics:
     def __init__(self, buckets: tuple[float, ...] = DELIVERY_BUCKETS_S) -> None:
         self._lock = threading.Lock()
         self._transactions = dict.fromkeys(TRANSACTION_OUTCOMES, 0)
+        self._reconciled = dict.fromkeys(RECONCILED_OUTCOMES, 0)
         self._attempts = dict.fromkeys(ATTEMPT_RESULTS, 0)
         self._states = dict.fromkeys(NOTIFICATION_STATES, 0)
         self._buckets = tuple(sorted(buckets))
@@ -55,6 +57,11 @@ class Metrics:
     def transaction_finished(self, outcome: str) -> None:
         with self._lock:
             self._transactions[str(outcome)] = self._transactions.get(str(outcome), 0) + 1
+
+    def transaction_reconciled(self, outcome: str) -> None:
+        """An ``unknown`` payment given the terminal's late verdict."""
+        with self._lock:
+            self._reconciled[str(outcome)] = self._reconciled.get(str(outcome), 0) + 1
 
     def notification_attempt(self, result: str) -> None:
         with self._lock:
@@ -78,6 +85,7 @@ class Metrics:
         with self._lock:
             return {
                 "transactions": dict(self._transactions),
+                "reconciled": dict(self._reconciled),
                 "notifications": dict(self._states),
                 "attempts": dict(self._attempts),
                 "delivery_count": self._latency_count,
@@ -94,6 +102,15 @@ class Metrics:
             lines += [
                 f'ecr_transactions_total{{outcome="{k}"}} {v}'
                 for k, v in sorted(self._transactions.items())
+            ]
+            lines += [
+                "# HELP ecr_transactions_reconciled_total Unknown outcomes the terminal's late "
+                "answer settled, by verdict.",
+                "# TYPE ecr_transactions_reconciled_total counter",
+            ]
+            lines += [
+                f'ecr_transactions_reconciled_total{{outcome="{k}"}} {v}'
+                for k, v in sorted(self._reconciled.items())
             ]
             lines += [
                 "# HELP ecr_notifications HiPay notifications in the outbox by state.",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -22,13 +23,11 @@ from supervisor_agent.api.auth import basic_auth_middleware
 from supervisor_agent.api.bodies import MAX_BODY_BYTES, read_json_object
 from supervisor_agent.api.cors import cors_middleware
 from supervisor_agent.api.errors import ApiError
-from supervisor_agent.api.journal_seam import JournalSeam
+from supervisor_agent.api.flavours import desktop, kiosk, pos
 from supervisor_agent.api.maintenance import Maintenance, StopTpManager
 from supervisor_agent.api.openapi import build_openapi
-from supervisor_agent.api.orders import desktop_order, kiosk_order, pos_order
 from supervisor_agent.api.payment import PaymentService
 from supervisor_agent.api.records import Records
-from supervisor_agent.api.responses import desktop_body, kiosk_body, pos_body
 from supervisor_agent.api.settings import FLAVOURS, ApiSettings, api_settings
 from supervisor_agent.api.wire_json import json_response
 from supervisor_agent.client import TerminalClient
@@ -89,18 +88,15 @@ class PaymentRoutes:
     async def payment(self, request: web.Request) -> web.Response:
         body = await read_json_object(request)
         if self.settings.api_flavour == "desktop":
-            prepared = desktop_order(body, self.settings)
-            outcome = await self.service.pay(prepared.order)
-            return json_response(desktop_body(prepared, outcome))
-        prepared = kiosk_order(body, self.settings)
-        outcome = await self.service.pay(prepared.order)
-        return json_response(kiosk_body(prepared, outcome))
+            answer = await self.service.pay(desktop.parse(body, self.settings))
+            return json_response(desktop.render(answer))
+        answer = await self.service.pay(kiosk.parse(body, self.settings))
+        return json_response(kiosk.render(answer))
 
     async def pos_order(self, request: web.Request) -> web.Response:
         body = await read_json_object(request)
-        prepared = pos_order(body, self.settings, self.notify_url_supported)
-        outcome = await self.service.pay(prepared.order)
-        return json_response(pos_body(prepared, outcome))
+        order = pos.parse(body, self.settings, self.notify_url_supported)
+        return json_response(pos.render(await self.service.pay(order)))
 
 
 async def healthcheck(request: web.Request) -> web.Response:
@@ -133,15 +129,17 @@ def create_app(
     notifier: Notifier,
     metrics: Metrics | None = None,
     notify_url_supported: bool = False,
+    acknowledge: Callable[[str], None] | None = None,
 ) -> web.Application:
     """Build the API; ``config`` is a ConnectorConfig or anything with its API fields.
 
     Every payment goes through ``journal`` (idempotency, crash recovery, the outbox)
     and ``notifier`` (HiPay); ``notify_url_supported`` turns on the POS API's
-    per-order ``notify_url`` once the notifier honours it.
+    per-order ``notify_url`` once the notifier honours it; ``acknowledge`` tells
+    tp-manager a verdict is journaled (the reconciler's ``ack``).
     """
     settings = api_settings(config)
-    service = PaymentService(client, settings, JournalSeam(journal, notifier), notifier)
+    service = PaymentService(client, settings, journal, notifier, acknowledge)
     app = web.Application(
         middlewares=[
             cors_middleware(settings.cors_origins),
@@ -162,7 +160,7 @@ def create_app(
             web.get("/v1/connector/healthcheck", healthcheck),
             web.get("/openapi.json", openapi_document, allow_head=False),
             *maintenance.routes(),
-            *Records(journal, metrics).routes(),
+            *Records(service, metrics).routes(),
         ]
     )
     log.info(

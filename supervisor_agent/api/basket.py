@@ -8,7 +8,9 @@ its ``total_amount`` (plus fees, POS API) differs from the amount, the order
 goes on with an empty basket and the reason is logged and answered in
 ``warnings``.  The per-line formula of the seed (unit price x quantity -
 discount, with a discount that is "0 or negative") contradicts itself, so
-lines are not re-computed: only the total is compared.
+lines are not re-computed: only the total is compared.  A money value with more
+decimals than its unit allows (``8.99`` minor units) drops the basket too: money
+is never truncated.
 """
 
 from __future__ import annotations
@@ -75,10 +77,17 @@ def _problem(
         loc = first["loc"]
         path = location((field, *loc) if isinstance(raw, list) else (field, *loc[1:]))
         return f"{path}: {first['msg']}"
+    scale = cur.exponent if unit == "major" else 0
+    for i, item in enumerate(items):
+        for key in ("unit_price", "discount", "total_amount"):
+            value: Decimal | None = getattr(item, key)
+            if value is not None and value.scaleb(scale) != value.scaleb(scale).to_integral_value():
+                where = f"{field}[{i}].{key}" if isinstance(raw, list) else f"{field}.{key}"
+                allowed = "the currency allows" if unit == "major" else "minor units allow"
+                return f"{where}: {value} has more decimals than {allowed}"
     total = Decimal(0)
     for item in items:
         total += item.total_amount
-    scale = cur.exponent if unit == "major" else 0
     total_minor = total.scaleb(scale)
     if total_minor != total_minor.to_integral_value():
         return (

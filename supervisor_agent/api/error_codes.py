@@ -46,6 +46,7 @@ BODY_TOO_LARGE = "BODY_TOO_LARGE"
 UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
 INVALID_JSON = "INVALID_JSON"
 IN_PROGRESS = "IN_PROGRESS"
+ORDER_ID_REUSED = "ORDER_ID_REUSED"
 INTERNAL_ERROR = "INTERNAL_ERROR"
 # Payment verdicts of the terminal.
 REFUSED = "REFUSED"
@@ -76,6 +77,12 @@ _TABLE: list[ErrorCode] = [
     ErrorCode(ORDER_NOT_FOUND, 404, "GET /transactions/{order_id}: no such order in the journal."),
     ErrorCode(METHOD_NOT_ALLOWED, 405, "The route exists with another method."),
     ErrorCode(IN_PROGRESS, 409, "This order_id is being paid right now; wait for its answer."),
+    ErrorCode(
+        ORDER_ID_REUSED,
+        409,
+        "This order_id was already used for a different payment (details name the fields); "
+        "nothing was sent.",
+    ),
     ErrorCode(TERMINAL_BUSY, 409, "Another payment is in flight on the terminal; nothing sent."),
     ErrorCode(BODY_TOO_LARGE, 413, "The body is larger than 64 KiB."),
     ErrorCode(UNSUPPORTED_MEDIA_TYPE, 415, "The body is not application/json."),

@@ -13,6 +13,11 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from common.commands import cancel, check, reset, telecollect
+from common.commands.cancel import CancelReply
+from common.commands.check import CheckReply
+from common.commands.reset import ResetReply
+from common.commands.telecollect import TelecollectReply
 from supervisor_agent.api import error_codes
 from supervisor_agent.api.errors import ApiError
 from supervisor_agent.api.settings import ApiSettings
@@ -74,49 +79,56 @@ class Maintenance:
         return self._answer({"message": message, "stopped": stopped})
 
     async def cancel(self, request: web.Request) -> web.Response:
-        result = await self._call("cancel")
-        cancelled = bool(result.get("cancelled"))
-        message = "transaction cancelled" if cancelled else "no transaction in flight"
-        log.info("api.maintenance.cancel", cancelled=cancelled)
-        return self._answer({"message": message, "cancelled": cancelled})
-
-    async def reset(self, request: web.Request) -> web.Response:
-        result = await self._call("reset")
-        return self._answer(
-            {"done": bool(result.get("done")), "detail": str(result.get("detail", ""))}
+        reply = CancelReply.from_wire(await self._call(cancel.NAME))
+        if not reply.cancelled:
+            message = "no transaction in flight"
+        elif reply.terminal_may_still_complete:
+            message = (
+                "stopped waiting; the terminal may still complete the payment: its answer is "
+                f"reconciled in the journal (GET /transactions/{reply.order_id})"
+            )
+        else:
+            message = "transaction cancelled"
+        log.info(
+            "api.maintenance.cancel",
+            cancelled=reply.cancelled,
+            order_id=reply.order_id,
+            terminal_may_still_complete=reply.terminal_may_still_complete,
         )
-
-    async def tlc(self, request: web.Request) -> web.Response:
-        result = await self._call("telecollect")
-        apps = [
-            {"Name": str(app.get("name", "")), "Status": str(app.get("status", ""))}
-            for app in result.get("apps", [])
-            if isinstance(app, dict)
-        ]
         return self._answer(
             {
-                "NbApp": str(len(apps)),
-                "App": apps,
-                "done": bool(result.get("done")),
-                "detail": str(result.get("detail", "")),
+                "message": message,
+                "cancelled": reply.cancelled,
+                "orderId": reply.order_id,
+                "terminalMayStillComplete": reply.terminal_may_still_complete,
             }
         )
 
+    async def reset(self, request: web.Request) -> web.Response:
+        reply = ResetReply.from_wire(await self._call(reset.NAME))
+        return self._answer({"done": reply.done, "detail": reply.detail})
+
+    async def tlc(self, request: web.Request) -> web.Response:
+        reply = TelecollectReply.from_wire(await self._call(telecollect.NAME))
+        apps = [{"Name": app.name, "Status": app.status} for app in reply.apps]
+        return self._answer(
+            {"NbApp": str(len(apps)), "App": apps, "done": reply.done, "detail": reply.detail}
+        )
+
     async def check(self, request: web.Request) -> web.Response:
-        result = await self._call("check")
-        link_up = result.get("link") == "up"
-        responding = result.get("responding")
+        reply = CheckReply.from_wire(await self._call(check.NAME))
+        link_up = reply.link == "up"
         return self._answer(
             {
-                "cr": "0" if link_up and responding is not False else "1",
+                "cr": "0" if link_up and reply.responding is not False else "1",
                 "card": None,
                 "call": None,
                 "periph": "0" if link_up else "1",
-                "protocol": str(result.get("protocol", "")),
-                "link": str(result.get("link", "")),
-                "busy": bool(result.get("busy")),
-                "responding": responding if isinstance(responding, bool) else None,
-                "detail": str(result.get("detail", "")),
+                "protocol": reply.protocol,
+                "link": reply.link,
+                "busy": reply.busy,
+                "responding": reply.responding,
+                "detail": reply.detail,
             }
         )
 

@@ -1,270 +1,120 @@
-"""The payment service: one payment at a time, from a validated order to an outcome.
+"""The payment service: from a parsed order to a journal row, which every answer renders.
 
-Order of work for each payment (the journal is journal_seam.JournalSeam over
-the SQLite journal; the notifier is notifier.Notifier):
+Order of work for each payment:
 
-1. a second payment while one is in flight is refused at once (409
-   TERMINAL_BUSY): it must never queue behind the customer at the terminal;
-2. ``journal.begin(order_id, request)``: NEW goes on, IN_PROGRESS is a 409,
-   DONE answers the stored outcome without touching the terminal;
-3. ``pay`` on tp-manager;
-4. ``journal.finish(order_id, outcome)``;
-5. the terminal is free again (the next payment may start), then
-   ``notifier.deliver_now(order_id, budget) -> (sent, count)`` fills
-   ``notificationHipaySent`` / ``numberOfNotificationSent``.
+1. ``journal.begin`` claims the order id on its terminal, atomically: a finished
+   order with the same payment is *replayed* (its row, untouched); the same order
+   id with another payment is refused (409 ORDER_ID_REUSED, naming the fields);
+   an order still at the terminal is 409 IN_PROGRESS; another order open on the
+   same terminal is 409 TERMINAL_BUSY.  Nothing is written in those cases.
+2. ``pay`` on tp-manager (common/commands/pay.py is the contract);
+3. ``journal.finish`` writes the outcome, decided by the one rule
+   (``pay.transaction_state``) and queues HiPay's notification;
+4. the verdict is acknowledged to tp-manager (which holds it until then, so a
+   verdict the agent never journaled is collected later: reconciler.py);
+5. ``notifier.deliver_now`` within the budget fills ``notificationHipaySent``.
+
+The route then renders the row in its flavour (api/flavours/).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import time
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import structlog
 
+from common.commands import errors as codes
 from common.commands import pay as pay_contract
 from common.money import CurrencyInfo
-from common.payment import PaymentRequest, TerminalTarget, TransactionType
+from common.payment import PaymentRequest, PaymentResult, TerminalTarget, TransactionType
 from supervisor_agent.api import error_codes
 from supervisor_agent.api.errors import ApiError
 from supervisor_agent.api.settings import ApiSettings
 from supervisor_agent.client import CommandFailed, TerminalClient
+from supervisor_agent.journal import (
+    DEFAULT_TERMINAL,
+    BeginKind,
+    Journal,
+    TransactionRecord,
+    TxError,
+    TxState,
+)
+from supervisor_agent.notifier import DeliveryStatus, Notifier
 
 log = structlog.get_logger(__name__)
 
+Flavour = Literal["desktop", "kiosk", "pos"]
 
-class JournalState(enum.StrEnum):
-    NEW = "new"
-    IN_PROGRESS = "in_progress"
-    DONE = "done"
-
-
-@dataclass(frozen=True, slots=True)
-class TerminalOutcome:
-    """What tp-manager answered: a PaymentResult dict, or an error code."""
-
-    result: dict[str, Any] | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    money_may_have_moved: bool = False
-
-    @property
-    def outcome_unknown(self) -> bool:
-        """The customer may have been charged though no verdict came back."""
-        return self.error_code is not None and self.money_may_have_moved
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "result": self.result,
-            "error_code": self.error_code,
-            "error_message": self.error_message,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TerminalOutcome:
-        return cls(data.get("result"), data.get("error_code"), data.get("error_message"))
-
-
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    state: JournalState
-    outcome: TerminalOutcome | None = None  # set when DONE
-
-
-class PaymentJournal(Protocol):
-    async def begin(self, order_id: str, request: dict[str, Any]) -> JournalEntry: ...
-
-    async def at_terminal(self, order_id: str) -> None:
-        """Written before the pay command leaves: a crash after it means 'outcome unknown'."""
-
-    async def finish(self, order_id: str, outcome: TerminalOutcome) -> None: ...
-
-
-class Delivery(Protocol):
-    @property
-    def sent(self) -> bool:  # notificationHipaySent
-        ...
-
-    @property
-    def count(self) -> int:  # numberOfNotificationSent
-        ...
-
-
-class Notifier(Protocol):
-    async def deliver_now(self, order_id: str, budget_s: float) -> Delivery: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentOrder:
-    """A payment as the terminal needs it, built from any of the three request shapes."""
-
-    order_id: str
-    amount_minor: int
-    currency: CurrencyInfo
-    transaction_type: str  # "debit" | "credit" | "cancel"
-    force_authorization: bool  # effective: requested, or forced by the threshold
-    target: dict[str, Any] | None = None  # POS API host_information; None: our terminal
-    journal_request: dict[str, Any] = field(default_factory=dict)
-
-    def pay_properties(self, pos_number: int) -> dict[str, Any]:
-        target = None
-        if self.target:
-            target = TerminalTarget(
-                host=self.target["host"], port=self.target["port"], version=self.target["version"]
-            )
-        return pay_contract.to_properties(
-            PaymentRequest(
-                amount=self.amount_minor,
-                currency_numeric=self.currency.numeric_code,
-                transaction_type=TransactionType(self.transaction_type),
-                force_authorization=self.force_authorization,
-                pos_number=pos_number,
-                order_id=self.order_id,
-                target=target,
-            )
-        )
-
-
-_REASON_CODES = {
-    "refused": error_codes.REFUSED,
-    "abandoned": error_codes.ABANDONED,
-    "timeout": error_codes.TERMINAL_TIMEOUT,
-    "forbidden": error_codes.FORBIDDEN,
-    "format_error": error_codes.FORMAT_ERROR,
+# What makes two posts of one order id the same payment (Stripe's idempotency keys,
+# Adyen's TransactionStatus): the journal request's keys, named as the register knows them.
+IDENTITY_FIELDS: dict[str, str] = {
+    "amount": "amount",
+    "currency": "currency",
+    "transaction_type": "transaction type",
+    "force_authorization": "force authorization",
+    "target": "terminal",
 }
 
 
 @dataclass(frozen=True, slots=True)
-class PaymentOutcome:
-    order: PaymentOrder
-    terminal: TerminalOutcome
-    notification_sent: bool = False
-    notification_count: int = 0
-    replayed: bool = False
+class PaymentOrder:
+    """A payment as one of the three request shapes asked for it, ready for the journal."""
+
+    flavour: Flavour
+    order_id: str
+    amount_minor: int
+    currency: CurrencyInfo
+    transaction_type: TransactionType
+    force_authorization: bool  # effective: requested, or forced by the threshold
+    target: TerminalTarget | None  # POS API host_information; None: our terminal
+    journal_request: dict[str, Any]  # canonical request (hipay_payload) + the echo
 
     @property
-    def success(self) -> bool:
-        result = self.terminal.result
-        return result is not None and result.get("status") == "accepted"
+    def terminal(self) -> str:
+        return self.target.address if self.target else DEFAULT_TERMINAL
 
-    @property
-    def error_code(self) -> str | None:
-        if self.terminal.error_code is not None:
-            return self.terminal.error_code
-        result = self.terminal.result or {}
-        if self.success:
-            return None
-        reason = result.get("failure_reason")
-        if reason in _REASON_CODES:
-            return _REASON_CODES[reason]
-        if result.get("status") == "not_verified":
-            return error_codes.NOT_VERIFIED
-        return error_codes.REFUSED
-
-    @property
-    def error_description(self) -> str | None:
-        code = self.error_code
-        if code is None:
-            return None
-        text = error_codes.describe(code) or (self.terminal.error_message or code)
-        if self.terminal.error_message and self.terminal.error_message not in text:
-            text = f"{text} ({self.terminal.error_message})"
-        return text
-
-
-class PaymentService:
-    def __init__(
-        self,
-        client: TerminalClient,
-        settings: ApiSettings,
-        journal: PaymentJournal,
-        notifier: Notifier,
-    ) -> None:
-        self.client = client
-        self.settings = settings
-        self.journal = journal
-        self.notifier = notifier
-        self._lock = asyncio.Lock()
-
-    @property
-    def busy(self) -> bool:
-        return self._lock.locked()
-
-    async def pay(self, order: PaymentOrder) -> PaymentOutcome:
-        if self._lock.locked():
-            log.info("api.payment.busy", order_id=order.order_id)
-            raise busy_error()
-        replayed = False
-        async with self._lock:
-            entry = await self.journal.begin(order.order_id, order.journal_request)
-            if entry.state is JournalState.IN_PROGRESS:
-                raise ApiError(
-                    409,
-                    error_codes.IN_PROGRESS,
-                    f"order {order.order_id!r} is being paid right now; wait for its answer",
-                    path="order_id",
-                    rule="idempotency",
-                    value=order.order_id,
-                    has_value=True,
-                )
-            if entry.state is JournalState.DONE and entry.outcome is not None:
-                terminal = entry.outcome
-                replayed = True
-                log.info("api.payment.replayed", order_id=order.order_id)
-            else:
-                await self.journal.at_terminal(order.order_id)
-                terminal = await self._call_terminal(order)
-                await self.journal.finish(order.order_id, terminal)
-        if terminal.error_code == error_codes.TERMINAL_BUSY:
-            raise busy_error(terminal.error_message)
-        sent, count = await self._notify(order.order_id)
-        return PaymentOutcome(order, terminal, sent, count, replayed)
-
-    async def _call_terminal(self, order: PaymentOrder) -> TerminalOutcome:
-        started = time.monotonic()
-        log.info(
-            "api.payment.started",
-            order_id=order.order_id,
-            amount=order.amount_minor,
-            currency=order.currency.alpha,
-            transaction_type=order.transaction_type,
-            force_authorization=order.force_authorization,
-            target=_describe_target(order.target),
+    def payment_request(self, pos_number: int) -> PaymentRequest:
+        return PaymentRequest(
+            amount=self.amount_minor,
+            currency_numeric=self.currency.numeric_code,
+            transaction_type=self.transaction_type,
+            force_authorization=self.force_authorization,
+            pos_number=pos_number,
+            order_id=self.order_id,
+            target=self.target,
         )
-        try:
-            result = await self.client.call(
-                "pay",
-                order.pay_properties(self.settings.pos_number),
-                timeout=self.settings.payment_timeout_s,
-            )
-            outcome = TerminalOutcome(result=result)
-        except CommandFailed as exc:
-            outcome = TerminalOutcome(
-                error_code=exc.code,
-                error_message=exc.message,
-                money_may_have_moved=exc.money_may_have_moved,
-            )
-        log.info(
-            "api.payment.finished",
-            order_id=order.order_id,
-            status=(outcome.result or {}).get("status", "error"),
-            error_code=outcome.error_code,
-            outcome_unknown=outcome.outcome_unknown,
-            duration_ms=round((time.monotonic() - started) * 1000, 1),
-        )
-        return outcome
 
-    async def _notify(self, order_id: str) -> tuple[bool, int]:
-        try:
-            delivery = await self.notifier.deliver_now(
-                order_id, self.settings.notification_budget_s
-            )
-        except Exception:  # a notifier fault must not hide the terminal's verdict
-            log.exception("api.payment.notify_failed", order_id=order_id)
-            return False, 0
-        return bool(delivery.sent), int(delivery.count)
+
+@dataclass(frozen=True, slots=True)
+class PaymentAnswer:
+    """A journal row and what HiPay has of it: everything an answer is rendered from."""
+
+    record: TransactionRecord
+    delivery: DeliveryStatus
+
+
+def differing_fields(stored: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The payment fields in which a re-post differs from the journaled order."""
+    return [key for key in IDENTITY_FIELDS if stored.get(key) != new.get(key)]
+
+
+def reused_error(order_id: str, fields: list[str], stored: Mapping[str, Any]) -> ApiError:
+    names = ", ".join(IDENTITY_FIELDS[f] for f in fields)
+    return ApiError(
+        409,
+        error_codes.ORDER_ID_REUSED,
+        f"order {order_id!r} was already used for another payment (it differs in: {names}); "
+        "use a new order id, or repeat the first payment exactly to get its answer",
+        path="order_id",
+        rule="idempotency",
+        value=order_id,
+        has_value=True,
+        extra={"fields": fields, "journaled": {f: stored.get(f) for f in fields}},
+    )
 
 
 def busy_error(detail: str | None = None) -> ApiError:
@@ -275,7 +125,131 @@ def busy_error(detail: str | None = None) -> ApiError:
     )
 
 
-def _describe_target(target: dict[str, Any] | None) -> str | None:
-    if not target:
-        return None
-    return f"{target.get('host')}:{target.get('port')}"
+def in_progress_error(order_id: str) -> ApiError:
+    return ApiError(
+        409,
+        error_codes.IN_PROGRESS,
+        f"order {order_id!r} is being paid right now; wait for its answer "
+        f"(or ask GET /transactions/{order_id})",
+        path="order_id",
+        rule="idempotency",
+        value=order_id,
+        has_value=True,
+    )
+
+
+class PaymentService:
+    def __init__(
+        self,
+        client: TerminalClient,
+        settings: ApiSettings,
+        journal: Journal,
+        notifier: Notifier,
+        acknowledge: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.journal = journal
+        self.notifier = notifier
+        self.acknowledge = acknowledge
+
+    async def pay(self, order: PaymentOrder) -> PaymentAnswer:
+        begun = await asyncio.to_thread(
+            self.journal.begin,
+            order.order_id,
+            order.journal_request,
+            flavour=order.flavour,
+            terminal=order.terminal,
+        )
+        if begun.kind is BeginKind.BUSY:
+            log.info("api.payment.busy", order_id=order.order_id, busy_with=begun.record.order_id)
+            raise busy_error()
+        if begun.kind is not BeginKind.NEW:
+            fields = differing_fields(begun.record.request, order.journal_request)
+            if fields:
+                log.warning("api.payment.order_id_reused", order_id=order.order_id, fields=fields)
+                raise reused_error(order.order_id, fields, begun.record.request)
+            if begun.kind is BeginKind.IN_PROGRESS:
+                raise in_progress_error(order.order_id)
+            log.info("api.payment.replayed", order_id=order.order_id)
+            return PaymentAnswer(begun.record, await self.delivery(order.order_id))
+        await asyncio.to_thread(self.journal.mark_at_terminal, order.order_id)
+        record = await self._run(order)
+        if record.state is TxState.FAILED and record.error_code == codes.TERMINAL_BUSY:
+            raise busy_error(record.error_message)
+        return PaymentAnswer(record, await self._notify(record))
+
+    async def _run(self, order: PaymentOrder) -> TransactionRecord:
+        """Ask the terminal, journal what it said; the row is final when this returns."""
+        started = time.monotonic()
+        log.info(
+            "api.payment.started",
+            order_id=order.order_id,
+            amount=order.amount_minor,
+            currency=order.currency.alpha,
+            transaction_type=str(order.transaction_type),
+            force_authorization=order.force_authorization,
+            target=order.target.address if order.target else None,
+        )
+        result: PaymentResult | None = None
+        error: TxError | None = None
+        moved = False
+        try:
+            reply = await self.client.call(
+                pay_contract.NAME,
+                pay_contract.to_properties(order.payment_request(self.settings.pos_number)),
+                timeout=self.settings.payment_timeout_s,
+            )
+            result = pay_contract.result_of(reply)
+        except CommandFailed as exc:
+            error, moved = TxError(exc.code, exc.message), exc.money_may_have_moved
+        except (
+            ValueError
+        ) as exc:  # a reply that is not a PaymentResult: a bug, money may have moved
+            error, moved = TxError(codes.INTERNAL_ERROR, f"unreadable pay reply: {exc}"), True
+        state = TxState(pay_contract.transaction_state(result, moved))
+        record = await asyncio.to_thread(
+            self.journal.finish,
+            order.order_id,
+            state,
+            result,
+            error,
+            answered_at=time.time() if result is not None else None,
+        )
+        if result is not None and self.acknowledge is not None:
+            self.acknowledge(order.order_id)
+        log.info(
+            "api.payment.finished",
+            order_id=order.order_id,
+            state=str(state),
+            error_code=error.code if error else None,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        if state is TxState.UNKNOWN:
+            log.error(
+                "agent.payment.outcome_unknown",
+                order_id=order.order_id,
+                error_code=error.code if error else None,
+                advice="the customer may have paid: the terminal's late answer, if any, is "
+                "reconciled; otherwise check the terminal's journal",
+            )
+        return record
+
+    async def _notify(self, record: TransactionRecord) -> DeliveryStatus:
+        if record.state is TxState.FAILED:
+            return DeliveryStatus(sent=False, count=0)
+        self.notifier.kick()
+        try:
+            return await self.notifier.deliver_now(
+                record.order_id, self.settings.notification_budget_s
+            )
+        except Exception:  # a notifier fault must not hide the terminal's verdict
+            log.exception("api.payment.notify_failed", order_id=record.order_id)
+            return DeliveryStatus(sent=False, count=0)
+
+    async def delivery(self, order_id: str) -> DeliveryStatus:
+        """What HiPay has of an order now, without waiting (replays and lookups)."""
+        note = await asyncio.to_thread(self.journal.outbox.get_by_order, order_id)
+        if note is None:
+            return DeliveryStatus(sent=False, count=0)
+        return DeliveryStatus(sent=note.sent, count=note.attempts_received, state=str(note.state))

@@ -116,5 +116,12 @@ async def test_cancel_with_nothing_in_flight(tpm: RecordingTpManager) -> None:
     async with serve_api(tpm, api_flavour="kiosk") as kiosk:
         status, body, _ = await kiosk.get("/cancel")
     assert status == 200
-    assert body == [{"message": "no transaction in flight", "cancelled": False}]
+    assert body == [
+        {
+            "message": "no transaction in flight",
+            "cancelled": False,
+            "orderId": None,
+            "terminalMayStillComplete": False,
+        }
+    ]
     assert tpm.commands() == ["cancel"]

@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import Any
 
+from common.commands.cancel import CancelReply
 from common.messages import Reply
 from supervisor_agent.api import error_codes
 from tests.api.conftest import RecordingTpManager, payment_result, serve_api
@@ -136,19 +137,24 @@ async def test_cancel_aborts_the_payment_in_flight(tpm: RecordingTpManager) -> N
 
     async def cancel(request):
         cancelled.set()
-        return Reply.success(request.id, {"cancelled": True})
+        reply = CancelReply(cancelled=True, order_id="C-1", terminal_may_still_complete=True)
+        return Reply.success(request.id, reply.to_wire())
 
     tpm.responders.update(pay=pay, cancel=cancel)
     async with serve_api(tpm) as api:
-        payment = asyncio.create_task(api.post("/", {"amount": "1.00"}))
+        payment = asyncio.create_task(api.post("/", {"amount": "1.00", "order_id": "C-1"}))
         for _ in range(100):
             if tpm.commands():
                 break
             await asyncio.sleep(0.01)
         status, body, _ = await api.get("/cancel")
         assert status == 200
-        assert body == {"message": "transaction cancelled", "cancelled": True}
+        assert body["cancelled"] is True
+        assert body["orderId"] == "C-1"
+        assert body["terminalMayStillComplete"] is True
+        assert "may still complete" in body["message"]
         status, body, _ = await payment
         assert status == 200
         assert body["paymentStatus"] == "FAILURE"
         assert body["errorCode"] == "CANCELLED"
+        assert body["transactionState"] == "unknown"  # the terminal may still complete it

@@ -32,6 +32,7 @@ DESKTOP_FIELDS = {
     "customer",
     "customData",
     "warnings",
+    "transactionState",
 }
 KIOSK_FIELDS = {
     "status",
@@ -46,6 +47,7 @@ KIOSK_FIELDS = {
     "customData",
     "notificationHipaySent",
     "warnings",
+    "transactionState",
 }
 
 
@@ -244,8 +246,10 @@ async def test_pos_order_example(api: Api) -> None:
         "shipping",
         "pos_technical_info",
         "warnings",
+        "transactionState",
     }
     assert body["paymentStatus"] == "Success"
+    assert body["transactionState"] == "accepted"
     assert body["error"] is None
     receipt = base64.b64decode(body["receipt"]).decode()
     assert "MONTANT:8,99 EUR" in receipt
@@ -269,7 +273,8 @@ async def test_pos_basket_mismatch_goes_on_empty(api: Api) -> None:
     assert status == 200
     assert body["order"]["price"]["basket"] == []
     assert body["warnings"]
-    # fees count towards the amount
+    # fees count towards the amount (a new order: the same id would replay the first answer)
+    request["order"]["order_id"] = "ORDER_WITH_FEES"
     request["order"]["price"].update(tax_fees=50, shipping_fees=51)
     api.tpm.received.clear()
     status, body, _ = await api.post("/v1/connector/order", request)

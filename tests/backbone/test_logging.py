@@ -28,7 +28,7 @@ import structlog
 
 from common.logging import configure_logging
 from common.redact import REDACTED, luhn_ok
-from supervisor_agent.api.orders import generate_order_id
+from supervisor_agent.api.flavours.parts import generate_order_id
 from tp_manager.concert_v3.messages import build_request, encode_request
 from tp_manager.terminal.model import PaymentRequest
 

@@ -12,7 +12,7 @@ import pytest
 
 from supervisor_agent.hipay_payload import Contract, PosContext
 from supervisor_agent.hipay_stub import DEFAULT_LOGIN, DEFAULT_PASSWORD, start_stub
-from supervisor_agent.journal import Journal, TransactionRecord, TxState
+from supervisor_agent.journal import DEFAULT_TERMINAL, Journal, TransactionRecord, TxState
 from supervisor_agent.notifier import HipayEndpoint, RetryPolicy
 from tp_manager.terminal.model import PaymentResult, PaymentStatus, TransactionType
 
@@ -78,9 +78,13 @@ def accepted_result(amount: int = 899) -> PaymentResult:
     )
 
 
-def finish_order(journal: Journal, order_id: str, amount: int = 899) -> TransactionRecord:
+def finish_order(
+    journal: Journal, order_id: str, amount: int = 899, terminal: str = DEFAULT_TERMINAL
+) -> TransactionRecord:
     """A payment as the agent runs it: begin, at terminal, accepted."""
-    journal.begin(order_id, canonical_request(order_id, amount), flavour="pos-api")
+    journal.begin(
+        order_id, canonical_request(order_id, amount), flavour="pos-api", terminal=terminal
+    )
     journal.mark_at_terminal(order_id)
     return journal.finish(order_id, TxState.ACCEPTED, accepted_result(amount))
 

@@ -133,9 +133,11 @@ async def test_an_unknown_outcome_is_journaled_notified_and_explained(
         assert body["paymentStatus"] == "FAILURE"
         assert body["errorCode"] == "TRANSACTION_TIMEOUT"
         assert body["notificationHipaySent"] is True
+        assert body["transactionState"] == "unknown"  # said plainly in the answer itself
+        assert "do not ask for the payment again" in body["advice"]
         status, looked_up, _ = await api.get("/transactions/U-1")
         assert looked_up["transactionState"] == "unknown"
-        assert "terminal's own journal" in looked_up["advice"]
+        assert "check the terminal's journal" in looked_up["advice"]
         record = journal.get("U-1")
         assert record is not None and record.state is TxState.UNKNOWN
     sent = [n for n in await stub.received() if n["order_id"] == "U-1"]

@@ -14,6 +14,7 @@ from supervisor_agent import hipay_payload
 from supervisor_agent.journal import (
     INTERRUPTED,
     JOURNAL_FILENAME,
+    MIGRATIONS,
     NOT_SENT_TO_TERMINAL,
     SCHEMA_VERSION,
     BeginKind,
@@ -58,7 +59,8 @@ def test_reopening_keeps_data_and_does_not_migrate_again(tmp_path: Path) -> None
         record = second.get("ORDER_1")
         assert record is not None and record.state is TxState.ACCEPTED
         with second._db.read() as conn:
-            assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
+            migrations = conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0]
+            assert migrations == len(MIGRATIONS)
     finally:
         second.close()
 
@@ -210,9 +212,11 @@ def test_no_full_pan_and_no_password_reach_the_file(journal: Journal, tmp_path: 
 
 def test_recover_interrupted_closes_open_rows_and_queues_them(journal: Journal) -> None:
     journal.begin("NEVER_SENT", canonical_request("NEVER_SENT"), flavour="pos-api")
-    journal.begin("AT_TERM", canonical_request("AT_TERM"), flavour="pos-api")
+    journal.begin(
+        "AT_TERM", canonical_request("AT_TERM"), flavour="pos-api", terminal="192.0.2.7:8888"
+    )
     journal.mark_at_terminal("AT_TERM")
-    finish_order(journal, "DONE")
+    finish_order(journal, "DONE", terminal="192.0.2.8:8888")
 
     recovered = {r.order_id: r for r in journal.recover_interrupted()}
     assert set(recovered) == {"NEVER_SENT", "AT_TERM"}
@@ -220,15 +224,16 @@ def test_recover_interrupted_closes_open_rows_and_queues_them(journal: Journal) 
     assert recovered["NEVER_SENT"].error_code == NOT_SENT_TO_TERMINAL
     assert recovered["AT_TERM"].state is TxState.UNKNOWN
     assert recovered["AT_TERM"].error_code == INTERRUPTED
-    for order_id, state in (("NEVER_SENT", "failed"), ("AT_TERM", "unknown")):
-        note = journal.outbox.get_by_order(order_id)
-        assert note is not None and note.state is NotificationState.PENDING
-        assert note.payload["terminal_result"]["state"] == state
-        assert note.payload["terminal_result"]["error"]["code"] == recovered[order_id].error_code
+    # nothing reached the terminal: HiPay has nothing to learn of NEVER_SENT
+    assert journal.outbox.get_by_order("NEVER_SENT") is None
+    note = journal.outbox.get_by_order("AT_TERM")
+    assert note is not None and note.state is NotificationState.PENDING
+    assert note.payload["terminal_result"]["state"] == "unknown"
+    assert note.payload["terminal_result"]["error"]["code"] == INTERRUPTED
     done = journal.get("DONE")
     assert done is not None and done.state is TxState.ACCEPTED
     assert journal.recover_interrupted() == []
-    assert len(journal.outbox.list()) == 3
+    assert len(journal.outbox.list()) == 2
 
 
 def test_purge_deletes_only_old_delivered_transactions(tmp_path: Path) -> None:
@@ -237,7 +242,9 @@ def test_purge_deletes_only_old_delivered_transactions(tmp_path: Path) -> None:
     try:
         for order_id in ("OLD_DELIVERED", "OLD_PENDING", "OLD_DEAD"):
             finish_order(journal, order_id)
-        journal.begin("OLD_OPEN", canonical_request("OLD_OPEN"), flavour="pos-api")
+        journal.begin(
+            "OLD_OPEN", canonical_request("OLD_OPEN"), flavour="pos-api", terminal="192.0.2.7:8888"
+        )
         for order_id, state in (
             ("OLD_DELIVERED", NotificationState.DELIVERED),
             ("OLD_DEAD", NotificationState.DEAD),

@@ -96,8 +96,10 @@ def test_retry_dead_only_moves_dead_rows(journal: Journal) -> None:
 def test_one_notification_per_finished_transaction(journal: Journal) -> None:
     finish_order(journal, "O1")
     journal.begin("O2", {"order_id": "O2", "amount": 100, "currency": "EUR"}, flavour="kiosk")
-    journal.finish("O2", TxState.FAILED)
-    assert [n.order_id for n in journal.outbox.list()] == ["O1", "O2"]
+    journal.finish("O2", TxState.FAILED)  # never reached the terminal: nothing to notify
+    journal.begin("O3", {"order_id": "O3", "amount": 100, "currency": "EUR"}, flavour="kiosk")
+    journal.finish("O3", TxState.REFUSED)
+    assert [n.order_id for n in journal.outbox.list()] == ["O1", "O3"]
     keys = {n.idempotency_key for n in journal.outbox.list()}
     assert len(keys) == 2 and all(re.fullmatch(r"[ -~]+", k) for k in keys)
 
@@ -210,12 +212,13 @@ async def test_journal_feeds_transaction_metrics_and_the_periodic_line(journal: 
         task = asyncio.create_task(metrics.log_periodically(0.01, fed.outbox.counts))
         try:
             for _ in range(100):
-                if metrics.snapshot()["notifications"]["pending"] == 2:
+                if metrics.snapshot()["notifications"]["pending"] == 1:
                     break
                 await asyncio.sleep(0.01)
         finally:
             task.cancel()
-        assert metrics.snapshot()["notifications"]["pending"] == 2
+        # O2 never reached the terminal: counted as failed, nothing to notify
+        assert metrics.snapshot()["notifications"]["pending"] == 1
     finally:
         fed.close()
 

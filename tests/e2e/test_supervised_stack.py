@@ -197,7 +197,7 @@ def test_kill_9_of_tp_manager_mid_payment_is_unknown_journaled_and_notified(
         status, looked_up = stack.request("GET", "/transactions/E2E-CUT")
         assert status == 200, looked_up
         assert looked_up["transactionState"] == "unknown"
-        assert "terminal's own journal" in looked_up["advice"]
+        assert "check the terminal's journal" in looked_up["advice"]
         assert looked_up["errorCode"] == "TP_MANAGER_RESTARTED"
 
         notes = wait_for(lambda: stub.acknowledged("E2E-CUT"), DELIVERY_TIMEOUT_S, "HiPay")
