@@ -281,3 +281,27 @@ class TlcResult(BaseModel):
 class ResetResult(BaseModel):
     done: bool
     detail: str
+
+
+class Reconciliation(BaseModel):
+    """Present once the terminal's late verdict replaced what the journal said before."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: Literal["unknown", "failed"] = Field(alias="from")
+    at: str = Field(description="When the verdict was journaled (UTC, ISO 8601).")
+
+
+class TruthFields(BaseModel):
+    """What this connector adds to every payment answer: the state to trust."""
+
+    transactionState: Literal["accepted", "refused", "failed", "unknown"] = Field(
+        description="accepted: paid. refused: not paid. failed: never reached the terminal, "
+        "safe to retry. unknown: the customer may have paid; do not ask again (see advice)."
+    )
+    advice: str | None = Field(
+        default=None, description="Present when transactionState is unknown."
+    )
+    reconciled: Reconciliation | None = Field(
+        default=None, description="Present when a late verdict settled an unknown outcome."
+    )

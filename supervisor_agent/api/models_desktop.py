@@ -15,6 +15,7 @@ from supervisor_agent.api.models_common import (
     MajorAmount,
     OrderId,
     TransactionTypeName,
+    TruthFields,
 )
 
 # The seed's own example spells it ``transation_type``; both spellings are accepted.
@@ -61,7 +62,7 @@ class DesktopPaymentRequest(BaseModel):
         return data
 
 
-class DesktopPaymentResponse(BaseModel):
+class DesktopPaymentResponse(TruthFields):
     """200 answer of POST / in the desktop flavour."""
 
     paymentStatus: str = Field(json_schema_extra={"enum": ["SUCCESS", "FAILURE"]})

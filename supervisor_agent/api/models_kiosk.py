@@ -14,6 +14,7 @@ from supervisor_agent.api.models_common import (
     MajorAmount,
     OrderId,
     PaymentError,
+    TruthFields,
 )
 
 
@@ -72,7 +73,7 @@ KioskReceipt = create_model(  # the seed's receipt; what the answer does not car
 )
 
 
-class KioskPaymentResponse(BaseModel):
+class KioskPaymentResponse(TruthFields):
     """The one element of the kiosk's 200 answer (the seed answers an array)."""
 
     status: str = Field(json_schema_extra={"enum": ["Success", "Failure"]})

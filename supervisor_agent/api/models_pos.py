@@ -30,6 +30,7 @@ from supervisor_agent.api.models_common import (
     OrderId,
     PaymentError,
     TransactionTypeName,
+    TruthFields,
 )
 
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
@@ -181,7 +182,7 @@ class RootOrder(_Strict):
     pos_technical_info: TechnicalInformation
 
 
-class OrderResponse(BaseModel):
+class OrderResponse(TruthFields):
     """200 answer of POST /v1/connector/order."""
 
     paymentStatus: Literal["Success", "Failure"]

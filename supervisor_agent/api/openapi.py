@@ -67,7 +67,8 @@ _ERRORS = {
     401: "Missing or wrong HTTP Basic credentials",
     403: "Origin not in cors_origins, or terminal not allowed",
     404: "ORDER_NOT_FOUND: no such order in the journal",
-    409: "TERMINAL_BUSY (a payment is in flight) or IN_PROGRESS (same order_id)",
+    409: "TERMINAL_BUSY (a payment is in flight on the terminal), IN_PROGRESS (same order_id"
+    " still at the terminal) or ORDER_ID_REUSED (same order_id, another payment)",
     413: "Body larger than 64 KiB",
     415: "Body is not application/json",
     500: "Connector bug",
