@@ -10,15 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from common.payment import TransactionType
-from supervisor_agent.api.amounts import check_payable, major_to_minor, resolve_currency
-from supervisor_agent.api.basket import check_basket
 from supervisor_agent.api.flavours.parts import (
     Verdict,
-    basket_minor,
-    effective_authorization,
-    generate_order_id,
-    journal_request,
-    plain,
+    major_unit_order,
     validate,
 )
 from supervisor_agent.api.models_desktop import DesktopPaymentRequest
@@ -28,43 +22,21 @@ from supervisor_agent.api.settings import ApiSettings
 
 def parse(body: dict[str, Any], settings: ApiSettings) -> PaymentOrder:
     req = validate(DesktopPaymentRequest, body)
-    cur = resolve_currency(req.currency)
-    amount = major_to_minor(req.amount, cur)
-    check_payable(amount, settings.terminal_protocol)
-    order_id = req.order_id or generate_order_id()
-    force = effective_authorization(settings, amount, req.force_authorization, cur, order_id)
-    basket = check_basket(body.get("cart"), amount, cur, "major", "cart", order_id=order_id)
-    ttype = TransactionType(req.transaction_type.lower())
-    echo = {
-        "amount": body["amount"],
-        "currency": cur.alpha,
-        "orderId": order_id,
-        "transationType": str(req.transaction_type),
-        "forceAuthorization": force,
-        "cart": basket.basket,
-        "customer": body.get("customer") or {},
-        "customData": body.get("custom_data") or {},
-    }
-    return PaymentOrder(
-        flavour="desktop",
-        order_id=order_id,
-        amount_minor=amount,
-        currency=cur,
-        transaction_type=ttype,
-        force_authorization=force,
-        target=None,
-        journal_request=journal_request(
-            order_id=order_id,
-            amount_minor=amount,
-            cur=cur,
-            transaction_type=str(ttype),
-            force_authorization=force,
-            echo=echo,
-            warnings=[basket.warning] if basket.warning else [],
-            basket=basket_minor(basket.basket, cur, major=True),
-            custom_data=plain(echo["customData"]),
-            customer=plain(echo["customer"]),
-        ),
+    return major_unit_order(
+        "desktop",
+        body,
+        settings,
+        amount=req.amount,
+        currency_code=req.currency,
+        order_id=req.order_id,
+        requested_force=req.force_authorization,
+        transaction_type=TransactionType(req.transaction_type.lower()),
+        basket_key="cart",
+        custom_data_key="custom_data",
+        echo_extra=lambda force: {
+            "transationType": str(req.transaction_type),
+            "forceAuthorization": force,
+        },
     )
 
 

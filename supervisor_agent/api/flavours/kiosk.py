@@ -9,16 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from common.payment import TransactionType
-from supervisor_agent.api.amounts import check_payable, major_to_minor, resolve_currency
-from supervisor_agent.api.basket import check_basket
 from supervisor_agent.api.flavours.parts import (
     Verdict,
     answered_at,
-    basket_minor,
-    effective_authorization,
-    generate_order_id,
-    journal_request,
-    plain,
+    major_unit_order,
     validate,
 )
 from supervisor_agent.api.models_kiosk import KioskPaymentRequest
@@ -29,40 +23,17 @@ from supervisor_agent.api.settings import ApiSettings
 
 def parse(body: dict[str, Any], settings: ApiSettings) -> PaymentOrder:
     req = validate(KioskPaymentRequest, body)
-    cur = resolve_currency(req.currency)
-    amount = major_to_minor(req.amount, cur)
-    check_payable(amount, settings.terminal_protocol)
-    order_id = req.orderId or generate_order_id()
-    force = effective_authorization(settings, amount, False, cur, order_id)
-    basket = check_basket(body.get("basket"), amount, cur, "major", "basket", order_id=order_id)
-    echo = {
-        "amount": body["amount"],
-        "currency": cur.alpha,
-        "orderId": order_id,
-        "basket": basket.basket,
-        "customer": body.get("customer") or {},
-        "customData": body.get("customData") or {},
-    }
-    return PaymentOrder(
-        flavour="kiosk",
-        order_id=order_id,
-        amount_minor=amount,
-        currency=cur,
+    return major_unit_order(
+        "kiosk",
+        body,
+        settings,
+        amount=req.amount,
+        currency_code=req.currency,
+        order_id=req.orderId,
+        requested_force=False,  # the kiosk seed has no such field: only the threshold
         transaction_type=TransactionType.DEBIT,
-        force_authorization=force,
-        target=None,
-        journal_request=journal_request(
-            order_id=order_id,
-            amount_minor=amount,
-            cur=cur,
-            transaction_type=str(TransactionType.DEBIT),
-            force_authorization=force,
-            echo=echo,
-            warnings=[basket.warning] if basket.warning else [],
-            basket=basket_minor(basket.basket, cur, major=True),
-            custom_data=plain(echo["customData"]),
-            customer=plain(echo["customer"]),
-        ),
+        basket_key="basket",
+        custom_data_key="customData",
     )
 
 

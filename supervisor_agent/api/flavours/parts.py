@@ -15,7 +15,7 @@ a customer to pay again) and, when unknown, the advice.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,10 +25,17 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from common.money import CurrencyInfo, to_minor
-from common.payment import PaymentStatus
+from common.payment import PaymentStatus, TransactionType
 from supervisor_agent.api import error_codes
-from supervisor_agent.api.amounts import forces_authorization
+from supervisor_agent.api.amounts import (
+    check_payable,
+    forces_authorization,
+    major_to_minor,
+    resolve_currency,
+)
+from supervisor_agent.api.basket import check_basket
 from supervisor_agent.api.errors import from_validation_error
+from supervisor_agent.api.payment import Flavour, PaymentOrder
 from supervisor_agent.api.settings import ApiSettings
 from supervisor_agent.api.wire_json import dumps, loads
 from supervisor_agent.journal import TransactionRecord, TxState
@@ -137,6 +144,65 @@ def journal_request(
         WARNINGS_KEY: warnings,
         **canonical,
     }
+
+
+def major_unit_order(
+    flavour: Flavour,
+    body: dict[str, Any],
+    settings: ApiSettings,
+    *,
+    amount: Any,
+    currency_code: Any,
+    order_id: str | None,
+    requested_force: bool,
+    transaction_type: TransactionType,
+    basket_key: str,
+    custom_data_key: str,
+    echo_extra: Callable[[bool], dict[str, Any]] | None = None,
+) -> PaymentOrder:
+    """The desktop and kiosk seeds' orders: amounts in major units, a cart or basket.
+
+    ``echo_extra(force)`` adds the flavour's own echoed keys (desktop: the type and the
+    effective force flag), in the flavour's key order after ``orderId``.
+    """
+    cur = resolve_currency(currency_code)
+    amount_minor = major_to_minor(amount, cur)
+    check_payable(amount_minor, settings.terminal_protocol)
+    order_id = order_id or generate_order_id()
+    force = effective_authorization(settings, amount_minor, requested_force, cur, order_id)
+    basket = check_basket(
+        body.get(basket_key), amount_minor, cur, "major", basket_key, order_id=order_id
+    )
+    echo: dict[str, Any] = {
+        "amount": body["amount"],
+        "currency": cur.alpha,
+        "orderId": order_id,
+        **(echo_extra(force) if echo_extra else {}),
+        basket_key: basket.basket,
+        "customer": body.get("customer") or {},
+        "customData": body.get(custom_data_key) or {},
+    }
+    return PaymentOrder(
+        flavour=flavour,
+        order_id=order_id,
+        amount_minor=amount_minor,
+        currency=cur,
+        transaction_type=transaction_type,
+        force_authorization=force,
+        target=None,
+        journal_request=journal_request(
+            order_id=order_id,
+            amount_minor=amount_minor,
+            cur=cur,
+            transaction_type=str(transaction_type),
+            force_authorization=force,
+            echo=echo,
+            warnings=[basket.warning] if basket.warning else [],
+            basket=basket_minor(basket.basket, cur, major=True),
+            custom_data=plain(echo["customData"]),
+            customer=plain(echo["customer"]),
+        ),
+    )
 
 
 # --- rendering ----------------------------------------------------------------
