@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 PAN_MIN_DIGITS = 13
@@ -76,6 +77,24 @@ def mask_pans(text: str, *, luhn: bool = False) -> tuple[str, list[str]]:
     return _PAN_RUN.sub(_mask, text), found
 
 
+_MASKABLE = re.compile(r"[0-9#X*]")
+
+
+def mask_card_field(value: str, mask_char: str = MASK_CHAR) -> str:
+    """A field that holds a card number (Concert V3 ``AA``, a receipt's PAN), masked.
+
+    Keeps the first 6 and last 4 characters and hides every digit (or earlier mask
+    character) in between; a value too short to keep 6+4 keeps only its last 4.
+    ``mask_char`` is ``#`` in the journal and ``X`` on the kiosk receipt (the seed's).
+    """
+    chars = re.sub(r"\s", "", value)
+    if len(chars) <= PAN_KEEP_FIRST + PAN_KEEP_LAST:
+        head, tail = chars[:-PAN_KEEP_LAST], chars[-PAN_KEEP_LAST:]
+        return _MASKABLE.sub(mask_char, head) + tail
+    head, middle = chars[:PAN_KEEP_FIRST], chars[PAN_KEEP_FIRST:-PAN_KEEP_LAST]
+    return head + _MASKABLE.sub(mask_char, middle) + chars[-PAN_KEEP_LAST:]
+
+
 def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
     """Free text fit for a log: no credential, no card number, no known secret value."""
     for secret in secrets:
@@ -101,6 +120,6 @@ def redact(value: Any, secrets: tuple[str, ...] = ()) -> Any:
         text = str(value)  # a PAN sent as a JSON number
         masked = redact_text(text, secrets)
         return value if masked == text else masked
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, bool | int | float | Decimal):
         return value
     return redact_text(str(value), secrets)  # exceptions, paths, bytes: as the log shows them

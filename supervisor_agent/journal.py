@@ -56,7 +56,7 @@ import structlog
 from common.commands import errors as codes
 from common.commands import pay as pay_contract
 from common.payment import PaymentResult
-from common.redact import REDACTED, SECRET_KEY, mask_pans
+from common.redact import mask_pans, redact
 from supervisor_agent import hipay_payload, outbox
 from supervisor_agent.hipay_payload import PosContext
 from supervisor_agent.outbox import Outbox
@@ -208,18 +208,6 @@ def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _redact_secrets(value: Any) -> Any:
-    """Replace the values of password-like keys; requests should never carry any."""
-    if isinstance(value, Mapping):
-        return {
-            k: REDACTED if SECRET_KEY.search(str(k)) else _redact_secrets(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_redact_secrets(v) for v in value]
-    return value
 
 
 def _clean_result(
@@ -377,7 +365,7 @@ class Journal:
         one with the same id; BUSY (with the order in flight) when another order is open
         on the same terminal.  Only NEW writes anything.
         """
-        body = dict(_redact_secrets(request))
+        body = dict(redact(request))  # the API masked already: a guard for other callers
         body.setdefault("order_id", order_id)
         if body["order_id"] != order_id:
             raise hipay_payload.PayloadError("request order_id differs from the journal key")

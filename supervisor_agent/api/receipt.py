@@ -10,15 +10,14 @@ so a full PAN can never reach a register.
 from __future__ import annotations
 
 import base64
-import re
 from datetime import datetime
 from typing import Any
 
 from common.money import MoneyError, currency_by_numeric, format_major
+from common.redact import mask_card_field
 from supervisor_agent.api.models_kiosk import RECEIPT_FIELDS
 
-PAN_KEEP_FIRST = 6
-PAN_KEEP_LAST = 4
+RECEIPT_MASK_CHAR = "X"
 AMOUNT_DIGITS = 8  # the seed's "00000899"
 
 TICKET_TYPE = {"debit": "DEBIT", "credit": "CREDIT", "cancel": "ANNULATION"}
@@ -30,14 +29,8 @@ TICKET_STATUS = {
 
 
 def mask_pan(value: str | None) -> str | None:
-    """``4970101234561234`` or ``497010######1234`` -> ``497010XXXXXX1234``."""
-    if not value:
-        return None
-    chars = re.sub(r"\s", "", value)
-    if len(chars) <= PAN_KEEP_FIRST + PAN_KEEP_LAST:
-        return "X" * len(chars)
-    middle = len(chars) - PAN_KEEP_FIRST - PAN_KEEP_LAST
-    return chars[:PAN_KEEP_FIRST] + "X" * middle + chars[-PAN_KEEP_LAST:]
+    """``4970101234561234`` or ``497010######1234`` -> ``497010XXXXXX1234`` (the seed's)."""
+    return mask_card_field(value, RECEIPT_MASK_CHAR) if value else None
 
 
 def build_receipt(result: dict[str, Any], at: datetime) -> dict[str, str | None]:

@@ -25,6 +25,7 @@ from typing import Final
 import structlog
 
 from common.concert_v3_versions import DEFAULT_VERSION, protocol_version
+from common.redact import mask_card_field
 from tp_manager.concert_v3.codec import Field, as_mapping, encode_fields
 from tp_manager.terminal.errors import AmountOutOfRange, InvalidRequest, MalformedMessage
 from tp_manager.terminal.model import (
@@ -91,8 +92,6 @@ FAILURES: Final = {
 }
 UNKNOWN_FAILURE: Final = (PaymentStatus.NOT_VERIFIED, FailureReason.OTHER)
 
-PAN_CLEAR_PREFIX: Final = 6
-PAN_CLEAR_SUFFIX: Final = 4
 PAN_MASK_CHAR: Final = "#"
 _PAYMENT_APPLICATION = re.compile(r"[0-9A-Z]{3}")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
@@ -171,15 +170,8 @@ def encode_request(fields: Iterable[Field]) -> bytes:
 
 
 def mask_pan(value: str) -> str:
-    """Keep the first 6 and last 4 characters; hide every digit in between."""
-    if len(value) <= PAN_CLEAR_PREFIX + PAN_CLEAR_SUFFIX:
-        # too short to keep 6+4 in clear: hide every digit but the last 4
-        head, tail = value[:-PAN_CLEAR_SUFFIX], value[-PAN_CLEAR_SUFFIX:]
-        return re.sub(r"[0-9]", PAN_MASK_CHAR, head) + tail
-    head = value[:PAN_CLEAR_PREFIX]
-    middle = value[PAN_CLEAR_PREFIX:-PAN_CLEAR_SUFFIX]
-    tail = value[-PAN_CLEAR_SUFFIX:]
-    return head + re.sub(r"[0-9]", PAN_MASK_CHAR, middle) + tail
+    """``AA`` as the journal may keep it (common.redact's one card-number masker)."""
+    return mask_card_field(value, PAN_MASK_CHAR)
 
 
 def mask_answer(fields: Sequence[Field]) -> tuple[Field, ...]:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from common.money import CurrencyInfo, to_minor
 from common.payment import PaymentStatus, TransactionType
+from common.redact import redact
 from supervisor_agent.api import error_codes
 from supervisor_agent.api.amounts import (
     check_payable,
@@ -132,7 +133,15 @@ def journal_request(
     target: dict[str, Any] | None = None,
     **canonical: Any,
 ) -> dict[str, Any]:
-    """The canonical request (hipay_payload.py) plus the echo and the warnings."""
+    """The canonical request (hipay_payload.py) plus the echo and the warnings.
+
+    A card number the register put in a free-text field (a description, custom data,
+    a customer field) is masked here, before the journal, HiPay or an answer sees it,
+    by the one masker the logs use (common.redact).
+    """
+    safe_echo, safe_canonical = redact(echo), redact(canonical)
+    if safe_echo != echo or safe_canonical != canonical:
+        log.warning("api.request.card_number_masked", order_id=order_id)
     return {
         "order_id": order_id,
         "amount": amount_minor,
@@ -140,9 +149,9 @@ def journal_request(
         "transaction_type": transaction_type,
         "force_authorization": force_authorization,
         "target": target,
-        ECHO_KEY: dumps(echo),
+        ECHO_KEY: dumps(safe_echo),
         WARNINGS_KEY: warnings,
-        **canonical,
+        **safe_canonical,
     }
 
 

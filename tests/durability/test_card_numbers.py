@@ -1,0 +1,44 @@
+"""A card number the register puts in free text never reaches the journal or HiPay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from supervisor_agent.api.examples import pos_example_request
+from tests.api.conftest import RecordingTpManager
+from tests.durability.conftest import Stub
+from tests.durability.test_api_journal import wired
+
+PAN = "4970101234561235"  # Luhn-valid, as every real card number
+PAN_SPACED = "4970 1012 3456 1235"
+
+
+async def test_card_numbers_in_every_free_text_field_are_masked(
+    tpm: RecordingTpManager, stub: Stub, tmp_path: Path
+) -> None:
+    request = pos_example_request()
+    order = request["order"]
+    order["description"] = f"paid with {PAN}"
+    order["long_description"] = f"card {PAN_SPACED}"
+    order["custom_data"] = {"note": PAN, "as_number": int(PAN)}
+    request["customer"]["first_name"] = PAN
+    request["customer"]["email"] = f"{PAN}@example.com"
+    async with wired(tpm, stub, tmp_path) as (api, _, _):
+        status, body, _ = await api.post("/v1/connector/order", request)
+        assert status == 200, body
+        _, looked_up, _ = await api.get(f"/transactions/{order['order_id']}")
+    # the journal closed: its file, WAL and SHM as they are on disk
+    journal_bytes = b"".join(p.read_bytes() for p in sorted(tmp_path.glob("journal.sqlite3*")))
+    received = await stub.received()
+    assert received, "HiPay got the notification"
+    for where, text in (
+        ("journal", journal_bytes.decode("latin-1")),
+        ("HiPay", repr(received)),
+        ("answer", repr(body)),
+        ("lookup", repr(looked_up)),
+    ):
+        i = text.find(PAN)
+        assert i < 0, (where, text[max(0, i - 200) : i + 50])
+        assert PAN_SPACED not in text, where
+    assert "497010######1235" in received[0]["body"]["order"]["description"]
+    assert body["order"]["custom_data"]["as_number"] == "497010######1235"
