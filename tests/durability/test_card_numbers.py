@@ -13,6 +13,10 @@ PAN = "4970101234561235"  # Luhn-valid, as every real card number
 PAN_SPACED = "4970 1012 3456 1235"
 
 
+def files_bytes(folder: Path, pattern: str) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(folder.glob(pattern)))
+
+
 async def test_card_numbers_in_every_free_text_field_are_masked(
     tpm: RecordingTpManager, stub: Stub, tmp_path: Path
 ) -> None:
@@ -28,7 +32,7 @@ async def test_card_numbers_in_every_free_text_field_are_masked(
         assert status == 200, body
         _, looked_up, _ = await api.get(f"/transactions/{order['order_id']}")
     # the journal closed: its file, WAL and SHM as they are on disk
-    journal_bytes = b"".join(p.read_bytes() for p in sorted(tmp_path.glob("journal.sqlite3*")))
+    journal_bytes = files_bytes(tmp_path, "journal.sqlite3*")
     received = await stub.received()
     assert received, "HiPay got the notification"
     for where, text in (
