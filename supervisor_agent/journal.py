@@ -45,7 +45,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -105,6 +105,34 @@ class JournalError(Exception):
 
 class JournalStateError(JournalError):
     """A state change the lifecycle does not allow (finish twice, unknown order...)."""
+
+
+class StorageUnavailable(JournalError):
+    """The journal's file cannot be written: disk full, I/O error, read-only, locked.
+
+    A product state, not a bug: before the terminal is woken the payment is refused
+    (503 STORAGE_UNAVAILABLE); after it answered, the verdict is held and journaled
+    as soon as the disk allows (api/payment.py).
+    """
+
+
+# SQLite primary result codes that mean "the storage refuses", not "the program is wrong".
+_STORAGE_CODES = frozenset(
+    {
+        5,  # SQLITE_BUSY: another process holds the lock past busy_timeout
+        8,  # SQLITE_READONLY
+        10,  # SQLITE_IOERR
+        11,  # SQLITE_CORRUPT
+        13,  # SQLITE_FULL
+        14,  # SQLITE_CANTOPEN
+        26,  # SQLITE_NOTADB
+    }
+)
+
+
+def _storage_error(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _STORAGE_CODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,14 +276,23 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; a storage failure (even at COMMIT) rolls back and
+        raises :class:`StorageUnavailable`, leaving the file as it was."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        with suppress(sqlite3.Error):
+                            self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                if _storage_error(exc):
+                    raise StorageUnavailable(f"{self.path}: {exc}") from exc
                 raise
-            self._conn.execute("COMMIT")
 
     def migrate(self) -> int:
         """Bring the schema from whatever version (0 = empty file) to :data:`SCHEMA_VERSION`."""

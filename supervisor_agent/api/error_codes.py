@@ -47,6 +47,7 @@ UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
 INVALID_JSON = "INVALID_JSON"
 IN_PROGRESS = "IN_PROGRESS"
 ORDER_ID_REUSED = "ORDER_ID_REUSED"
+STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
 INTERNAL_ERROR = "INTERNAL_ERROR"
 # Payment verdicts of the terminal.
 REFUSED = "REFUSED"
@@ -85,6 +86,11 @@ _TABLE: list[ErrorCode] = [
     ),
     ErrorCode(TERMINAL_BUSY, 409, "Another payment is in flight on the terminal; nothing sent."),
     ErrorCode(BODY_TOO_LARGE, 413, "The body is larger than 64 KiB."),
+    ErrorCode(
+        STORAGE_UNAVAILABLE,
+        503,
+        "The journal cannot be written (disk full or failing); nothing was sent to the terminal.",
+    ),
     ErrorCode(UNSUPPORTED_MEDIA_TYPE, 415, "The body is not application/json."),
     ErrorCode(
         INTERNAL_ERROR,

@@ -20,6 +20,7 @@ The route then renders the row in its flavour (api/flavours/).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from supervisor_agent.journal import (
     DEFAULT_TERMINAL,
     BeginKind,
     Journal,
+    StorageUnavailable,
     TransactionRecord,
     TxError,
     TxState,
@@ -46,6 +48,9 @@ from supervisor_agent.journal import (
 from supervisor_agent.notifier import DeliveryStatus, Notifier
 
 log = structlog.get_logger(__name__)
+
+HELD_RETRY_FIRST_S = 1.0  # a held outcome is tried again after this, doubling
+HELD_RETRY_MAX_S = 30.0
 
 Flavour = Literal["desktop", "kiosk", "pos"]
 
@@ -90,6 +95,15 @@ class PaymentOrder:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldOutcome:
+    """A verdict the journal could not take yet, and the row it will become."""
+
+    record: TransactionRecord
+    result: PaymentResult | None
+    error: TxError | None
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentAnswer:
     """A journal row and what HiPay has of it: everything an answer is rendered from."""
 
@@ -114,6 +128,16 @@ def reused_error(order_id: str, fields: list[str], stored: Mapping[str, Any]) ->
         value=order_id,
         has_value=True,
         extra={"fields": fields, "journaled": {f: stored.get(f) for f in fields}},
+    )
+
+
+def storage_error(exc: Exception) -> ApiError:
+    return ApiError(
+        503,
+        error_codes.STORAGE_UNAVAILABLE,
+        "the journal cannot be written (disk full or failing): nothing was sent to the "
+        "terminal; free space on the data directory's disk",
+        description=str(exc),
     )
 
 
@@ -152,15 +176,20 @@ class PaymentService:
         self.journal = journal
         self.notifier = notifier
         self.acknowledge = acknowledge
+        self._held: dict[str, HeldOutcome] = {}
+        self._held_writer: asyncio.Task[None] | None = None
 
     async def pay(self, order: PaymentOrder) -> PaymentAnswer:
-        begun = await asyncio.to_thread(
-            self.journal.begin,
-            order.order_id,
-            order.journal_request,
-            flavour=order.flavour,
-            terminal=order.terminal,
-        )
+        try:
+            begun = await asyncio.to_thread(
+                self.journal.begin,
+                order.order_id,
+                order.journal_request,
+                flavour=order.flavour,
+                terminal=order.terminal,
+            )
+        except StorageUnavailable as exc:
+            raise storage_error(exc) from None
         if begun.kind is BeginKind.BUSY:
             log.info("api.payment.busy", order_id=order.order_id, busy_with=begun.record.order_id)
             raise busy_error()
@@ -173,14 +202,21 @@ class PaymentService:
                 raise in_progress_error(order.order_id)
             log.info("api.payment.replayed", order_id=order.order_id)
             return PaymentAnswer(begun.record, await self.delivery(order.order_id))
-        await asyncio.to_thread(self.journal.mark_at_terminal, order.order_id)
-        record = await self._run(order)
+        try:
+            at_terminal = await asyncio.to_thread(self.journal.mark_at_terminal, order.order_id)
+        except StorageUnavailable as exc:
+            # nothing was sent: close the row as failed once the disk allows
+            error = TxError(codes.NOT_SENT_TO_TERMINAL, "the journal could not be written")
+            self._hold(begun.record, TxState.FAILED, None, error, None)
+            raise storage_error(exc) from None
+        record = await self._run(order, at_terminal)
         if record.state is TxState.FAILED and record.error_code == codes.TERMINAL_BUSY:
             raise busy_error(record.error_message)
         return PaymentAnswer(record, await self._notify(record))
 
-    async def _run(self, order: PaymentOrder) -> TransactionRecord:
-        """Ask the terminal, journal what it said; the row is final when this returns."""
+    async def _run(self, order: PaymentOrder, at_terminal: TransactionRecord) -> TransactionRecord:
+        """Ask the terminal, journal what it said; the row is final when this returns,
+        or the outcome is held until the disk takes it (the register gets it either way)."""
         started = time.monotonic()
         log.info(
             "api.payment.started",
@@ -208,16 +244,23 @@ class PaymentService:
         ) as exc:  # a reply that is not a PaymentResult: a bug, money may have moved
             error, moved = TxError(codes.INTERNAL_ERROR, f"unreadable pay reply: {exc}"), True
         state = TxState(pay_contract.transaction_state(result, moved))
-        record = await asyncio.to_thread(
-            self.journal.finish,
-            order.order_id,
-            state,
-            result,
-            error,
-            answered_at=time.time() if result is not None else None,
-        )
-        if result is not None and self.acknowledge is not None:
-            self.acknowledge(order.order_id)
+        answered_at = time.time() if result is not None else None
+        try:
+            record = await asyncio.to_thread(
+                self.journal.finish, order.order_id, state, result, error, answered_at=answered_at
+            )
+        except StorageUnavailable as exc:
+            log.error(
+                "agent.journal.storage_unavailable",
+                order_id=order.order_id,
+                state=str(state),
+                error=str(exc),
+                advice="the verdict is held in memory and journaled as soon as the disk allows",
+            )
+            record = self._hold(at_terminal, state, result, error, answered_at)
+        else:
+            if result is not None and self.acknowledge is not None:
+                self.acknowledge(order.order_id)
         log.info(
             "api.payment.finished",
             order_id=order.order_id,
@@ -235,8 +278,68 @@ class PaymentService:
             )
         return record
 
+    def held(self, order_id: str) -> TransactionRecord | None:
+        """A finished payment whose row the disk has not taken yet (what it will say)."""
+        held = self._held.get(order_id)
+        return held.record if held else None
+
+    def _hold(
+        self,
+        record: TransactionRecord,
+        state: TxState,
+        result: PaymentResult | None,
+        error: TxError | None,
+        answered_at: float | None,
+    ) -> TransactionRecord:
+        """Keep an outcome the journal refused; a task writes it once the disk allows."""
+        held = HeldOutcome(
+            record=dataclasses.replace(
+                record,
+                state=state,
+                result=result.to_dict() if result else None,
+                error_code=error.code if error else None,
+                error_message=error.message if error else None,
+                answered_at=answered_at,
+                finished_at=time.time(),
+            ),
+            result=result,
+            error=error,
+        )
+        self._held[record.order_id] = held
+        if self._held_writer is None or self._held_writer.done():
+            self._held_writer = asyncio.create_task(self._write_held(), name="held-outcomes")
+        return held.record
+
+    async def _write_held(self) -> None:
+        """Journal held outcomes as soon as the disk takes them: no row stays open."""
+        delay = HELD_RETRY_FIRST_S
+        while self._held:
+            await asyncio.sleep(delay)
+            for order_id, held in list(self._held.items()):
+                record = held.record
+                try:
+                    await asyncio.to_thread(
+                        self.journal.finish,
+                        order_id,
+                        record.state,
+                        held.result,
+                        held.error,
+                        answered_at=record.answered_at,
+                    )
+                except StorageUnavailable:
+                    delay = min(delay * 2, HELD_RETRY_MAX_S)
+                    break
+                del self._held[order_id]
+                delay = HELD_RETRY_FIRST_S
+                log.warning(
+                    "agent.journal.held_written", order_id=order_id, state=str(record.state)
+                )
+                if held.result is not None and self.acknowledge is not None:
+                    self.acknowledge(order_id)
+                self.notifier.kick()
+
     async def _notify(self, record: TransactionRecord) -> DeliveryStatus:
-        if record.state is TxState.FAILED:
+        if record.state is TxState.FAILED or record.order_id in self._held:
             return DeliveryStatus(sent=False, count=0)
         self.notifier.kick()
         try:

@@ -33,7 +33,7 @@ class Records:
 
     async def transaction(self, request: web.Request) -> web.Response:
         order_id = request.match_info["order_id"]
-        record = await asyncio.to_thread(self.journal.get, order_id)
+        record = self.service.held(order_id) or await asyncio.to_thread(self.journal.get, order_id)
         if record is None:
             raise ApiError(
                 404,
