@@ -661,3 +661,22 @@ async def test_line_settings_the_port_refuses_are_a_typed_fault(
         assert bytes(term.buf) == b""  # nothing reached the terminal
     finally:
         await drv.close()
+
+
+async def test_a_second_program_on_the_line_is_refused(
+    driver: ConcertV2Terminal, term: FakeTerminal
+) -> None:
+    """Two readers on one serial line each get half of every exchange; the port is
+    opened exclusively, so the second one is told instead."""
+    second = ConcertV2Terminal(str(term.link), **FAST)
+    try:
+        await second.start()
+        assert second.link_state is LinkState.DOWN
+        with pytest.raises(LinkDown, match="in use by another program"):
+            await second.pay(pay_req())
+    finally:
+        await second.close()
+    task = asyncio.create_task(driver.pay(pay_req(4321)))  # the first one still owns it
+    await term.take_request()
+    await term.send_answer(answer("0", 4321))
+    assert (await asyncio.wait_for(task, WAIT)).amount == 4321
