@@ -29,3 +29,8 @@ def supervisord_socket(data_dir: Path) -> Path:
 def simulator_tty(data_dir: Path) -> Path:
     """A symlink the built-in simulator keeps pointing at its current pty."""
     return run_dir(data_dir) / "simulator.tty"
+
+
+def tp_manager_results(data_dir: Path) -> Path:
+    """tp-manager's result store: verdicts the agent has not acknowledged yet."""
+    return data_dir / "tp-manager-results.sqlite3"

@@ -1,4 +1,9 @@
-"""What every command handler can reach: the terminal, the event publisher, settings."""
+"""What every command handler can reach: the terminals, the result store, the publisher.
+
+Whether a payment is in flight is each driver's own ``busy`` (one owner): a
+payment on an order's own terminal does not block the configured one, and
+``shutdown`` / ``cancel`` ask every driver.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +12,65 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
+from common import messages
+from common.commands import errors as codes
+from tp_manager.commands import CommandError
+from tp_manager.result_store import DEFAULT_TERMINAL, ResultStore
 from tp_manager.terminal.base import Terminal
-from tp_manager.terminal.model import TerminalTarget
+from tp_manager.terminal.factory import TargetTerminals
+from tp_manager.terminal.model import PaymentResult, TerminalTarget
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
 class ServerContext:
     terminal: Terminal
     publish: Callable[[str, dict[str, Any]], None]
+    results: ResultStore
     serial_number: str = ""
     device: str = ""  # serial port path or host:port, for `info`
     transaction_timeout_s: float = 120.0
     # Terminals reachable by orders that name their own (Concert V3 host:port).
-    terminal_factory: Callable[[TerminalTarget], Terminal] | None = None
+    terminal_factory: TargetTerminals | None = None
     shutdown_requested: asyncio.Event = field(default_factory=asyncio.Event)
-    # Set while a pay runs, so SIGTERM can wait for it.
-    payment_in_flight: asyncio.Event = field(default_factory=asyncio.Event)
-    # The terminal of the payment in flight (an order may name its own): what cancel stops.
-    active_terminal: Terminal | None = None
-    # The last payment given up with its outcome unknown: a late answer belongs to it.
-    unanswered_order_id: str | None = None
+
+    def terminal_for(self, target: TerminalTarget | None) -> tuple[str, Terminal]:
+        """The driver an order runs on and its key in the result store."""
+        if target is None:
+            return DEFAULT_TERMINAL, self.terminal
+        if self.terminal_factory is None:
+            raise CommandError(
+                codes.INVALID_PROPERTIES, "this connector cannot reach other terminals"
+            )
+        terminal = self.terminal_factory(target)
+        return (DEFAULT_TERMINAL if terminal is self.terminal else target.address), terminal
+
+    def terminals(self) -> list[Terminal]:
+        if self.terminal_factory is None:
+            return [self.terminal]
+        return self.terminal_factory.all()
+
+    def busy_terminals(self) -> list[Terminal]:
+        return [t for t in self.terminals() if t.busy]
+
+    def late_answer(self, terminal_key: str, result: PaymentResult) -> None:
+        """A terminal's answer to a payment already given up: store it under its order."""
+        order_id = self.results.late_answer(terminal_key, result)
+        log.error(
+            "tp_manager.transaction.late_answer",
+            order_id=order_id,
+            terminal=terminal_key,
+            status=str(result.status),
+            amount=result.amount,
+            masked_pan=result.masked_pan,
+            advice=(
+                "kept for the agent, which reconciles the order"
+                if order_id
+                else "no payment awaits it: reconcile by hand (amount, time)"
+            ),
+        )
+        if order_id is not None:
+            self.publish(messages.EVENT_RESULT_PENDING, {"order_id": order_id})

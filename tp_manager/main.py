@@ -21,6 +21,7 @@ from common import messages
 from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.logging import configure_logging, secrets_of
 from tp_manager.context import ServerContext
+from tp_manager.result_store import DEFAULT_TERMINAL, ResultStore
 from tp_manager.server import ControlServer
 from tp_manager.terminal.factory import TargetTerminals, build_terminal, describe_device
 from tp_manager.terminal.model import LinkState, PaymentResult
@@ -28,6 +29,19 @@ from tp_manager.terminal.model import LinkState, PaymentResult
 log = structlog.get_logger(__name__)
 
 DRAIN_MARGIN_S = 5.0  # beyond the transaction timeout, for the reply to go out
+IDLE_POLL_S = 0.1  # while a cancelled Concert V2 exchange runs to its end at a stop
+
+
+async def _until_idle(ctx: ServerContext, timeout_s: float) -> bool:
+    """Wait for the terminals to end their exchanges (a cancelled Concert V2 payment runs
+    on to the terminal's answer, which the result store must get); False on timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while ctx.busy_terminals():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(IDLE_POLL_S)
+    return True
 
 
 async def serve(config: ConnectorConfig) -> int:
@@ -40,26 +54,15 @@ async def serve(config: ConnectorConfig) -> int:
             server.publish(event, {"link": str(state), "detail": detail})
 
     def on_late_answer(result: PaymentResult) -> None:
-        """The real outcome of a payment already reported ``unknown``: a person reconciles."""
-        order_id = ctx.unanswered_order_id
-        log.error(
-            "tp_manager.transaction.late_answer",
-            order_id=order_id,
-            status=str(result.status),
-            amount=result.amount,
-            masked_pan=result.masked_pan,
-            advice="the order was reported unknown; this is the terminal's real verdict",
-        )
-        if server is not None:
-            server.publish(
-                messages.EVENT_RESULT_PENDING, {"order_id": order_id, **result.to_dict()}
-            )
+        """Only the configured terminal (Concert V2) answers late."""
+        ctx.late_answer(DEFAULT_TERMINAL, result)
 
     terminal = build_terminal(config, on_link_state, on_late_answer)
     targets = TargetTerminals(config, terminal)
     ctx = ServerContext(
         terminal=terminal,
         publish=lambda name, data: None,
+        results=ResultStore.in_data_dir(config.data_dir),
         serial_number=config.serial_number or "",
         device=describe_device(config),
         transaction_timeout_s=config.transaction_timeout,
@@ -84,10 +87,13 @@ async def serve(config: ConnectorConfig) -> int:
         w.cancel()
     ctx.shutdown_requested.set()
 
-    in_flight = ctx.payment_in_flight.is_set()
+    in_flight = bool(ctx.busy_terminals())
     if in_flight:
         log.warning("tp_manager.stopping.waiting_for_payment", timeout_s=config.transaction_timeout)
-    drained = await server.drain(config.transaction_timeout + DRAIN_MARGIN_S)
+    budget_s = config.transaction_timeout + DRAIN_MARGIN_S
+    started = loop.time()
+    drained = await server.drain(budget_s)
+    drained = await _until_idle(ctx, budget_s - (loop.time() - started)) and drained
     if not drained:
         log.error("tp_manager.stopping.drain_timeout")
     await server.close()
@@ -95,6 +101,7 @@ async def serve(config: ConnectorConfig) -> int:
     await asyncio.to_thread(zctx.term)
     for each in targets.all():
         await each.close()
+    ctx.results.close()
     log.info("tp_manager.stopped", waited_for_payment=in_flight)
     return 0
 

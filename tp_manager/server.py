@@ -2,7 +2,9 @@
 
 Each request runs in its own task so that a long ``pay`` does not block
 ``check`` or ``cancel``, and so a second ``pay`` can be refused with
-TERMINAL_BUSY at once.
+TERMINAL_BUSY at once.  A payment verdict whose reply cannot be delivered (the
+agent went away) stays in the result store, and ``transaction.result_pending``
+hints the agent to collect it when it is back.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import zmq.asyncio
 
 from common import commands, messages
 from common.commands import errors as codes
+from common.commands import pay as pay_contract
 from common.messages import Event, Reply, Request
 from tp_manager.commands import CommandError, Handler, load_handlers
 from tp_manager.context import ServerContext
@@ -150,6 +153,10 @@ class ControlServer:
                 command=request.command, **({"order_id": order_id} if order_id else {})
             ):
                 reply = await self._run(handler, request)
+                delivered = await self._reply(identity, reply)
+                if not delivered and reply.ok and request.command == pay_contract.NAME:
+                    self.publish(messages.EVENT_RESULT_PENDING, {"order_id": order_id})
+            return
         await self._reply(identity, reply)
 
     async def _run(self, handler: Handler, request: Request) -> Reply:
@@ -164,12 +171,15 @@ class ControlServer:
             log.exception("tp_manager.command.crashed")
             return Reply.failure(request.id, codes.INTERNAL_ERROR, type(exc).__name__)
 
-    async def _reply(self, identity: bytes, reply: Reply) -> None:
+    async def _reply(self, identity: bytes, reply: Reply) -> bool:
+        """Whether the reply left; False when the agent went away."""
         if self._router is None:
-            return
+            return False
         try:
             await self._router.send_multipart([identity, b"", reply.encode()])
         except zmq.ZMQError as exc:  # the client went away (EHOSTUNREACH with ROUTER_MANDATORY)
             log.warning(
                 "tp_manager.control.reply_undeliverable", request_id=reply.id, error=str(exc)
             )
+            return False
+        return True

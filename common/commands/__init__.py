@@ -21,6 +21,8 @@ COMMANDS: Final = (
     "reset",
     "telecollect",
     "shutdown",
+    "results",
+    "ack",
 )
 
 

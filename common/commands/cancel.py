@@ -1,5 +1,7 @@
 """``cancel``: stop waiting for the payment in flight.
 
+Request: optionally the order's own terminal (``target``); without it, every
+payment in flight is cancelled and the reply names the first one cancelled.
 Reply: whether a payment was in flight, its order id, and whether the terminal
 may still complete it.  Concert V2 has no abort message: the terminal finishes
 the customer's transaction on its own, so the connector only stops waiting, keeps
@@ -12,8 +14,16 @@ from dataclasses import dataclass
 from typing import Final
 
 from common.commands.wire import WireModel
+from common.payment import TerminalTarget
 
 NAME: Final = "cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequest(WireModel):
+    """No target: every payment in flight (each terminal that is busy) is cancelled."""
+
+    target: TerminalTarget | None = None
 
 
 @dataclass(frozen=True, slots=True)

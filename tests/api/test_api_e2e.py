@@ -35,6 +35,7 @@ from tests.api.conftest import Api, own_journal, settings
 from tests.api.test_api_payment import DESKTOP_FIELDS, KIOSK_FIELDS
 from tp_manager.concert_v2.terminal import ConcertV2Terminal
 from tp_manager.context import ServerContext
+from tp_manager.result_store import ResultStore
 from tp_manager.server import ControlServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +86,11 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[Api, Api]]:
     """(desktop api, kiosk api) on one real tp-manager control server and simulator."""
     async with simulator_process() as pty_path:
         terminal = ConcertV2Terminal(pty_path, **FAST_V2)  # type: ignore[arg-type]
-        ctx = ServerContext(terminal=terminal, publish=lambda name, data: None)
+        ctx = ServerContext(
+            terminal=terminal,
+            publish=lambda name, data: None,
+            results=ResultStore.in_data_dir(tmp_path),
+        )
         zctx = zmq.asyncio.Context()
         control = f"ipc://{tmp_path}/control.sock"
         server = ControlServer(ctx, control, f"ipc://{tmp_path}/events.sock", zctx)
@@ -130,6 +135,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[Api, Api]]:
             await client.close()
             await server.close()
             await terminal.close()
+            ctx.results.close()
             zctx.term()
 
 

@@ -23,9 +23,9 @@ from tp_manager.concert_v2.link import (
     Note,
     Probe,
     Probed,
+    Released,
     Send,
     StartTimer,
-    StopTimer,
 )
 from tp_manager.terminal.errors import (
     BadChecksum,
@@ -320,16 +320,38 @@ def test_lost_ack_repeated_enq_and_frame() -> None:
     assert outcome(ex.receive_data(EOT)) == Completed(ANSWER_TEXT)
 
 
-def test_cancel_while_waiting_for_answer() -> None:
+def test_cancel_while_waiting_for_answer_releases_and_runs_on() -> None:
     ex = Exchange(REQUEST, T)
     run_to_request_acked(ex)
     out = ex.cancel()
     assert sent(out) == b""  # nothing to say: Concert V2 has no cancel message
-    assert StopTimer() in out
-    end = outcome(out)
-    assert isinstance(end, Failed) and isinstance(end.error, Cancelled)
-    assert end.error.money_may_have_moved
+    assert len(out) == 1 and isinstance(out[0], Released)
+    assert isinstance(out[0].error, Cancelled) and out[0].error.money_may_have_moved
+    assert ex.released and not ex.finished  # the terminal still has the customer
     assert ex.cancel() == []
+    # its answer is still read to the end
+    assert sent(ex.receive_data(ENQ)) == ACK
+    assert sent(ex.receive_data(ANSWER)) == ACK
+    assert outcome(ex.receive_data(EOT)) == Completed(ANSWER_TEXT)
+
+
+def test_cancel_while_waiting_for_answer_ends_at_the_transaction_timeout() -> None:
+    ex = Exchange(REQUEST, T)
+    run_to_request_acked(ex)
+    ex.cancel()
+    end = outcome(ex.timeout(Timer.TRANSACTION))
+    assert isinstance(end, Failed) and isinstance(end.error, TransactionTimeout)
+
+
+def test_cancel_after_the_request_left_stops_resending_it() -> None:
+    ex = Exchange(REQUEST, T)
+    ex.start()
+    ex.receive_data(ACK)  # ENQ acknowledged: the request frame is out
+    out = ex.cancel()
+    assert isinstance(out[0], Released) and out[0].error.money_may_have_moved
+    out = ex.receive_data(NAK)  # the terminal did not take it: no resend, line handed back
+    assert sent(out) == EOT
+    assert isinstance(outcome(out), Failed)
 
 
 def test_cancel_before_request_sent_hands_line_back() -> None:

@@ -28,6 +28,7 @@ from tp_manager.concert_v2.link import (
     FrameReceiver,
     LinkTimeouts,
     Listener,
+    Released,
 )
 from tp_manager.terminal.errors import ProtocolError, TerminalError
 from tp_manager.terminal.model import PaymentRequest, PaymentStatus, TransactionType
@@ -170,7 +171,7 @@ def test_exchange_never_raises_and_ends_once(
 ) -> None:
     timeouts = LinkTimeouts(enq_tries=2, nak_resend_tries=2, receive_nak_tries=2)
     ex = Exchange(encode_frame("X" * 34), timeouts)
-    ends = 0
+    ends = releases = 0
     effects = ex.start()
     for kind, arg in script:
         if kind == "data":
@@ -180,10 +181,11 @@ def test_exchange_never_raises_and_ends_once(
         else:
             effects = ex.cancel() if not use_timers else []
         for e in effects:
-            if isinstance(e, Failed):
+            if isinstance(e, Failed | Released):
                 assert isinstance(e.error, TerminalError)
             ends += isinstance(e, Completed | Failed)
-    assert ends <= 1
+            releases += isinstance(e, Released)
+    assert ends <= 1 and releases <= 1
     # Whatever happened, the machine ends within a bounded number of deadlines.
     for _ in range(20):
         if ex.finished:

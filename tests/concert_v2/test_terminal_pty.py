@@ -421,7 +421,9 @@ async def test_busy_while_paying(driver: ConcertV2Terminal, term: FakeTerminal) 
     await term.quiet(0.05)  # no second transaction was started
 
 
-async def test_cancel_then_late_answer_is_read(tmp_path: Path, term: FakeTerminal) -> None:
+async def test_cancel_keeps_the_terminal_busy_until_its_late_answer(
+    tmp_path: Path, term: FakeTerminal
+) -> None:
     late: list[PaymentResult] = []
     got_late = asyncio.Event()
 
@@ -432,17 +434,24 @@ async def test_cancel_then_late_answer_is_read(tmp_path: Path, term: FakeTermina
     drv = ConcertV2Terminal(str(term.link), on_late_answer=on_late, **FAST)
     await drv.start()
     try:
-        assert await drv.cancel() is False  # nothing in flight
-        task = asyncio.create_task(drv.pay(pay_req(777, private="LATE1")))
+        assert not (await drv.cancel()).cancelled  # nothing in flight
+        task = asyncio.create_task(drv.pay(pay_req(777, private="LATE1", order_id="LATE-1")))
         await term.take_request()
-        assert await drv.cancel() is True
+        reply = await drv.cancel()
+        assert reply.cancelled and reply.order_id == "LATE-1"
+        assert reply.terminal_may_still_complete
         with pytest.raises(Cancelled) as info:
             await asyncio.wait_for(task, WAIT)
         assert info.value.money_may_have_moved
-        assert not drv.busy
+        # Concert V2 cannot abort: the terminal is still in its transaction
+        assert drv.busy
+        with pytest.raises(TerminalBusy, match="may still be completing order LATE-1"):
+            await drv.pay(pay_req())
+        await term.quiet(0.05)  # and no ENQ was sent into it
         await term.send_answer(answer("0", 777, private="LATE1"))
         await asyncio.wait_for(got_late.wait(), WAIT)
         assert late[0].amount == 777 and late[0].private == "LATE1" and late[0].accepted
+        assert not drv.busy
     finally:
         await drv.close()
 
@@ -652,3 +661,22 @@ async def test_line_settings_the_port_refuses_are_a_typed_fault(
         assert bytes(term.buf) == b""  # nothing reached the terminal
     finally:
         await drv.close()
+
+
+async def test_a_second_program_on_the_line_is_refused(
+    driver: ConcertV2Terminal, term: FakeTerminal
+) -> None:
+    """Two readers on one serial line each get half of every exchange; the port is
+    opened exclusively, so the second one is told instead."""
+    second = ConcertV2Terminal(str(term.link), **FAST)
+    try:
+        await second.start()
+        assert second.link_state is LinkState.DOWN
+        with pytest.raises(LinkDown, match="in use by another program"):
+            await second.pay(pay_req())
+    finally:
+        await second.close()
+    task = asyncio.create_task(driver.pay(pay_req(4321)))  # the first one still owns it
+    await term.take_request()
+    await term.send_answer(answer("0", 4321))
+    assert (await asyncio.wait_for(task, WAIT)).amount == 4321

@@ -16,6 +16,7 @@ from common.config import ConnectorConfig, load_config
 from common.payment import TerminalTarget
 from supervisor_agent.client import CommandFailed, TerminalClient
 from tp_manager.context import ServerContext
+from tp_manager.result_store import ResultStore
 from tp_manager.server import ControlServer
 from tp_manager.terminal.errors import TerminalNotAllowed
 from tp_manager.terminal.factory import TargetTerminals, build_terminal, describe_device
@@ -65,8 +66,12 @@ async def test_tp_manager_refuses_a_target_not_allowed_and_pays_an_allowed_one(
     config = v3_config(tmp_path, port)
     terminal = build_terminal(config, lambda state, detail: None)
     targets = TargetTerminals(config, terminal)
-    ctx = ServerContext(terminal=terminal, publish=lambda name, data: None)
-    ctx.terminal_factory = targets
+    ctx = ServerContext(
+        terminal=terminal,
+        publish=lambda name, data: None,
+        results=ResultStore.in_data_dir(tmp_path),
+        terminal_factory=targets,
+    )
     zctx = zmq.asyncio.Context()
     control = f"ipc://{tmp_path}/control.sock"
     server = ControlServer(ctx, control, f"ipc://{tmp_path}/events.sock", zctx)
@@ -95,4 +100,5 @@ async def test_tp_manager_refuses_a_target_not_allowed_and_pays_an_allowed_one(
         await server.close()
         for each in targets.all():
             await each.close()
+        ctx.results.close()
         zctx.term()

@@ -217,7 +217,7 @@ async def test_check_probes_and_start_sets_link_state(start_simulator: StartSimu
 async def test_busy_then_cancel(start_simulator: StartSimulator) -> None:
     port = await start_simulator()
     term = terminal(port, transaction_timeout=30.0)
-    first = asyncio.create_task(term.pay(eur(100_004)))  # never answers
+    first = asyncio.create_task(term.pay(eur(100_004, order_id="v3-order")))  # never answers
     try:
         for _ in range(100):  # until the request is on the wire (bounded: 1 s)
             if term.busy:
@@ -228,12 +228,14 @@ async def test_busy_then_cancel(start_simulator: StartSimulator) -> None:
             await term.pay(eur(100))
         status = await term.check()
         assert status.busy and status.responding is None
-        assert await term.cancel() is True
+        reply = await term.cancel()
+        assert reply.cancelled and reply.order_id == "v3-order"
+        assert reply.terminal_may_still_complete  # closing the connection aborts nothing
         with pytest.raises(Cancelled) as caught:
             await first
         assert caught.value.money_may_have_moved  # the request had reached the terminal
         assert not term.busy
-        assert await term.cancel() is False  # nothing in flight any more
+        assert not (await term.cancel()).cancelled  # nothing in flight any more
         result = await term.pay(eur(100))  # the terminal is usable again
         assert result.accepted
     finally:
@@ -447,7 +449,8 @@ async def test_cancel_while_connecting_means_nothing_was_sent() -> None:
         term = terminal(listener.getsockname()[1], connect_timeout=5.0)
         paying = asyncio.create_task(term.pay(eur(100)))
         await asyncio.sleep(0.1)
-        assert await term.cancel() is True
+        reply = await term.cancel()
+        assert reply.cancelled and not reply.terminal_may_still_complete
         with pytest.raises(Cancelled) as caught:
             await paying
         assert not caught.value.money_may_have_moved

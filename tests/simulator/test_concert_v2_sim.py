@@ -332,14 +332,16 @@ def test_split_answer_arrives_in_two_parts(start_sim: StartSim) -> None:
 
 def test_drop_link_closes_the_pty_and_announces_a_new_one(start_sim: StartSim) -> None:
     sim = start_sim("--scenario", "drop-link")
-    first_path = sim.pty_path
+    first_pty = os.path.realpath(sim.pty_path)
     line = sim.open_line()
     send_request(line, request_message(940))
     with pytest.raises(LineDropped):
         line.read(1, timeout=3)
     where = sim.read_ready(timeout=5)
     assert where.startswith("pty=")
-    assert sim.pty_path != first_path  # we still hold the old one open
+    # a new pty (we still hold the old one open); the announced path may be the same
+    # one, as a replugged device keeps its name, and now leads to the new pty
+    assert os.path.realpath(sim.pty_path) != first_pty
     new_line = sim.open_line()
     assert new_line.fd != line.fd
     # still drop-link for every amount below 1000.00: 1000.00 approves
@@ -533,3 +535,18 @@ def test_simulator_runtime_does_not_load_the_drivers() -> None:
     loaded = done.stdout.decode().split()
     assert "tp_manager.simulator.concert_v2" in loaded
     assert not [name for name in loaded if name.startswith(FORBIDDEN_PACKAGES)]
+
+
+def test_a_stopped_simulators_path_never_leads_to_the_next_one(start_sim: StartSim) -> None:
+    """The flaky refusal test's race: a register left reconnecting to a stopped simulator's
+    line opened the next simulator's pty (the kernel reuses a freed /dev/pts number at
+    once) and took half its bytes.  The announced path lives only with its simulator."""
+    first = start_sim()
+    old_path = first.pty_path
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    second = start_sim()
+    with pytest.raises(FileNotFoundError):
+        os.open(old_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    line = second.open_line()
+    send_request(line, request_message(999))
+    assert receive_answer(line).startswith("010")

@@ -1,8 +1,13 @@
 """``pay``: one transaction on the terminal, start to finish.
 
-Refuses at once with TERMINAL_BUSY when a payment is already in flight: a
-second payment must never queue behind the first (the customer in front of the
-terminal is the one of the first payment).
+Refuses at once with TERMINAL_BUSY when that terminal is busy: a second payment
+must never queue behind the first (the customer in front of the terminal is the
+one of the first payment).  Other terminals (an order's own target) may pay at
+the same time.
+
+The result store hears of the payment before the terminal is woken and of its
+outcome before the reply leaves, so a verdict the reply cannot carry is kept
+(tp_manager/result_store.py).
 """
 
 from __future__ import annotations
@@ -34,38 +39,31 @@ def parse_request(props: dict[str, Any]) -> PaymentRequest:
 
 async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
     request = parse_request(props)
-    terminal = ctx.terminal
-    target = request.target
-    if target:
-        if ctx.terminal_factory is None:
-            raise CommandError(
-                codes.INVALID_PROPERTIES, "this connector cannot reach other terminals"
-            )
-        terminal = ctx.terminal_factory(target)
-    if ctx.payment_in_flight.is_set() or terminal.busy:
-        raise TerminalBusy("a transaction is already in flight on the terminal")
+    order_id = request.order_id
+    assert order_id is not None  # from_properties requires it
+    terminal_key, terminal = ctx.terminal_for(request.target)
+    if terminal.busy:
+        raise TerminalBusy(terminal.busy_reason())
     if ctx.shutdown_requested.is_set():
         raise CommandError(codes.SHUTTING_DOWN, "tp-manager is stopping; try again shortly")
-    ctx.payment_in_flight.set()
-    ctx.active_terminal = terminal
-    order = {"order_id": request.order_id}
+    record = ctx.results.begin(order_id, terminal_key, request)
+    order = {"order_id": order_id}
     ctx.publish(messages.EVENT_TERMINAL_BUSY, order)
     ctx.publish(messages.EVENT_TRANSACTION_STARTED, {**order, "amount": request.amount})
     started = time.monotonic()
     outcome: dict[str, Any] = {**order}
     try:
         result = await terminal.pay(request)
+    except TerminalError as exc:
+        ctx.results.finish_error(record, exc.code, exc.money_may_have_moved)
+        outcome.update(status="error", error_code=exc.code)
+        raise
+    else:
+        ctx.results.finish_result(record, result)
         outcome.update(status=str(result.status), amount=result.amount)
         return result.to_dict()
-    except TerminalError as exc:
-        outcome.update(status="error", error_code=exc.code)
-        if exc.money_may_have_moved:
-            ctx.unanswered_order_id = request.order_id
-        raise
     finally:
         duration_ms = round((time.monotonic() - started) * 1000, 1)
         ctx.publish(messages.EVENT_TRANSACTION_FINISHED, {**outcome, "duration_ms": duration_ms})
         ctx.publish(messages.EVENT_TERMINAL_IDLE, order)
-        ctx.payment_in_flight.clear()
-        ctx.active_terminal = None
         log.info("tp_manager.transaction.finished", duration_ms=duration_ms, **outcome)

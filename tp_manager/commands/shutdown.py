@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.commands.shutdown import ShutdownReply
 from tp_manager.context import ServerContext
 
 
 async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
     ctx.shutdown_requested.set()
-    return {"stopping": True, "payment_in_flight": ctx.payment_in_flight.is_set()}
+    return ShutdownReply(stopping=True, payment_in_flight=bool(ctx.busy_terminals())).to_wire()

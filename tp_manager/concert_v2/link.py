@@ -10,7 +10,11 @@ effects it gets back, in order:
   calls ``machine.timeout(timer)`` (stale timers are ignored by the machine);
 * :class:`Note` -- something worth a log line (retries, discarded bytes);
 * :class:`Milestone` -- a point the I/O layer timestamps for ``Timings``;
-* :class:`Completed` / :class:`Failed` / :class:`Probed` -- the machine is done.
+* :class:`Completed` / :class:`Failed` / :class:`Probed` -- the machine is done;
+* :class:`Released` -- the register stops waiting (a cancel) but the machine runs
+  on: the terminal has the request and Concert V2 cannot abort it, so the
+  exchange goes to its natural end (the answer, or the transaction timeout) and
+  its :class:`Completed` / :class:`Failed` is then a late answer.
 
 Machines:
 
@@ -224,7 +228,12 @@ class Probed:
     responding: bool
 
 
-Effect = Send | StartTimer | StopTimer | Note | Milestone | Completed | Failed | Probed
+@dataclass(frozen=True, slots=True)
+class Released:
+    error: TerminalError  # what the register is told now; the machine is not finished
+
+
+Effect = Send | StartTimer | StopTimer | Note | Milestone | Completed | Failed | Probed | Released
 
 _ENQ = bytes([c.ENQ])
 _ACK = bytes([c.ACK])
@@ -435,7 +444,9 @@ class Exchange(_Session):
     :class:`Failed` carrying a typed error: TerminalNotResponding (no ACK to
     ENQ), RequestRejected (NAK after every resend), TransactionTimeout,
     BadChecksum / MalformedMessage / ProtocolError (answer unusable after every
-    NAK), LinkLost, Cancelled.
+    NAK), LinkLost, Cancelled (before the request left).  A cancel once the
+    request frame has left gives :class:`Released` instead, at most once, and
+    the machine runs on to one of those ends.
     """
 
     def __init__(self, frame: bytes, timeouts: LinkTimeouts | None = None) -> None:
@@ -446,6 +457,7 @@ class Exchange(_Session):
         self._enq_sent = 0
         self._resends = 0
         self._answer = AnswerReceiver(self._t, self._t.transaction)
+        self.released = False  # the register stopped waiting; the terminal may still answer
 
     def start(self) -> list[Effect]:
         self._enq_sent = 1
@@ -453,15 +465,27 @@ class Exchange(_Session):
         return self._track([Send(_ENQ, "enq"), timer])
 
     def cancel(self) -> list[Effect]:
-        """The register gives up waiting; the terminal is not told (Concert V2 cannot)."""
-        if self.finished:
+        """The register gives up waiting; the terminal is not told (Concert V2 cannot).
+
+        Before the request left (ENQ not ACKed) the line is handed back and nothing
+        was asked.  After, the terminal may have the request: the register is
+        released (money may have moved) and the exchange runs on, still holding
+        the line, so the terminal's answer is read, not collided with.
+        """
+        if self.finished or self.released:
             return []
-        out: list[Effect] = []
-        moved = self.phase is ExchangePhase.RECEIVE
-        if not moved:
-            out.append(Send(_EOT, "eot"))  # we hold the line: hand it back
-        error = _with_money_flag(Cancelled("cancelled by the register"), moved)
-        return self._finish(out, error)
+        if self.phase is ExchangePhase.SEND_ENQ:
+            error = _with_money_flag(Cancelled("cancelled by the register"), False)
+            return self._finish([Send(_EOT, "eot")], error)
+        self.released = True
+        error = _with_money_flag(
+            Cancelled(
+                "cancelled by the register after the request left; Concert V2 cannot abort: "
+                "the terminal may still complete the payment"
+            ),
+            True,
+        )
+        return [Released(error)]
 
     def link_lost(self, reason: str) -> list[Effect]:
         if self.finished:
@@ -529,7 +553,7 @@ class Exchange(_Session):
         ]
 
     def _resend_frame(self, why: str) -> list[Effect]:
-        if self._resends >= self._t.nak_resend_tries:
+        if self._resends >= self._t.nak_resend_tries or self.released:
             if why == "nak":
                 error: TerminalError = RequestRejected(
                     f"terminal NAKed the request {self._resends + 1} times"

@@ -5,13 +5,15 @@ backoff when the device goes away), and runs one payment at a time through the
 sans-I/O machines of ``link.py``; this module only moves bytes and runs timers.
 
 Cancel: Concert V2 has no documented message to cancel a transaction once the
-terminal has ACKed the request; the customer cancels on the terminal itself.
+terminal has the request; the customer cancels on the terminal itself.
 ``cancel()`` therefore only stops *waiting*: the pending ``pay`` raises
-:class:`Cancelled` (money may have moved once the request was accepted), and if
-the terminal later sends its answer anyway, the driver still ACKs and reads it
-(so the terminal is not left retrying), logs ``concert_v2.late_answer`` and hands
-the result to ``on_late_answer`` for reconciliation.  The same applies to an
-answer that arrives after a :class:`TransactionTimeout`.
+:class:`Cancelled` (money may have moved once the request left), but the
+exchange runs on to its natural end -- the answer, or the transaction timeout --
+and the driver stays ``busy`` meanwhile, so the next ``pay`` is refused at once
+(TERMINAL_BUSY) instead of ENQ-ing into a terminal still in its transaction.
+That answer, like one that arrives after a :class:`TransactionTimeout` (read by
+the idle Listener), is logged ``concert_v2.late_answer`` and handed to
+``on_late_answer``, which stores it against its order.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable
 
 import structlog
 
+from common.commands.cancel import CancelReply
 from tp_manager.concert_v2 import constants as c
 from tp_manager.concert_v2.codec import (
     DEFAULT_PAYMENT_MODE,
@@ -44,6 +47,7 @@ from tp_manager.concert_v2.link import (
     Note,
     Probe,
     Probed,
+    Released,
     Send,
     StartTimer,
     StopTimer,
@@ -55,6 +59,7 @@ from tp_manager.terminal.errors import (
     LinkDown,
     LinkLost,
     MalformedMessage,
+    ProtocolError,
     TerminalBusy,
     TerminalError,
 )
@@ -134,8 +139,9 @@ class ConcertV2Terminal:
         self._exchange_future: asyncio.Future[str] | None = None
         self._probe_future: asyncio.Future[bool] | None = None
         self._marks: dict[str, float] = {}
-        self._busy = False
-        self._orphan_type = TransactionType.DEBIT
+        self._busy = False  # a pay() call is running
+        self._orphan_type = TransactionType.DEBIT  # of the last exchange, to read a late answer
+        self._order_id: str | None = None  # of the last exchange
 
     # --- Terminal protocol ---------------------------------------------------
 
@@ -145,7 +151,23 @@ class ConcertV2Terminal:
 
     @property
     def busy(self) -> bool:
-        return self._busy
+        """A pay is running, a cancelled exchange is still running, or the terminal is talking."""
+        return (
+            self._busy
+            or isinstance(self._session, Exchange)
+            or (isinstance(self._session, Listener) and self._session.in_session)
+        )
+
+    def busy_reason(self) -> str:
+        session = self._session
+        if isinstance(session, Exchange) and session.released:
+            return (
+                f"the terminal may still be completing order {self._order_id} "
+                "(Concert V2 cannot abort it): its answer is awaited"
+            )
+        if isinstance(session, Listener) and session.in_session:
+            return "the terminal is sending a message; try again in a moment"
+        return f"a transaction is already in flight on this terminal (order {self._order_id})"
 
     async def start(self) -> None:
         """Open the port; return once the first attempt is over, up or not.
@@ -172,10 +194,8 @@ class ConcertV2Terminal:
 
     async def pay(self, request: PaymentRequest) -> PaymentResult:
         message = encode_request(request, self.payment_mode)  # typed errors before any byte
-        if self._busy:
-            raise TerminalBusy("a transaction is already in flight on this terminal")
-        if isinstance(self._session, Listener) and self._session.in_session:
-            raise TerminalBusy("the terminal is sending a message; try again in a moment")
+        if self.busy:
+            raise TerminalBusy(self.busy_reason())
         self._busy = True
         try:
             if self._probe_future is not None:  # a check() probe holds the line briefly
@@ -185,16 +205,23 @@ class ConcertV2Terminal:
         finally:
             self._busy = False
 
-    async def cancel(self) -> bool:
+    async def cancel(self) -> CancelReply:
+        """Stop waiting; ``terminal_may_still_complete`` while the exchange runs on."""
         session = self._session
-        if isinstance(session, Exchange) and not session.finished:
+        if not isinstance(session, Exchange):
+            return CancelReply(cancelled=False)
+        cancelled = not session.released
+        if cancelled:
             log.info("concert_v2.pay.cancel_requested", phase=session.phase.value)
             self._apply(session, session.cancel())
-            return True
-        return False
+        return CancelReply(
+            cancelled=cancelled,
+            order_id=self._order_id,
+            terminal_may_still_complete=session.released and not session.finished,
+        )
 
     async def check(self) -> TerminalStatus:
-        if self._busy or (isinstance(self._session, Listener) and self._session.in_session):
+        if self.busy:
             return self._status(busy=True, responding=None)
         if self._state is not LinkState.UP or self._transport is None:
             return self._status(busy=False, responding=None)
@@ -224,6 +251,7 @@ class ConcertV2Terminal:
         fut: asyncio.Future[str] = loop.create_future()
         self._exchange_future = fut
         self._orphan_type = request.transaction_type
+        self._order_id = request.order_id
         self._marks = {"start": time.monotonic()}
         self._session = exchange
         log.info(
@@ -237,9 +265,10 @@ class ConcertV2Terminal:
             self._apply(exchange, exchange.start())
             answer_message = await fut
         except asyncio.CancelledError:
-            # The caller's task was cancelled: stop the exchange as a cancel would.
-            if not exchange.finished:
-                self._apply(exchange, exchange.cancel())
+            # The caller's task was cancelled: stop waiting as a cancel would.
+            self._apply(exchange, exchange.cancel())
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # retrieved: nobody awaits it any more
             raise
         except TerminalError as err:
             log.warning(
@@ -252,7 +281,7 @@ class ConcertV2Terminal:
             raise
         finally:
             self._exchange_future = None
-            if self._session is exchange:
+            if self._session is exchange and exchange.finished:
                 self._listen()
         end = time.monotonic()
         try:
@@ -315,6 +344,10 @@ class ConcertV2Terminal:
                 log.info(effect.event, **dict(effect.fields))
             elif isinstance(effect, Milestone):
                 self._marks[effect.name] = time.monotonic()
+            elif isinstance(effect, Released):
+                fut = self._exchange_future
+                if fut is not None and not fut.done():
+                    fut.set_exception(effect.error)
             elif isinstance(effect, Completed | Failed | Probed):
                 self._finished(session, effect)
 
@@ -339,6 +372,8 @@ class ConcertV2Terminal:
                     fut.set_result(effect.message)
                 elif isinstance(effect, Failed):
                     fut.set_exception(effect.error)
+            elif session.released:
+                self._late_answer(effect)
         elif isinstance(session, Probe):
             pfut = self._probe_future
             if pfut is not None and not pfut.done():
@@ -352,7 +387,14 @@ class ConcertV2Terminal:
 
     def _late_answer(self, effect: Completed | Failed | Probed) -> None:
         if isinstance(effect, Failed):
-            log.warning("concert_v2.late_answer.unreadable", code=effect.error.code)
+            if isinstance(effect.error, ProtocolError):
+                log.warning("concert_v2.late_answer.unreadable", code=effect.error.code)
+            else:  # a cancelled exchange ran out of time or lost the link
+                log.warning(
+                    "concert_v2.late_answer.missing",
+                    code=effect.error.code,
+                    order_id=self._order_id,
+                )
             return
         if not isinstance(effect, Completed):
             return

@@ -94,7 +94,7 @@ def map_open_error(exc: BaseException, port: str) -> TerminalError:
             f"serial port {port} rejected the line settings ({exc}): check baudRate, dataBits, "
             "parity and stopBits against the terminal's own settings"
         )
-    if code == errno.EBUSY:
+    if code in (errno.EBUSY, errno.EAGAIN):  # EAGAIN: another program holds its lock
         return LinkDown(f"serial port {port} is in use by another program")
     if code in _LOST_ERRNOS:
         return LinkDown(f"serial port {port} is not usable: {exc}")
@@ -116,7 +116,9 @@ def open_port(settings: SerialSettings) -> serial.Serial:
     """
     kwargs = settings.pyserial_kwargs()
     try:
-        return serial.Serial(settings.port, **kwargs)
+        # exclusive: flock(LOCK_EX), so a second program on the line fails loudly
+        # instead of reading half of each exchange.
+        return serial.Serial(settings.port, exclusive=True, **kwargs)
     except (OSError, serial.SerialException, termios.error) as exc:
         raise map_open_error(_errno_of(exc), settings.port) from exc
 

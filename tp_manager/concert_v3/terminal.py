@@ -21,6 +21,7 @@ from typing import Final
 
 import structlog
 
+from common.commands.cancel import CancelReply
 from tp_manager.concert_v3 import messages, transport
 from tp_manager.concert_v3.messages import Contract
 from tp_manager.concert_v3.transport import ExchangeProgress, ExchangeTimeouts
@@ -112,6 +113,8 @@ class ConcertV3Terminal:
         self._link = LinkState.DISCONNECTED
         self._busy = False
         self._inflight: asyncio.Task[transport.Exchange] | None = None
+        self._progress = ExchangeProgress()
+        self._order_id: str | None = None
         self._cancel_requested = False
 
     @classmethod
@@ -158,6 +161,12 @@ class ConcertV3Terminal:
     def busy(self) -> bool:
         return self._busy
 
+    def busy_reason(self) -> str:
+        return (
+            f"terminal at {self._target} is already running a transaction (order "
+            f"{self._order_id}); wait for its result or cancel it"
+        )
+
     async def start(self) -> None:
         """Nothing stays open between transactions; a probe sets the first link state."""
         await self.check()
@@ -168,11 +177,9 @@ class ConcertV3Terminal:
 
     async def pay(self, request: PaymentRequest) -> PaymentResult:
         if self._busy:
-            raise TerminalBusy(
-                f"terminal at {self._target} is already running a transaction; "
-                "wait for its result or cancel it"
-            )
+            raise TerminalBusy(self.busy_reason())
         self._busy = True
+        self._order_id = request.order_id
         self._cancel_requested = False
         try:
             return await self._pay(request)
@@ -197,7 +204,7 @@ class ConcertV3Terminal:
             transaction_type=str(request.transaction_type),
             order_id=request.order_id,
         )
-        progress = ExchangeProgress()
+        progress = self._progress = ExchangeProgress()
         echo_tags = [tag for tag, _ in sent]
         task = asyncio.create_task(
             transport.exchange(s.host, s.port, payload, echo_tags, s.timeouts(), progress)
@@ -255,16 +262,25 @@ class ConcertV3Terminal:
         )
         return err
 
-    async def cancel(self) -> bool:
-        """Close the connection in flight; the pending :meth:`pay` raises :class:`Cancelled`."""
+    async def cancel(self) -> CancelReply:
+        """Close the connection in flight; the pending :meth:`pay` raises :class:`Cancelled`.
+
+        Closing is not an abort: Concert V3 has no abort message, so once the request
+        was sent the terminal may still complete the payment, and no answer can come
+        back on a closed connection (the order stays ``unknown`` until checked).
+        """
         task = self._inflight
         if task is None or task.done():
-            return False
+            return CancelReply(cancelled=False)
         self._cancel_requested = True
         if not task.cancel():
-            return False
+            return CancelReply(cancelled=False)
         await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
-        return task.done()
+        return CancelReply(
+            cancelled=task.done(),
+            order_id=self._order_id,
+            terminal_may_still_complete=self._progress.request_sent,
+        )
 
     async def check(self) -> TerminalStatus:
         """Probe with a TCP connect + close when idle; never while a transaction runs."""

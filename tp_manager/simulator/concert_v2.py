@@ -294,7 +294,7 @@ async def run_v2_simulator(
 ) -> None:
     """Serve until cancelled; after a drop, reopen the line and announce it again.
 
-    ``open_link`` returns the link and what the register should open (``pty=/dev/pts/7``).
+    ``open_link`` returns the link and what the register should open (``pty=/proc/<pid>/fd/<n>``).
     A first open that fails propagates (bad ``--device``); later ones are retried.
     """
     first = True

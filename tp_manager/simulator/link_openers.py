@@ -10,16 +10,23 @@ from tp_manager.simulator.byte_link import ByteLink, LineSettings
 
 
 def open_pty_link(settings: LineSettings, pace: bool) -> tuple[ByteLink, str]:
-    """A new pty pair; the register opens the returned slave path.
+    """A new pty pair; the register opens the returned path to the slave.
 
     The slave is put in raw mode (no echo, no line discipline, no CR/LF
     translation) so protocol bytes cross unchanged.  The simulator keeps its own
     slave descriptor open: the master then never sees EIO when a register closes
     and reopens the path between transactions.
+
+    The path is ``/proc/<pid>/fd/<slave>``, not ``/dev/pts/N``: it exists only
+    while this simulator holds the pty.  The kernel hands a freed pty number to
+    the next ``openpty`` at once, so a register still reconnecting to a dead
+    simulator's ``/dev/pts/N`` (its driver retries with backoff) would open the
+    *next* simulator's line and read half its bytes -- an ENQ ACKed by the
+    stranger, the answer frame landing in our driver while it waits for ENQ.
     """
     master, slave = os.openpty()
     tty.setraw(slave)
-    path = os.ttyname(slave)
+    path = f"/proc/{os.getpid()}/fd/{slave}"
 
     def close() -> None:
         for fd in (master, slave):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from common.commands.cancel import CancelReply
 from tp_manager.terminal.model import (
     LinkState,
     PaymentRequest,
@@ -27,7 +28,11 @@ class Terminal(Protocol):
     def link_state(self) -> LinkState: ...
 
     @property
-    def busy(self) -> bool: ...
+    def busy(self) -> bool:
+        """A transaction runs on this terminal: the one owner of "busy" in tp-manager."""
+
+    def busy_reason(self) -> str:
+        """What TERMINAL_BUSY says while ``busy``."""
 
     async def start(self) -> None:
         """Open the link (and keep it open, reconnecting with backoff)."""
@@ -38,8 +43,9 @@ class Terminal(Protocol):
     async def pay(self, request: PaymentRequest) -> PaymentResult:
         """Run one transaction to its end; raise a TerminalError subclass otherwise."""
 
-    async def cancel(self) -> bool:
-        """Abort the transaction in flight; True if one was in flight and is now stopped."""
+    async def cancel(self) -> CancelReply:
+        """Stop waiting for the transaction in flight, and say whether the terminal may
+        still complete it (neither Concert V2 nor V3 has an abort message)."""
 
     async def check(self) -> TerminalStatus:
         """Report link state, and probe the terminal when idle."""

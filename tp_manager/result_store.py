@@ -1,0 +1,255 @@
+"""tp-manager's result store: every payment's outcome on disk until the agent has it.
+
+The agent journals a payment from the ``pay`` reply.  When that reply cannot carry
+the terminal's verdict -- the answer came after the transaction timeout or a
+``cancel``, the agent was gone when the reply left, tp-manager was killed while
+the terminal was working -- the verdict would otherwise live only in a log line.
+So ``pay`` writes here before it wakes the terminal and again before it replies,
+and a late answer is written against the order it belongs to.  The agent collects
+pending verdicts with ``results`` and forgets them with ``ack``
+(:mod:`common.commands.results`, :mod:`common.commands.ack`).
+
+A record is in one :class:`RecordState`:
+
+* ``started``: the payment is with the terminal.  Found at start-up, it means
+  tp-manager died mid-payment: it becomes ``awaiting`` (a Concert V2 terminal
+  re-sends an answer nobody ACKed; the new driver's Listener reads it).
+* ``awaiting``: the payment failed in a way that may have moved money (timeout,
+  cancel, link lost): a late answer from that terminal belongs to it.  It ends when
+  the answer comes (it becomes a ``verdict``, ``late``), when a later payment on the
+  same terminal reaches the terminal (no answer can come any more), or after
+  :data:`AWAITING_HORIZON_S`.
+* ``verdict``: the terminal's result, kept until the agent acks the order.
+
+Failures that moved no money are not kept: the agent's reply says so and nothing
+can arrive later.
+
+Durability: WAL with ``synchronous=FULL``.  ``NORMAL`` would be safe for the truth
+(the agent's journal fsyncs ``at_terminal`` before the pay leaves, so losing a
+record here on a power cut leaves the order ``unknown``, never wrong), but a late
+answer is ACKed to the terminal, which will not send it again: this file is its
+only copy, and one fsync per write costs nothing at the pace of card payments.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Final
+
+import structlog
+
+from common import paths
+from common.commands import errors as codes
+from common.commands import pay as pay_contract
+from common.commands.results import PendingResult
+from common.payment import PaymentRequest, PaymentResult
+
+log = structlog.get_logger(__name__)
+
+# A late answer is matched to a payment given up at most this long ago; Concert V2
+# terminals re-send for minutes at most, so a day only bounds the table.
+AWAITING_HORIZON_S: Final = 24 * 3600.0
+# The terminal key of the configured terminal; an order's own target is its address.
+DEFAULT_TERMINAL: Final = "default"
+BUSY_TIMEOUT_MS: Final = 5000
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS payments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    order_id TEXT NOT NULL,
+    terminal TEXT NOT NULL,
+    request TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    error_code TEXT,
+    result TEXT,
+    answered_at REAL,
+    late INTEGER NOT NULL DEFAULT 0
+)
+"""
+
+
+class RecordState(enum.StrEnum):
+    STARTED = "started"
+    AWAITING = "awaiting"
+    VERDICT = "verdict"
+
+
+class ResultStore:
+    """``<data_dir>/tp-manager-results.sqlite3``; each call is short and synchronous."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        horizon_s: float = AWAITING_HORIZON_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self._horizon_s = horizon_s
+        self._clock = clock
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(
+            str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = FULL")
+        self._conn.execute(_SCHEMA)
+        self._recover()
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> ResultStore:
+        return cls(paths.tp_manager_results(data_dir))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # --- a payment's life ------------------------------------------------------
+
+    def begin(self, order_id: str, terminal: str, request: PaymentRequest) -> int:
+        """Before the terminal is woken; the record's id, for ``finish_*``.
+
+        An order id is not unique here: a peer that pays an order again gets a
+        second record, and ``results`` shows every verdict it has not acked.
+        """
+        with self._conn:
+            cursor = self._conn.execute(
+                "INSERT INTO payments (order_id, terminal, request, started_at, state)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    order_id,
+                    terminal,
+                    json.dumps(pay_contract.to_properties(request)),
+                    self._clock(),
+                    RecordState.STARTED,
+                ),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def finish_result(self, record: int, result: PaymentResult) -> None:
+        """The terminal answered in time: a verdict, until the agent acks it."""
+        with self._conn:
+            self._set_verdict(record, result, late=False)
+            self._close_earlier(record)
+
+    def finish_error(self, record: int, code: str, money_may_have_moved: bool) -> None:
+        """Kept as ``awaiting`` if money may have moved; forgotten otherwise."""
+        with self._conn:
+            if not money_may_have_moved:
+                self._conn.execute("DELETE FROM payments WHERE id = ?", (record,))
+                return
+            self._conn.execute(
+                "UPDATE payments SET state = ?, error_code = ? WHERE id = ?",
+                (RecordState.AWAITING, code, record),
+            )
+            self._close_earlier(record)
+
+    def late_answer(self, terminal: str, result: PaymentResult) -> str | None:
+        """The terminal's answer to a payment given up: the order it settles, if any.
+
+        It belongs to the newest ``awaiting`` payment of that terminal, if that
+        payment asked for the amount and currency the answer echoes.
+        """
+        with self._conn:
+            self._expire()
+            row = self._conn.execute(
+                "SELECT id, order_id, request FROM payments WHERE terminal = ? AND state = ?"
+                " ORDER BY started_at DESC, id DESC LIMIT 1",
+                (terminal, RecordState.AWAITING),
+            ).fetchone()
+            if row is None:
+                return None
+            record, order_id, request = int(row[0]), str(row[1]), json.loads(row[2])
+            if (request["amount"], request["currency_numeric"]) != (
+                result.amount,
+                result.currency_numeric,
+            ):
+                log.warning(
+                    "tp_manager.results.late_answer_mismatch",
+                    order_id=order_id,
+                    asked=request["amount"],
+                    answered=result.amount,
+                )
+                return None
+            self._set_verdict(record, result, late=True)
+        return order_id
+
+    # --- what the agent sees -----------------------------------------------------
+
+    def pending(self) -> list[PendingResult]:
+        rows = self._conn.execute(
+            "SELECT order_id, result, answered_at, late FROM payments WHERE state = ?"
+            " ORDER BY answered_at, id",
+            (RecordState.VERDICT,),
+        ).fetchall()
+        return [
+            PendingResult(
+                order_id=str(order_id),
+                result=PaymentResult.from_dict(json.loads(result)),
+                answered_at=float(answered_at),
+                late=bool(late),
+            )
+            for order_id, result, answered_at, late in rows
+        ]
+
+    def ack(self, order_ids: Iterable[str]) -> int:
+        """Forget these orders' verdicts; how many there were."""
+        ids = list(order_ids)
+        with self._conn:
+            cursor = self._conn.executemany(
+                "DELETE FROM payments WHERE order_id = ? AND state = ?",
+                [(order_id, RecordState.VERDICT) for order_id in ids],
+            )
+        return cursor.rowcount
+
+    def state_of(self, order_id: str) -> RecordState | None:
+        """The state of the order's newest record (None: nothing kept)."""
+        row = self._conn.execute(
+            "SELECT state FROM payments WHERE order_id = ? ORDER BY id DESC LIMIT 1", (order_id,)
+        ).fetchone()
+        return None if row is None else RecordState(row[0])
+
+    # --- inside ------------------------------------------------------------------
+
+    def _set_verdict(self, record: int, result: PaymentResult, *, late: bool) -> None:
+        self._conn.execute(
+            "UPDATE payments SET state = ?, result = ?, answered_at = ?, late = ? WHERE id = ?",
+            (RecordState.VERDICT, json.dumps(result.to_dict()), self._clock(), late, record),
+        )
+
+    def _close_earlier(self, record: int) -> None:
+        """This payment reached its terminal: that terminal owes no earlier one an answer."""
+        closed = self._conn.execute(
+            "DELETE FROM payments WHERE state = ? AND id < ?"
+            " AND terminal = (SELECT terminal FROM payments WHERE id = ?)"
+            " RETURNING order_id",
+            (RecordState.AWAITING, record, record),
+        ).fetchall()
+        if closed:
+            log.info("tp_manager.results.awaiting_closed", orders=[r[0] for r in closed])
+
+    def _expire(self) -> None:
+        expired = self._conn.execute(
+            "DELETE FROM payments WHERE state = ? AND started_at < ? RETURNING order_id",
+            (RecordState.AWAITING, self._clock() - self._horizon_s),
+        ).fetchall()
+        if expired:
+            log.warning("tp_manager.results.awaiting_expired", orders=[r[0] for r in expired])
+
+    def _recover(self) -> None:
+        with self._conn:
+            interrupted = self._conn.execute(
+                "UPDATE payments SET state = ?, error_code = ? WHERE state = ? RETURNING order_id",
+                (RecordState.AWAITING, codes.INTERRUPTED, RecordState.STARTED),
+            ).fetchall()
+            self._expire()
+        if interrupted:
+            log.warning(
+                "tp_manager.results.interrupted_payments", orders=[r[0] for r in interrupted]
+            )
