@@ -108,13 +108,13 @@ class Stack:
             req.add_header("Authorization", f"Basic {token}")
         try:
             with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
+                status, raw = resp.status, resp.read() or b"null"
         except urllib.error.HTTPError as err:
-            raw = err.read()
-            try:
-                return err.code, json.loads(raw)
-            except json.JSONDecodeError:
-                return err.code, raw.decode(errors="replace")
+            status, raw = err.code, err.read()
+        try:
+            return status, json.loads(raw)
+        except json.JSONDecodeError:  # /metrics, or an error page
+            return status, raw.decode(errors="replace")
 
     def logs(self, name: str) -> str:
         """What a program wrote, stdout then stderr (the simulator logs on stderr)."""
