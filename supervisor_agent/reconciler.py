@@ -47,11 +47,12 @@ class Reconciler:
         self.poll_s = poll_s
         self._wake = asyncio.Event()
         self._to_ack: set[str] = set()
+        self._collect_wanted = True  # collect once at start: verdicts held while we were down
         self._task: asyncio.Task[None] | None = None
         self._unsupported_logged = False
 
     def start(self) -> None:
-        self._wake.set()  # collect once at start: verdicts held while the agent was down
+        self._wake.set()
         self._task = asyncio.create_task(self._run(), name="reconciler")
 
     async def stop(self) -> None:
@@ -63,6 +64,7 @@ class Reconciler:
 
     def hint(self) -> None:
         """Something may be pending (an event, a reconnect): collect soon."""
+        self._collect_wanted = True
         self._wake.set()
 
     def acknowledge(self, order_id: str) -> None:
@@ -72,12 +74,20 @@ class Reconciler:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            except TimeoutError:
+                self._collect_wanted = True  # the slow poll
             self._wake.clear()
             try:
-                await self._send_acks()
-                await self.collect()
+                await self._send_acks()  # a payment's own ack costs no ``results`` call
+                if self._collect_wanted:
+                    self._collect_wanted = False
+                    try:
+                        await self.collect()
+                    except Exception:
+                        self._collect_wanted = True  # try again on the next wake or poll
+                        raise
             except CommandFailed as exc:  # tp-manager away: the next hint or poll tries again
                 log.info("agent.reconcile.unavailable", code=exc.code)
             except Exception:  # never die of it: the verdicts wait in tp-manager's store
