@@ -68,7 +68,11 @@ _TABLE: list[ErrorCode] = [
         "cannot carry it.",
     ),
     ErrorCode(UNSUPPORTED_FIELD, 400, "A valid field of the seed this connector cannot honour."),
-    ErrorCode(INVALID_JSON, 400, "The body is not JSON, or not a JSON object."),
+    ErrorCode(
+        INVALID_JSON,
+        400,
+        "The body is not JSON, not a JSON object, or nested more than 32 levels deep.",
+    ),
     ErrorCode(UNAUTHORIZED, 401, "Missing or wrong HTTP Basic credentials."),
     ErrorCode(ORIGIN_NOT_ALLOWED, 403, "The browser Origin is not in cors_origins."),
     ErrorCode(
