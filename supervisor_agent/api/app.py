@@ -1,6 +1,7 @@
 """``create_app``: the supervisor agent's local HTTP API, wired.
 
-Middlewares, outermost first: CORS (answers preflights, refuses unknown
+Middlewares, outermost first: the head clock (server.py: a request exists, so
+the connection's header-read deadline stops), CORS (answers preflights, refuses unknown
 origins), errors (every failure becomes the JSON error shape, every request is
 logged once), Basic auth.  Payment routes speak the configured flavour
 (``api_flavour``: desktop or kiosk); the POS API route and the maintenance
@@ -28,6 +29,7 @@ from supervisor_agent.api.maintenance import Maintenance, StopTpManager
 from supervisor_agent.api.openapi import build_openapi
 from supervisor_agent.api.payment import PaymentService
 from supervisor_agent.api.records import Records
+from supervisor_agent.api.server import ApiSite, ServerLimits, head_received_middleware
 from supervisor_agent.api.settings import FLAVOURS, ApiSettings, api_settings
 from supervisor_agent.api.wire_json import json_response
 from supervisor_agent.client import TerminalClient
@@ -142,6 +144,7 @@ def create_app(
     service = PaymentService(client, settings, journal, notifier, acknowledge)
     app = web.Application(
         middlewares=[
+            head_received_middleware,
             cors_middleware(settings.cors_origins),
             error_middleware,
             basic_auth_middleware(settings.api_username, settings.api_password),
@@ -173,16 +176,21 @@ def create_app(
 
 
 async def start_server(
-    app: web.Application, host: str, port: int, shutdown_timeout_s: float = 60.0
+    app: web.Application,
+    host: str,
+    port: int,
+    shutdown_timeout_s: float = 60.0,
+    limits: ServerLimits | None = None,
 ) -> web.AppRunner:
     """Serve ``app`` on host:port (port 0: any free one); the caller cleans the runner up.
 
     ``runner.cleanup()`` waits up to ``shutdown_timeout_s`` for requests in flight: a
-    payment's answer must get out when the agent is stopped mid-payment.
+    payment's answer must get out when the agent is stopped mid-payment.  The
+    connections obey ``limits`` (server.py: head deadline, per-address cap).
     """
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout_s)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = ApiSite(runner, host, port, limits or ServerLimits())
     await site.start()
     log.info("api.listening", host=host, port=bound_port(runner))
     return runner

@@ -1,7 +1,8 @@
 """HTTP Basic auth on every route but the healthcheck, compared in constant time.
 
 A failure says only "missing" or "wrong" to the client and to the log: the
-log never holds the credentials tried.
+log never holds the credentials tried.  Repeated wrong credentials from one
+address for one username are answered 429 for a while (throttle.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from supervisor_agent.api import error_codes
 from supervisor_agent.api.errors import ApiError
+from supervisor_agent.api.throttle import AuthThrottle
 
 log = structlog.get_logger(__name__)
 
@@ -53,8 +55,21 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, error_codes.UNAUTHORIZED, message, headers=CHALLENGE)
 
 
-def basic_auth_middleware(username: str, password: str) -> Middleware:
+def _throttled(retry_after_s: int) -> ApiError:
+    return ApiError(
+        429,
+        error_codes.TOO_MANY_ATTEMPTS,
+        f"too many wrong credentials from this address; retry in {retry_after_s} s",
+        rule="auth_throttle",
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
+def basic_auth_middleware(
+    username: str, password: str, throttle: AuthThrottle | None = None
+) -> Middleware:
     expected = (username, password)
+    failures = throttle or AuthThrottle()
     if not (username and password):
         log.warning("api.auth.not_configured")
 
@@ -67,14 +82,21 @@ def basic_auth_middleware(username: str, password: str) -> Middleware:
             log.info("api.auth.rejected", reason="missing", path=request.path, peer=request.remote)
             raise _unauthorized("HTTP Basic credentials are required")
         given = parse_basic(header)
+        key = (request.remote or "", given[0] if given else None)
+        retry_after_s = failures.retry_after_s(key)
+        if retry_after_s is not None:  # refused before the password is even compared
+            raise _throttled(retry_after_s)
         if given is None:
+            failures.failed(key)
             log.info(
                 "api.auth.rejected", reason="malformed", path=request.path, peer=request.remote
             )
             raise _unauthorized("the Authorization header is not valid HTTP Basic")
         if not credentials_match(given, expected):
+            failures.failed(key)
             log.info("api.auth.rejected", reason="wrong", path=request.path, peer=request.remote)
             raise _unauthorized("wrong API credentials")
+        failures.succeeded(key)
         return await handler(request)
 
     return middleware

@@ -1,11 +1,15 @@
-"""Reading a request body: JSON only, 64 KiB at most, an object at the top.
+"""Reading a request body: JSON only, 64 KiB at most, 32 levels deep at most, an object.
 
 The size is enforced while reading (a chunked body has no Content-Length to
-trust), so an oversized body costs at most 64 KiB of memory.
+trust), so an oversized body costs at most 64 KiB of memory.  The nesting depth
+is checked on the text before it is parsed: the JSON parser recurses once per
+level and raises ``RecursionError`` near 1000, which would be a 500; no body of
+any seed is more than a few levels deep, so a deep one is refused by name.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +20,11 @@ from supervisor_agent.api.wire_json import JsonSyntaxError, loads
 
 MAX_BODY_BYTES = 64 * 1024
 READ_CHUNK_BYTES = 16 * 1024
+MAX_JSON_DEPTH = 32  # nested arrays/objects; the deepest seed body (a cart line) has 3
+
+# What the depth scan looks at: an escape (two characters, skipped whole, so an
+# escaped quote does not end a string), a quote, or a bracket.
+_STRUCTURE = re.compile(r'\\.|["\[\]{}]', re.DOTALL)
 
 
 def _is_json(content_type: str) -> bool:
@@ -61,6 +70,15 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         raise ApiError(
             400, error_codes.INVALID_JSON, "the body is empty", path="(body)", rule="json"
         )
+    depth = nesting_depth(text, MAX_JSON_DEPTH)
+    if depth > MAX_JSON_DEPTH:
+        raise ApiError(
+            400,
+            error_codes.INVALID_JSON,
+            f"the body nests arrays/objects more than {MAX_JSON_DEPTH} levels deep",
+            path="(body)",
+            rule="max_depth",
+        )
     try:
         data = loads(text)
     except JsonSyntaxError as exc:
@@ -80,6 +98,32 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
             rule="object",
         )
     return data
+
+
+def nesting_depth(text: str, limit: int) -> int:
+    """The deepest bracket nesting outside strings, counted up to ``limit + 1``.
+
+    A scan of the quotes, escapes and brackets only (a regular expression does
+    the skipping), cheap on 64 KiB; it trusts nothing about the text being JSON:
+    the parser that runs after it reports syntax errors.
+    """
+    depth = deepest = 0
+    in_string = False
+    for match in _STRUCTURE.finditer(text):
+        char = match.group()
+        if char == '"':
+            in_string = not in_string
+        elif in_string or len(char) > 1:
+            continue
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        else:
+            depth -= 1
+    return deepest
 
 
 def _too_large(declared: int | None) -> ApiError:

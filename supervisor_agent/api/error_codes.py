@@ -45,6 +45,9 @@ METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
 BODY_TOO_LARGE = "BODY_TOO_LARGE"
 UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
 INVALID_JSON = "INVALID_JSON"
+MALFORMED_HTTP = "MALFORMED_HTTP"
+TOO_MANY_ATTEMPTS = "TOO_MANY_ATTEMPTS"
+TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
 IN_PROGRESS = "IN_PROGRESS"
 ORDER_ID_REUSED = "ORDER_ID_REUSED"
 STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
@@ -68,7 +71,17 @@ _TABLE: list[ErrorCode] = [
         "cannot carry it.",
     ),
     ErrorCode(UNSUPPORTED_FIELD, 400, "A valid field of the seed this connector cannot honour."),
-    ErrorCode(INVALID_JSON, 400, "The body is not JSON, or not a JSON object."),
+    ErrorCode(
+        INVALID_JSON,
+        400,
+        "The body is not JSON, not a JSON object, or nested more than 32 levels deep.",
+    ),
+    ErrorCode(
+        MALFORMED_HTTP,
+        400,
+        "The bytes are not a valid HTTP/1.1 request, or its request line or a header is longer "
+        "than 8190 bytes.",
+    ),
     ErrorCode(UNAUTHORIZED, 401, "Missing or wrong HTTP Basic credentials."),
     ErrorCode(ORIGIN_NOT_ALLOWED, 403, "The browser Origin is not in cors_origins."),
     ErrorCode(
@@ -92,6 +105,16 @@ _TABLE: list[ErrorCode] = [
         "The journal cannot be written (disk full or failing); nothing was sent to the terminal.",
     ),
     ErrorCode(UNSUPPORTED_MEDIA_TYPE, 415, "The body is not application/json."),
+    ErrorCode(
+        TOO_MANY_ATTEMPTS,
+        429,
+        "Too many wrong credentials from this address for this user; wait Retry-After seconds.",
+    ),
+    ErrorCode(
+        TOO_MANY_CONNECTIONS,
+        503,
+        "This client address holds too many open connections; close some and retry.",
+    ),
     ErrorCode(
         INTERNAL_ERROR,
         500,

@@ -93,6 +93,13 @@ CustomData = Annotated[
     Field(description="Free key/values; only boolean, number and string values are accepted."),
 ]
 
+# common.money.to_decimal's text (digits, one dot or comma, blanks around), and not
+# zero: the server refuses zero (exclusive_minimum), so the document must too.
+_BLANKS = r"[ \t\r\n]*"
+MAJOR_AMOUNT_PATTERN = (
+    rf"^{_BLANKS}(?:[0-9]*[1-9][0-9]*(?:[.,][0-9]+)?|[0-9]+[.,][0-9]*[1-9][0-9]*){_BLANKS}$"
+)
+
 MajorAmount = Annotated[
     Any,
     BeforeValidator(_amount_type),
@@ -100,7 +107,7 @@ MajorAmount = Annotated[
         {
             "anyOf": [
                 {"type": "number", "exclusiveMinimum": 0},
-                {"type": "string", "pattern": r"^\s*[0-9]+([.,][0-9]+)?\s*$"},
+                {"type": "string", "pattern": MAJOR_AMOUNT_PATTERN},
             ],
             "description": "Major units: a number (9.99) or a string with a dot or a "
             'decimal comma ("10,23"); at most the currency\'s ISO 4217 decimals.',
@@ -158,10 +165,12 @@ Basket = Annotated[
             "anyOf": [
                 {"$ref": SCHEMA_REF.format(model="BasketItem")},
                 {"type": "array", "items": {"$ref": SCHEMA_REF.format(model="BasketItem")}},
+                {"type": "object", "maxProperties": 0},
                 {"type": "null"},
             ],
-            "description": "One item or an array of items. If malformed, or if its total does "
-            "not match the amount, the payment goes on with an empty basket and a warning.",
+            "description": "One item, an array of items, or {} (no basket). If malformed, or "
+            "if its total does not match the amount, the payment goes on with an empty basket "
+            "and a warning.",
         }
     ),
 ]

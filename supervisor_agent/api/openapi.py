@@ -63,7 +63,8 @@ _MODELS: list[type[BaseModel]] = [
 ]
 
 _ERRORS = {
-    400: "Invalid request: details name the field, the rule and the problem",
+    400: "Invalid request: details name the field, the rule and the problem; MALFORMED_HTTP "
+    "when the bytes are not HTTP/1.1 or a header is longer than 8190 bytes",
     401: "Missing or wrong HTTP Basic credentials",
     403: "Origin not in cors_origins, or terminal not allowed",
     404: "ORDER_NOT_FOUND: no such order in the journal",
@@ -71,15 +72,23 @@ _ERRORS = {
     " still at the terminal) or ORDER_ID_REUSED (same order_id, another payment)",
     413: "Body larger than 64 KiB",
     415: "Body is not application/json",
+    429: "TOO_MANY_ATTEMPTS: too many wrong credentials from this address for this user; "
+    "wait Retry-After seconds",
     500: "Connector bug",
     501: "NOT_SUPPORTED: Concert V2/V3 have no such message",
     502: "The terminal or tp-manager failed",
-    503: "tp-manager or the terminal link is unavailable",
+    503: "tp-manager or the terminal link is unavailable, or TOO_MANY_CONNECTIONS from this "
+    "client address (Retry-After)",
     504: "tp-manager did not answer in time",
 }
-PAYMENT_ERRORS = (400, 401, 403, 409, 413, 415, 500)
-MAINTENANCE_ERRORS = (401, 403, 500)
+# Any request can meet these, whatever its route: the HTTP parser, the connection cap.
+TRANSPORT_ERRORS = (400, 503)
+# ... and any authenticated one these.
+AUTHENTICATED_ERRORS = (*TRANSPORT_ERRORS, 401, 403, 429, 500)
+PAYMENT_ERRORS = (*AUTHENTICATED_ERRORS, 409, 413, 415)
+MAINTENANCE_ERRORS = AUTHENTICATED_ERRORS
 TERMINAL_ERRORS = (501, 502, 503, 504)
+LOOKUP_ERRORS = (*AUTHENTICATED_ERRORS, 404, 409)
 
 
 def ref(name: str) -> dict[str, str]:
@@ -101,7 +110,7 @@ def _errors(statuses: tuple[int, ...]) -> dict[str, Any]:
             "description": _ERRORS[status],
             "content": {JSON: {"schema": ref("ErrorResponse")}},
         }
-        for status in statuses
+        for status in sorted(set(statuses))
     }
 
 
@@ -203,7 +212,7 @@ def _journal_paths() -> dict[str, Any]:
         "Transaction: the journaled outcome of an order (never touches the terminal)",
         "transaction",
         {JSON: {"schema": {"oneOf": [_LOOKUP_ITEM, {"type": "array", "items": _LOOKUP_ITEM}]}}},
-        (401, 403, 404, 409, 500),
+        LOOKUP_ERRORS,
     )
     lookup["get"]["parameters"] = [
         {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -226,7 +235,7 @@ def _journal_paths() -> dict[str, Any]:
                 }
             }
         },
-        (400, 401, 403, 500),
+        AUTHENTICATED_ERRORS,
     )
     notifications["get"]["parameters"] = [
         {
@@ -241,7 +250,7 @@ def _journal_paths() -> dict[str, Any]:
         "Metrics: transactions by outcome, notifications by state, delivery latency",
         "metrics",
         {"text/plain": {"schema": {"type": "string"}}},
-        (401, 403, 500),
+        AUTHENTICATED_ERRORS,
     )
     return {
         "/transactions/{order_id}": lookup,
@@ -295,7 +304,8 @@ def build_openapi(flavour: Flavour) -> dict[str, Any]:
                                 }
                             }
                         },
-                    }
+                    },
+                    **_errors(TRANSPORT_ERRORS),
                 },
             }
         },
@@ -346,7 +356,7 @@ def build_openapi(flavour: Flavour) -> dict[str, Any]:
                         "description": "OpenAPI 3.1 document",
                         "content": {JSON: {"schema": {"type": "object"}}},
                     },
-                    **_errors((400, 401, 403)),
+                    **_errors(AUTHENTICATED_ERRORS),
                 },
             }
         },

@@ -236,6 +236,7 @@ async def serve_api(tpm: RecordingTpManager, **overrides: Any) -> AsyncIterator[
     journal = overrides.pop("journal")
     notifier = overrides.pop("notifier")
     metrics = overrides.pop("metrics", None)
+    limits = overrides.pop("limits", None)
     client_ctx = zmq.asyncio.Context()
     client = TerminalClient(tpm.endpoint, context=client_ctx)
     await client.start()
@@ -256,7 +257,7 @@ async def serve_api(tpm: RecordingTpManager, **overrides: Any) -> AsyncIterator[
         notifier=notifier,
         metrics=metrics,
     )
-    runner = await start_server(app, "127.0.0.1", 0)
+    runner = await start_server(app, "127.0.0.1", 0, limits=limits)
     timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:

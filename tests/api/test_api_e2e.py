@@ -81,8 +81,8 @@ async def simulator_process() -> AsyncIterator[str]:
         await proc.wait()
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[tuple[Api, Api]]:
+@contextlib.asynccontextmanager
+async def simulated_stack(tmp_path: Path) -> AsyncIterator[tuple[Api, Api]]:
     """(desktop api, kiosk api) on one real tp-manager control server and simulator."""
     async with simulator_process() as pty_path:
         terminal = ConcertV2Terminal(pty_path, **FAST_V2)  # type: ignore[arg-type]
@@ -137,6 +137,12 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[Api, Api]]:
             await terminal.close()
             ctx.results.close()
             zctx.term()
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[tuple[Api, Api]]:
+    async with simulated_stack(tmp_path) as apis:
+        yield apis
 
 
 async def test_seed_bodies_through_the_real_chain(stack: tuple[Api, Api]) -> None:

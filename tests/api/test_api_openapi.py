@@ -175,3 +175,26 @@ async def test_maintenance_answers_match_schemas(tpm: RecordingTpManager, flavou
             "application/json"
         ]["schema"]
         schema_validator(doc, schema).validate(body)
+
+
+@pytest.mark.parametrize("flavour", ["desktop", "kiosk"])
+async def test_zero_amounts_and_empty_baskets_agree(tpm: RecordingTpManager, flavour: str) -> None:
+    """Found by comparing the schema with the server: the document accepted "0" (the server
+    refuses zero) and refused {} as a basket (the server takes it as "no basket")."""
+    async with serve_api(tpm, api_flavour=flavour) as api:
+        doc = await fetch_doc(api)
+        name = "DesktopPaymentRequest" if flavour == "desktop" else "KioskPaymentRequest"
+        basket = "cart" if flavour == "desktop" else "basket"
+        request_schema = {"$ref": f"#/components/schemas/{name}"}
+        for amount in ("0", "0,00", " 00.0 ", 0):
+            assert not is_valid(doc, request_schema, {"amount": amount}), amount
+            status, body, _ = await api.post("/", {"amount": amount})
+            assert status == 400 and body["error"]["details"]["rule"] == "exclusive_minimum"
+        for amount in ("0.01", "10,23", " 5 ", "0,5", 9.99):
+            assert is_valid(doc, request_schema, {"amount": amount}), amount
+        body = {"amount": "1.00", basket: {}}
+        assert is_valid(doc, request_schema, body)
+        status, answer, _ = await api.post("/", body)
+        assert status == 200, answer
+        item = answer if flavour == "desktop" else answer[0]
+        assert item[basket] == {} and item["warnings"] == []
