@@ -12,16 +12,13 @@ import contextlib
 import os
 import pickle
 import select
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.stack import REPO
@@ -79,15 +76,15 @@ def line_of(output: str, check: str) -> tuple[str, str]:
     return found[0]
 
 
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A folder another user can enter (pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="ecr-install-"))
-    path.chmod(0o755)
+@contextlib.contextmanager
+def pty_device() -> Iterator[str]:
+    """A real pseudo-terminal's device: what a USB serial terminal is to tp-manager."""
+    leader, follower = os.openpty()
     try:
-        yield path
+        yield os.ttyname(follower)
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        os.close(follower)
+        os.close(leader)
 
 
 def as_unprivileged(check: Callable[[], Any], groups: Sequence[int] = ()) -> Any:

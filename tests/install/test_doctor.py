@@ -25,7 +25,14 @@ from common.checks import (
     check_serial_device,
     check_supervisord_sockets,
 )
-from tests.install.conftest import IS_ROOT, as_unprivileged, connector, line_of, write_config
+from tests.install.conftest import (
+    IS_ROOT,
+    as_unprivileged,
+    connector,
+    line_of,
+    pty_device,
+    write_config,
+)
 from tests.stack import free_port
 
 
@@ -49,17 +56,6 @@ def listening(port: int = 0) -> Iterator[int]:
         sock.bind(("127.0.0.1", port))
         sock.listen(1)
         yield int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def pty_device() -> Iterator[str]:
-    """A real pseudo-terminal's device: what a USB serial terminal is to tp-manager."""
-    leader, follower = os.openpty()
-    try:
-        yield os.ttyname(follower)
-    finally:
-        os.close(follower)
-        os.close(leader)
 
 
 def test_a_sound_install_passes_every_check(tmp_path: Path) -> None:

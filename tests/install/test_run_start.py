@@ -67,7 +67,9 @@ def test_a_program_that_dies_at_start_is_named_with_its_reason_and_run_gives_up(
     assert "stopping the connector" in result.stderr
     assert pids and not any(alive(pid) for pid in pids)  # the others were stopped too
     log = (paths.log_dir(data_dir) / "supervisord.log").read_text()
-    assert log.count("spawned: 'supervisor-agent'") == START_RETRIES + 1
+    assert "gave up: supervisor-agent entered FATAL state" in log
+    # a first try slowed past startsecs by a busy machine counts as a start: one more try
+    assert log.count("spawned: 'supervisor-agent'") >= START_RETRIES + 1
 
 
 def test_a_clean_stop_leaves_no_socket_or_link_and_supervisord_asks_a_password(
