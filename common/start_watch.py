@@ -3,9 +3,12 @@
 supervisord retries a program that dies before its ``startsecs`` a few times
 (``START_RETRIES``), then marks it FATAL and leaves the rest running, which on
 an unattended kiosk is a connector that answers nothing and says so only in a
-log file.  This watcher reads the programs' states over supervisord's socket,
-prints each fast failure with the last error line of the program's log, and
-reports the FATAL one so ``run`` stops the connector with that reason.
+log file.  And on a slow or busy machine a program that dies while it starts
+may outlive ``startsecs``: supervisord then counts it as started and restarts
+it forever.  So this watcher counts itself: every exit of a program less than
+``FAST_DEATH_S`` after its start is a failed start, printed with the last error
+line of the program's log; after ``START_RETRIES + 1`` in a row (or supervisord's
+own FATAL) it reports the program so ``run`` stops the connector with that reason.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from typing import Any
 from common.redact import redact, redact_text
 
 ERROR_LEVELS = ("error", "critical")
-FAST_FAILURE_STATES = ("BACKOFF", "FATAL")
+# A program that exits sooner than this after its start never really started: its
+# configuration or its surroundings are wrong, and restarting it will not help.
+FAST_DEATH_S = 20
 MAX_READ_BYTES = 256 * 1024  # of a log's newest part: the reason is in its last lines
 
 
@@ -82,6 +87,7 @@ class StartWatch:
     log_dir: Path
     tails: dict[str, LogTail] = field(default_factory=dict)
     seen_stops: dict[str, int] = field(default_factory=dict)
+    starts: dict[str, int] = field(default_factory=dict)  # the start seen before an exit
     failures: dict[str, int] = field(default_factory=dict)
     fatal: str | None = None  # the message for the program supervisord gave up on
 
@@ -105,33 +111,42 @@ class StartWatch:
             return str(info["spawnerr"])
         return f"exit status {info.get('exitstatus')} (its log: {self.log_dir / name}.log)"
 
+    def _lifetime(self, name: str, start: int, stop: int) -> int | None:
+        """Seconds the program that exited at ``stop`` ran; None when its start was missed."""
+        seen = self.starts.get(name)
+        if seen is not None and seen <= stop:
+            return stop - seen
+        return stop - start if start <= stop else None
+
     def update(self, infos: list[dict[str, Any]], retries: int) -> list[str]:
         """Messages for what changed; sets ``fatal`` once a program is given up on.
 
-        supervisord shows a failed start as BACKOFF until its next try, then FATAL after
-        the last one (the same exit, briefly BACKOFF first): one exit counts once."""
+        supervisord's ``stop`` is the time of the program's last exit (0: none yet), so a
+        new value is a new exit, counted once whatever state it is seen in."""
         messages: list[str] = []
         for info in infos:
             name, state = str(info["name"]), str(info["statename"])
-            if state == "RUNNING":
-                self.failures[name] = 0
-                continue
-            if state not in FAST_FAILURE_STATES:
-                continue
-            stop = int(info.get("stop") or 0)
-            new_exit = stop != self.seen_stops.get(name)
-            if new_exit:
+            start, stop = int(info.get("start") or 0), int(info.get("stop") or 0)
+            if stop and stop != self.seen_stops.get(name, 0):
                 self.seen_stops[name] = stop
-                self.failures[name] = self.failures.get(name, 0) + 1
-            if state == "FATAL" and self.fatal is None:
+                lifetime = self._lifetime(name, start, stop)
+                if lifetime is not None and lifetime >= FAST_DEATH_S:
+                    self.failures[name] = 0  # it had started: supervisord restarts it
+                else:
+                    self.failures[name] = self.failures.get(name, 0) + 1
+                    ran = "" if lifetime is None else f" {lifetime} s after its start"
+                    if self.failures[name] <= retries and state != "FATAL":
+                        messages.append(
+                            f"{name} died at start{ran} ({self.reason(info)}); trying again "
+                            f"(try {self.failures[name]} of {retries + 1})"
+                        )
+            if start:
+                self.starts[name] = start
+            gave_up = state == "FATAL" or self.failures.get(name, 0) > retries
+            if gave_up and self.fatal is None:
                 self.fatal = (
-                    f"{name} died at start {self.failures[name]} times in a row; "
+                    f"{name} died at start {self.failures.get(name, 0)} times in a row; "
                     f"giving up: {self.reason(info)}"
                 )
                 messages.append(self.fatal)
-            elif state == "BACKOFF" and new_exit and self.failures[name] <= retries:
-                messages.append(
-                    f"{name} died at start ({self.reason(info)}); trying again "
-                    f"(try {self.failures[name]} of {retries + 1})"
-                )
         return messages

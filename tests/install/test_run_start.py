@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 from common import paths
+from common.start_watch import FAST_DEATH_S
 from common.supervisord import START_RETRIES
 from tests.install.conftest import CONNECTOR, connector, write_config
 from tests.stack import REPO, alive, free_port, kill_all, running_stack
@@ -59,7 +60,11 @@ def test_a_program_that_dies_at_start_is_named_with_its_reason_and_run_gives_up(
         kill_all({pid for pid in pids if alive(pid)})
     assert result.returncode == 1, result.stderr
     reason = "sqlite3.OperationalError: unable to open database file"
-    assert f"supervisor-agent died at start ({reason}); trying again (try 1 of" in result.stderr
+    first = re.search(r"supervisor-agent died at start (\d+) s after its start \((.*)\); "
+                      r"trying again \(try 1 of (\d+)\)", result.stderr)  # fmt: skip
+    assert first is not None, result.stderr
+    assert int(first.group(1)) < FAST_DEATH_S
+    assert (first.group(2), int(first.group(3))) == (reason, START_RETRIES + 1)
     assert (
         f"supervisor-agent died at start {START_RETRIES + 1} times in a row; giving up: {reason}"
         in result.stderr
@@ -67,8 +72,7 @@ def test_a_program_that_dies_at_start_is_named_with_its_reason_and_run_gives_up(
     assert "stopping the connector" in result.stderr
     assert pids and not any(alive(pid) for pid in pids)  # the others were stopped too
     log = (paths.log_dir(data_dir) / "supervisord.log").read_text()
-    assert "gave up: supervisor-agent entered FATAL state" in log
-    # a first try slowed past startsecs by a busy machine counts as a start: one more try
+    # once given up, supervisord may already have spawned one more try (then stopped it)
     assert log.count("spawned: 'supervisor-agent'") >= START_RETRIES + 1
 
 
