@@ -17,6 +17,8 @@ from common import __version__
 # (subcommand, module, one-line help)
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("run", "common.runner", "run the connector under supervisord (a demo without --config)"),
+    ("setup", "common.setup.cli", "ask the installer's questions and write config.yml"),
+    ("doctor", "common.doctor", "check an install: config, terminal, ports, disk, sockets"),
     ("simulate", "tp_manager.simulator.cli", "run the built-in payment terminal simulator"),
     ("hipay-stub", "supervisor_agent.hipay_stub", "run a stand-in HiPay notification endpoint"),
     ("outbox", "supervisor_agent.outbox_cli", "list or requeue undelivered HiPay notifications"),

@@ -1,30 +1,50 @@
-"""``ecr-connector run``: validate the config, render supervisord's, run it in the foreground.
+"""``ecr-connector run``: check the install, render supervisord's config, run it, watch it.
 
-The config is validated here, before anything starts, so a user's mistake is
-one clear message and never a supervisord restart loop of crashing children.
-Ctrl-C (SIGINT) or SIGTERM reaches supervisord, which stops the programs in
-reverse priority order; tp-manager waits for a payment in flight.
+The config is validated, and what would make a program die at start (a taken
+port, a serial device this user may not open, a read-only data directory) is
+checked, before anything starts: a user's mistake is one clear message and a
+non-zero exit, never a supervisord restart loop.  supervisord then runs as this
+command's child; Ctrl-C (SIGINT) and SIGTERM are passed on to it and it stops
+the programs in reverse priority order (tp-manager waits for a payment in
+flight).  A program that still dies at start is named on the console with the
+last error line of its log, and after a few such failures the connector stops
+(exit 1) rather than answer nothing.  A clean stop removes the sockets and the
+link the programs left in ``run/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
+import subprocess
 import sys
+import xmlrpc.client
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common import paths
-from common.supervisord import ExtraProgram, RenderParams, write_config
+from common.supervisord import START_RETRIES, ExtraProgram, RenderParams, rpc, write_config
 
 if TYPE_CHECKING:
     from common.config import ConnectorConfig
+
+EXIT_CONFIG = 2
+EXIT_BLOCKED = 1  # a blocking check failed, or a program kept dying at start
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR2)
+POLL_S = 0.5
+FLAVOUR_HINTS = {
+    "desktop": "desktop API shape; `ecr-connector run --demo kiosk` for the kiosk's",
+    "kiosk": "kiosk API shape; `ecr-connector run` (or --demo desktop) for the desktop's",
+}
 
 DEMO_BANNER = """\
 ==========================================================================
   ECR connector -- DEMO MODE (no config given)
   Terminal : built-in simulator (Concert V2 over a pseudo-terminal)
   HiPay    : local stand-in at {hipay}  (nothing leaves this machine)
-  API      : http://{bind}:{port}/
+  API      : http://{bind}:{port}/  ({shape})
   Login    : {user} / {password}     <- demo credentials, not for production
   Try      : curl -u {user}:{password} -X POST http://{bind}:{port}/ \\
                   -H 'Content-Type: application/json' -d '{{"amount": "9.99"}}'
@@ -40,6 +60,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--config",
         metavar="PATH",
         help="config.yml (desktop) or config.txt (kiosk); without it, a demo runs",
+    )
+    parser.add_argument(
+        "--demo",
+        choices=sorted({"desktop", "kiosk"}),
+        help="run the demo in this API shape (desktop, the default, or kiosk)",
     )
     parser.add_argument(
         "--console-logs",
@@ -74,24 +99,67 @@ def extra_programs(config: ConnectorConfig) -> list[ExtraProgram]:
     return programs
 
 
+def _config_arg(args: argparse.Namespace) -> str | None:
+    """``--config`` or ``--demo``: ``None`` when both are given (one message says so)."""
+    from common.config.loader import DEMO
+
+    if args.demo and args.config:
+        return None
+    if args.demo:
+        return DEMO if args.demo == "desktop" else f"{DEMO}:{args.demo}"
+    return str(args.config or DEMO)
+
+
+def pre_checks(config: ConnectorConfig) -> bool:
+    """The doctor's local checks; prints what is not ok; False when one blocks the start."""
+    from common.checks import checks_for
+
+    results = checks_for(config, network=False)
+    for result in results:
+        if result.status != "ok":
+            say(result.line())
+    if any(result.blocks for result in results):
+        say(f"not started; fix the above (`{doctor_command(config)}` checks again)")
+        return False
+    return True
+
+
+def say(message: str) -> None:
+    """On the console (stderr), after the command's name, at once."""
+    print(f"ecr-connector: {message}", file=sys.stderr, flush=True)
+
+
+def doctor_command(config: ConnectorConfig) -> str:
+    where = f" --config {config.source_path}" if config.source_path else ""
+    return f"ecr-connector doctor{where}"
+
+
 def main(args: argparse.Namespace) -> int:
     from common.config import DATA_DIR_ENV, ConfigError, load_config_arg
 
+    arg = _config_arg(args)
+    if arg is None:
+        say("--demo runs the built-in demo; drop --config")
+        return EXIT_CONFIG
     try:
-        config = load_config_arg(args.config or "demo")
+        config = load_config_arg(arg)
     except ConfigError as exc:
         print(f"ecr-connector: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     if args.print_pidfile:
         print(paths.supervisord_pidfile(config.data_dir))
         return 0
+    if not pre_checks(config):
+        return EXIT_BLOCKED
+    extras = extra_programs(config)
     conf_path = write_config(
         RenderParams(
             data_dir=config.data_dir,
             config_path=config.source_path,
+            demo_arg=arg,
             transaction_timeout_s=config.transaction_timeout,
             console_logs=args.console_logs,
-            extra_programs=extra_programs(config),
+            extra_programs=extras,
         )
     )
     if config.demo:
@@ -103,6 +171,7 @@ def main(args: argparse.Namespace) -> int:
                 hipay=config.hipay_url,
                 bind=config.bind_address,
                 port=config.local_port,
+                shape=FLAVOUR_HINTS[config.api_flavour],
                 user=config.api_username,
                 password=config.api_password.get_secret_value(),
                 data_dir=config.data_dir,
@@ -116,7 +185,73 @@ def main(args: argparse.Namespace) -> int:
             f"logs in {paths.log_dir(config.data_dir)} ; Ctrl-C to stop",
             flush=True,
         )
+    programs = ["tp-manager", "supervisor-agent", *(p.name for p in extras)]
+    code = supervise(conf_path, config, programs)
+    remove_run_files(config)
+    return code
+
+
+def supervise(conf_path: Path, config: ConnectorConfig, programs: list[str]) -> int:
+    """supervisord in the foreground as a child: its exit code, or 1 once a program is FATAL."""
+    from common.start_watch import StartWatch
+
+    watch = StartWatch(paths.log_dir(config.data_dir))
+    watch.mark(programs)
     supervisord = [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(conf_path)]
-    # supervisord becomes this process, so Ctrl-C and SIGTERM reach it directly
-    os.execv(sys.executable, supervisord)  # noqa: S606 - fixed argv, no shell
-    return 0  # not reached
+    proc = subprocess.Popen(supervisord)  # fixed argv, no shell
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+    for sig in FORWARDED_SIGNALS:
+        signal.signal(sig, forward)
+    sock = paths.supervisord_socket(config.data_dir)
+    gave_up = False
+    while proc.poll() is None:
+        infos = None
+        with contextlib.suppress(OSError, xmlrpc.client.Error):
+            infos = rpc(sock).supervisor.getAllProcessInfo()
+        if isinstance(infos, list) and not gave_up:
+            for message in watch.update(infos, START_RETRIES):
+                say(message)
+            if watch.fatal:
+                gave_up = True
+                say(
+                    "stopping the connector; fix the cause and start it again "
+                    f"(`{doctor_command(config)}` checks the usual ones)"
+                )
+                with contextlib.suppress(OSError, xmlrpc.client.Error):
+                    rpc(sock).supervisor.shutdown()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=POLL_S)
+    for sig in FORWARDED_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    return EXIT_BLOCKED if gave_up else proc.returncode
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_run_files(config: ConnectorConfig) -> None:
+    """The ZeroMQ sockets and the simulator's link the programs leave behind, once supervisord
+    is gone; never while a supervisord (another start on this data_dir) still runs."""
+    pidfile = paths.supervisord_pidfile(config.data_dir)
+    with contextlib.suppress(OSError, ValueError):
+        if _alive(int(pidfile.read_text().strip())):
+            return
+    made = [paths.simulator_tty(config.data_dir), paths.supervisord_socket(config.data_dir)]
+    for endpoint in (config.control_endpoint, config.events_endpoint):
+        if endpoint.startswith("ipc://"):
+            made.append(Path(endpoint.removeprefix("ipc://")))
+    for path in made:
+        if path.is_symlink() or path.is_socket():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()

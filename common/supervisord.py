@@ -8,6 +8,8 @@ own syntax already uses ``%(...)s``.
 
 from __future__ import annotations
 
+import configparser
+import secrets
 import shlex
 import sys
 import xmlrpc.client
@@ -29,6 +31,12 @@ STOP_MARGIN_S = 15
 # The agent is stopped first (reverse priority) and waits for the payment in flight
 # too, then journals it and waits the HiPay budget (at most 60 s) before answering.
 AGENT_STOP_EXTRA_S = 80
+# Fast failures (a program dead before its startsecs) in a row before supervisord gives up
+# on it (FATAL): a wrong config or a taken port does not heal by itself, and 1000 silent
+# retries only hid the reason in a log file.
+START_RETRIES = 3
+RPC_USERNAME = "ecr-connector"
+CONF_NAME = "supervisord.conf"
 
 
 @dataclass
@@ -45,10 +53,14 @@ class ExtraProgram:
 class RenderParams:
     data_dir: Path
     config_path: Path | None  # None: demo
+    demo_arg: str = "demo"  # what the programs get as --config when config_path is None
     transaction_timeout_s: float = 120.0
     console_logs: bool = False
     extra_programs: list[ExtraProgram] = field(default_factory=list)
     python: str = sys.executable
+    # supervisord's socket asks for it (no "running without any HTTP authentication" CRIT
+    # line); readers find it in the rendered file, which only this user may read
+    rpc_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     @property
     def run_dir(self) -> Path:
@@ -82,14 +94,14 @@ def _program_block(prog: ExtraProgram, params: RenderParams) -> str:
     return (
         f"\n[program:{prog.name}]\ncommand = {command}\ndirectory = {params.data_dir}\n"
         f"priority = {prog.priority}\nautostart = true\nautorestart = true\n"
-        f"startsecs = {prog.startsecs}\nstartretries = 1000\nstopsignal = TERM\n"
+        f"startsecs = {prog.startsecs}\nstartretries = {START_RETRIES}\nstopsignal = TERM\n"
         f"stopwaitsecs = 10\n{_log_settings(prog.name, params)}\n"
     )
 
 
 def render(params: RenderParams) -> str:
     template = Template(resources.files("deploy").joinpath(TEMPLATE_NAME).read_text())
-    config_arg = shlex.quote(str(params.config_path)) if params.config_path else "demo"
+    config_arg = shlex.quote(str(params.config_path) if params.config_path else params.demo_arg)
     return template.substitute(
         data_dir=params.data_dir,
         run_dir=params.run_dir,
@@ -101,6 +113,9 @@ def render(params: RenderParams) -> str:
         log_settings_tp_manager=_log_settings("tp-manager", params),
         log_settings_supervisor_agent=_log_settings("supervisor-agent", params),
         extra_programs="".join(_program_block(p, params) for p in params.extra_programs),
+        start_retries=START_RETRIES,
+        rpc_username=RPC_USERNAME,
+        rpc_password=params.rpc_password,
     )
 
 
@@ -108,14 +123,33 @@ def write_config(params: RenderParams) -> Path:
     for directory in (params.data_dir, params.run_dir, params.log_dir):
         directory.mkdir(parents=True, exist_ok=True)
     params.run_dir.chmod(0o700)
-    path = params.run_dir / "supervisord.conf"
-    path.write_text(render(params))
+    path = params.run_dir / CONF_NAME
+    # created 0600 before the password is written into it
+    path.touch(mode=0o600)
     path.chmod(0o600)
+    path.write_text(render(params))
     return path
+
+
+def rpc_credentials(socket_path: Path) -> tuple[str | None, str | None]:
+    """The user and password of the supervisord serving ``socket_path``, from its rendered
+    config beside it; (None, None) when there is none (an older render, or no access)."""
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(socket_path.parent / CONF_NAME)
+    except (OSError, configparser.Error):
+        return None, None
+    section = "supervisorctl"
+    if not parser.has_section(section):
+        return None, None
+    return parser.get(section, "username", fallback=None), parser.get(
+        section, "password", fallback=None
+    )
 
 
 def rpc(socket_path: Path, timeout_s: float = 5.0) -> xmlrpc.client.ServerProxy:
     """An XML-RPC proxy to supervisord over its private unix socket."""
-    transport = SupervisorTransport(None, None, f"unix://{socket_path}")
+    username, password = rpc_credentials(socket_path)
+    transport = SupervisorTransport(username, password, f"unix://{socket_path}")
     transport.timeout = timeout_s
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)

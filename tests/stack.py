@@ -43,6 +43,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped, is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    return False
+
+
+def kill_all(pids: set[int]) -> None:
+    """SIGKILL each of these pids (the ones a test started), whatever state they are in."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def wait_for(predicate: Any, timeout_s: float, what: str) -> Any:
     deadline = time.monotonic() + timeout_s
     last_exc: Exception | None = None

@@ -4,11 +4,18 @@ Keys, defaults and rules are documented in docs/configuration.md.
 """
 
 from common.config.errors import ConfigError, ConfigProblem
-from common.config.loader import DATA_DIR_ENV, demo_config, load_config, load_config_arg
+from common.config.loader import (
+    DATA_DIR_ENV,
+    DEMO_FLAVOURS,
+    demo_config,
+    load_config,
+    load_config_arg,
+)
 from common.config.model import ConnectorConfig, ContractConfig
 
 __all__ = [
     "DATA_DIR_ENV",
+    "DEMO_FLAVOURS",
     "ConfigError",
     "ConfigProblem",
     "ConnectorConfig",

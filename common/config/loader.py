@@ -26,6 +26,8 @@ from common.config.model import CONCERT_V2, CONCERT_V3, SIMULATOR, ConnectorConf
 from common.config.sources import Raw, parse_txt, parse_yaml, read_text
 
 DEMO = "demo"
+# ``--config demo:kiosk``: the demo in the kiosk's API shape (``run --demo kiosk``)
+DEMO_FLAVOURS: dict[str, str] = {DEMO: "desktop", f"{DEMO}:kiosk": "kiosk"}
 DATA_DIR_ENV = "ECR_CONNECTOR_DATA_DIR"  # the demo's data directory (default ./data)
 DEMO_API_PORT = 8080
 DEMO_HIPAY_STUB_PORT = 8089
@@ -264,8 +266,8 @@ def _endpoint(c: _Collector, key: str, run_dir: Path, filename: str) -> str:
     return f"ipc://{run_dir / filename}"
 
 
-def _check_socket_room(c: _Collector, data_dir: Path) -> None:
-    """The unix sockets under ``data_dir/run`` must fit a sockaddr_un: report the longest, once.
+def socket_room_problem(data_dir: Path) -> str | None:
+    """The rule ``data_dir`` breaks when its unix sockets would not fit a sockaddr_un.
 
     supervisord's socket is made there whatever the ZeroMQ endpoints are, so it counts too.
     """
@@ -274,11 +276,17 @@ def _check_socket_room(c: _Collector, data_dir: Path) -> None:
     longest = max(sockets, key=lambda sock: len(bytes(sock)))
     size = len(bytes(longest))
     if size > rules.MAX_IPC_PATH_BYTES:
-        c.problem(
-            "data_dir",
+        return (
             f"is too deep for the connector's unix sockets: {longest} is {size} bytes, over the "
-            f"{rules.MAX_IPC_PATH_BYTES} a unix socket path allows; use a shorter data_dir",
+            f"{rules.MAX_IPC_PATH_BYTES} a unix socket path allows; use a shorter data_dir"
         )
+    return None
+
+
+def _check_socket_room(c: _Collector, data_dir: Path) -> None:
+    problem = socket_room_problem(data_dir)
+    if problem:
+        c.problem("data_dir", problem)
 
 
 def build(
@@ -399,16 +407,23 @@ def load_config(path: Path | str) -> ConnectorConfig:
     return build(raw, source_path=path, kiosk_file=kiosk_file)
 
 
-def demo_config() -> ConnectorConfig:
+def demo_config(flavour: str = "desktop") -> ConnectorConfig:
     """The no-config demo: simulator terminal, local HiPay stand-in, fixed demo credentials."""
     data_dir = Path(os.environ.get(DATA_DIR_ENV) or Path.cwd() / "data")
-    values = {**DEMO_VALUES, "data_dir": str(data_dir.expanduser().absolute())}
+    values = {
+        **DEMO_VALUES,
+        "data_dir": str(data_dir.expanduser().absolute()),
+        "api_flavour": flavour,
+    }
     raw = {key: Raw(key, str(value), None) for key, value in values.items()}
     return build(raw, source_path=None, demo=True)
 
 
 def load_config_arg(arg: str | None) -> ConnectorConfig:
-    """``--config`` as the processes take it: a path, or ``demo`` (or nothing) for the demo."""
-    if arg is None or arg == DEMO:
+    """``--config`` as the processes take it: a path, or ``demo`` (or nothing) for the demo,
+    ``demo:kiosk`` for the demo in the kiosk's API shape."""
+    if arg is None:
         return demo_config()
+    if arg in DEMO_FLAVOURS:
+        return demo_config(DEMO_FLAVOURS[arg])
     return load_config(arg)

@@ -18,7 +18,8 @@ import yaml
 
 from common import paths
 from common.supervisord import rpc
-from tests.stack import REPO, Stack, free_port, wait_for
+from supervisor_agent.api.examples import kiosk_seed_request
+from tests.stack import REPO, Stack, alive, free_port, kill_all, wait_for
 
 DEMO_PORTS = (8080, 8089)  # the demo's API and its HiPay stand-in
 START_TIMEOUT_S = 30.0
@@ -58,22 +59,6 @@ def child_pids(data_dir: Path) -> set[int]:
     return set()
 
 
-def kill_all(pids: set[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(FileNotFoundError):
-        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
-    return False
-
-
 @pytest.mark.skipif(
     not all(port_free(p) for p in DEMO_PORTS), reason="the demo's ports 8080/8089 are taken"
 )
@@ -94,6 +79,7 @@ def test_run_without_config_is_a_working_demo_and_ctrl_c_stops_it(tmp_path: Path
         assert "DEMO MODE" in banner
         assert "demo / demo-password" in banner
         assert f"Data     : {data_dir}" in banner
+        assert "desktop API shape; `ecr-connector run --demo kiosk` for the kiosk's" in banner
         stack = Stack(data_dir, tmp_path / "none.yml", {"local_port": 8080}, proc)
         stack.config.update(api_username="demo", api_password="demo-password")
         wait_for(
@@ -113,6 +99,47 @@ def test_run_without_config_is_a_working_demo_and_ctrl_c_stops_it(tmp_path: Path
         wait_for(lambda: not any(alive(p) for p in pids), 10, "every program to exit")
     finally:
         kill_all(pids | child_pids(data_dir))
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.skipif(
+    not all(port_free(p) for p in DEMO_PORTS), reason="the demo's ports 8080/8089 are taken"
+)
+def test_the_demo_in_the_kiosk_shape_takes_the_kiosk_seed_body(tmp_path: Path) -> None:
+    env = {**os.environ, "ECR_CONNECTOR_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen(
+        [str(CONNECTOR), "run", "--demo", "kiosk"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    pids: set[int] = set()
+    try:
+        banner = read_until(proc, "Stop     : Ctrl-C", START_TIMEOUT_S)
+        assert "kiosk API shape; `ecr-connector run` (or --demo desktop) for the desktop's" in (
+            banner
+        )
+        stack = Stack(tmp_path / "data", tmp_path / "none.yml", {"local_port": 8080}, proc)
+        stack.config.update(api_username="demo", api_password="demo-password")
+        wait_for(
+            lambda: stack.request("GET", "/v1/connector/healthcheck", auth=("", ""))[0] == 200,
+            START_TIMEOUT_S,
+            "the demo API",
+        )
+        pids = child_pids(tmp_path / "data")
+        request = kiosk_seed_request()
+        request["orderId"] = f"Order_demo_{os.getpid()}"
+        status, body = stack.request("POST", "/", request)
+        assert status == 200, body
+        assert body[0]["status"] == "Success", body  # the kiosk's answer: a list
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=STOP_TIMEOUT_S) == 0
+    finally:
+        kill_all(pids | child_pids(tmp_path / "data"))
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
