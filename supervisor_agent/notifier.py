@@ -186,8 +186,12 @@ class Notifier:
             except Exception as exc:  # a locked or busy database: read again shortly
                 log.warning("hipay.notify.poll_failed", error=repr(exc))
                 sleep_s = self._policy.read_retry_s
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for loses a cancel that
+            # lands as the event is set (stop() cancels attempts whose end sets it), and
+            # the worker would then outlive stop() for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), sleep_s)
+                async with asyncio.timeout(sleep_s):
+                    await self._wake.wait()
 
     async def _dispatch(self) -> float:
         """Start the attempts that are due, or the outage's probe; seconds until the next.

@@ -485,3 +485,22 @@ async def test_a_backlog_queued_during_an_outage_drains_soon_after_hipay_returns
     assert run.lines[("warning", "hipay.notify.unreachable")] == 1
     assert run.lines[("info", "hipay.notify.reachable_again")] == 1
     assert run.lines[("info", "hipay.notify.delivered")] == OUTAGE_NOTIFICATIONS
+
+
+STOP_BOUND_S = 5.0
+STOP_ROUNDS = 30
+
+
+async def test_stop_ends_the_worker_even_as_attempts_end(journal: Journal) -> None:
+    """stop() cancels the worker while attempts end and wake it: the cancel must not be
+    lost (Python 3.11's wait_for lost it, and the worker outlived stop() for ever)."""
+    for i in range(10):
+        finish_order(journal, f"ORDER_{i}")
+    endpoint = HipayEndpoint(f"http://127.0.0.1:{closed_port()}", "l", "p")
+    for round_ in range(STOP_ROUNDS):
+        notifier = Notifier(journal.outbox, endpoint, policy=FAST)
+        await notifier.start()
+        journal.outbox.expedite()  # every row due: attempts in flight as stop() comes
+        notifier.kick()
+        await asyncio.sleep((round_ % 10) * 0.002)
+        await asyncio.wait_for(notifier.stop(), STOP_BOUND_S)
