@@ -1,11 +1,17 @@
 """Delivers the outbox to HiPay: at least once, with a stable idempotency key.
 
-Each pending row gets a *series* of attempts governed by tenacity (exponential
-backoff with jitter, capped; ``Retry-After`` honoured).  Every attempt and every
-scheduled wait is written to the outbox before the next step, so a restart
-resumes the schedule where the old process left it: the worker picks up pending
-rows as they fall due.  A series that ends without an answer leaves the row
-pending with ``next_attempt_at`` :attr:`RetryPolicy.series_pause_s` away; rows
+One attempt at a time per notification.  A failed attempt writes the row's next
+``next_attempt_at`` (exponential backoff capped at one minute, see retry_policy.py)
+in the same write that records it, so a restart keeps every row's schedule.  The
+worker sleeps until the earliest row falls due, or until it is kicked (a payment
+finished, a verdict was reconciled): it does not poll.
+
+The register's answer waits for one attempt only (:meth:`Notifier.deliver_now`):
+HiPay refusing a connection answers the customer at once, and the worker carries
+on in the background.  While HiPay is down (hipay_outage.py) the notifier logs one
+warning, keeps trying HiPay at least every ``probe_interval_s``, and when HiPay
+answers again makes the whole backlog due at once: it drains with
+``max_concurrent`` attempts in flight over one keep-alive connection pool.  Rows
 are only dead-lettered on a 4xx answer other than 408/429.
 
 Counting, for ``numberOfNotificationSent`` (``attempts_received``):
@@ -29,29 +35,22 @@ import asyncio
 import base64
 import contextlib
 import fcntl
+import math
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import IO, Any
+from typing import IO
 
 import aiohttp
 import structlog
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
 
 from common.redact import redact_text
+from supervisor_agent.hipay_outage import HipayOutage
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.outbox import Notification, NotificationState, Outbox
+from supervisor_agent.retry_policy import RetryPolicy, parse_retry_after
 
 log = structlog.get_logger(__name__)
 
@@ -59,35 +58,10 @@ NOTIFY_PATH = "/v1/connector/order"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 LOCK_FILENAME = "notifier.lock"
 
-REQUEST_TIMEOUT_S = 15.0  # one attempt, connect to last byte of the answer
-CONNECT_TIMEOUT_S = 5.0
-BACKOFF_INITIAL_S = 1.0  # first wait; doubles per attempt
-BACKOFF_MAX_S = 60.0  # cap of one wait
-BACKOFF_JITTER_S = 1.0  # uniform 0..jitter added to each wait
-ATTEMPTS_PER_SERIES = 6  # then the row rests until series_pause_s
-SERIES_PAUSE_S = 300.0
-RETRY_AFTER_MAX_S = 900.0  # we honour Retry-After up to this
-POLL_INTERVAL_S = 5.0  # how often the worker looks for due rows (the CLI may add some)
-MAX_CONCURRENT = 4
 DELIVER_NOW_BUDGET_S = 3.0
 ANSWER_LOG_MAX_CHARS = 300
 ANSWER_READ_MAX_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Every timer of the notifier; tests pass short ones."""
-
-    request_timeout_s: float = REQUEST_TIMEOUT_S
-    connect_timeout_s: float = CONNECT_TIMEOUT_S
-    backoff_initial_s: float = BACKOFF_INITIAL_S
-    backoff_max_s: float = BACKOFF_MAX_S
-    backoff_jitter_s: float = BACKOFF_JITTER_S
-    attempts_per_series: int = ATTEMPTS_PER_SERIES
-    series_pause_s: float = SERIES_PAUSE_S
-    retry_after_max_s: float = RETRY_AFTER_MAX_S
-    poll_interval_s: float = POLL_INTERVAL_S
-    max_concurrent: int = MAX_CONCURRENT
+RETRYABLE_STATUSES = frozenset({408, 429})  # and every 5xx
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,36 +84,17 @@ class NotifierAlreadyRunning(RuntimeError):
     """Another process holds the notifier lock of this data directory."""
 
 
-class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-class _Rejected(Exception):
-    pass
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds from now (delta-seconds or HTTP-date), None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 async def _on_headers_sent(
     _session: aiohttp.ClientSession, ctx: SimpleNamespace, _params: object
 ) -> None:
     ctx.trace_request_ctx.sent = True
+
+
+def _finished_row(task: asyncio.Task[Notification | None]) -> Notification | None:
+    """The row as a finished attempt left it; None if it has not finished or crashed."""
+    if not task.done() or task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
 
 
 class Notifier:
@@ -161,7 +116,8 @@ class Notifier:
         self.lock_path = lock_path
         self._lock_file: IO[str] | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._inflight: dict[int, asyncio.Task[Notification | None]] = {}
+        self._outage = HipayOutage()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._url = endpoint.base_url.rstrip("/") + NOTIFY_PATH
@@ -191,7 +147,7 @@ class Notifier:
         log.info("hipay.notify.worker_stopped")
 
     def kick(self) -> None:
-        """Look for due rows now rather than at the next poll (after a ``finish``)."""
+        """Look at the outbox now (a row was queued or requeued in this process)."""
         self._wake.set()
 
     def _take_lock(self, path: Path) -> None:
@@ -211,11 +167,13 @@ class Notifier:
         if self._session is None or self._session.closed:
             trace = aiohttp.TraceConfig()
             trace.on_request_headers_sent.append(_on_headers_sent)
-            # A fresh connection per attempt: no stale keep-alive socket turning a
-            # notification nobody received into an "uncertain" one.
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(force_close=True), trace_configs=[trace]
-            )
+            # One keep-alive pool for every attempt: a backlog drains without a TCP
+            # handshake per notification.  Idle sockets close after keepalive_s, well
+            # under common server idle timeouts (60-75 s), so a request rarely meets a
+            # socket HiPay is closing; if one does, the attempt is counted uncertain and
+            # reconciled with the same key (the count may then read 2, never 0).
+            connector = aiohttp.TCPConnector(keepalive_timeout=self._policy.keepalive_s)
+            self._session = aiohttp.ClientSession(connector=connector, trace_configs=[trace])
         return self._session
 
     # -- worker loop -------------------------------------------------------
@@ -223,26 +181,54 @@ class Notifier:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            free = self._policy.max_concurrent - len(self._inflight)
-            if free > 0:
-                try:
-                    due = await asyncio.to_thread(self._outbox.due, None, free, set(self._inflight))
-                except Exception as exc:  # a locked or busy database: try again next poll
-                    log.warning("hipay.notify.poll_failed", error=repr(exc))
-                    due = []
-                for note in due:
-                    self._spawn(note.id)
+            try:
+                sleep_s = await self._dispatch()
+            except Exception as exc:  # a locked or busy database: read again shortly
+                log.warning("hipay.notify.poll_failed", error=repr(exc))
+                sleep_s = self._policy.read_retry_s
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for loses a cancel that
+            # lands as the event is set (stop() cancels attempts whose end sets it), and
+            # the worker would then outlive stop() for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._policy.poll_interval_s)
+                async with asyncio.timeout(sleep_s):
+                    await self._wake.wait()
 
-    def _spawn(self, notification_id: int) -> asyncio.Task[None]:
+    async def _dispatch(self) -> float:
+        """Start the attempts that are due, or the outage's probe; seconds until the next.
+
+        A finishing attempt, a kick and HiPay's return wake the loop earlier.
+        """
+        policy = self._policy
+        now = time.time()
+        free = policy.max_concurrent - len(self._inflight)
+        if free <= 0:
+            return policy.rescan_interval_s
+        due = await asyncio.to_thread(self._outbox.due, now, free, set(self._inflight))
+        probing = self._outage.active and not self._inflight and now >= self._outage.probe_at
+        if not due and probing:  # no row is due, but HiPay may be back: try the earliest
+            due = await asyncio.to_thread(self._outbox.due, math.inf, 1)
+        for note in due:
+            self._spawn(note.id)
+        if len(self._inflight) >= policy.max_concurrent:
+            return policy.rescan_interval_s
+        wake_at = now + policy.rescan_interval_s
+        earliest = await asyncio.to_thread(self._outbox.next_attempt_at, set(self._inflight))
+        if earliest is not None:
+            wake_at = min(wake_at, earliest)
+            if self._outage.active and not self._inflight:
+                wake_at = min(wake_at, self._outage.probe_at)
+        return max(0.0, wake_at - time.time())
+
+    def _spawn(self, notification_id: int) -> asyncio.Task[Notification | None]:
         existing = self._inflight.get(notification_id)
         if existing is not None:
             return existing
-        task = asyncio.create_task(self._deliver(notification_id), name=f"hipay-{notification_id}")
+        task = asyncio.create_task(
+            self._attempt_row(notification_id), name=f"hipay-{notification_id}"
+        )
         self._inflight[notification_id] = task
 
-        def done(t: asyncio.Task[None]) -> None:
+        def done(t: asyncio.Task[Notification | None]) -> None:
             self._inflight.pop(notification_id, None)
             self._wake.set()
             if not t.cancelled() and t.exception() is not None:
@@ -258,88 +244,41 @@ class Notifier:
     async def deliver_now(
         self, order_id: str, budget_s: float = DELIVER_NOW_BUDGET_S
     ) -> DeliveryStatus:
-        """Start (or join) the delivery of an order's notification, wait at most ``budget_s``.
+        """One attempt at an order's notification (or the one in flight), awaited at most
+        ``budget_s``.
 
-        The delivery is never cancelled when the budget runs out: the API
-        answers with what is known, and the worker carries on.
+        Only one: when HiPay refuses, fails or is down, the register gets its answer at
+        once and the worker retries on the row's schedule.  The attempt is never
+        cancelled when the budget runs out; the answer then says what is known.
         """
         deadline = time.monotonic() + budget_s
         note = await asyncio.to_thread(self._outbox.get_by_order, order_id)
         if note is None:
             return DeliveryStatus(sent=False, count=0, state=None)
-        if note.state is NotificationState.PENDING and note.next_attempt_at <= time.time():
-            self._spawn(note.id)
         task = self._inflight.get(note.id)
-        remaining = deadline - time.monotonic()
-        if task is not None and remaining > 0:
-            await asyncio.wait({task}, timeout=remaining)
-        latest = await asyncio.to_thread(self._outbox.get, note.id)
-        assert latest is not None
-        return DeliveryStatus(
-            sent=latest.sent, count=latest.attempts_received, state=str(latest.state)
-        )
+        if task is None and note.state is NotificationState.PENDING:
+            if note.next_attempt_at <= time.time():
+                task = self._spawn(note.id)
+        if task is not None:
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                await asyncio.wait({task}, timeout=remaining)
+            latest = _finished_row(task) or await asyncio.to_thread(self._outbox.get, note.id)
+            note = latest or note
+        return DeliveryStatus(sent=note.sent, count=note.attempts_received, state=str(note.state))
 
-    # -- one series of attempts ----------------------------------------------
+    # -- one attempt -----------------------------------------------------------
 
-    async def _deliver(self, notification_id: int) -> None:
+    async def _attempt_row(self, notification_id: int) -> Notification | None:
+        """One attempt at a row that is still pending; returns the row as it leaves it."""
         note = await asyncio.to_thread(self._outbox.get, notification_id)
         if note is None or note.state is not NotificationState.PENDING:
-            return
-        policy = self._policy
-        # Capped exponential plus additive jitter (what wait_exponential_jitter does, spelt
-        # with the parts every tenacity >= 8.2 has, whose parameter names did not change).
-        backoff = wait_exponential(
-            multiplier=policy.backoff_initial_s, max=policy.backoff_max_s
-        ) + wait_random(0, policy.backoff_jitter_s)
-
-        def wait(state: RetryCallState) -> float:
-            base = float(backoff(state))
-            exc = state.outcome.exception() if state.outcome else None
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after is not None:
-                return min(max(base, retry_after), policy.retry_after_max_s)
-            return base
-
-        async def before_sleep(state: RetryCallState) -> None:
-            sleep_s = state.upcoming_sleep
-            await asyncio.to_thread(self._outbox.schedule, notification_id, time.time() + sleep_s)
-            log.info(
-                "hipay.notify.retry_scheduled",
-                order_id=note.order_id,
-                notification_id=notification_id,
-                wait_s=round(sleep_s, 3),
-            )
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.attempts_per_series),
-            wait=wait,
-            retry=retry_if_exception_type(_Retryable),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
-        current = note
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    current = await self._attempt(current)
-        except _Retryable as exc:
-            pause = policy.series_pause_s
-            if exc.retry_after is not None:
-                pause = max(pause, min(exc.retry_after, policy.retry_after_max_s))
-            next_at = time.time() + pause
-            await asyncio.to_thread(self._outbox.schedule, notification_id, next_at)
-            log.warning(
-                "hipay.notify.series_exhausted",
-                order_id=note.order_id,
-                notification_id=notification_id,
-                attempts=policy.attempts_per_series,
-                next_attempt_in_s=round(pause, 3),
-            )
-        except _Rejected:
-            pass  # dead-lettered and logged by _attempt
+            return note
+        return await self._attempt(note)
 
     async def _attempt(self, note: Notification) -> Notification:
-        """One POST; returns the updated row on 2xx, raises _Retryable or _Rejected otherwise."""
+        """One POST, written down with its consequence (delivered, next attempt, dead)."""
+        started_at = time.time()
         if note.attempts_received > 0:
             log.info(
                 "hipay.notify.reconciliation_send",
@@ -368,7 +307,7 @@ class Notifier:
                 trace_request_ctx=trace,
             ) as resp:
                 status = resp.status
-                retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     raw = await resp.content.read(ANSWER_READ_MAX_BYTES)
                     answer = raw.decode("utf-8", errors="replace")
@@ -384,42 +323,36 @@ class Notifier:
             raise
         except (aiohttp.ClientError, TimeoutError) as exc:
             if status is None:
-                await self._no_answer(note, exc, uncertain=trace.sent)
+                return await self._no_answer(note, exc, uncertain=trace.sent, started_at=started_at)
         assert status is not None
-        return await self._answered(note, status, answer, retry_after)
+        return await self._answered(note, status, answer, retry_after, started_at)
 
-    async def _no_answer(self, note: Notification, exc: BaseException, *, uncertain: bool) -> None:
+    async def _no_answer(
+        self, note: Notification, exc: BaseException, *, uncertain: bool, started_at: float
+    ) -> Notification:
         error = f"{type(exc).__name__}: {exc}".strip()
-        await asyncio.to_thread(
-            self._outbox.record_attempt,
-            note.id,
-            state=NotificationState.PENDING,
+        self._count("uncertain" if uncertain else "not_sent")
+        return await self._retry_later(
+            note,
             status=None,
             error=error,
             possibly_received=uncertain,
+            retry_after=None,
+            started_at=started_at,
         )
-        self._count("uncertain" if uncertain else "not_sent")
-        log.warning(
-            "hipay.notify.attempt_failed",
-            order_id=note.order_id,
-            notification_id=note.id,
-            error=error[:ANSWER_LOG_MAX_CHARS],
-            uncertain=uncertain,
-        )
-        raise _Retryable(error)
 
     async def _answered(
-        self, note: Notification, status: int, answer: str, retry_after: float | None
+        self,
+        note: Notification,
+        status: int,
+        answer: str,
+        retry_after: float | None,
+        started_at: float,
     ) -> Notification:
         safe = self._safe_answer(answer)
         if 200 <= status < 300:
-            updated = await asyncio.to_thread(
-                self._outbox.record_attempt,
-                note.id,
-                state=NotificationState.DELIVERED,
-                status=status,
-                error=None,
-                possibly_received=True,
+            updated = await self._record(
+                note, NotificationState.DELIVERED, status=status, error=None, possibly_received=True
             )
             latency = (updated.delivered_at or time.time()) - updated.created_at
             self._count("acknowledged")
@@ -434,34 +367,20 @@ class Notifier:
                 count=updated.attempts_received,
                 latency_s=round(latency, 3),
             )
+            await self._reachable()
             return updated
-        if status in (408, 429) or status >= 500:
-            await asyncio.to_thread(
-                self._outbox.record_attempt,
-                note.id,
-                state=NotificationState.PENDING,
+        if status in RETRYABLE_STATUSES or status >= 500:
+            self._count("retryable")
+            return await self._retry_later(
+                note,
                 status=status,
                 error=safe,
                 possibly_received=False,
+                retry_after=retry_after,
+                started_at=started_at,
             )
-            self._count("retryable")
-            log.warning(
-                "hipay.notify.attempt_failed",
-                order_id=note.order_id,
-                notification_id=note.id,
-                status=status,
-                answer=safe,
-                retry_after_s=retry_after,
-                uncertain=False,
-            )
-            raise _Retryable(f"HTTP {status}", retry_after)
-        await asyncio.to_thread(
-            self._outbox.record_attempt,
-            note.id,
-            state=NotificationState.DEAD,
-            status=status,
-            error=safe,
-            possibly_received=False,
+        updated = await self._record(
+            note, NotificationState.DEAD, status=status, error=safe, possibly_received=False
         )
         self._count("rejected")
         log.error(
@@ -471,7 +390,89 @@ class Notifier:
             status=status,
             answer=safe,
         )
-        raise _Rejected(f"HTTP {status}")
+        await self._reachable()  # HiPay answered: it is up, whatever it thought of this one
+        return updated
+
+    async def _retry_later(
+        self,
+        note: Notification,
+        *,
+        status: int | None,
+        error: str,
+        possibly_received: bool,
+        retry_after: float | None,
+        started_at: float,
+    ) -> Notification:
+        """Write down a failed attempt with the row's next one, and tell the outage."""
+        wait_s = self._policy.backoff_s(note.attempts + 1, retry_after)
+        updated = await self._record(
+            note,
+            NotificationState.PENDING,
+            status=status,
+            error=error,
+            possibly_received=possibly_received,
+            next_attempt_at=time.time() + wait_s,
+        )
+        reason = error if status is None else f"HTTP {status}"
+        log.info(
+            "hipay.notify.attempt_failed",
+            order_id=note.order_id,
+            notification_id=note.id,
+            status=status,
+            error=error[:ANSWER_LOG_MAX_CHARS],
+            retry_after_s=retry_after,
+            uncertain=possibly_received,
+            attempts=updated.attempts,
+            next_attempt_in_s=round(wait_s, 3),
+        )
+        if self._outage.failed(
+            attempt_started_at=started_at,
+            now=time.time(),
+            probe_wait_s=self._policy.probe_wait_s(retry_after),
+        ):
+            log.warning(
+                "hipay.notify.unreachable",
+                url=self._url,
+                reason=reason[:ANSWER_LOG_MAX_CHARS],
+                order_id=note.order_id,
+            )
+        return updated
+
+    async def _reachable(self) -> None:
+        """HiPay answered: if that ends an outage, make the whole backlog due now."""
+        ended = self._outage.answered(time.time())
+        if ended is None:
+            return
+        pending = await asyncio.to_thread(self._outbox.expedite)
+        log.info(
+            "hipay.notify.reachable_again",
+            url=self._url,
+            duration_s=round(ended.duration_s, 3),
+            failed_attempts=ended.failed_attempts,
+            pending=pending,
+        )
+        self._wake.set()
+
+    async def _record(
+        self,
+        note: Notification,
+        state: NotificationState,
+        *,
+        status: int | None,
+        error: str | None,
+        possibly_received: bool,
+        next_attempt_at: float | None = None,
+    ) -> Notification:
+        """Write one attempt down, off the event loop (SQLite fsyncs)."""
+        return await asyncio.to_thread(
+            self._outbox.record_attempt,
+            note.id,
+            state=state,
+            status=status,
+            error=error,
+            possibly_received=possibly_received,
+            next_attempt_at=next_attempt_at,
+        )
 
     def _safe_answer(self, text: str) -> str:
         """HiPay's answer, fit for a log line: one line, truncated, no PAN, no credential."""
@@ -483,6 +484,3 @@ class Notifier:
     def _count(self, result: str) -> None:
         if self._metrics is not None:
             self._metrics.notification_attempt(result)
-
-    def status_snapshot(self) -> dict[str, Any]:
-        return {"in_flight": sorted(self._inflight), "url": self._url}

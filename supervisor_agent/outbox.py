@@ -140,6 +140,14 @@ def _truncate(text: str | None) -> str | None:
     return text if len(text) <= LAST_ERROR_MAX_CHARS else text[: LAST_ERROR_MAX_CHARS - 1] + "…"
 
 
+def _excluding(ids: Collection[int]) -> tuple[str, list[int]]:
+    """A ``WHERE`` clause tail leaving out ``ids`` (the rows in flight), and its parameters."""
+    excluded = sorted(set(ids))
+    if not excluded:
+        return "", []
+    return f" AND id NOT IN ({','.join('?' * len(excluded))})", excluded
+
+
 def insert(
     conn: sqlite3.Connection, *, order_id: str, idempotency_key: str, payload_json: str, now: float
 ) -> int:
@@ -193,9 +201,7 @@ class Outbox:
     ) -> list[Notification]:
         """Pending rows whose time has come, oldest schedule first, minus those in flight."""
         now = self._clock() if now is None else now
-        excluded = sorted(set(exclude))
-        marks = ",".join("?" * len(excluded))
-        clause = f" AND id NOT IN ({marks})" if excluded else ""
+        clause, excluded = _excluding(exclude)
         with self._store.read() as conn:
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending'"  # noqa: S608
@@ -248,14 +254,30 @@ class Outbox:
             raise KeyError(notification_id)
         return _row(row)
 
-    def schedule(self, notification_id: int, next_attempt_at: float) -> None:
-        """Persist when a pending row is next due, so a restart keeps the backoff."""
+    def next_attempt_at(self, exclude: Collection[int] = ()) -> float | None:
+        """When the earliest pending row is due (None: nothing pending), minus those in flight.
+
+        The notifier sleeps until then instead of polling.
+        """
+        clause, excluded = _excluding(exclude)
+        with self._store.read() as conn:
+            row = conn.execute(
+                f"SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'{clause}",  # noqa: S608
+                excluded,
+            ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def expedite(self) -> int:
+        """Make every pending row due now (HiPay is back); returns how many are pending."""
+        now = self._clock()
         with self._store.write() as conn:
             conn.execute(
                 "UPDATE outbox SET next_attempt_at = ?, updated_at = ?"
-                " WHERE id = ? AND state = 'pending'",
-                (next_attempt_at, self._clock(), notification_id),
+                " WHERE state = 'pending' AND next_attempt_at > ?",
+                (now, now, now),
             )
+            row = conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()
+        return int(row[0])
 
     def list(self, state: NotificationState | None = None) -> list[Notification]:
         with self._store.read() as conn:

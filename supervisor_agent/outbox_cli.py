@@ -2,8 +2,9 @@
 
 ``ecr-connector outbox [--config PATH | --data-dir DIR] [--json]`` lists pending and
 dead notifications; ``ecr-connector outbox retry ID`` (or ``retry --all``) puts
-dead-lettered ones back in the queue, due now.  A running agent picks them up at
-its next poll; the command needs no running agent and no network.
+dead-lettered ones back in the queue, due now.  A running agent picks them up when it
+next rereads the outbox (within a minute: this process cannot wake it); the command
+needs no running agent and no network.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ Order of work for each payment:
    (``pay.transaction_state``) and queues HiPay's notification;
 4. the verdict is acknowledged to tp-manager (which holds it until then, so a
    verdict the agent never journaled is collected later: reconciler.py);
-5. ``notifier.deliver_now`` within the budget fills ``notificationHipaySent``.
+5. ``notifier.deliver_now`` fills ``notificationHipaySent``: one attempt, awaited within
+   the budget (HiPay refusing or down answers at once; the notifier retries later).
 
 The route then renders the row in its flavour (api/flavours/).
 """

@@ -13,7 +13,8 @@ import pytest
 from supervisor_agent.hipay_payload import Contract, PosContext
 from supervisor_agent.hipay_stub import DEFAULT_LOGIN, DEFAULT_PASSWORD, start_stub
 from supervisor_agent.journal import DEFAULT_TERMINAL, Journal, TransactionRecord, TxState
-from supervisor_agent.notifier import HipayEndpoint, RetryPolicy
+from supervisor_agent.notifier import HipayEndpoint
+from supervisor_agent.retry_policy import RetryPolicy
 from tp_manager.terminal.model import PaymentResult, PaymentStatus, TransactionType
 
 CONTEXT = PosContext(
@@ -29,10 +30,10 @@ FAST = RetryPolicy(
     backoff_initial_s=0.05,
     backoff_max_s=0.2,
     backoff_jitter_s=0.02,
-    attempts_per_series=6,
-    series_pause_s=0.3,
     retry_after_max_s=2.0,
-    poll_interval_s=0.1,
+    probe_interval_s=0.1,
+    rescan_interval_s=0.5,
+    read_retry_s=0.1,
     max_concurrent=4,
 )
 

@@ -30,8 +30,10 @@ from supervisor_agent.notifier import (
     NotifierAlreadyRunning,
 )
 from supervisor_agent.outbox import NotificationState
+from supervisor_agent.retry_policy import RetryPolicy
 
 from .conftest import FAST, Stub, finish_order
+from .outage import run_outage
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 10.0  # upper bound of every "eventually" below
@@ -102,11 +104,13 @@ async def test_retry_after_is_honoured(journal: Journal, stub: Stub) -> None:
     await stub.control(fail_next=1, status=429, retry_after=1)
     finish_order(journal, "ORDER_1")
     notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
+    await notifier.start()
     try:
         status = await notifier.deliver_now("ORDER_1", budget_s=5)
+        assert (status.sent, status.count, status.state) == (False, 0, "pending")  # one attempt
+        await eventually(delivered(journal, "ORDER_1"))
     finally:
         await notifier.stop()
-    assert status.sent
     first, second = await stub.received()
     assert (first["status"], second["status"]) == (429, 200)
     # FAST backs off 0.05..0.2 s; only Retry-After explains a 1 s gap.
@@ -120,8 +124,12 @@ async def test_slow_answer_past_the_timeout_is_reconciled_with_count_2(
     await stub.control(delay_next=1, delay_s=FAST.request_timeout_s + 1.0)
     finish_order(journal, "ORDER_1")
     notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
+    await notifier.start()
     try:
-        status = await notifier.deliver_now("ORDER_1", budget_s=5)
+        first = await notifier.deliver_now("ORDER_1", budget_s=5)
+        assert (first.sent, first.count) == (False, 1)  # timed out: HiPay may have it
+        await eventually(delivered(journal, "ORDER_1"))
+        status = await notifier.deliver_now("ORDER_1", budget_s=1)
     finally:
         await notifier.stop()
     assert (status.sent, status.count) == (True, 2)
@@ -141,8 +149,12 @@ async def test_dropped_connection_counts_as_possibly_received(journal: Journal, 
     await stub.control(drop_next=1)
     finish_order(journal, "ORDER_1")
     notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
+    await notifier.start()
     try:
-        status = await notifier.deliver_now("ORDER_1", budget_s=5)
+        first = await notifier.deliver_now("ORDER_1", budget_s=5)
+        assert (first.sent, first.count) == (False, 1)
+        await eventually(delivered(journal, "ORDER_1"))
+        status = await notifier.deliver_now("ORDER_1", budget_s=1)
     finally:
         await notifier.stop()
     assert (status.sent, status.count) == (True, 2)
@@ -157,7 +169,7 @@ async def test_client_error_is_dead_lettered_and_not_retried(journal: Journal, s
     try:
         status = await notifier.deliver_now("ORDER_1", budget_s=5)
         assert (status.sent, status.count, status.state) == (False, 0, "dead")
-        await asyncio.sleep(FAST.poll_interval_s * 5)  # several polls: nothing more goes out
+        await asyncio.sleep(FAST.rescan_interval_s * 2)  # two rescans: nothing more goes out
         assert len(await stub.received()) == 1
         note = journal.outbox.get_by_order("ORDER_1")
         assert note is not None
@@ -165,7 +177,8 @@ async def test_client_error_is_dead_lettered_and_not_retried(journal: Journal, s
         assert note.last_status == 400
         assert note.last_error is not None and "rejected by the stub" in note.last_error
 
-        # the operator requeues it (ecr-connector outbox retry ID): the worker delivers it
+        # the operator requeues it (ecr-connector outbox retry ID, another process: no
+        # kick reaches the worker): the worker's rescan finds it and delivers it
         assert journal.outbox.retry_dead(note.id)
         await eventually(delivered(journal, "ORDER_1"))
     finally:
@@ -186,30 +199,53 @@ async def test_wrong_credentials_are_dead_lettered(journal: Journal, stub: Stub)
     assert note.last_error is not None and "wrong" not in note.last_error
 
 
-async def test_nothing_listening_is_not_counted_and_stays_pending(journal: Journal) -> None:
-    with socket.socket() as sock:  # a port that was free a moment ago: connection refused
+def closed_port() -> int:
+    """A loopback port that was free a moment ago: connecting to it is refused."""
+    with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+    return port
+
+
+# Issue 12: with HiPay refusing connections, the answer waited the whole 3 s budget.
+# A refused connection takes well under a millisecond on loopback and the attempt's
+# journal write a few; the bound is 0.5 s (a sixth of the budget) so that a loaded
+# CI machine cannot fail it, and still fails the old behaviour by seconds.  The
+# issue's 50 ms target is measured by benchmarks/notify_outage.py.
+REFUSED_ANSWER_BOUND_S = 0.5
+REGISTER_BUDGET_S = 3.0
+
+
+async def test_hipay_refusing_costs_the_answer_one_attempt_not_the_budget(
+    journal: Journal,
+) -> None:
     finish_order(journal, "ORDER_1")
-    endpoint = HipayEndpoint(f"http://127.0.0.1:{port}", "l", "p")
+    endpoint = HipayEndpoint(f"http://127.0.0.1:{closed_port()}", "l", "p")
     notifier = Notifier(journal.outbox, endpoint, policy=FAST)
+    await notifier.start()
     try:
-        status = await notifier.deliver_now("ORDER_1", budget_s=0.5)
-        await eventually(_attempted(journal, "ORDER_1", FAST.attempts_per_series))
+        notifier.kick()  # as api/payment.py does, so the worker may race deliver_now
+        started = time.monotonic()
+        status = await notifier.deliver_now("ORDER_1", budget_s=REGISTER_BUDGET_S)
+        took = time.monotonic() - started
+        assert took < REFUSED_ANSWER_BOUND_S, f"deliver_now took {took:.3f} s"
+        assert (status.sent, status.count, status.state) == (False, 0, "pending")
+        note = journal.outbox.get_by_order("ORDER_1")
+        assert note is not None and note.attempts == 1
+        assert note.next_attempt_at > time.time() - 1  # the row's backoff is in the outbox
+        await eventually(_attempted(journal, "ORDER_1", 3))  # retries go on in the background
     finally:
         await notifier.stop()
-    assert (status.sent, status.count, status.state) == (False, 0, "pending")
     note = journal.outbox.get_by_order("ORDER_1")
     assert note is not None
-    assert note.state is NotificationState.PENDING
-    assert note.attempts_received == 0
-    assert note.next_attempt_at > time.time()  # the series ended; the pause is persisted
+    assert note.state is NotificationState.PENDING  # refusals never dead-letter
+    assert note.attempts_received == 0  # a connection that never opened counts 0
 
 
 def _attempted(journal: Journal, order_id: str, n: int) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         note = journal.outbox.get_by_order(order_id)
-        return note is not None and note.attempts >= n and note.next_attempt_at > time.time()
+        return note is not None and note.attempts >= n
 
     return check
 
@@ -281,14 +317,15 @@ WORKER = r"""
 import asyncio, sys
 from pathlib import Path
 from supervisor_agent.journal import Journal
-from supervisor_agent.notifier import HipayEndpoint, Notifier, RetryPolicy
+from supervisor_agent.notifier import HipayEndpoint, Notifier
+from supervisor_agent.retry_policy import RetryPolicy
 
 async def main():
     data_dir, url = Path(sys.argv[1]), sys.argv[2]
     journal = Journal.open(data_dir)
     policy = RetryPolicy(request_timeout_s=1, connect_timeout_s=0.5, backoff_initial_s=0.05,
-                         backoff_max_s=0.2, backoff_jitter_s=0.02, series_pause_s=0.2,
-                         poll_interval_s=0.1)
+                         backoff_max_s=0.2, backoff_jitter_s=0.02, probe_interval_s=0.1,
+                         rescan_interval_s=0.5)
     notifier = Notifier(journal.outbox, HipayEndpoint(url, "stub-login", "stub-password"),
                         policy=policy, lock_path=data_dir / "notifier.lock")
     await notifier.start()
@@ -402,3 +439,68 @@ async def test_basic_auth_header_is_the_configured_pair(journal: Journal, stub: 
         assert (await notifier.deliver_now("ORDER_1", budget_s=5)).sent
     finally:
         await notifier.stop()
+
+
+# Issue 12's outage (500 notifications, 60 s, all delivered within 30 s of HiPay's
+# return), its timers scaled down 30 times so that it runs in seconds: backoff cap 2 s
+# instead of 60 s, probe every 1/3 s instead of 10 s, an outage of at least 6 s instead
+# of 60 s (longer when queueing the 500 payments takes longer, as it does here: each is
+# three fsynced journal writes).  The drain proper is bound by the journal's fsyncs,
+# not by the timers (about 2 s for 500 rows on the 2-vCPU test VM), so the bound is
+# 5 s rather than a scaled 1 s: generous for a loaded CI machine, and still far below
+# what the old code's scaled 10 s rest after a series would give.  The full-scale run
+# is benchmarks/notify_outage.py (figures in benchmarks/README.md).
+SCALED = RetryPolicy(
+    request_timeout_s=2.0,
+    connect_timeout_s=1.0,
+    backoff_initial_s=0.1,
+    backoff_max_s=2.0,
+    backoff_jitter_s=0.1,
+    probe_interval_s=1 / 3,
+    rescan_interval_s=2.0,
+)
+OUTAGE_NOTIFICATIONS = 500
+SCALED_OUTAGE_S = 6.0
+SCALED_DRAIN_BOUND_S = 5.0
+
+
+async def test_a_backlog_queued_during_an_outage_drains_soon_after_hipay_returns(
+    tmp_path: Path,
+) -> None:
+    run = await run_outage(
+        tmp_path,
+        policy=SCALED,
+        notifications=OUTAGE_NOTIFICATIONS,
+        outage_s=SCALED_OUTAGE_S,
+        drain_limit_s=SCALED_DRAIN_BOUND_S * 2,  # to report how late it was, if it was
+    )
+    assert run.drain_s is not None and run.undelivered == 0, run
+    assert run.drain_s < SCALED_DRAIN_BOUND_S, f"drained in {run.drain_s:.2f} s"
+    # each notification reached HiPay once or twice, never zero times
+    assert len(run.copies) == OUTAGE_NOTIFICATIONS
+    assert set(run.copies.values()) <= {1, 2}
+    assert set(run.counts) <= {1, 2}
+    # one warning for the whole outage, one line for its end; attempts logged at info
+    assert run.warnings == 1, run.lines
+    assert run.lines[("warning", "hipay.notify.unreachable")] == 1
+    assert run.lines[("info", "hipay.notify.reachable_again")] == 1
+    assert run.lines[("info", "hipay.notify.delivered")] == OUTAGE_NOTIFICATIONS
+
+
+STOP_BOUND_S = 5.0
+STOP_ROUNDS = 30
+
+
+async def test_stop_ends_the_worker_even_as_attempts_end(journal: Journal) -> None:
+    """stop() cancels the worker while attempts end and wake it: the cancel must not be
+    lost (Python 3.11's wait_for lost it, and the worker outlived stop() for ever)."""
+    for i in range(10):
+        finish_order(journal, f"ORDER_{i}")
+    endpoint = HipayEndpoint(f"http://127.0.0.1:{closed_port()}", "l", "p")
+    for round_ in range(STOP_ROUNDS):
+        notifier = Notifier(journal.outbox, endpoint, policy=FAST)
+        await notifier.start()
+        journal.outbox.expedite()  # every row due: attempts in flight as stop() comes
+        notifier.kick()
+        await asyncio.sleep((round_ % 10) * 0.002)
+        await asyncio.wait_for(notifier.stop(), STOP_BOUND_S)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,27 +28,88 @@ def _ids(journal: Journal, *order_ids: str) -> list[int]:
     return ids
 
 
-def test_due_orders_by_schedule_and_leaves_out_rows_in_flight(tmp_path: Path) -> None:
+@pytest.fixture
+def clocked(tmp_path: Path) -> Iterator[tuple[Journal, list[float]]]:
+    """A journal whose clock the test sets (``now[0]``), starting at 1000."""
     now = [1_000.0]
     journal = Journal.open(tmp_path, context=CONTEXT, clock=lambda: now[0])
     try:
-        for i in range(3):
-            finish_order(journal, f"O{i}")
-        a, b, c = _ids(journal, "O0", "O1", "O2")
-        journal.outbox.schedule(a, 1_050.0)
-        assert [n.id for n in journal.outbox.due()] == [b, c]
-        assert [n.id for n in journal.outbox.due(exclude={b})] == [c]
-        assert [n.id for n in journal.outbox.due(limit=1)] == [b]
-        assert [n.id for n in journal.outbox.due(now=1_100.0)] == [b, c, a]
-        journal.outbox.record_attempt(
-            b, state=NotificationState.DELIVERED, status=200, error=None, possibly_received=True
-        )
-        journal.outbox.record_attempt(
-            c, state=NotificationState.DEAD, status=400, error="no", possibly_received=False
-        )
-        assert [n.id for n in journal.outbox.due(now=1_100.0)] == [a]
+        yield journal, now
     finally:
         journal.close()
+
+
+def _three_orders(journal: Journal) -> list[int]:
+    for i in range(3):
+        finish_order(journal, f"O{i}")
+    return _ids(journal, "O0", "O1", "O2")
+
+
+def _later(journal: Journal, notification_id: int, when: float) -> None:
+    journal.outbox.record_attempt(
+        notification_id,
+        state=NotificationState.PENDING,
+        status=503,
+        error="later",
+        possibly_received=False,
+        next_attempt_at=when,
+    )
+
+
+def test_due_orders_by_schedule_and_leaves_out_rows_in_flight(
+    clocked: tuple[Journal, list[float]],
+) -> None:
+    journal = clocked[0]
+    a, b, c = _three_orders(journal)
+    _later(journal, a, 1_050.0)
+    assert [n.id for n in journal.outbox.due()] == [b, c]
+    assert [n.id for n in journal.outbox.due(exclude={b})] == [c]
+    assert [n.id for n in journal.outbox.due(limit=1)] == [b]
+    assert [n.id for n in journal.outbox.due(now=1_100.0)] == [b, c, a]
+    journal.outbox.record_attempt(
+        b, state=NotificationState.DELIVERED, status=200, error=None, possibly_received=True
+    )
+    journal.outbox.record_attempt(
+        c, state=NotificationState.DEAD, status=400, error="no", possibly_received=False
+    )
+    assert [n.id for n in journal.outbox.due(now=1_100.0)] == [a]
+
+
+def test_next_attempt_at_is_the_earliest_pending_row_not_in_flight(
+    clocked: tuple[Journal, list[float]],
+) -> None:
+    """What the notifier sleeps until; delivered and dead rows never wake it."""
+    journal = clocked[0]
+    assert journal.outbox.next_attempt_at() is None  # empty outbox: sleep until kicked
+    a, b, c = _three_orders(journal)
+    _later(journal, a, 1_030.0)
+    _later(journal, b, 1_020.0)
+    _later(journal, c, 1_010.0)
+    assert journal.outbox.next_attempt_at() == 1_010.0
+    assert journal.outbox.next_attempt_at(exclude={c}) == 1_020.0
+    journal.outbox.record_attempt(
+        b, state=NotificationState.DEAD, status=400, error="no", possibly_received=False
+    )
+    assert journal.outbox.next_attempt_at(exclude={c}) == 1_030.0
+    assert journal.outbox.next_attempt_at(exclude={a, c}) is None
+
+
+def test_expedite_makes_every_pending_row_due_now(clocked: tuple[Journal, list[float]]) -> None:
+    """HiPay is back: the backlog is due at once, whatever each row's backoff said."""
+    journal, now = clocked
+    a, b, c = _three_orders(journal)
+    _later(journal, a, 1_060.0)
+    _later(journal, b, 1_005.0)
+    journal.outbox.record_attempt(
+        c, state=NotificationState.DELIVERED, status=200, error=None, possibly_received=True
+    )
+    now[0] = 1_002.0
+    assert [n.id for n in journal.outbox.due()] == []
+    assert journal.outbox.expedite() == 2  # the pending rows, c is delivered
+    assert [n.id for n in journal.outbox.due()] == [a, b]
+    assert {n.next_attempt_at for n in journal.outbox.due()} == {1_002.0}
+    delivered = journal.outbox.get(c)
+    assert delivered is not None and delivered.state is NotificationState.DELIVERED
 
 
 def test_record_attempt_counts_and_truncates(journal: Journal) -> None:
