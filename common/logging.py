@@ -24,7 +24,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from common.redact import redact
 
 # Libraries whose INFO chatter is not ours to monitor.
-QUIET_LIBRARIES = ("aiohttp.access", "asyncio")
+QUIET_LIBRARIES = ("aiohttp.access", "asyncio", "tenacity")
 
 
 class Redactor:

@@ -75,7 +75,10 @@ class Reconciler:
     async def _run(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the
+                # cancel of stop() when the event fires at the same moment
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
             except TimeoutError:
                 self._collect_wanted = True  # the slow poll
             self._wake.clear()

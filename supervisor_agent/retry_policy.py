@@ -2,7 +2,10 @@
 
 Each notification carries its own schedule: after its n-th failed attempt it waits
 ``backoff_initial_s * 2**(n-1)``, capped at ``backoff_max_s``, plus a little random
-jitter so that rows queued together do not all come back at the same instant.  HiPay's
+jitter so that rows queued together do not all come back at the same instant.  The
+wait is tenacity's (``wait_exponential`` + ``wait_random``); the notifier persists it
+in the outbox row instead of sleeping in a retry loop, so a restart keeps each row's
+schedule and an outage never holds a register's answer.  HiPay's
 ``Retry-After`` lengthens a wait (up to ``retry_after_max_s``), never shortens it.
 There is no rest between "series": the cap is the longest a row ever waits.
 
@@ -12,10 +15,11 @@ scaled-down outage (seconds instead of minutes) that exercises the same code.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+
+from tenacity import RetryCallState, wait_exponential, wait_random
 
 REQUEST_TIMEOUT_S = 15.0  # one attempt, connect to last byte of the answer
 CONNECT_TIMEOUT_S = 5.0
@@ -52,10 +56,12 @@ class RetryPolicy:
 
     def backoff_s(self, attempts: int, retry_after: float | None = None) -> float:
         """Seconds to wait after a row's ``attempts``-th attempt failed."""
-        exponent = max(0, attempts - 1)
-        # min() before the power would overflow for a row tried thousands of times
-        base = self.backoff_initial_s * 2.0 ** min(exponent, 64)
-        wait = min(base, self.backoff_max_s) + random.uniform(0.0, self.backoff_jitter_s)
+        strategy = wait_exponential(
+            multiplier=self.backoff_initial_s, max=self.backoff_max_s
+        ) + wait_random(0.0, self.backoff_jitter_s)
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = max(1, attempts)
+        wait = float(strategy(state))
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.retry_after_max_s))
         return wait
