@@ -34,3 +34,21 @@ def simulator_tty(data_dir: Path) -> Path:
 def tp_manager_results(data_dir: Path) -> Path:
     """tp-manager's result store: verdicts the agent has not acknowledged yet."""
     return data_dir / "tp-manager-results.sqlite3"
+
+
+# Files the connector creates are its user's alone (journal, logs, results, sockets): the
+# journal holds orders and customers, the logs order ids; no other local user reads them.
+PRIVATE_UMASK = 0o077
+PRIVATE_DIR_MODE = 0o700
+
+
+def make_private(directory: Path) -> None:
+    """``directory`` 0700, and what it already holds without group/other bits (an older
+    install wrote them 0644): nothing in it stays readable by another local user."""
+    directory.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    directory.chmod(PRIVATE_DIR_MODE)
+    for entry in directory.iterdir():
+        if entry.is_file() and not entry.is_symlink():
+            mode = entry.stat().st_mode & 0o777
+            if mode & 0o077:
+                entry.chmod(mode & 0o700)

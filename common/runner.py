@@ -151,6 +151,8 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not pre_checks(config):
         return EXIT_BLOCKED
+    # supervisord, its log files and the programs inherit it: this user's files only
+    os.umask(paths.PRIVATE_UMASK)
     extras = extra_programs(config)
     conf_path = write_config(
         RenderParams(

@@ -121,8 +121,7 @@ def render(params: RenderParams) -> str:
 
 def write_config(params: RenderParams) -> Path:
     for directory in (params.data_dir, params.run_dir, params.log_dir):
-        directory.mkdir(parents=True, exist_ok=True)
-    params.run_dir.chmod(0o700)
+        paths.make_private(directory)
     path = params.run_dir / CONF_NAME
     # created 0600 before the password is written into it
     path.touch(mode=0o600)

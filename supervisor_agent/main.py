@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from datetime import timedelta
@@ -213,5 +214,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"supervisor-agent: {exc}", file=sys.stderr)
         return 2
+    os.umask(paths.PRIVATE_UMASK)  # journal, results, logs: this user only
     configure_logging("supervisor-agent", config.log_level, secrets=secrets_of(config))
     return asyncio.run(serve(config))

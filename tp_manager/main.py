@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 
 import structlog
 import zmq.asyncio
 
-from common import messages
+from common import messages, paths
 from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.logging import configure_logging, secrets_of
 from tp_manager.context import ServerContext
@@ -115,5 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tp-manager: {exc}", file=sys.stderr)
         return 2
+    os.umask(paths.PRIVATE_UMASK)  # journal, results, logs: this user only
     configure_logging("tp-manager", config.log_level, secrets=secrets_of(config))
     return asyncio.run(serve(config))

@@ -103,6 +103,18 @@ def test_kill_9_of_tp_manager_is_restarted_and_the_next_payment_works(
         assert body["notificationHipaySent"] is True
         assert body["numberOfNotificationSent"] == 1
         assert len(stub.acknowledged("E2E-1")) == 1
+        # the data directory and everything the connector wrote: this user only
+        for folder in (stack.data_dir, paths.log_dir(stack.data_dir)):
+            assert folder.stat().st_mode & 0o777 == 0o700, folder
+        written = [
+            *stack.data_dir.glob("journal.sqlite3*"),
+            *stack.data_dir.glob("tp-manager-results.sqlite3*"),
+            *paths.log_dir(stack.data_dir).glob("*.log"),
+        ]
+        assert len(written) >= 5
+        assert {p.name: p.stat().st_mode & 0o777 for p in written} == dict.fromkeys(
+            (p.name for p in written), 0o600
+        )
 
         old = stack.pid_of("tp-manager")
         os.kill(old, signal.SIGKILL)
