@@ -59,6 +59,7 @@ from common.payment import PaymentResult
 from common.redact import mask_pans, redact
 from supervisor_agent import hipay_payload, outbox
 from supervisor_agent.hipay_payload import PosContext
+from supervisor_agent.observers import Observers
 from supervisor_agent.outbox import Outbox
 
 log = structlog.get_logger(__name__)
@@ -371,6 +372,8 @@ class Journal:
         self._clock = clock
         self._on_finished = on_finished
         self._on_reconciled = on_reconciled
+        # told ("at_terminal" | "finished" | "reconciled", row) after each commit: live events
+        self.observers: Observers[TransactionRecord] = Observers()
         version = self._db.migrate()
         self.outbox = Outbox(self._db, clock)
         log.info("journal.opened", path=str(path), schema_version=version)
@@ -456,6 +459,7 @@ class Journal:
             )
             updated = _select(conn, order_id)
         assert updated is not None
+        self.observers.tell("at_terminal", updated)
         return updated
 
     def finish(
@@ -489,6 +493,7 @@ class Journal:
             log.info("journal.not_sent", order_id=order_id, code=error.code if error else None)
         if self._on_finished is not None:
             self._on_finished(final)
+        self.observers.tell("finished", updated)
         return updated
 
     def reconcile(
@@ -525,6 +530,7 @@ class Journal:
             self._queue_notification(conn, reconciled, now)
         if self._on_reconciled is not None:
             self._on_reconciled(verdict)
+        self.observers.tell("reconciled", reconciled)
         return ReconcileKind.RECONCILED, reconciled
 
     def _finish_in(
@@ -591,6 +597,24 @@ class Journal:
         with self._db.read() as conn:
             return _select(conn, order_id)
 
+    def recent(self, limit: int = 20) -> list[TransactionRecord]:
+        """The newest rows, newest first (the status page's last transactions)."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_TX_COLUMNS} FROM transactions"  # noqa: S608
+                " ORDER BY created_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def last_accepted_at(self) -> float | None:
+        """When the newest accepted payment was journaled (metrics: no payment for hours)."""
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT MAX(updated_at) FROM transactions WHERE state = 'accepted'"
+            ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     def recover_interrupted(self) -> list[TransactionRecord]:
         """Close every transaction a crash left open and queue its notification.
 
@@ -618,9 +642,10 @@ class Journal:
                         INTERRUPTED, "interrupted while at the terminal: outcome unknown"
                     )
                 recovered.append(self._finish_in(conn, record, final, None, error))
-        if self._on_finished is not None:
-            for rec in recovered:
+        for rec in recovered:
+            if self._on_finished is not None:
                 self._on_finished(rec.state)
+            self.observers.tell("finished", rec)
         return recovered
 
     def purge(self, older_than: timedelta = DEFAULT_RETENTION) -> int:

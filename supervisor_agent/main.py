@@ -32,6 +32,7 @@ from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.config.model import CONCERT_V3
 from common.logging import configure_logging, secrets_of
 from supervisor_agent.api import create_app, start_server
+from supervisor_agent.api.operator import OperatorView
 from supervisor_agent.api.settings import api_settings
 from supervisor_agent.client import TerminalClient
 from supervisor_agent.events import EventSubscriber
@@ -39,6 +40,7 @@ from supervisor_agent.hipay_payload import Contract, PosContext
 from supervisor_agent.journal import Journal, TxState
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.notifier import HipayEndpoint, Notifier, NotifierAlreadyRunning
+from supervisor_agent.recent_problems import RecentProblems
 from supervisor_agent.reconciler import Reconciler
 from supervisor_agent.tp_manager_control import stopper
 
@@ -131,9 +133,15 @@ async def serve(config: ConnectorConfig) -> int:
     client = TerminalClient(config.control_endpoint)
     reconciler = Reconciler(client, journal, notifier)
     client.on_connected = reconciler.hint
+    operator = OperatorView.for_app(
+        api_settings(config), client, journal, metrics=metrics, problems=RecentProblems.install()
+    )
     events = EventSubscriber(
         config.events_endpoint,
-        {messages.EVENT_RESULT_PENDING: lambda event: reconciler.hint()},
+        {
+            **operator.feed.tp_manager_handlers(),
+            messages.EVENT_RESULT_PENDING: lambda event: reconciler.hint(),
+        },
     )
     await client.start()
     events.start()
@@ -146,12 +154,14 @@ async def serve(config: ConnectorConfig) -> int:
         notifier=notifier,
         metrics=metrics,
         acknowledge=reconciler.acknowledge,
+        operator=operator,
     )
     background = [
         asyncio.create_task(purge_daily(journal, retention(config)), name="journal-purge"),
         asyncio.create_task(
             metrics.log_periodically(refresh=journal.outbox.counts), name="metrics-log"
         ),
+        asyncio.create_task(operator.status.keep_metrics_fresh(metrics), name="metrics-facts"),
     ]
     try:
         runner = await start_server(

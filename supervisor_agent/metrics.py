@@ -1,24 +1,37 @@
-"""In-process figures for the durability layer, in Prometheus text format and in the log.
+"""The agent's figures, in Prometheus format (prometheus-client) and in the log.
 
-Written by hand rather than with ``prometheus_client``: three families, no
-labels beyond one, and no global registry to reset between tests.  Counters
-restart from zero with the process, as Prometheus expects; the notification
-*states* are gauges read from the outbox (the truth survives restarts), through
-the ``refresh`` callable given to :meth:`Metrics.log_periodically` / the API.
+Each :class:`Metrics` has its own registry (no global one to reset between tests,
+two agents in one test process never mix).  Counters restart from zero with the
+process, as Prometheus expects.  Facts that must survive a restart are gauges set
+from the journal, the truth on disk: the notification states (``refresh`` of
+:meth:`Metrics.log_periodically` / the API), the journal's size, the time of the
+last accepted payment, the oldest pending notification
+(:meth:`Metrics.set_journal_facts`).  The link gauge comes from tp-manager's link
+events and, until one arrives, its ``check``; it is absent while unknown, so an
+alert on it never fires on a guess.  The public methods are the hand-written
+version's: callers did not change.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
-import math
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 
 log = structlog.get_logger(__name__)
+
+disable_created_metrics()  # no ``*_created`` series: they double the exposition for nothing
 
 METRICS_LOG_INTERVAL_S = 300.0  # one "metrics.snapshot" log line every 5 minutes
 # Enqueue -> acknowledged, seconds.  Fast path is < 1 s; an outage can last hours.
@@ -32,115 +45,151 @@ NOTIFICATION_STATES = ("pending", "delivered", "dead")
 ATTEMPT_RESULTS = ("acknowledged", "retryable", "uncertain", "not_sent", "rejected")
 
 
-def _fmt(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf"
-    if float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
-
-
 class Metrics:
-    """Thread-safe counters; the journal may run in a worker thread."""
+    """Thread-safe (prometheus-client's metrics are); the journal may run in a worker thread."""
 
     def __init__(self, buckets: tuple[float, ...] = DELIVERY_BUCKETS_S) -> None:
-        self._lock = threading.Lock()
-        self._transactions = dict.fromkeys(TRANSACTION_OUTCOMES, 0)
-        self._reconciled = dict.fromkeys(RECONCILED_OUTCOMES, 0)
-        self._attempts = dict.fromkeys(ATTEMPT_RESULTS, 0)
-        self._states = dict.fromkeys(NOTIFICATION_STATES, 0)
-        self._buckets = tuple(sorted(buckets))
-        self._bucket_counts = [0] * len(self._buckets)
-        self._latency_sum = 0.0
-        self._latency_count = 0
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._transactions = Counter(
+            "ecr_transactions_total", "Finished transactions by outcome.", ["outcome"], registry=r
+        )
+        self._reconciled = Counter(
+            "ecr_transactions_reconciled_total",
+            "Unknown outcomes the terminal's late answer settled, by verdict.",
+            ["outcome"],
+            registry=r,
+        )
+        self._states = Gauge(
+            "ecr_notifications",
+            "HiPay notifications in the outbox by state.",
+            ["state"],
+            registry=r,
+        )
+        self._attempts = Counter(
+            "ecr_notification_attempts_total",
+            "HTTP attempts to HiPay by result.",
+            ["result"],
+            registry=r,
+        )
+        self._delivery = Histogram(
+            "ecr_notification_delivery_seconds",
+            "Time from queueing to HiPay's 2xx.",
+            buckets=tuple(sorted(buckets)),
+            registry=r,
+        )
+        self._oldest_pending = Gauge(
+            "ecr_notification_oldest_pending_timestamp_seconds",
+            "When the oldest pending HiPay notification was queued (0: none pending).",
+            registry=r,
+        )
+        self._journal_bytes = Gauge(
+            "ecr_journal_size_bytes",
+            "The journal's SQLite files on disk (with WAL).",
+            registry=r,
+        )
+        # Absent until known: registered at the first value.
+        self._link_up = Gauge(
+            "ecr_terminal_link_up", "1 when the terminal link is up, 0 otherwise.", registry=None
+        )
+        self._last_accepted = Gauge(
+            "ecr_last_accepted_payment_timestamp_seconds",
+            "When the last accepted payment was journaled (epoch seconds).",
+            registry=None,
+        )
+        self._late_registered: set[str] = set()
+        self._last_accepted_at = 0.0
+        self._guard = threading.Lock()
+        for outcome in TRANSACTION_OUTCOMES:
+            self._transactions.labels(outcome)
+        for outcome in RECONCILED_OUTCOMES:
+            self._reconciled.labels(outcome)
+        for state in NOTIFICATION_STATES:
+            self._states.labels(state)
+        for result in ATTEMPT_RESULTS:
+            self._attempts.labels(result)
+
+    def _present(self, gauge: Gauge, name: str) -> Gauge:
+        with self._guard:
+            if name not in self._late_registered:
+                self.registry.register(gauge)
+                self._late_registered.add(name)
+        return gauge
+
+    # -- the hand-written version's methods ------------------------------------
 
     def transaction_finished(self, outcome: str) -> None:
-        with self._lock:
-            self._transactions[str(outcome)] = self._transactions.get(str(outcome), 0) + 1
+        self._transactions.labels(str(outcome)).inc()
 
     def transaction_reconciled(self, outcome: str) -> None:
         """An ``unknown`` payment given the terminal's late verdict."""
-        with self._lock:
-            self._reconciled[str(outcome)] = self._reconciled.get(str(outcome), 0) + 1
+        self._reconciled.labels(str(outcome)).inc()
 
     def notification_attempt(self, result: str) -> None:
-        with self._lock:
-            self._attempts[result] = self._attempts.get(result, 0) + 1
+        self._attempts.labels(result).inc()
 
     def delivery_latency(self, seconds: float) -> None:
-        with self._lock:
-            i = bisect.bisect_left(self._buckets, seconds)
-            if i < len(self._bucket_counts):
-                self._bucket_counts[i] += 1
-            self._latency_sum += seconds
-            self._latency_count += 1
+        self._delivery.observe(seconds)
 
     def set_notification_states(self, counts: Mapping[str, int]) -> None:
-        with self._lock:
-            for state in NOTIFICATION_STATES:
-                self._states[state] = int(counts.get(state, 0))
+        for state in NOTIFICATION_STATES:
+            self._states.labels(state).set(int(counts.get(state, 0)))
+
+    # -- the operator's figures ---------------------------------------------------
+
+    def link_state(self, up: bool) -> None:
+        self._present(self._link_up, "link").set(1 if up else 0)
+
+    @property
+    def link_known(self) -> bool:
+        return "link" in self._late_registered
+
+    def payment_accepted(self, at: float) -> None:
+        gauge = self._present(self._last_accepted, "last_accepted")
+        with self._guard:
+            self._last_accepted_at = max(self._last_accepted_at, at)
+            gauge.set(self._last_accepted_at)
+
+    def set_journal_facts(
+        self, journal_bytes: int, last_accepted_at: float | None, oldest_pending_at: float | None
+    ) -> None:
+        self._journal_bytes.set(journal_bytes)
+        self._oldest_pending.set(oldest_pending_at or 0)
+        if last_accepted_at is not None:
+            self.payment_accepted(last_accepted_at)
+
+    # -- reading ------------------------------------------------------------------
+
+    def _values(self, name: str, label: str) -> dict[str, float]:
+        values: dict[str, float] = {}
+        for family in self.registry.collect():
+            for sample in family.samples:
+                if sample.name == name and label in sample.labels:
+                    values[sample.labels[label]] = sample.value
+        return values
+
+    def _value(self, name: str) -> float:
+        value = self.registry.get_sample_value(name)
+        return float(value) if value is not None else 0.0
 
     def snapshot(self) -> dict[str, Any]:
         """The same figures as :meth:`render`, as one flat-ish dict for the log line."""
-        with self._lock:
-            return {
-                "transactions": dict(self._transactions),
-                "reconciled": dict(self._reconciled),
-                "notifications": dict(self._states),
-                "attempts": dict(self._attempts),
-                "delivery_count": self._latency_count,
-                "delivery_seconds_sum": round(self._latency_sum, 3),
-            }
+
+        def ints(values: dict[str, float]) -> dict[str, int]:
+            return {k: int(v) for k, v in values.items()}
+
+        return {
+            "transactions": ints(self._values("ecr_transactions_total", "outcome")),
+            "reconciled": ints(self._values("ecr_transactions_reconciled_total", "outcome")),
+            "notifications": ints(self._values("ecr_notifications", "state")),
+            "attempts": ints(self._values("ecr_notification_attempts_total", "result")),
+            "delivery_count": int(self._value("ecr_notification_delivery_seconds_count")),
+            "delivery_seconds_sum": round(self._value("ecr_notification_delivery_seconds_sum"), 3),
+        }
 
     def render(self) -> str:
         """Prometheus text exposition format 0.0.4."""
-        with self._lock:
-            lines = [
-                "# HELP ecr_transactions_total Finished transactions by outcome.",
-                "# TYPE ecr_transactions_total counter",
-            ]
-            lines += [
-                f'ecr_transactions_total{{outcome="{k}"}} {v}'
-                for k, v in sorted(self._transactions.items())
-            ]
-            lines += [
-                "# HELP ecr_transactions_reconciled_total Unknown outcomes the terminal's late "
-                "answer settled, by verdict.",
-                "# TYPE ecr_transactions_reconciled_total counter",
-            ]
-            lines += [
-                f'ecr_transactions_reconciled_total{{outcome="{k}"}} {v}'
-                for k, v in sorted(self._reconciled.items())
-            ]
-            lines += [
-                "# HELP ecr_notifications HiPay notifications in the outbox by state.",
-                "# TYPE ecr_notifications gauge",
-            ]
-            lines += [f'ecr_notifications{{state="{k}"}} {v}' for k, v in self._states.items()]
-            lines += [
-                "# HELP ecr_notification_attempts_total HTTP attempts to HiPay by result.",
-                "# TYPE ecr_notification_attempts_total counter",
-            ]
-            lines += [
-                f'ecr_notification_attempts_total{{result="{k}"}} {v}'
-                for k, v in sorted(self._attempts.items())
-            ]
-            lines += [
-                "# HELP ecr_notification_delivery_seconds Time from queueing to HiPay's 2xx.",
-                "# TYPE ecr_notification_delivery_seconds histogram",
-            ]
-            cumulative = 0
-            for bound, count in zip(self._buckets, self._bucket_counts, strict=True):
-                cumulative += count
-                lines.append(
-                    f'ecr_notification_delivery_seconds_bucket{{le="{_fmt(bound)}"}} {cumulative}'
-                )
-            lines.append(
-                f'ecr_notification_delivery_seconds_bucket{{le="+Inf"}} {self._latency_count}'
-            )
-            lines.append(f"ecr_notification_delivery_seconds_sum {_fmt(self._latency_sum)}")
-            lines.append(f"ecr_notification_delivery_seconds_count {self._latency_count}")
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode()
 
     async def log_periodically(
         self,

@@ -25,6 +25,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from supervisor_agent.observers import Observers
+
 # Applied by the journal's migration 1 (statements run one by one, not as a script,
 # so they stay inside the migration's transaction).
 OUTBOX_SCHEMA_V1: tuple[str, ...] = (
@@ -177,6 +179,8 @@ class Outbox:
     def __init__(self, store: Store, clock: Callable[[], float]) -> None:
         self._store = store
         self._clock = clock
+        # told ("attempt", row) after each recorded attempt: live events
+        self.observers: Observers[Notification] = Observers()
 
     def get(self, notification_id: int) -> Notification | None:
         with self._store.read() as conn:
@@ -252,7 +256,9 @@ class Outbox:
             ).fetchone()
         if row is None:
             raise KeyError(notification_id)
-        return _row(row)
+        note = _row(row)
+        self.observers.tell("attempt", note)
+        return note
 
     def next_attempt_at(self, exclude: Collection[int] = ()) -> float | None:
         """When the earliest pending row is due (None: nothing pending), minus those in flight.

@@ -27,6 +27,7 @@ from supervisor_agent.api.errors import ApiError
 from supervisor_agent.api.flavours import desktop, kiosk, pos
 from supervisor_agent.api.maintenance import Maintenance, StopTpManager
 from supervisor_agent.api.openapi import build_openapi
+from supervisor_agent.api.operator import OperatorView
 from supervisor_agent.api.payment import PaymentService
 from supervisor_agent.api.records import Records
 from supervisor_agent.api.server import ApiSite, ServerLimits, head_received_middleware
@@ -132,13 +133,15 @@ def create_app(
     metrics: Metrics | None = None,
     notify_url_supported: bool = False,
     acknowledge: Callable[[str], None] | None = None,
+    operator: OperatorView | None = None,
 ) -> web.Application:
     """Build the API; ``config`` is a ConnectorConfig or anything with its API fields.
 
     Every payment goes through ``journal`` (idempotency, crash recovery, the outbox)
     and ``notifier`` (HiPay); ``notify_url_supported`` turns on the POS API's
     per-order ``notify_url`` once the notifier honours it; ``acknowledge`` tells
-    tp-manager a verdict is journaled (the reconciler's ``ack``).
+    tp-manager a verdict is journaled (the reconciler's ``ack``); ``operator`` serves
+    ``/events`` and ``/status`` from the agent's live event log (api/operator.py).
     """
     settings = api_settings(config)
     service = PaymentService(client, settings, journal, notifier, acknowledge)
@@ -166,6 +169,7 @@ def create_app(
             *Records(service, metrics).routes(),
         ]
     )
+    (operator or OperatorView.for_app(settings, client, journal)).install(app)
     log.info(
         "api.app.created",
         flavour=settings.api_flavour,

@@ -37,6 +37,7 @@ from supervisor_agent.api.models_common import (
 from supervisor_agent.api.models_desktop import DesktopPaymentRequest, DesktopPaymentResponse
 from supervisor_agent.api.models_kiosk import KioskPaymentRequest, KioskPaymentResponse
 from supervisor_agent.api.models_pos import OrderResponse, RootOrder
+from supervisor_agent.api.operator_openapi import operator_paths
 from supervisor_agent.api.settings import Flavour
 
 OPENAPI_VERSION = "3.1.0"
@@ -361,6 +362,7 @@ def build_openapi(flavour: Flavour) -> dict[str, Any]:
             }
         },
         **_journal_paths(),
+        **operator_paths(_errors(AUTHENTICATED_ERRORS)),
     }
     return {
         "openapi": OPENAPI_VERSION,

@@ -76,7 +76,7 @@ async def test_every_route_documented_and_every_documented_route_served(
             }
             assert served == documented
             for method, path in documented:  # with credentials, every route is routed
-                if (method, path) in {("GET", "/stop"), ("GET", "/cancel")}:
+                if (method, path) in {("GET", "/stop"), ("GET", "/cancel"), ("GET", "/events")}:
                     continue
                 body = {} if method == "POST" else None
                 concrete = path.replace("{order_id}", "ORDER-1")

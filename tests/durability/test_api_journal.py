@@ -189,8 +189,8 @@ async def test_notifications_and_metrics_routes(
         status, text, headers = await api.get("/metrics")
         assert status == 200
         assert headers["Content-Type"].startswith("text/plain")
-        assert 'ecr_transactions_total{outcome="accepted"} 1' in text
-        assert 'ecr_notifications{state="pending"} 1' in text
+        assert 'ecr_transactions_total{outcome="accepted"} 1.0' in text
+        assert 'ecr_notifications{state="pending"} 1.0' in text
 
         await stub.control(fail_next=0)
         for _ in range(200):

@@ -121,7 +121,7 @@ async def test_every_finished_payment_is_counted_failed_ones_too(
         status, body, _ = await api.post("/", {"amount": "1.00", "order_id": "F-1"})
         assert status == 200 and body["transactionState"] == "failed"
         _, text, _ = await api.get("/metrics")
-    assert 'ecr_transactions_total{outcome="failed"} 1' in text
+    assert 'ecr_transactions_total{outcome="failed"} 1.0' in text
 
 
 async def test_an_unknown_outcome_is_said_plainly_in_every_flavour(

@@ -238,16 +238,16 @@ def test_metrics_render_prometheus_text() -> None:
         metrics.delivery_latency(seconds)
     text = metrics.render()
     lines = set(text.splitlines())
-    assert 'ecr_transactions_total{outcome="accepted"} 2' in lines
-    assert 'ecr_transactions_total{outcome="refused"} 0' in lines
-    assert 'ecr_notifications{state="pending"} 2' in lines
-    assert 'ecr_notifications{state="delivered"} 0' in lines
-    assert 'ecr_notification_attempts_total{result="uncertain"} 1' in lines
-    assert 'ecr_notification_delivery_seconds_bucket{le="0.5"} 1' in lines
-    assert 'ecr_notification_delivery_seconds_bucket{le="1"} 2' in lines
-    assert 'ecr_notification_delivery_seconds_bucket{le="5"} 3' in lines
-    assert 'ecr_notification_delivery_seconds_bucket{le="+Inf"} 4' in lines
-    assert "ecr_notification_delivery_seconds_count 4" in lines
+    assert 'ecr_transactions_total{outcome="accepted"} 2.0' in lines
+    assert 'ecr_transactions_total{outcome="refused"} 0.0' in lines
+    assert 'ecr_notifications{state="pending"} 2.0' in lines
+    assert 'ecr_notifications{state="delivered"} 0.0' in lines
+    assert 'ecr_notification_attempts_total{result="uncertain"} 1.0' in lines
+    assert 'ecr_notification_delivery_seconds_bucket{le="0.5"} 1.0' in lines
+    assert 'ecr_notification_delivery_seconds_bucket{le="1.0"} 2.0' in lines
+    assert 'ecr_notification_delivery_seconds_bucket{le="5.0"} 3.0' in lines
+    assert 'ecr_notification_delivery_seconds_bucket{le="+Inf"} 4.0' in lines
+    assert "ecr_notification_delivery_seconds_count 4.0" in lines
     assert "ecr_notification_delivery_seconds_sum 13.9" in lines
     assert text.endswith("\n")
     for line in text.splitlines():

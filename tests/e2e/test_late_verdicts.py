@@ -105,7 +105,7 @@ def test_an_answer_after_the_transaction_timeout_is_unknown_then_accepted(
         assert states == ["unknown", "accepted"]
         assert terminal_requests(stack) == 1
         status, metrics = stack.request("GET", "/metrics")
-        assert 'ecr_transactions_reconciled_total{outcome="accepted"} 1' in metrics
+        assert 'ecr_transactions_reconciled_total{outcome="accepted"} 1.0' in metrics
 
 
 def test_cancel_on_concert_v2_stops_waiting_keeps_the_terminal_busy_and_reconciles(

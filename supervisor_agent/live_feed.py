@@ -1,0 +1,125 @@
+"""What feeds the live events: the journal's writes, the outbox's and tp-manager's PUB.
+
+No second truth: a transaction's events are made from the journal row right after
+it was written (``transaction.started`` when the row goes ``at_terminal``,
+``transaction.finished`` with the journal's final state, ``transaction.reconciled``
+when a late verdict replaced ``unknown``), and notification events from the outbox
+row.  tp-manager's own ``transaction.finished`` is not forwarded: its ``status`` is
+the terminal's, which the journal turns into the state registers see.
+
+From tp-manager's PUB (through the agent's one subscriber, events.py) come what
+only it knows: the link, the terminal busy/idle, and that the terminal has the
+payment in hand (its ``transaction.started``, shown as
+``transaction.waiting_for_card``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from common import messages
+from common.messages import Event
+from common.money import MoneyError, currency, format_major
+from common.redact import mask_card_field
+from supervisor_agent import event_log
+from supervisor_agent.event_log import EventLog
+from supervisor_agent.journal import TransactionRecord, TxState
+from supervisor_agent.metrics import Metrics
+from supervisor_agent.outbox import Notification, NotificationState
+
+
+def amount_text(minor: Any, code: Any) -> str | None:
+    """``9.99 EUR`` for a person; None when the row does not carry a readable amount."""
+    if not isinstance(minor, int) or not isinstance(code, str):
+        return None
+    try:
+        return f"{format_major(minor, currency(code))} {code}"
+    except MoneyError:
+        return None
+
+
+def transaction_facts(record: TransactionRecord) -> dict[str, Any]:
+    """The shown fields of a journal row: masked, no receipt, no customer data."""
+    request, result = record.request, record.result or {}
+    pan = result.get("masked_pan")
+    return {
+        "order_id": record.order_id,
+        "state": str(record.state),
+        "amount": request.get("amount"),
+        "currency": request.get("currency"),
+        "amount_text": amount_text(request.get("amount"), request.get("currency")),
+        "transaction_type": request.get("transaction_type"),
+        "terminal": record.terminal,
+        "error_code": record.error_code,
+        "masked_pan": mask_card_field(pan) if isinstance(pan, str) and pan else None,
+        "reconciled_from": record.reconciled_from,
+        "created_at": record.created_at,
+        "finished_at": record.finished_at,
+    }
+
+
+class LiveFeed:
+    """Turns writes and tp-manager events into :class:`EventLog` events (and link metrics)."""
+
+    def __init__(self, events: EventLog, metrics: Metrics | None = None) -> None:
+        self.events = events
+        self.metrics = metrics
+
+    # -- journal and outbox observers (any thread) ----------------------------
+
+    def journal_changed(self, change: str, record: TransactionRecord) -> None:
+        facts = transaction_facts(record)
+        if change == "at_terminal":
+            self.events.publish(event_log.TRANSACTION_STARTED, facts)
+        elif change == "finished":
+            self.events.publish(event_log.TRANSACTION_FINISHED, facts)
+        elif change == "reconciled":
+            self.events.publish(event_log.TRANSACTION_RECONCILED, facts)
+        if self.metrics is not None and record.state is TxState.ACCEPTED:
+            self.metrics.payment_accepted(record.updated_at)
+
+    def outbox_changed(self, change: str, note: Notification) -> None:
+        data = {
+            "order_id": note.order_id,
+            "notification_id": note.id,
+            "attempts": note.attempts,
+            "status": note.last_status,
+        }
+        if note.state is NotificationState.DELIVERED:
+            latency = (note.delivered_at or note.updated_at) - note.created_at
+            self.events.publish(
+                event_log.NOTIFICATION_DELIVERED, {**data, "latency_s": round(latency, 3)}
+            )
+        elif note.state is NotificationState.DEAD:
+            self.events.publish(event_log.NOTIFICATION_DEAD, data)
+
+    # -- tp-manager's PUB ------------------------------------------------------
+
+    def _link(self, event: Event) -> None:
+        up = event.name == messages.EVENT_LINK_UP
+        self.events.publish(
+            event_log.LINK_UP if up else event_log.LINK_DOWN,
+            {"link": event.data.get("link"), "detail": event.data.get("detail")},
+        )
+        if self.metrics is not None:
+            self.metrics.link_state(up)
+
+    def _forward(self, name: str) -> Callable[[Event], None]:
+        def forward(event: Event) -> None:
+            data = {k: v for k, v in event.data.items() if k in ("order_id", "amount")}
+            self.events.publish(name, data)
+
+        return forward
+
+    def tp_manager_handlers(self) -> dict[str, Callable[[Event], None]]:
+        """Handlers for the agent's event subscriber (merged with the reconciler's)."""
+        return {
+            messages.EVENT_LINK_UP: self._link,
+            messages.EVENT_LINK_DOWN: self._link,
+            messages.EVENT_TERMINAL_BUSY: self._forward(event_log.TERMINAL_BUSY),
+            messages.EVENT_TERMINAL_IDLE: self._forward(event_log.TERMINAL_IDLE),
+            messages.EVENT_TRANSACTION_STARTED: self._forward(
+                event_log.TRANSACTION_WAITING_FOR_CARD
+            ),
+        }

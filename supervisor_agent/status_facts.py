@@ -1,0 +1,156 @@
+"""The facts of the status page, ``GET /status.json`` and ``ecr-connector status``.
+
+One function gathers them so the page, the JSON and the terminal never tell
+different stories.  Transactions come from the journal (masked as the live
+events are: live_feed.transaction_facts), the outbox counts from the outbox, the
+link from tp-manager's ``check`` (or, when it does not answer, the last link
+event), and ``last_event_id`` lets the page follow ``/events`` from exactly where
+these facts were read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from common.commands import check as check_contract
+from supervisor_agent import event_log
+from supervisor_agent.api.settings import ApiSettings
+from supervisor_agent.client import CommandFailed, TerminalClient
+from supervisor_agent.event_log import EventLog
+from supervisor_agent.journal import Journal
+from supervisor_agent.live_feed import transaction_facts
+from supervisor_agent.metrics import Metrics
+from supervisor_agent.outbox import NotificationState
+from supervisor_agent.recent_problems import RecentProblems
+
+log = structlog.get_logger(__name__)
+
+RECENT_TRANSACTIONS = 20
+CHECK_TIMEOUT_S = 3.0  # the page must not hang on a terminal that does not answer
+METRICS_REFRESH_S = 15.0  # a Prometheus scrape interval
+
+
+def journal_bytes(path: Path) -> int:
+    """The journal's size on disk, its WAL and shared-memory files included."""
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            total += os.stat(f"{path}{suffix}").st_size
+        except FileNotFoundError:
+            continue
+    return total
+
+
+@dataclass
+class StatusSource:
+    settings: ApiSettings
+    journal: Journal
+    client: TerminalClient
+    events: EventLog
+    problems: RecentProblems | None = None
+    started_at: float = field(default_factory=time.time)
+
+    async def _check(self) -> check_contract.CheckReply | CommandFailed | ValueError:
+        try:
+            raw = await self.client.call(check_contract.NAME, {}, timeout=CHECK_TIMEOUT_S)
+            return check_contract.CheckReply.from_wire(raw)
+        except (CommandFailed, ValueError) as exc:
+            return exc
+
+    async def _link(self) -> dict[str, Any]:
+        reply = await self._check()
+        if isinstance(reply, Exception):
+            exc = reply
+            last = self.events.latest(event_log.LINK_UP), self.events.latest(event_log.LINK_DOWN)
+            known = max((e for e in last if e is not None), key=lambda e: e.seq, default=None)
+            return {
+                "link": known.data.get("link") if known else "unknown",
+                "busy": None,
+                "responding": None,
+                "detail": f"tp-manager did not answer the check: {getattr(exc, 'code', exc)}",
+            }
+        return {
+            "link": reply.link,
+            "busy": reply.busy,
+            "responding": reply.responding,
+            "detail": reply.detail,
+        }
+
+    def _read_journal(self) -> dict[str, Any]:
+        outbox = self.journal.outbox
+        rows = []
+        for record in self.journal.recent(RECENT_TRANSACTIONS):
+            note = outbox.get_by_order(record.order_id)
+            rows.append(
+                {**transaction_facts(record), "notification": str(note.state) if note else None}
+            )
+        pending = outbox.list(NotificationState.PENDING)
+        disk = shutil.disk_usage(self.journal.path.parent)
+        return {
+            "transactions": rows,
+            "outbox": {
+                "counts": outbox.counts(),
+                "oldest_pending_at": min((n.created_at for n in pending), default=None),
+            },
+            "disk": {
+                "path": str(self.journal.path.parent),
+                "free_bytes": disk.free,
+                "total_bytes": disk.total,
+                "journal_bytes": journal_bytes(self.journal.path),
+            },
+        }
+
+    def _metric_facts(self) -> tuple[int, float | None, float | None]:
+        pending = self.journal.outbox.list(NotificationState.PENDING)
+        return (
+            journal_bytes(self.journal.path),
+            self.journal.last_accepted_at(),
+            min((n.created_at for n in pending), default=None),
+        )
+
+    async def refresh_metrics(self, metrics: Metrics) -> None:
+        """The gauges read from disk; the link from ``check`` until an event tells it."""
+        metrics.set_journal_facts(*await asyncio.to_thread(self._metric_facts))
+        metrics.set_notification_states(await asyncio.to_thread(self.journal.outbox.counts))
+        if not metrics.link_known:
+            reply = await self._check()
+            if not isinstance(reply, Exception):
+                metrics.link_state(reply.link == "up")
+
+    async def keep_metrics_fresh(
+        self, metrics: Metrics, interval_s: float = METRICS_REFRESH_S
+    ) -> None:
+        """Until cancelled; a failed refresh is logged and tried again next time."""
+        while True:
+            try:
+                await self.refresh_metrics(metrics)
+            except Exception as exc:  # a busy disk: the next round tries again
+                log.warning("metrics.refresh_failed", error=repr(exc))
+            await asyncio.sleep(interval_s)
+
+    async def collect(self) -> dict[str, Any]:
+        last_event_id = f"{self.events.boot}-{self.events.last_seq}"  # before reading anything
+        link = await self._link()
+        stored = await asyncio.to_thread(self._read_journal)
+        now = time.time()
+        return {
+            "generated_at": now,
+            "last_event_id": last_event_id,
+            "connector": {"version": self.settings.version_string, "update": None},
+            "terminal": {
+                "protocol": self.settings.terminal_protocol,
+                "serial_number": self.settings.serial_number or None,
+                **link,
+            },
+            "agent": {"started_at": self.started_at, "uptime_s": round(now - self.started_at, 1)},
+            **stored,
+            "problems": self.problems.lines() if self.problems else [],
+        }
