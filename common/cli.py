@@ -22,6 +22,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("simulate", "tp_manager.simulator.cli", "run the built-in payment terminal simulator"),
     ("hipay-stub", "supervisor_agent.hipay_stub", "run a stand-in HiPay notification endpoint"),
     ("outbox", "supervisor_agent.outbox_cli", "list or requeue undelivered HiPay notifications"),
+    ("status", "supervisor_agent.cli_status", "the running connector's status (the status page)"),
+    ("pay", "supervisor_agent.cli_pay", "a test payment through the running connector, live"),
 ]
 
 
