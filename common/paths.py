@@ -52,3 +52,18 @@ def make_private(directory: Path) -> None:
             mode = entry.stat().st_mode & 0o777
             if mode & 0o077:
                 entry.chmod(mode & 0o700)
+
+
+def update_dir(data_dir: Path) -> Path:
+    """The self-update's TUF metadata cache, downloads and status."""
+    return data_dir / "update"
+
+
+def update_root(data_dir: Path) -> Path:
+    """The trusted TUF root metadata when the config does not name one."""
+    return update_dir(data_dir) / "root.json"
+
+
+def versions_dir(data_dir: Path) -> Path:
+    """The installed versions and the ``current``/``previous``/``base`` links to them."""
+    return data_dir / "versions"

@@ -615,6 +615,19 @@ class Journal:
             ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
+    def in_flight(self) -> list[TransactionRecord]:
+        """The orders open on any terminal now (``received``/``at_terminal``).
+
+        The self-update asks this before restarting the programs: it waits, never cuts
+        a payment off.
+        """
+        with self._db.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_TX_COLUMNS} FROM transactions"  # noqa: S608
+                " WHERE state IN ('received', 'at_terminal')"
+            ).fetchall()
+        return [_record(row) for row in rows]
+
     def recover_interrupted(self) -> list[TransactionRecord]:
         """Close every transaction a crash left open and queue its notification.
 

@@ -8,7 +8,8 @@ Start-up order matters for money:
    at error level and queued for HiPay;
 2. start the notifier (it resumes the outbox where the last process left it);
 3. connect to tp-manager, collect the verdicts it holds (a payment the crash cut
-   off may have been accepted: reconciler.py), and serve the API.
+   off may have been accepted: reconciler.py), and serve the API;
+4. schedule the self-update (``supervisor_agent/update/``), off without ``update_url``.
 
 On SIGTERM the API stops taking requests, a payment in flight gets its answer
 (aiohttp's shutdown waits for handlers), then the notifier and journal close.
@@ -26,7 +27,7 @@ from datetime import timedelta
 
 import structlog
 
-from common import messages, paths
+from common import __version__, messages, paths
 from common.concert_v3_versions import protocol_name
 from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.config.model import CONCERT_V3
@@ -43,6 +44,7 @@ from supervisor_agent.notifier import HipayEndpoint, Notifier, NotifierAlreadyRu
 from supervisor_agent.recent_problems import RecentProblems
 from supervisor_agent.reconciler import Reconciler
 from supervisor_agent.tp_manager_control import stopper
+from supervisor_agent.update import schedule as update_schedule
 
 log = structlog.get_logger(__name__)
 
@@ -163,6 +165,10 @@ async def serve(config: ConnectorConfig) -> int:
         ),
         asyncio.create_task(operator.status.keep_metrics_fresh(metrics), name="metrics-facts"),
     ]
+    # the journal is the one owner of "a payment is in flight": the update asks it
+    update_task = update_schedule.start(config, __version__, busy=lambda: bool(journal.in_flight()))
+    if update_task is not None:
+        background.append(update_task)
     try:
         runner = await start_server(
             app, config.bind_address, config.local_port, shutdown_timeout(config)

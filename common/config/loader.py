@@ -106,6 +106,8 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "environment": rules.environment,
     "authorization_threshold": rules.threshold,
     "update_time": rules.hhmm,
+    "update_url": rules.update_url,
+    "update_root": rules.path,
     "baudRate": rules.baud_rate,
     "dataBits": rules.data_bits,
     "parity": rules.parity,
@@ -289,6 +291,14 @@ def _check_socket_room(c: _Collector, data_dir: Path) -> None:
         c.problem("data_dir", problem)
 
 
+def _from_base_dir(values: dict[str, Raw], key: str, base_dir: Path) -> None:
+    """A relative path in the file is taken from the config file's directory."""
+    item = values.get(key)
+    if item is not None and isinstance(item.value, str):
+        given = Path(item.value).expanduser()
+        values[key] = Raw(item.key, str(base_dir / given), item.line)
+
+
 def build(
     raw: Mapping[str, Raw],
     *,
@@ -302,11 +312,9 @@ def build(
     c.problems.extend(problems)
 
     base_dir = source_path.parent if source_path is not None else Path.cwd()
-    data_dir_raw = values.get("data_dir")
-    if data_dir_raw is not None and isinstance(data_dir_raw.value, str):
-        given = Path(data_dir_raw.value).expanduser()
-        values["data_dir"] = Raw(data_dir_raw.key, str(base_dir / given), data_dir_raw.line)
+    _from_base_dir(values, "data_dir", base_dir)
     data_dir: Path = c.value("data_dir", base_dir).resolve()
+    _from_base_dir(values, "update_root", base_dir)
 
     protocol = c.value("terminal_protocol", CONCERT_V2)
     serial_port = c.value("serial_port")
@@ -381,6 +389,8 @@ def build(
         authorization_threshold=c.value("authorization_threshold"),
         contracts=_contracts(c),
         update_time=c.value("update_time"),
+        update_url=c.value("update_url"),
+        update_root=c.value("update_root", paths.update_root(data_dir)),
         log_level=c.value("log_level", "info"),
         control_endpoint=_endpoint(c, "control_endpoint", run_dir, RUN_SOCKETS[0]),
         events_endpoint=_endpoint(c, "events_endpoint", run_dir, RUN_SOCKETS[1]),

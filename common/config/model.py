@@ -76,6 +76,8 @@ class ConnectorConfig:
     contracts: tuple[ContractConfig, ...]
     # operation
     update_time: dt.time | None
+    update_url: str | None  # the TUF feed; None: self-update off
+    update_root: Path  # the trusted TUF root metadata
     log_level: str
     control_endpoint: str
     events_endpoint: str

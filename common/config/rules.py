@@ -381,7 +381,8 @@ def cors_origins(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(origins))
 
 
-def base_url(value: Any) -> str | None:
+def _http_url(value: Any, example: str, why_https: str) -> str | None:
+    """An http(s) URL ending in ``/``; plain http only on loopback, for ``why_https``."""
     if value is None:
         return None
     text = _text(value, "a URL")
@@ -389,14 +390,31 @@ def base_url(value: Any) -> str | None:
         return None
     match = re.fullmatch(r"(https?)://(\[[^\]]+\]|[^/:?#\s]+)(:[0-9]+)?(/[^\s?#]*)?", text)
     if not match:
-        raise ValueError("must be a URL like https://api.example.com/")
+        raise ValueError(f"must be a URL like {example}")
     scheme, url_host = match.group(1), match.group(2)
     if scheme == "http" and not is_loopback(url_host):
         raise ValueError(
-            "must use https:// (plain http:// would send the HiPay credentials in clear; "
+            f"must use https:// ({why_https}; "
             "it is allowed only for a local stand-in on 127.0.0.1 or localhost)"
         )
     return text if text.endswith("/") else text + "/"
+
+
+def base_url(value: Any) -> str | None:
+    return _http_url(
+        value,
+        "https://api.example.com/",
+        "plain http:// would send the HiPay credentials in clear",
+    )
+
+
+def update_url(value: Any) -> str | None:
+    """The self-update feed: TUF signs what it serves, https keeps who asks private."""
+    return _http_url(
+        value,
+        "https://updates.example.com/ecr-connector/",
+        "plain http:// would tell anyone on the way which version each connector runs",
+    )
 
 
 def path(value: Any) -> Path:
