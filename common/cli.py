@@ -24,6 +24,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("outbox", "supervisor_agent.outbox_cli", "list or requeue undelivered HiPay notifications"),
     ("status", "supervisor_agent.cli_status", "the running connector's status (the status page)"),
     ("pay", "supervisor_agent.cli_pay", "a test payment through the running connector, live"),
+    ("update", "supervisor_agent.update.cli", "check for, or run now, the signed self-update"),
+    ("publish", "supervisor_agent.update.publish", "publish a release to a self-update feed"),
 ]
 
 
