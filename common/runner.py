@@ -24,7 +24,7 @@ import xmlrpc.client
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common import paths
+from common import paths, versions
 from common.supervisord import START_RETRIES, ExtraProgram, RenderParams, rpc, write_config
 
 if TYPE_CHECKING:
@@ -96,6 +96,11 @@ def extra_programs(config: ConnectorConfig) -> list[ExtraProgram]:
         stub_args = ["--host", "127.0.0.1", "--port", str(config.demo_hipay_stub_port)]
         stub_args += ["--login", login, "--password", password]
         programs.append(ExtraProgram("hipay-stub", ["-m", "common", "hipay-stub", *stub_args]))
+    if config.update_url:
+        # started by the agent when a new version is installed: it restarts the agent
+        config_arg = str(config.source_path) if config.source_path else "demo"
+        switch_args = ["-m", "supervisor_agent.update.switch", "--config", config_arg]
+        programs.append(ExtraProgram("update-switch", switch_args, startsecs=0, autostart=False))
     return programs
 
 
@@ -162,6 +167,8 @@ def main(args: argparse.Namespace) -> int:
             transaction_timeout_s=config.transaction_timeout,
             console_logs=args.console_logs,
             extra_programs=extras,
+            # through versions/current: a restart by the self-update runs the new version
+            python=versions.prepare(config.data_dir),
         )
     )
     if config.demo:
@@ -187,7 +194,8 @@ def main(args: argparse.Namespace) -> int:
             f"logs in {paths.log_dir(config.data_dir)} ; Ctrl-C to stop",
             flush=True,
         )
-    programs = ["tp-manager", "supervisor-agent", *(p.name for p in extras)]
+    # a one-shot (the self-update's switch) exits when done: not a program dying at start
+    programs = ["tp-manager", "supervisor-agent", *(p.name for p in extras if p.autostart)]
     code = supervise(conf_path, config, programs)
     remove_run_files(config)
     return code
@@ -215,7 +223,14 @@ def supervise(conf_path: Path, config: ConnectorConfig, programs: list[str]) -> 
         with contextlib.suppress(OSError, xmlrpc.client.Error):
             infos = rpc(sock).supervisor.getAllProcessInfo()
         if isinstance(infos, list) and not gave_up:
-            for message in watch.update(infos, START_RETRIES):
+            watched = [info for info in infos if info.get("name") in programs]
+            messages = watch.update(watched, START_RETRIES)
+            if versions.pending_switch(config.data_dir).exists():
+                # the self-update restarts the programs on purpose and judges their starts
+                # itself (health check, rollback): those exits are not failed starts
+                watch.failures.clear()
+                messages = []
+            for message in messages:
                 say(message)
             if watch.fatal:
                 gave_up = True

@@ -47,6 +47,8 @@ class ExtraProgram:
     args: list[str]
     priority: int = 10
     startsecs: int = 1
+    # False: a one-shot started on demand through XML-RPC (the self-update's switch)
+    autostart: bool = True
 
 
 @dataclass
@@ -91,10 +93,12 @@ def _log_settings(name: str, params: RenderParams) -> str:
 
 def _program_block(prog: ExtraProgram, params: RenderParams) -> str:
     command = " ".join(shlex.quote(a) for a in [params.python, *prog.args])
+    again = "true" if prog.autostart else "false"
     return (
         f"\n[program:{prog.name}]\ncommand = {command}\ndirectory = {params.data_dir}\n"
-        f"priority = {prog.priority}\nautostart = true\nautorestart = true\n"
-        f"startsecs = {prog.startsecs}\nstartretries = {START_RETRIES}\nstopsignal = TERM\n"
+        f"priority = {prog.priority}\nautostart = {again}\nautorestart = {again}\n"
+        f"startsecs = {prog.startsecs}\nstartretries = {START_RETRIES if prog.autostart else 0}\n"
+        "stopsignal = TERM\n"
         f"stopwaitsecs = 10\n{_log_settings(prog.name, params)}\n"
     )
 

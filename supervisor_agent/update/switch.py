@@ -40,7 +40,7 @@ from common.supervisord import rpc
 from supervisor_agent.client import CommandFailed, TerminalClient
 from supervisor_agent.update import state
 
-log = structlog.get_logger(__name__)
+log = structlog.get_logger("supervisor_agent.update.switch")  # not __main__ under -m
 
 PROCESS = "update-switch"
 HEALTH_TIMEOUT_S = 90.0

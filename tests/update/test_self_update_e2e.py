@@ -1,0 +1,197 @@
+"""The self-update end to end: ``ecr-connector run`` under real supervisord, a real TUF
+feed over loopback HTTP, this project's own source built as a wheel at a higher version.
+
+Each test starts the connector exactly as a user does (tests/stack.py), publishes to the
+feed with python-tuf's Metadata API (tuf_repo.py), and drives the update with
+``ecr-connector update --now`` in its own process, as an operator would.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common import __version__, paths, versions
+from tests.stack import REPO, HipayStub, Stack, hipay_stub, running_stack, wait_for
+from tests.update.tuf_repo import TufRepo, serve
+
+PROGRAMS = ["tp-manager", "supervisor-agent", "simulator"]
+NEVER_ANSWERS = "1000.04"  # simulator scenario never-answer: in flight until cancelled
+CLI_TIMEOUT_S = 240.0
+EVENT_TIMEOUT_S = 120.0
+
+
+@pytest.fixture
+def stub(tmp_path: Path) -> Iterator[HipayStub]:
+    with hipay_stub(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def feed(tmp_path: Path) -> Iterator[tuple[TufRepo, str]]:
+    repo = TufRepo(tmp_path / "feed")
+    with serve(repo.folder) as url:
+        yield repo, url
+
+
+def start(tmp_path: Path, stub: HipayStub, repo: TufRepo, url: str) -> Any:
+    return running_stack(
+        tmp_path / "connector",
+        hipay_base_url=stub.url + "/",
+        hipay_login=stub.login,
+        hipay_password=stub.password,
+        update_url=url,
+        update_root=str(repo.root_file),
+    )
+
+
+def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "common", "update", *args, "--config", str(stack.config_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+    )
+
+
+def running_version(stack: Stack) -> str:
+    status, body = stack.request("GET", "/version", timeout_s=10)
+    assert status == 200, body
+    return str(body["version"]).split("-", 1)[0]
+
+
+def pay(stack: Stack, order_id: str) -> dict[str, Any]:
+    status, body = stack.request("POST", "/", {"amount": "9.99", "order_id": order_id})
+    assert status == 200, body
+    return dict(body)
+
+
+def events(stack: Stack, program: str) -> list[dict[str, Any]]:
+    lines = (paths.log_dir(stack.data_dir) / f"{program}.log").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def event_index(stack: Stack, program: str, name: str, **fields: Any) -> int:
+    for i, event in enumerate(events(stack, program)):
+        if event.get("event") == name and all(event.get(k) == v for k, v in fields.items()):
+            return i
+    return -1
+
+
+def wait_event(stack: Stack, program: str, name: str) -> None:
+    wait_for(
+        lambda: event_index(stack, program, name) >= 0,
+        EVENT_TIMEOUT_S,
+        f"{name} in {program}.log",
+    )
+
+
+def test_an_update_waits_for_the_payment_in_flight_then_runs_the_new_version(
+    tmp_path: Path,
+    stub: HipayStub,
+    feed: tuple[TufRepo, str],
+    good_release: tuple[str, Path],
+) -> None:
+    repo, url = feed
+    version, wheel = good_release
+    repo.add_release(version, wheel)
+    repo.sign_all()
+    with start(tmp_path, stub, repo, url) as stack:
+        stack.wait_running(PROGRAMS)
+        assert running_version(stack) == __version__
+        checked = cli(stack, "--check")
+        assert checked.returncode == 0, checked.stderr
+        assert f"running:   {__version__}\n" in checked.stdout
+        assert f"available: {version} (ecr-connector/{wheel.name})" in checked.stdout
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            payment = pool.submit(
+                stack.request, "POST", "/", {"amount": NEVER_ANSWERS, "order_id": "UPD-HELD"}
+            )
+            wait_for(
+                lambda: event_index(stack, "supervisor-agent", "api.payment.started") >= 0,
+                EVENT_TIMEOUT_S,
+                "the held payment at the terminal",
+            )
+            now = ["--now", "--config", str(stack.config_path), "--wait", str(CLI_TIMEOUT_S)]
+            update = subprocess.Popen(
+                [sys.executable, "-m", "common", "update", *now],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            try:
+                wait_event(stack, "supervisor-agent", "update.waiting_for_payment")
+                assert not payment.done()  # installed, and waiting: nothing was interrupted
+                assert versions.target_of(stack.data_dir, versions.CURRENT) == versions.BASE
+                stack.request("GET", "/cancel")  # the customer walks away: the payment ends
+                status, body = payment.result(timeout=EVENT_TIMEOUT_S)
+                assert status == 200, body  # it got its answer from the old version
+                out, _ = update.communicate(timeout=CLI_TIMEOUT_S)
+            finally:
+                if update.poll() is None:
+                    update.kill()
+                    update.wait(timeout=10)
+        assert update.returncode == 0, out
+        assert "update: switched" in out
+
+        assert running_version(stack) == version
+        assert pay(stack, "UPD-AFTER")["paymentStatus"] == "SUCCESS"
+        # the restart was asked for: run's watch over failed starts has nothing to say
+        assert "died at start" not in (stack.data_dir.parent / "run.out").read_text()
+        agent = "supervisor-agent"
+        assert event_index(stack, agent, "api.payment.finished", order_id="UPD-HELD") < (
+            event_index(stack, agent, "update.switching")
+        )
+        assert versions.target_of(stack.data_dir, versions.CURRENT) == version
+        assert versions.target_of(stack.data_dir, versions.PREVIOUS) == versions.BASE
+        switched = [e for e in events(stack, "update-switch") if e["event"] == "update.switched"]
+        assert switched and switched[0]["version"] == version
+        rechecked = cli(stack, "--check")
+        assert f"running:   {version}\n" in rechecked.stdout
+
+
+def test_a_broken_release_is_rolled_back_and_not_tried_again(
+    tmp_path: Path,
+    stub: HipayStub,
+    feed: tuple[TufRepo, str],
+    broken_release: tuple[str, Path],
+) -> None:
+    repo, url = feed
+    version, wheel = broken_release
+    repo.add_release(version, wheel)
+    repo.sign_all()
+    with start(tmp_path, stub, repo, url) as stack:
+        stack.wait_running(PROGRAMS)
+        # --wait bounds the whole update: install, switch, failed health check, rollback
+        done = cli(stack, "--now", "--wait", "150")
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "update: rolled_back" in done.stdout
+        assert "supervisor-agent backoff at start" in done.stdout
+
+        assert running_version(stack) == __version__
+        assert pay(stack, "BROKEN-AFTER")["paymentStatus"] == "SUCCESS"
+        # the switch judged the starts (and rolled back): run's watch did not stop the connector
+        run_out = (stack.data_dir.parent / "run.out").read_text()
+        assert "died at start" not in run_out and "giving up" not in run_out
+        rolled = [e for e in events(stack, "update-switch") if e["event"] == "update.rolled_back"]
+        assert len(rolled) == 1
+        assert rolled[0]["level"] == "error"
+        assert rolled[0]["version"] == version and rolled[0]["restored"] == __version__
+        assert "backoff" in rolled[0]["reason"]
+        assert versions.target_of(stack.data_dir, versions.CURRENT) == versions.BASE
+        assert not (paths.versions_dir(stack.data_dir) / version).exists()  # pruned
+
+        again = cli(stack, "--now", "--wait", "60")
+        assert again.returncode == 0, again.stdout
+        assert "update: skipped" in again.stdout
+        assert running_version(stack) == __version__
