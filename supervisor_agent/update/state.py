@@ -16,16 +16,12 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from common import paths
 
-State = Literal[
-    "checking",
-    "installing",
-    "waiting_for_payment",
-    "switching",
-    # final
+Progress = Literal["checking", "installing", "waiting_for_payment", "switching"]
+Ending = Literal[
     "off",
     "up_to_date",
     "skipped",
@@ -35,18 +31,8 @@ State = Literal[
     "switched",
     "rolled_back",
 ]
-FINAL: frozenset[State] = frozenset(
-    {
-        "off",
-        "up_to_date",
-        "skipped",
-        "refused",
-        "install_failed",
-        "switch_failed",
-        "switched",
-        "rolled_back",
-    }
-)
+State = Progress | Ending
+FINAL: frozenset[str] = frozenset(get_args(Ending))
 
 
 @dataclass

@@ -62,24 +62,24 @@ def pin_environment(argv: list[str]) -> None:
     os.execv(python, [python, "-m", "supervisor_agent.update.switch", *argv])  # noqa: S606
 
 
+def _each(method: Any, names: tuple[str, ...], wait: bool, harmless: str) -> None:
+    """Call a supervisord method on each program; a fault saying ``harmless`` is fine."""
+    for name in names:
+        try:
+            method(name, wait)
+        except xmlrpc.client.Fault as fault:
+            if harmless not in fault.faultString:
+                raise
+
+
 def restart(data_dir: Path, point_to: str, previous: str | None) -> None:
     """Stop the agent then tp-manager, move the links, start tp-manager then the agent."""
     proxy = rpc(paths.supervisord_socket(data_dir), timeout_s=STOP_RPC_TIMEOUT_S)
-    for name in (AGENT, TP_MANAGER):
-        try:
-            proxy.supervisor.stopProcess(name, True)
-        except xmlrpc.client.Fault as fault:
-            if "NOT_RUNNING" not in fault.faultString:
-                raise
+    _each(proxy.supervisor.stopProcess, (AGENT, TP_MANAGER), True, "NOT_RUNNING")
     if previous is not None:
         versions.point(data_dir, versions.PREVIOUS, previous)
     versions.point(data_dir, versions.CURRENT, point_to)
-    for name in (TP_MANAGER, AGENT):
-        try:
-            proxy.supervisor.startProcess(name, False)
-        except xmlrpc.client.Fault as fault:
-            if "ALREADY_STARTED" not in fault.faultString:
-                raise
+    _each(proxy.supervisor.startProcess, (TP_MANAGER, AGENT), False, "ALREADY_STARTED")
 
 
 def _api_host(config: ConnectorConfig) -> str:
@@ -183,6 +183,22 @@ async def switch(config: ConnectorConfig) -> int:
         status.state, status.reason = "switch_failed", f"{to} is not installed"
         state.write_status(data_dir, status)
         return 1
+    try:
+        return await _switch_checked(config, status, to, was, was_version)
+    except Exception:  # a bug here must not leave the kiosk with both programs stopped
+        log.exception("update.crashed", version=to)
+        await asyncio.to_thread(restart, data_dir, was, None)
+        marker.unlink(missing_ok=True)
+        status.state, status.reason = "switch_failed", "the switch crashed; see update-switch.log"
+        state.write_status(data_dir, status)
+        return 1
+
+
+async def _switch_checked(
+    config: ConnectorConfig, status: state.Status, to: str, was: str, was_version: str
+) -> int:
+    data_dir = config.data_dir
+    marker = versions.pending_switch(data_dir)
     log.info("update.restarting", running=was_version, to=to)
     await asyncio.to_thread(restart, data_dir, to, was)
     problem = await health(config, to, HEALTH_TIMEOUT_S)

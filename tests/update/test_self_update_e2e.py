@@ -9,6 +9,7 @@ feed with python-tuf's Metadata API (tuf_repo.py), and drives the update with
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import subprocess
 import sys
@@ -41,15 +42,25 @@ def feed(tmp_path: Path) -> Iterator[tuple[TufRepo, str]]:
         yield repo, url
 
 
-def start(tmp_path: Path, stub: HipayStub, repo: TufRepo, url: str) -> Any:
-    return running_stack(
+@contextlib.contextmanager
+def connector_offered(
+    tmp_path: Path, stub: HipayStub, feed: tuple[TufRepo, str], release: tuple[str, Path]
+) -> Iterator[Stack]:
+    """The connector running, its feed offering ``release`` (signed right)."""
+    repo, url = feed
+    repo.add_release(*release)
+    repo.sign_all()
+    with running_stack(
         tmp_path / "connector",
         hipay_base_url=stub.url + "/",
         hipay_login=stub.login,
         hipay_password=stub.password,
         update_url=url,
         update_root=str(repo.root_file),
-    )
+    ) as stack:
+        stack.wait_running(PROGRAMS)
+        assert running_version(stack) == __version__
+        yield stack
 
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
@@ -100,13 +111,8 @@ def test_an_update_waits_for_the_payment_in_flight_then_runs_the_new_version(
     feed: tuple[TufRepo, str],
     good_release: tuple[str, Path],
 ) -> None:
-    repo, url = feed
     version, wheel = good_release
-    repo.add_release(version, wheel)
-    repo.sign_all()
-    with start(tmp_path, stub, repo, url) as stack:
-        stack.wait_running(PROGRAMS)
-        assert running_version(stack) == __version__
+    with connector_offered(tmp_path, stub, feed, good_release) as stack:
         checked = cli(stack, "--check")
         assert checked.returncode == 0, checked.stderr
         assert f"running:   {__version__}\n" in checked.stdout
@@ -166,12 +172,8 @@ def test_a_broken_release_is_rolled_back_and_not_tried_again(
     feed: tuple[TufRepo, str],
     broken_release: tuple[str, Path],
 ) -> None:
-    repo, url = feed
-    version, wheel = broken_release
-    repo.add_release(version, wheel)
-    repo.sign_all()
-    with start(tmp_path, stub, repo, url) as stack:
-        stack.wait_running(PROGRAMS)
+    version, _ = broken_release
+    with connector_offered(tmp_path, stub, feed, broken_release) as stack:
         # --wait bounds the whole update: install, switch, failed health check, rollback
         done = cli(stack, "--now", "--wait", "150")
         assert done.returncode == 1, done.stdout + done.stderr
