@@ -74,8 +74,9 @@ class PaymentRequest:
     full_answer: bool = True  # Concert V2 answer flag: full answer carries the card report
     private: str = ""  # Concert V2 private field (10 chars), echoed by the terminal
     payment_application: str | None = None  # Concert V3 CC, only to force one
-    order_id: str | None = None  # the journal's key; never sent on the wire
+    order_id: str | None = None  # the journal's key; never sent on the wire as such
     target: TerminalTarget | None = None  # None: the configured terminal
+    terminal: str | None = None  # a terminal named in the config (its id); wins over target
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,9 @@ class PaymentResult:
     card_expiry: str | None = None
     merchant_contract: str | None = None
     terminal_data: str | None = None  # Concert V3 CF
+    ticket_format: str | None = None  # "text" | "html": the terminal's own ticket (V3 AK)
+    customer_ticket: str | None = None
+    merchant_ticket: str | None = None
     raw: str = ""  # the answer message as received (masked where it held a PAN)
     timings: Timings = field(default_factory=Timings)
 

@@ -53,6 +53,7 @@ from typing import Any
 
 import structlog
 
+from common import terminals
 from common.commands import errors as codes
 from common.commands import pay as pay_contract
 from common.payment import PaymentResult
@@ -142,7 +143,7 @@ class TxError:
     message: str = ""
 
 
-DEFAULT_TERMINAL = "default"  # the configured terminal; others are named host:port
+DEFAULT_TERMINAL = terminals.DEFAULT_TERMINAL  # the configured one; keys: common/terminals.py
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import structlog
 
 from common import messages
 from common.commands import errors as codes
+from common.commands.addressing import TerminalRequest
 from tp_manager.commands import CommandError
 from tp_manager.result_store import DEFAULT_TERMINAL, ResultStore
 from tp_manager.terminal.base import Terminal
@@ -37,16 +38,29 @@ class ServerContext:
     terminal_factory: TargetTerminals | None = None
     shutdown_requested: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def terminal_for(self, target: TerminalTarget | None) -> tuple[str, Terminal]:
-        """The driver an order runs on and its key in the result store."""
-        if target is None:
+    def terminal_for(
+        self, target: TerminalTarget | None, terminal_id: str | None = None
+    ) -> tuple[str, Terminal]:
+        """The driver an order (or a command) runs on and its key in the result store:
+        a terminal named in the config by id, an order's own target, or the configured one."""
+        if target is None and terminal_id is None:
             return DEFAULT_TERMINAL, self.terminal
         if self.terminal_factory is None:
             raise CommandError(
                 codes.INVALID_PROPERTIES, "this connector cannot reach other terminals"
             )
-        terminal = self.terminal_factory(target)
-        return (DEFAULT_TERMINAL if terminal is self.terminal else target.address), terminal
+        if terminal_id is not None:
+            return self.terminal_factory.by_id(terminal_id)
+        assert target is not None
+        return self.terminal_factory.keyed(target)
+
+    def addressed(self, props: dict[str, Any]) -> tuple[str, Terminal]:
+        """The terminal a maintenance command names (``terminal``), or the configured one."""
+        try:
+            request = TerminalRequest.from_wire(props)
+        except ValueError as exc:
+            raise CommandError(codes.INVALID_PROPERTIES, str(exc)) from None
+        return self.terminal_for(None, request.terminal)
 
     def terminals(self) -> list[Terminal]:
         if self.terminal_factory is None:

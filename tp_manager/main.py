@@ -59,7 +59,9 @@ async def serve(config: ConnectorConfig) -> int:
         ctx.late_answer(DEFAULT_TERMINAL, result)
 
     terminal = build_terminal(config, on_link_state, on_late_answer)
-    targets = TargetTerminals(config, terminal)
+    targets = TargetTerminals(
+        config, terminal, on_late_answer=lambda key, result: ctx.late_answer(key, result)
+    )
     ctx = ServerContext(
         terminal=terminal,
         publish=lambda name, data: None,
@@ -72,7 +74,8 @@ async def serve(config: ConnectorConfig) -> int:
     zctx = zmq.asyncio.Context()
     server = ControlServer(ctx, config.control_endpoint, config.events_endpoint, zctx)
     await server.start()
-    await terminal.start()
+    for each in targets.all():
+        await each.start()
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

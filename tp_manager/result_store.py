@@ -43,7 +43,7 @@ from typing import Final
 
 import structlog
 
-from common import paths
+from common import paths, terminals
 from common.commands import errors as codes
 from common.commands import pay as pay_contract
 from common.commands.results import PendingResult
@@ -54,8 +54,8 @@ log = structlog.get_logger(__name__)
 # A late answer is matched to a payment given up at most this long ago; Concert V2
 # terminals re-send for minutes at most, so a day only bounds the table.
 AWAITING_HORIZON_S: Final = 24 * 3600.0
-# The terminal key of the configured terminal; an order's own target is its address.
-DEFAULT_TERMINAL: Final = "default"
+# The terminal key of the configured terminal (common/terminals.py says each key).
+DEFAULT_TERMINAL: Final = terminals.DEFAULT_TERMINAL
 BUSY_TIMEOUT_MS: Final = 5000
 
 _SCHEMA: Final = """

@@ -1,7 +1,8 @@
 """``cancel``: stop waiting for the payment in flight.
 
-Request: optionally the order's own terminal (``target``); without it, every
-payment in flight is cancelled and the reply names the first one cancelled.
+Request: optionally the terminal (``terminal``, an id of the config, or an order's own
+``target``); without either, every payment in flight is cancelled and the reply names
+the first one cancelled.
 Reply: whether a payment was in flight, its order id, and whether the terminal
 may still complete it.  Concert V2 has no abort message: the terminal finishes
 the customer's transaction on its own, so the connector only stops waiting, keeps
@@ -21,9 +22,10 @@ NAME: Final = "cancel"
 
 @dataclass(frozen=True, slots=True)
 class CancelRequest(WireModel):
-    """No target: every payment in flight (each terminal that is busy) is cancelled."""
+    """Neither: every payment in flight (each terminal that is busy) is cancelled."""
 
     target: TerminalTarget | None = None
+    terminal: str | None = None  # a terminal named in the config; wins over target
 
 
 @dataclass(frozen=True, slots=True)

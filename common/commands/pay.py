@@ -45,6 +45,7 @@ def to_properties(request: PaymentRequest) -> dict[str, Any]:
         "private": request.private,
         "payment_application": request.payment_application,
         "target": request.target.to_dict() if request.target else None,
+        "terminal": request.terminal,
     }
     return data
 

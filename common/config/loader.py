@@ -19,8 +19,10 @@ from typing import Any
 from pydantic import SecretStr
 
 from common import paths
+from common.concert_v3_profiles import DEFAULT_PROFILE
 from common.concert_v3_versions import protocol_version
 from common.config import rules
+from common.config import terminals as named_terminals
 from common.config.errors import ConfigError, ConfigProblem
 from common.config.model import CONCERT_V2, CONCERT_V3, SIMULATOR, ConnectorConfig, ContractConfig
 from common.config.sources import Raw, parse_txt, parse_yaml, read_text
@@ -85,15 +87,6 @@ def _pos_number(value: Any) -> int:
     return rules.whole_number(value, 1, 99, "a POS number from 1 to 99")
 
 
-def _v3_protocol(value: Any) -> str:
-    try:
-        return protocol_version(rules.required_text(value))
-    except ValueError:
-        raise ValueError(
-            "must be ConcertV3.1 or ConcertV3.2 (or the CZ code 0300, 0301, 0302)"
-        ) from None
-
-
 # canonical key (as the desktop seed spells it) -> rule
 RULES: dict[str, Callable[[Any], Any]] = {
     "hipay_login": rules.optional_text,
@@ -117,7 +110,8 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "terminal_protocol": rules.terminal_protocol,
     "terminal_host": rules.optional_host,
     "terminal_port": rules.port,
-    "protocol_version": _v3_protocol,
+    "protocol_version": named_terminals.v3_version,
+    "terminal_profile": named_terminals.v3_profile,
     "allowed_terminals": rules.host_ports,
     "hipay_base_url": rules.base_url,
     "api_flavour": rules.api_flavour,
@@ -142,6 +136,7 @@ def _canonical_names() -> dict[str, str]:
     for key, aliases in ALIASES.items():
         names.update({_fold(alias): key for alias in aliases})
     names["contract"] = "contract"
+    names[named_terminals.SECTION] = named_terminals.SECTION
     return names
 
 
@@ -219,6 +214,12 @@ def _canonicalise(raw: Mapping[str, Raw]) -> tuple[dict[str, Raw], list[ConfigPr
                 )
                 continue
             canonical = f"contract.{_fold(parts[0])}.{field}"
+        elif name == named_terminals.SECTION:
+            try:
+                canonical = named_terminals.canonical_key(rest)
+            except ValueError as exc:
+                problems.append(ConfigProblem(item.key, str(exc), item.line))
+                continue
         elif name is None or rest:
             problems.append(ConfigProblem(item.key, _unknown_key(item.key), item.line))
             continue
@@ -348,12 +349,16 @@ def build(
     if protocol == CONCERT_V3 and terminal_host and terminal_host.lower() == SIMULATOR:
         terminal_host = SIMULATOR
     allowed: tuple[str, ...] = c.value("allowed_terminals", ())
+    v3_version = c.value("protocol_version", protocol_version(DEFAULT_V3_PROTOCOL))
+    terminals = named_terminals.build(c, v3_version)
     if protocol == CONCERT_V3 and terminal_host:
         host = "127.0.0.1" if terminal_host == SIMULATOR else terminal_host
         own = rules.host_port(
             f"[{host}]:{terminal_port}" if ":" in host else f"{host}:{terminal_port}"
         )
-        allowed = tuple(dict.fromkeys((own, *allowed)))
+        allowed = (own, *allowed)
+    named = (rules.host_port(t.address) for t in terminals if t.host is not None)
+    allowed = tuple(dict.fromkeys((*allowed, *named)))
 
     environment = c.value("environment") or rules.infer_environment(login)
     run_dir = paths.run_dir(data_dir)
@@ -382,7 +387,9 @@ def build(
         stop_bits=c.value("stopBits", 1),
         terminal_host=terminal_host,
         terminal_port=terminal_port,
-        concert_v3_version=c.value("protocol_version", protocol_version(DEFAULT_V3_PROTOCOL)),
+        concert_v3_version=v3_version,
+        terminal_profile=c.value("terminal_profile", DEFAULT_PROFILE),
+        terminals=terminals,
         allowed_terminals=allowed,
         pos_number=c.value("pos_number", 1),
         transaction_timeout=c.value("transaction_timeout", DEFAULT_TRANSACTION_TIMEOUT_S),

@@ -16,6 +16,8 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from common import paths
+from common.concert_v3_profiles import DEFAULT_PROFILE
+from common.terminals import TerminalSpec
 
 CONCERT_V2 = "concert-v2"
 CONCERT_V3 = "concert-v3"
@@ -82,6 +84,8 @@ class ConnectorConfig:
     control_endpoint: str
     events_endpoint: str
     demo_hipay_stub_port: int | None = None
+    terminal_profile: str = DEFAULT_PROFILE  # the configured Concert V3 terminal's profile
+    terminals: tuple[TerminalSpec, ...] = ()  # terminals named in the config (terminals.<id>)
 
     @property
     def hipay_url(self) -> str:

@@ -1,6 +1,9 @@
 """``GET /version /config /stop /cancel /reset /tlc /check``, in the seeds' shapes.
 
 Desktop answers the object, kiosk an array of one element (the seeds).
+``/cancel``, ``/check``, ``/reset`` and ``/tlc`` take ``?terminal=<id>`` (an addition:
+a terminal named in the config; without it, the configured terminal, or for
+``/cancel`` every payment in flight).
 Commands tp-manager refuses come back as the JSON error shape with the
 status of docs/error-codes.md (NOT_SUPPORTED: 501, tp-manager down: 503...).
 """
@@ -21,6 +24,7 @@ from common.commands.telecollect import TelecollectReply
 from supervisor_agent.api import error_codes
 from supervisor_agent.api.errors import ApiError
 from supervisor_agent.api.settings import ApiSettings
+from supervisor_agent.api.terminals import named_terminal
 from supervisor_agent.api.wire_json import json_response
 from supervisor_agent.client import CommandFailed, TerminalClient
 
@@ -41,9 +45,17 @@ class Maintenance:
     def _answer(self, data: dict[str, Any]) -> web.Response:
         return json_response(data if self.settings.api_flavour == "desktop" else [data])
 
-    async def _call(self, command: str) -> dict[str, Any]:
+    def _terminal(self, request: web.Request) -> dict[str, Any]:
+        """``?terminal=<id>`` as the command's properties ({} for the configured one)."""
+        value = request.query.get("terminal")
+        spec = named_terminal(self.settings, value, "terminal")
+        return {} if spec is None else {"terminal": spec.id}
+
+    async def _call(self, command: str, props: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
-            return await self.client.call(command, {}, timeout=self.settings.maintenance_timeout_s)
+            return await self.client.call(
+                command, props or {}, timeout=self.settings.maintenance_timeout_s
+            )
         except CommandFailed as exc:
             status = error_codes.lookup(exc.code).http_status
             log.info("api.maintenance.failed", command=command, code=exc.code)
@@ -79,7 +91,7 @@ class Maintenance:
         return self._answer({"message": message, "stopped": stopped})
 
     async def cancel(self, request: web.Request) -> web.Response:
-        reply = CancelReply.from_wire(await self._call(cancel.NAME))
+        reply = CancelReply.from_wire(await self._call(cancel.NAME, self._terminal(request)))
         if not reply.cancelled:
             message = "no transaction in flight"
         elif reply.terminal_may_still_complete:
@@ -105,18 +117,20 @@ class Maintenance:
         )
 
     async def reset(self, request: web.Request) -> web.Response:
-        reply = ResetReply.from_wire(await self._call(reset.NAME))
+        reply = ResetReply.from_wire(await self._call(reset.NAME, self._terminal(request)))
         return self._answer({"done": reply.done, "detail": reply.detail})
 
     async def tlc(self, request: web.Request) -> web.Response:
-        reply = TelecollectReply.from_wire(await self._call(telecollect.NAME))
+        reply = TelecollectReply.from_wire(
+            await self._call(telecollect.NAME, self._terminal(request))
+        )
         apps = [{"Name": app.name, "Status": app.status} for app in reply.apps]
         return self._answer(
             {"NbApp": str(len(apps)), "App": apps, "done": reply.done, "detail": reply.detail}
         )
 
     async def check(self, request: web.Request) -> web.Response:
-        reply = CheckReply.from_wire(await self._call(check.NAME))
+        reply = CheckReply.from_wire(await self._call(check.NAME, self._terminal(request)))
         link_up = reply.link == "up"
         return self._answer(
             {

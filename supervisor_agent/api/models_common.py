@@ -156,6 +156,19 @@ OrderId = Annotated[
     ),
 ]
 
+TerminalName = Annotated[
+    StrictStr,
+    Field(
+        description=(
+            "Addition to the seed: the id of a terminal named in the connector's config "
+            "(terminals.<id>), or 'default'; absent: the configured terminal."
+        ),
+        examples=["lane1"],
+        min_length=1,
+        max_length=32,
+    ),
+]
+
 # A cart/basket is accepted as anything: the seeds' rule is that a malformed
 # one does not fail the payment (basket.py checks it and may drop it).
 Basket = Annotated[

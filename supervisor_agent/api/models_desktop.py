@@ -14,6 +14,7 @@ from supervisor_agent.api.models_common import (
     Customer,
     MajorAmount,
     OrderId,
+    TerminalName,
     TransactionTypeName,
     TruthFields,
 )
@@ -47,6 +48,7 @@ class DesktopPaymentRequest(BaseModel):
     cart: Basket = None
     customer: Customer | None = None
     custom_data: CustomData | None = None
+    terminal: TerminalName | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -14,6 +14,7 @@ from supervisor_agent.api.models_common import (
     MajorAmount,
     OrderId,
     PaymentError,
+    TerminalName,
     TruthFields,
 )
 
@@ -27,6 +28,7 @@ class KioskPaymentRequest(BaseModel):
     basket: Basket = None
     customer: Customer | None = None
     customData: CustomData | None = None
+    terminal: TerminalName | None = None
 
 
 # Every key of the seed's receipt, in the seed's order.  Concert V2/V3 answers

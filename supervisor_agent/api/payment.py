@@ -63,6 +63,7 @@ IDENTITY_FIELDS: dict[str, str] = {
     "transaction_type": "transaction type",
     "force_authorization": "force authorization",
     "target": "terminal",
+    "terminal_id": "terminal",
 }
 
 
@@ -78,9 +79,13 @@ class PaymentOrder:
     force_authorization: bool  # effective: requested, or forced by the threshold
     target: TerminalTarget | None  # POS API host_information; None: our terminal
     journal_request: dict[str, Any]  # canonical request (hipay_payload) + the echo
+    terminal_id: str | None = None  # a terminal named in the config (wins over target)
 
     @property
     def terminal(self) -> str:
+        """The journal's key for the terminal (common/terminals.py): one busy state each."""
+        if self.terminal_id is not None:
+            return self.terminal_id
         return self.target.address if self.target else DEFAULT_TERMINAL
 
     def payment_request(self, pos_number: int) -> PaymentRequest:
@@ -92,6 +97,7 @@ class PaymentOrder:
             pos_number=pos_number,
             order_id=self.order_id,
             target=self.target,
+            terminal=self.terminal_id,
         )
 
 

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from common import __version__
+from common.terminals import TerminalSpec
 
 Flavour = Literal["desktop", "kiosk"]
 FLAVOURS: tuple[Flavour, ...] = ("desktop", "kiosk")
@@ -40,6 +41,7 @@ class ApiSettings:
     serial_number: str = ""
     terminal_protocol: str = "concert-v2"
     allowed_terminals: tuple[str, ...] = ()  # "host:port" the POS API may target
+    terminals: tuple[TerminalSpec, ...] = ()  # named in the config (common/terminals.py)
     pos_number: int = 1
     payment_timeout_s: float = DEFAULT_PAYMENT_TIMEOUT_S
     maintenance_timeout_s: float = DEFAULT_MAINTENANCE_TIMEOUT_S
@@ -107,6 +109,7 @@ def api_settings(config: Any) -> ApiSettings:
         serial_number=str(get("serial_number", "")),
         terminal_protocol=str(get("terminal_protocol", "concert-v2")),
         allowed_terminals=_tuple(get("allowed_terminals")),
+        terminals=tuple(get("terminals", ())),
         pos_number=int(get("pos_number", 1)),
         payment_timeout_s=float(timeout if timeout is not None else DEFAULT_PAYMENT_TIMEOUT_S),
         maintenance_timeout_s=float(get("maintenance_timeout_s", DEFAULT_MAINTENANCE_TIMEOUT_S)),

@@ -13,6 +13,7 @@ import pytest
 
 from tp_manager.concert_v3 import ConcertV3Terminal
 from tp_manager.concert_v3.codec import FieldStreamDecoder
+from tp_manager.concert_v3.messages import MANDATORY_REQUEST_TAGS
 from tp_manager.simulator.concert_v3 import run_tcp_simulator
 from tp_manager.simulator.scenarios import Scenario
 
@@ -97,7 +98,8 @@ async def start_server() -> AsyncIterator[StartServer]:
 
 
 async def read_request(reader: asyncio.StreamReader) -> FieldStreamDecoder:
-    """Read a driver's request whole (it ends with BA, or CC when one is forced)."""
+    """Read a driver's request whole: its mandatory tags, then whatever more comes within
+    a short quiet time (the profile's optional tags, a forced CC)."""
     decoder = FieldStreamDecoder()
     async with asyncio.timeout(REQUEST_READ_TIMEOUT_S):
         for _ in range(1000):  # bounded; a request is under 100 bytes
@@ -105,8 +107,8 @@ async def read_request(reader: asyncio.StreamReader) -> FieldStreamDecoder:
             if not chunk:
                 break
             decoder.feed(chunk)
-            if not decoder.has_partial_field and "BA" in decoder.tags:
-                # give a forced CC (sent after BA) a moment to arrive
+            if not decoder.has_partial_field and set(MANDATORY_REQUEST_TAGS) <= decoder.tags:
+                # give optional tags (sent after the mandatory ones) a moment to arrive
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.02):
                         more = await reader.read(1024)

@@ -130,9 +130,8 @@ def test_completeness_rule_step_by_step() -> None:
 
 
 def test_request_fields_in_order() -> None:
-    assert encode_request(SENT) == (
-        b"CZ0040301CJ012ECRCONNECTORCA00201CB003999CD0010CE003978BA0010"
-    )
+    """The default profile: the six mandatory tags, nothing else (no BA)."""
+    assert encode_request(SENT) == b"CZ0040301CJ012ECRCONNECTORCA00201CB003999CD0010CE003978"
 
 
 def test_request_small_amount_has_two_digits_and_cc_only_when_forced() -> None:
@@ -157,7 +156,6 @@ def test_request_small_amount_has_two_digits_and_cc_only_when_forced() -> None:
         "CB": "999999999999",
         "CD": "2",
         "CE": "840",
-        "BA": "0",
         "CC": "00C",
     }
 

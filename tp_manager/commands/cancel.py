@@ -20,8 +20,8 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
         request = CancelRequest.from_wire(props)
     except ValueError as exc:
         raise CommandError(codes.INVALID_PROPERTIES, str(exc)) from None
-    if request.target is not None:
-        terminals = [ctx.terminal_for(request.target)[1]]
+    if request.target is not None or request.terminal is not None:
+        terminals = [ctx.terminal_for(request.target, request.terminal)[1]]
     else:
         terminals = ctx.busy_terminals()
     replies = [await terminal.cancel() for terminal in terminals]

@@ -8,7 +8,7 @@ from tp_manager.context import ServerContext
 
 
 async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
-    status = await ctx.terminal.check()
+    status = await ctx.addressed(props)[1].check()
     return {
         "protocol": status.protocol,
         "link": str(status.link),

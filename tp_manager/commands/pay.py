@@ -41,7 +41,7 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
     request = parse_request(props)
     order_id = request.order_id
     assert order_id is not None  # from_properties requires it
-    terminal_key, terminal = ctx.terminal_for(request.target)
+    terminal_key, terminal = ctx.terminal_for(request.target, request.terminal)
     if terminal.busy:
         raise TerminalBusy(terminal.busy_reason())
     if ctx.shutdown_requested.is_set():

@@ -1,8 +1,8 @@
-"""``telecollect``: not part of the Concert V2/V3 messages this connector knows.
+"""``telecollect``: send the terminal's day of transactions to the bank (remote collection).
 
-The public protocol facts (docs/protocols.md) describe no telecollect message, and
-the connector never guesses at a wire format: it answers NOT_SUPPORTED so the
-register gets a clear, honest error instead of a silent no-op.
+Concert V3 terminals whose profile takes ``CD=B`` do it; Concert V2 and the
+mandatory part of Concert V3 have no message for it: NOT_SUPPORTED names the
+protocol or the profile.
 """
 
 from __future__ import annotations
@@ -10,11 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from tp_manager.context import ServerContext
-from tp_manager.terminal.errors import NotSupported
 
 
 async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
-    raise NotSupported(
-        f"{ctx.terminal.protocol} has no documented telecollect message; "
-        "run it from the terminal's menu"
-    )
+    reply = await ctx.addressed(props)[1].telecollect()
+    return reply.to_wire()

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import structlog
 
 from common.commands.cancel import CancelReply
+from common.commands.telecollect import TelecollectReply
 from tp_manager.concert_v2 import constants as c
 from tp_manager.concert_v2.codec import (
     DEFAULT_PAYMENT_MODE,
@@ -59,6 +60,7 @@ from tp_manager.terminal.errors import (
     LinkDown,
     LinkLost,
     MalformedMessage,
+    NotSupported,
     ProtocolError,
     TerminalBusy,
     TerminalError,
@@ -219,6 +221,14 @@ class ConcertV2Terminal:
             order_id=self._order_id,
             terminal_may_still_complete=session.released and not session.finished,
         )
+
+    async def reset(self) -> bool:
+        """Concert V2 has no reboot message."""
+        raise NotSupported("concert-v2 has no reset message; run it from the terminal's menu")
+
+    async def telecollect(self) -> TelecollectReply:
+        """Concert V2 has no remote collection message."""
+        raise NotSupported("concert-v2 has no telecollect message; run it from the terminal's menu")
 
     async def check(self) -> TerminalStatus:
         if self.busy:

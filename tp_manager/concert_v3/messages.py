@@ -3,11 +3,15 @@
 Sans-I/O, like :mod:`codec`.  The choices the protocol notes leave open are
 made here, in one place:
 
-* ``AE=10`` is ``ACCEPTED``.  ``AE=01`` with ``AF=04`` (refused) or ``AF=05``
-  (forbidden) is ``REFUSED``: the card or the terminal said no.  ``AF=11``
-  (abandoned by the customer), ``AF=08`` (terminal timeout), ``AF=09`` (format
-  error), an unknown AF or no AF are ``NOT_VERIFIED``: the payment did not
-  happen, but no one refused the card.  An unknown AE is ``NOT_VERIFIED`` too.
+* What is sent beyond the six mandatory tags is the terminal's profile
+  (common/concert_v3_profiles.py): ``BA``, ``CF`` (the order's own reference, so an
+  answer or a status request matches it), ``CK`` (tickets).  ``CC`` only when the order
+  forces a payment application.  ``BF`` never.
+* ``AE=10`` is ``ACCEPTED``.  ``AE=01`` reads through the profile's ``AF`` table:
+  ``04`` (refused) and ``05`` (forbidden) are ``REFUSED``: the card or the terminal
+  said no; abandon (``06``, ``11``), terminal timeout (``08``), format error (``09``),
+  an unknown AF or no AF are ``NOT_VERIFIED``: the payment did not happen, but no
+  one refused the card.  An unknown AE is ``NOT_VERIFIED`` too.
 * ``AA`` (card number) is re-masked if a terminal sends more than the first 6
   and last 4 digits in clear, in the result and in ``raw``.
 * ``merchant_contract`` is ``CG`` when the terminal sends it, else the
@@ -24,9 +28,11 @@ from typing import Final
 
 import structlog
 
+from common.concert_v3_profiles import ACTION_CODES, PROFILES, Action, Profile
 from common.concert_v3_versions import DEFAULT_VERSION, protocol_version
 from common.redact import mask_card_field
 from tp_manager.concert_v3.codec import Field, as_mapping, encode_fields
+from tp_manager.concert_v3.tickets import decode_tickets
 from tp_manager.terminal.errors import AmountOutOfRange, InvalidRequest, MalformedMessage
 from tp_manager.terminal.model import (
     FailureReason,
@@ -57,8 +63,13 @@ TAG_TRANSACTION_TYPE: Final = "CD"
 TAG_CURRENCY: Final = "CE"
 TAG_ANSWER_MODE: Final = "BA"
 TAG_PAYMENT_APPLICATION: Final = "CC"
+TAG_TICKETS: Final = "CK"
 MANDATORY_REQUEST_TAGS: Final = ("CZ", "CJ", "CA", "CB", "CD", "CE")
 ANSWER_MODE_AT_END: Final = "0"
+REFERENCE_MAX: Final = 99  # CF: 1..99 chars
+ACTION_AMOUNT: Final = "00"  # CB is mandatory: an action that moves no money carries zero
+ACTION_CURRENCY: Final = "978"  # CE is mandatory: an action carries EUR, no money moves
+DEFAULT_PROFILE: Final = PROFILES["default"]
 
 # answer tags
 TAG_STATUS: Final = "AE"
@@ -70,6 +81,7 @@ TAG_AID: Final = "AI"
 TAG_EXPIRY: Final = "AB"
 TAG_PRIVATE: Final = "CF"
 TAG_CONTRACT: Final = "CG"
+TAG_TICKET: Final = "AK"
 
 STATUS_DONE: Final = "10"
 STATUS_NOT_DONE: Final = "01"
@@ -81,16 +93,6 @@ TRANSACTION_CODES: Final = {
     TransactionType.CANCEL: "2",
 }
 _TRANSACTION_BY_CODE: Final = {code: kind for kind, code in TRANSACTION_CODES.items()}
-
-# AF -> (status, reason); see the module docstring for why each lands where it does.
-FAILURES: Final = {
-    "04": (PaymentStatus.REFUSED, FailureReason.REFUSED),
-    "05": (PaymentStatus.REFUSED, FailureReason.FORBIDDEN),
-    "11": (PaymentStatus.NOT_VERIFIED, FailureReason.ABANDONED),
-    "08": (PaymentStatus.NOT_VERIFIED, FailureReason.TIMEOUT),
-    "09": (PaymentStatus.NOT_VERIFIED, FailureReason.FORMAT_ERROR),
-}
-UNKNOWN_FAILURE: Final = (PaymentStatus.NOT_VERIFIED, FailureReason.OTHER)
 
 PAN_MASK_CHAR: Final = "#"
 _PAYMENT_APPLICATION = re.compile(r"[0-9A-Z]{3}")
@@ -126,14 +128,23 @@ def check_amount(amount: int) -> None:
         )
 
 
+def order_reference(order_id: str | None) -> str | None:
+    """The order's own reference for ``CF``: its id, when ``CF`` can carry it."""
+    if order_id and len(order_id) <= REFERENCE_MAX and _PRINTABLE.fullmatch(order_id):
+        return order_id
+    return None
+
+
 def build_request(
     request: PaymentRequest,
     *,
     version: str = DEFAULT_VERSION,
     register_id: str = DEFAULT_REGISTER_ID,
     pos_number: int | None = None,
+    profile: Profile = DEFAULT_PROFILE,
 ) -> tuple[Field, ...]:
-    """The request fields, CZ first. ``pos_number`` (configured) wins over the request's."""
+    """The request fields, CZ first. ``pos_number`` (configured) wins over the request's;
+    the optional tags are the ``profile``'s."""
     check_amount(request.amount)
     pos = request.pos_number if pos_number is None else pos_number
     if (
@@ -153,8 +164,14 @@ def build_request(
         (TAG_AMOUNT, f"{request.amount:0{AMOUNT_MIN_DIGITS}d}"),
         (TAG_TRANSACTION_TYPE, TRANSACTION_CODES[TransactionType(request.transaction_type)]),
         (TAG_CURRENCY, request.currency_numeric),
-        (TAG_ANSWER_MODE, ANSWER_MODE_AT_END),
     ]
+    if profile.answer_mode:
+        fields.append((TAG_ANSWER_MODE, ANSWER_MODE_AT_END))
+    reference = order_reference(request.order_id) if profile.reference else None
+    if reference is not None:
+        fields.append((TAG_PRIVATE, reference))
+    if profile.tickets is not None:
+        fields.append((TAG_TICKETS, profile.tickets.ck))
     if request.payment_application is not None:
         if not _PAYMENT_APPLICATION.fullmatch(request.payment_application):
             raise InvalidRequest(
@@ -163,6 +180,38 @@ def build_request(
             )
         fields.append((TAG_PAYMENT_APPLICATION, request.payment_application))
     return tuple(fields)
+
+
+def build_action_request(
+    action: Action,
+    *,
+    version: str = DEFAULT_VERSION,
+    register_id: str = DEFAULT_REGISTER_ID,
+    pos_number: int,
+) -> tuple[Field, ...]:
+    """An action that moves no money (identification, remote collection, reboot): the
+    mandatory tags with a zero amount, and the action's ``CD``."""
+    return (
+        (TAG_VERSION, protocol_version(version)),
+        (TAG_REGISTER_ID, validate_register_id(register_id)),
+        (TAG_POS_NUMBER, f"{pos_number:02d}"),
+        (TAG_AMOUNT, ACTION_AMOUNT),
+        (TAG_TRANSACTION_TYPE, ACTION_CODES[action]),
+        (TAG_CURRENCY, ACTION_CURRENCY),
+    )
+
+
+def build_status_request(payment: Sequence[Field]) -> tuple[Field, ...] | None:
+    """``CD=T`` for the payment sent as ``payment``: its mandatory tags and its ``CF``;
+    None when the payment carried no reference (nothing to name it by)."""
+    sent = as_mapping(payment)
+    if TAG_PRIVATE not in sent:
+        return None
+    code = ACTION_CODES[Action.STATUS]
+    fields = [
+        (tag, code if tag == TAG_TRANSACTION_TYPE else sent[tag]) for tag in MANDATORY_REQUEST_TAGS
+    ]
+    return (*fields, (TAG_PRIVATE, sent[TAG_PRIVATE]))
 
 
 def encode_request(fields: Iterable[Field]) -> bytes:
@@ -206,20 +255,50 @@ def _echoed(answer: Mapping[str, str], request: Mapping[str, str], tag: str) -> 
     return value
 
 
-def _status(answer: Mapping[str, str]) -> tuple[PaymentStatus, FailureReason | None]:
+def _status(
+    answer: Mapping[str, str], profile: Profile
+) -> tuple[PaymentStatus, FailureReason | None]:
     ae = answer.get(TAG_STATUS)
     if ae == STATUS_DONE:
         return PaymentStatus.ACCEPTED, None
     if ae == STATUS_NOT_DONE:
-        return FAILURES.get(answer.get(TAG_FAILURE, ""), UNKNOWN_FAILURE)
+        return profile.reading(answer.get(TAG_FAILURE))
     log.warning("concert_v3.answer.unknown_status", ae=ae, af=answer.get(TAG_FAILURE))
-    return UNKNOWN_FAILURE
+    return profile.reading(None)
+
+
+def parse_status_answer(
+    fields: Sequence[Field],
+    payment: Sequence[Field],
+    *,
+    profile: Profile,
+    contracts: Sequence[Contract] = (),
+    timings: Timings | None = None,
+) -> PaymentResult | None:
+    """The verdict a ``CD=T`` answer gives for ``payment``, or None when it gives none:
+    another reference echoed, or ``AE=01`` without ``AF`` (the terminal has no verdict
+    for it: unknown, still at the customer).  Its ``CD`` echo is ``T``: the payment's own
+    type is read from what was sent."""
+    answer = as_mapping(fields)
+    sent = as_mapping(payment)
+    if answer.get(TAG_PRIVATE) != sent.get(TAG_PRIVATE):
+        log.warning("concert_v3.status.other_reference", echoed=answer.get(TAG_PRIVATE))
+        return None
+    if answer.get(TAG_STATUS) not in (STATUS_DONE, STATUS_NOT_DONE):
+        return None
+    if answer.get(TAG_STATUS) == STATUS_NOT_DONE and TAG_FAILURE not in answer:
+        return None
+    as_payment = [
+        (tag, sent[tag] if tag == TAG_TRANSACTION_TYPE else value) for tag, value in fields
+    ]
+    return parse_answer(as_payment, payment, profile=profile, contracts=contracts, timings=timings)
 
 
 def parse_answer(
     fields: Sequence[Field],
     sent: Sequence[Field],
     *,
+    profile: Profile = DEFAULT_PROFILE,
     contracts: Sequence[Contract] = (),
     timings: Timings | None = None,
 ) -> PaymentResult:
@@ -229,7 +308,8 @@ def parse_answer(
     request = as_mapping(sent)
     if TAG_STATUS not in answer:
         raise MalformedMessage("answer has no status field AE")
-    status, reason = _status(answer)
+    status, reason = _status(answer, profile)
+    tickets = decode_tickets(answer.get(TAG_TICKET), request.get(TAG_TICKETS))
     amount = _echoed_int(answer, TAG_AMOUNT, int(request[TAG_AMOUNT]))
     pos_number = _echoed_int(answer, TAG_POS_NUMBER, int(request[TAG_POS_NUMBER]))
     currency = _echoed(answer, request, TAG_CURRENCY)
@@ -260,6 +340,9 @@ def parse_answer(
         card_expiry=answer.get(TAG_EXPIRY),
         merchant_contract=contract,
         terminal_data=answer.get(TAG_PRIVATE),
+        ticket_format=tickets.format if tickets else None,
+        customer_ticket=tickets.customer if tickets else None,
+        merchant_ticket=tickets.merchant if tickets else None,
         raw=encode_fields(safe).decode("ascii"),
         timings=timings or Timings(),
     )

@@ -5,6 +5,14 @@ keep open: ``link_state`` is what the last attempt taught us (``UP`` after an
 exchange or a probe that connected, ``DOWN`` after a connection failure,
 ``DISCONNECTED`` before the first attempt and after :meth:`close`).
 
+What the terminal takes beyond the mandatory tags is its profile
+(common/concert_v3_profiles.py): with one that has them, ``check`` asks the terminal
+to identify itself, ``reset`` reboots it, ``telecollect`` runs its remote collection,
+and :meth:`ConcertV3Terminal.transaction_status` asks for a past payment's outcome
+(status recovery, tp_manager/status_recovery.py); without, they answer NOT_SUPPORTED
+naming the profile.  Each of these holds the busy flag like a payment: never two
+exchanges on one terminal.
+
 Orders may name their terminal (POS API ``host_information`` / ``protocol``):
 :meth:`ConcertV3Terminal.with_target` gives a copy with the same settings aimed
 at another address.  Copies do not share the busy flag: each one serialises its
@@ -22,6 +30,8 @@ from typing import Final
 import structlog
 
 from common.commands.cancel import CancelReply
+from common.commands.telecollect import CollectedApp, TelecollectReply
+from common.concert_v3_profiles import Action, Profile
 from tp_manager.concert_v3 import messages, transport
 from tp_manager.concert_v3.messages import Contract
 from tp_manager.concert_v3.transport import ExchangeProgress, ExchangeTimeouts
@@ -30,6 +40,7 @@ from tp_manager.terminal.errors import (
     Cancelled,
     LinkDown,
     LinkLost,
+    NotSupported,
     TerminalBusy,
     TerminalError,
 )
@@ -59,6 +70,7 @@ class ConcertV3Settings:
     probe_timeout: float = transport.PROBE_TIMEOUT_S
     settle: float = transport.ANSWER_SETTLE_S
     echo_grace: float = transport.ECHO_GRACE_S
+    profile: Profile = messages.DEFAULT_PROFILE
 
     def timeouts(self) -> ExchangeTimeouts:
         return ExchangeTimeouts(
@@ -88,6 +100,7 @@ class ConcertV3Terminal:
         probe_timeout: float = transport.PROBE_TIMEOUT_S,
         settle: float = transport.ANSWER_SETTLE_S,
         echo_grace: float = transport.ECHO_GRACE_S,
+        profile: Profile = messages.DEFAULT_PROFILE,
         on_link_state: LinkStateCallback | None = None,
     ) -> None:
         if not 0 < port < 65536:
@@ -108,6 +121,7 @@ class ConcertV3Terminal:
             probe_timeout=probe_timeout,
             settle=settle,
             echo_grace=echo_grace,
+            profile=profile,
         )
         self._on_link_state = on_link_state
         self._link = LinkState.DISCONNECTED
@@ -115,6 +129,7 @@ class ConcertV3Terminal:
         self._inflight: asyncio.Task[transport.Exchange] | None = None
         self._progress = ExchangeProgress()
         self._order_id: str | None = None
+        self._doing = "a transaction"
         self._cancel_requested = False
 
     @classmethod
@@ -134,6 +149,7 @@ class ConcertV3Terminal:
             probe_timeout=s.probe_timeout,
             settle=s.settle,
             echo_grace=s.echo_grace,
+            profile=s.profile,
             on_link_state=on_link_state,
         )
 
@@ -162,6 +178,8 @@ class ConcertV3Terminal:
         return self._busy
 
     def busy_reason(self) -> str:
+        if self._order_id is None:
+            return f"terminal at {self._target} is busy with {self._doing}; try again shortly"
         return (
             f"terminal at {self._target} is already running a transaction (order "
             f"{self._order_id}); wait for its result or cancel it"
@@ -188,11 +206,19 @@ class ConcertV3Terminal:
             self._inflight = None
             self._cancel_requested = False
 
+    def _payment_fields(self, request: PaymentRequest) -> tuple[messages.Field, ...]:
+        s = self._settings
+        return messages.build_request(
+            request,
+            version=s.version,
+            register_id=s.register_id,
+            pos_number=s.pos_number,
+            profile=s.profile,
+        )
+
     async def _pay(self, request: PaymentRequest) -> PaymentResult:
         s = self._settings
-        sent = messages.build_request(
-            request, version=s.version, register_id=s.register_id, pos_number=s.pos_number
-        )
+        sent = self._payment_fields(request)
         payload = messages.encode_request(sent)
         log.info(
             "concert_v3.transaction.start",
@@ -232,7 +258,11 @@ class ConcertV3Terminal:
             raise
         self._set_link(LinkState.UP, "answered")
         result = messages.parse_answer(
-            exchanged.fields, sent, contracts=s.contracts, timings=exchanged.timings
+            exchanged.fields,
+            sent,
+            profile=s.profile,
+            contracts=s.contracts,
+            timings=exchanged.timings,
         )
         log.info(
             "concert_v3.transaction.done",
@@ -282,8 +312,91 @@ class ConcertV3Terminal:
             terminal_may_still_complete=self._progress.request_sent,
         )
 
+    @property
+    def profile(self) -> Profile:
+        return self._settings.profile
+
+    def _unsupported(self, action: Action, what: str) -> NotSupported:
+        return NotSupported(
+            f"terminal at {self._target} runs Concert V3 profile {self.profile.name!r}, "
+            f"which has no {what} ({action}); set a profile that has it "
+            "(docs/terminals.md) or run it from the terminal's menu"
+        )
+
+    async def _act(self, fields: tuple[messages.Field, ...], doing: str) -> dict[str, str]:
+        """One exchange that is not a payment, under the busy flag; the answer's fields."""
+        if self._busy:
+            raise TerminalBusy(self.busy_reason())
+        self._busy, self._doing, self._order_id = True, doing, None
+        s = self._settings
+        try:
+            exchanged = await transport.exchange(
+                s.host,
+                s.port,
+                messages.encode_request(fields),
+                [tag for tag, _ in fields],
+                s.timeouts(),
+            )
+        except (LinkDown, LinkLost) as exc:
+            self._set_link(LinkState.DOWN, exc.message)
+            raise
+        finally:
+            self._busy, self._doing = False, "a transaction"
+        self._set_link(LinkState.UP, "answered")
+        return dict(messages.mask_answer(exchanged.fields))
+
+    async def action(self, action: Action, what: str) -> dict[str, str]:
+        """Run a ``CD`` action the profile takes (NOT_SUPPORTED otherwise)."""
+        if not self.profile.takes(action):
+            raise self._unsupported(action, what)
+        s = self._settings
+        fields = messages.build_action_request(
+            action,
+            version=s.version,
+            register_id=s.register_id,
+            pos_number=s.pos_number or messages.MIN_POS_NUMBER,
+        )
+        answer = await self._act(fields, what)
+        log.info("concert_v3.action.done", action=str(action), ae=answer.get(messages.TAG_STATUS))
+        return answer
+
+    async def reset(self) -> bool:
+        """Reboot (``CD=R``); whether the terminal took it."""
+        answer = await self.action(Action.REBOOT, "reboot")
+        return answer.get(messages.TAG_STATUS) == messages.STATUS_DONE
+
+    async def telecollect(self) -> TelecollectReply:
+        """Remote collection (``CD=B``); the application the answer names, if any."""
+        answer = await self.action(Action.REMOTE_COLLECTION, "remote collection")
+        done = answer.get(messages.TAG_STATUS) == messages.STATUS_DONE
+        app = answer.get(messages.TAG_PAYMENT_APPLICATION, "terminal")
+        return TelecollectReply(
+            done=done,
+            detail=f"AE={answer.get(messages.TAG_STATUS)}",
+            apps=[CollectedApp(name=app, status="0" if done else "1")],
+        )
+
+    @property
+    def recovers_status(self) -> bool:
+        return self.profile.takes(Action.STATUS) and self.profile.reference
+
+    async def transaction_status(self, request: PaymentRequest) -> PaymentResult | None:
+        """Ask the terminal for the outcome of the payment ``request`` (``CD=T``, named by
+        its ``CF``); None when it has no verdict for it."""
+        if not self.recovers_status:
+            raise self._unsupported(Action.STATUS, "transaction status")
+        payment = self._payment_fields(request)
+        status = messages.build_status_request(payment)
+        if status is None:
+            raise NotSupported(f"order {request.order_id!r} cannot be named in CF")
+        answer = await self._act(status, f"the status of order {request.order_id}")
+        return messages.parse_status_answer(
+            tuple(answer.items()), payment, profile=self.profile, contracts=self._settings.contracts
+        )
+
     async def check(self) -> TerminalStatus:
-        """Probe with a TCP connect + close when idle; never while a transaction runs."""
+        """Identify the terminal (profiles that take it) or probe with a TCP connect +
+        close, when idle; never while a transaction runs."""
         if self._busy:
             return TerminalStatus(
                 protocol=self.protocol,
@@ -292,6 +405,8 @@ class ConcertV3Terminal:
                 responding=None,
                 detail="transaction in flight; not probing",
             )
+        if self.profile.takes(Action.IDENTIFICATION):
+            return await self._identify()
         s = self._settings
         try:
             connect_ms = await transport.probe(s.host, s.port, s.probe_timeout)
@@ -313,6 +428,20 @@ class ConcertV3Terminal:
             busy=self._busy,
             responding=True,
             detail=f"TCP connect to {self._target} in {connect_ms:.0f} ms",
+        )
+
+    async def _identify(self) -> TerminalStatus:
+        try:
+            answer = await self.action(Action.IDENTIFICATION, "identification")
+        except (LinkDown, LinkLost) as exc:
+            return TerminalStatus(self.protocol, self._link, False, False, exc.message)
+        ae = answer.get(messages.TAG_STATUS)
+        return TerminalStatus(
+            protocol=self.protocol,
+            link=self._link,
+            busy=False,
+            responding=ae == messages.STATUS_DONE,
+            detail=f"identification (CD=I) answered AE={ae}",
         )
 
     @property

@@ -38,6 +38,14 @@ drop-link      send half of the approve answer (cut inside a field), close
 garbage        line noise then the answer: a malformed answer over TCP
 nak-first, bad-lrc-once  serial-only faults: approve
 ============== ==============================================================
+
+The abandon answer has no ``CB``, as some terminals answer after a red-button cancel.
+
+Which optional tags and ``CD`` actions it takes is its *family* (concert_v3_family.py:
+a profile, or ``strict``: the six mandatory tags only).  It remembers every payment by
+its ``CF`` in a ledger, answers ``CD=T`` (status of a transaction) from it, ``CD=I``
+(identification), ``CD=B`` (remote collection), ``CD=R`` (reboot) and ``CD=3``
+(duplicate of the last ticket), and sends tickets in ``AK`` when ``CK`` asks.
 """
 
 from __future__ import annotations
@@ -52,6 +60,13 @@ from typing import Final
 import structlog
 
 from common.money import MoneyError, currency_by_numeric
+from tp_manager.simulator.concert_v3_family import (
+    PAYMENT_CODES,
+    STATUS_CODE,
+    Family,
+    Ledger,
+    ticket_field,
+)
 from tp_manager.simulator.scenarios import Scenario, scenario_for_amount
 
 log = structlog.get_logger(__name__)
@@ -72,7 +87,10 @@ GARBAGE_BYTES: Final = b"\x00\x7f#~?\x00"
 SHUTDOWN_WAIT_S: Final = 1.0  # on cancel, wait this long for sessions to unwind
 
 MANDATORY: Final = ("CZ", "CJ", "CA", "CB", "CD", "CE")
-VERSIONS: Final = ("0300", "0301", "0302")
+VERSIONS: Final = ("0300", "0301", "0302", "0310", "0320")  # seen on the wire
+CD_DUPLICATE: Final = "3"
+CD_REMOTE_COLLECTION: Final = "B"
+COLLECTED_APPLICATION: Final = "001"
 CONTACTLESS_APPLICATIONS: Final = frozenset({"00B", "00D", "10E"})
 
 AE_DONE: Final = "10"
@@ -165,7 +183,7 @@ def format_problem(fields: dict[str, str]) -> str | None:
         "CJ": len(fields["CJ"]) == 12,
         "CA": len(fields["CA"]) == 2 and fields["CA"].isdigit(),
         "CB": 2 <= len(fields["CB"]) <= 12 and fields["CB"].isdigit(),
-        "CD": fields["CD"] in ("0", "1", "2"),
+        "CD": len(fields["CD"]) == 1,
         "CE": len(fields["CE"]) == 3 and fields["CE"].isdigit(),
         "BA": fields.get("BA", "0") in ("0", "1"),
     }
@@ -182,7 +200,17 @@ def pick_scenario(fields: dict[str, str], default: Scenario) -> Scenario:
 
 
 def build_answer(request: dict[str, str], scenario: Scenario) -> dict[str, str]:
-    """Echo the request (CZ first, as received) and add the terminal's fields."""
+    """Echo the request (CZ first, as received) and add the terminal's fields; the
+    ticket (``AK``) when ``CK`` asks for it."""
+    answer = _decide(request, scenario)
+    ck = request.get("CK")
+    ticket = ticket_field(ck, answer) if ck and "AA" in answer else None
+    if ticket is not None:
+        answer["AK"] = ticket
+    return answer
+
+
+def _decide(request: dict[str, str], scenario: Scenario) -> dict[str, str]:
     answer = dict(request)
     seq = next(_sequence)
     application = request.get("CC", DEFAULT_APPLICATION)
@@ -194,6 +222,8 @@ def build_answer(request: dict[str, str], scenario: Scenario) -> dict[str, str]:
             answer["AF"] = af
         if scenario is Scenario.REFUSE:
             answer.update(CC=application, CI=reading, AA=CARD_MASKED_PAN)
+        if scenario is Scenario.ABANDON:
+            del answer["CB"]  # red-button cancel: some terminals answer without CB
         return answer
     answer.update(
         AE=AE_DONE,
@@ -203,9 +233,33 @@ def build_answer(request: dict[str, str], scenario: Scenario) -> dict[str, str]:
         AA=CARD_MASKED_PAN,
         AI=CARD_AID,
         AB=CARD_EXPIRY,
-        CF=f"SIM{seq:09d}",
+        CF=request.get("CF", f"SIM{seq:09d}"),  # the register's reference, echoed
         CG=MERCHANT_CONTRACT,
     )
+    return answer
+
+
+def status_answer(request: dict[str, str], ledger: Ledger) -> dict[str, str]:
+    """``CD=T``: the request echoed with the named transaction's outcome, or ``AE=01``
+    without ``AF`` when the terminal has no verdict for that reference."""
+    answer = dict(request)
+    known = ledger.answers.get(request.get("CF", ""))
+    if known is None:
+        answer["AE"] = AE_NOT_DONE
+        return answer
+    own = {tag: value for tag, value in known.items() if tag not in request and tag != "AK"}
+    answer.update(own)
+    return answer
+
+
+def action_answer(request: dict[str, str], ledger: Ledger) -> dict[str, str]:
+    """``CD`` I, B, R, 3: done (with the collected application, or the last ticket)."""
+    answer = dict(request)
+    answer["AE"] = AE_DONE
+    if request["CD"] == CD_REMOTE_COLLECTION:
+        answer["CC"] = COLLECTED_APPLICATION
+    if request["CD"] == CD_DUPLICATE and ledger.last_ticket is not None:
+        answer["AK"] = ledger.last_ticket
     return answer
 
 
@@ -236,10 +290,14 @@ class _Session:
         default: Scenario,
         slow_seconds: float,
         pay_seconds: float,
+        family: Family,
+        ledger: Ledger,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.default = default
+        self.family = family
+        self.ledger = ledger
         self.slow_seconds = slow_seconds
         self.pay_seconds = pay_seconds
         peer = writer.get_extra_info("peername")
@@ -254,11 +312,14 @@ class _Session:
             return
         if request is None:
             return
-        problem = format_problem(request)
+        problem = format_problem(request) or self.family.problem(request)
         if problem is not None:
             log.info("simulator.concert_v3.request.format_error", peer=self.peer, problem=problem)
             await self._send(encode(format_error_answer(request)))
             await self._linger()
+            return
+        if request["CD"] not in PAYMENT_CODES:
+            await self._act(request)
             return
         scenario = pick_scenario(request, self.default)
         log.info(
@@ -277,7 +338,23 @@ class _Session:
             log.info("simulator.concert_v3.answer.ack_sent", peer=self.peer)
         await self._play(request, scenario)
 
+    async def _act(self, request: dict[str, str]) -> None:
+        if request["CD"] == STATUS_CODE:
+            answer = status_answer(request, self.ledger)
+        else:
+            answer = action_answer(request, self.ledger)
+        await self._send(encode(answer))
+        log.info(
+            "simulator.concert_v3.action.answered",
+            peer=self.peer,
+            cd=request["CD"],
+            ae=answer["AE"],
+            reference=request.get("CF"),
+        )
+        await self._linger()
+
     async def _play(self, request: dict[str, str], scenario: Scenario) -> None:
+        self.ledger.started(request)
         if scenario is Scenario.NEVER_ANSWER:
             log.info("simulator.concert_v3.answer.withheld", peer=self.peer)
             await self._linger(NEVER_ANSWER_HOLD_S)
@@ -286,6 +363,7 @@ class _Session:
             self.slow_seconds if scenario is Scenario.CUSTOMER_SLOW else self.pay_seconds
         )
         answer = build_answer(request, scenario)
+        self.ledger.decided(request, answer)
         data = encode(answer)
         if scenario is Scenario.DROP_LINK:
             half = cut_points(answer, 2)[0]
@@ -365,8 +443,13 @@ async def run_tcp_simulator(
     on_ready: Callable[[str, int], None],
     *,
     pay_seconds: float = 0.0,
+    family: Family | None = None,
+    ledger: Ledger | None = None,
 ) -> None:
-    """Serve Concert V3 on ``host:port`` (0: a free port) until cancelled."""
+    """Serve Concert V3 on ``host:port`` (0: a free port) until cancelled; ``family``
+    defaults to the lenient one (every documented tag), ``ledger`` to a fresh one."""
+    family = family or Family.named()
+    ledger = ledger if ledger is not None else Ledger()
     sessions: set[asyncio.Task[None]] = set()
     writers: set[asyncio.StreamWriter] = set()
 
@@ -378,7 +461,9 @@ async def run_tcp_simulator(
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        session = _Session(reader, writer, default_scenario, slow_seconds, pay_seconds)
+        session = _Session(
+            reader, writer, default_scenario, slow_seconds, pay_seconds, family, ledger
+        )
         log.debug("simulator.concert_v3.connection.open", peer=session.peer)
         try:
             await session.run()

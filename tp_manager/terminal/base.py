@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from common.commands.cancel import CancelReply
+from common.commands.telecollect import TelecollectReply
 from tp_manager.terminal.model import (
     LinkState,
     PaymentRequest,
@@ -49,3 +50,10 @@ class Terminal(Protocol):
 
     async def check(self) -> TerminalStatus:
         """Report link state, and probe the terminal when idle."""
+
+    async def reset(self) -> bool:
+        """Restart the terminal, where its protocol (profile) has a message for it; raise
+        NotSupported otherwise.  Whether the terminal took it."""
+
+    async def telecollect(self) -> TelecollectReply:
+        """Remote collection, where the protocol (profile) has it; NotSupported otherwise."""

@@ -1,20 +1,24 @@
-"""Which driver tp-manager runs, built from the config: the one place that knows both.
+"""Which drivers tp-manager runs, built from the config: the one place that knows both.
 
-Orders of the POS API may name their own Concert V3 terminal
-(``host_information``).  The API already refuses hosts that are not in
-``allowed_terminals``; tp-manager checks again, because the control channel
-is the last door before the network.  Such terminals are built once per
-host, port and version and kept, so a second order to the same terminal sees
-it busy and ``cancel`` can reach it.
+The configured terminal (the seeds' keys) and every terminal named in the config
+(``terminals.<id>``) get a driver at start; each driver owns its busy state, so
+different terminals pay at the same time and one terminal never runs two payments.
+Orders of the POS API may name their own Concert V3 terminal (``host_information``):
+one the config names is that terminal's driver; another one must be in
+``allowed_terminals`` (the API refuses it already; tp-manager checks again, because
+the control channel is the last door before the network) and is built once per host,
+port and version and kept, so a second order to it sees it busy and ``cancel`` reaches it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from common.concert_v3_profiles import DEFAULT_PROFILE, profile_named
 from common.config import ConnectorConfig
 from common.config.model import CONCERT_V3
 from common.config.rules import host_port
+from common.terminals import DEFAULT_TERMINAL, TerminalSpec, spec_by_id, spec_for_address
 from tp_manager.concert_v2.terminal import ConcertV2Terminal
 from tp_manager.concert_v3 import ConcertV3Terminal, Contract, protocol_version
 from tp_manager.terminal.base import LinkStateCallback, Terminal
@@ -39,11 +43,13 @@ def _concert_v3(
     port: int,
     version: str,
     on_link_state: LinkStateCallback | None = None,
+    profile: str = DEFAULT_PROFILE,
 ) -> ConcertV3Terminal:
     return ConcertV3Terminal(
         host,
         port,
         version,
+        profile=profile_named(profile),
         pos_number=config.pos_number,
         contracts=_contracts(config),
         transaction_timeout=config.transaction_timeout,
@@ -59,9 +65,25 @@ def build_terminal(
     """The configured terminal's driver (not started); Concert V2 reports late answers."""
     if config.terminal_protocol == CONCERT_V3:
         host, port = config.terminal_address
-        return _concert_v3(config, host, port, config.concert_v3_version, on_link_state)
+        return _concert_v3(
+            config,
+            host,
+            port,
+            config.concert_v3_version,
+            on_link_state,
+            profile=config.terminal_profile,
+        )
+    return _concert_v2(config, config.device_path, on_link_state, on_late_answer)
+
+
+def _concert_v2(
+    config: ConnectorConfig,
+    device: str,
+    on_link_state: LinkStateCallback | None = None,
+    on_late_answer: Callable[[PaymentResult], None] | None = None,
+) -> ConcertV2Terminal:
     return ConcertV2Terminal(
-        config.device_path,
+        device,
         baudrate=config.baud_rate,
         bytesize=config.data_bits,
         parity=config.parity,
@@ -80,15 +102,52 @@ def describe_device(config: ConnectorConfig) -> str:
     return config.device_path
 
 
-class TargetTerminals:
-    """Drivers for the terminals orders name, built on first use and kept."""
+LateAnswer = Callable[[str, PaymentResult], None]  # (terminal key, the answer)
 
-    def __init__(self, config: ConnectorConfig, default: Terminal) -> None:
+
+def build_named(
+    config: ConnectorConfig, spec: TerminalSpec, on_late_answer: LateAnswer | None = None
+) -> Terminal:
+    """The driver of one terminal named in the config (not started)."""
+    if spec.protocol == CONCERT_V3:
+        assert spec.host is not None  # the loader requires it
+        return _concert_v3(config, spec.host, spec.port, spec.version, profile=spec.profile)
+    late = None if on_late_answer is None else (lambda result: on_late_answer(spec.id, result))
+    return _concert_v2(config, spec.device or "", on_late_answer=late)
+
+
+class TargetTerminals:
+    """The configured terminal, the named ones (built at once) and the ones orders name
+    (built on first use and kept); each found under the key both processes use."""
+
+    def __init__(
+        self,
+        config: ConnectorConfig,
+        default: Terminal,
+        on_late_answer: LateAnswer | None = None,
+    ) -> None:
         self.config = config
         self.default = default
+        self.named: dict[str, Terminal] = {
+            spec.id: build_named(config, spec, on_late_answer) for spec in config.terminals
+        }
         self._built: dict[tuple[str, int, str], Terminal] = {}
 
     def __call__(self, target: TerminalTarget) -> Terminal:
+        return self.keyed(target)[1]
+
+    def by_id(self, terminal_id: str) -> tuple[str, Terminal]:
+        """A terminal named in the config, by id (any case)."""
+        spec = spec_by_id(self.config.terminals, terminal_id)
+        if spec is None:
+            known = ", ".join(self.named) or "none"
+            raise TerminalNotAllowed(
+                f"terminal {terminal_id!r} is not named in the config (named: {known})"
+            )
+        return spec.id, self.named[spec.id]
+
+    def keyed(self, target: TerminalTarget) -> tuple[str, Terminal]:
+        """The driver an order's ``host_information`` names, and its key."""
         host, port = target.host, target.port
         try:
             address = host_port(target.address)
@@ -97,13 +156,16 @@ class TargetTerminals:
             raise TerminalNotAllowed(f"target {host}:{port}: {exc}") from None
         if address not in self.config.allowed_terminals:
             raise TerminalNotAllowed(f"terminal {address} is not in allowed_terminals")
+        spec = spec_for_address(self.config.terminals, address)
+        if spec is not None:
+            return spec.id, self.named[spec.id]
         if self.config.terminal_protocol == CONCERT_V3 and address == describe_device(self.config):
             if version == self.config.concert_v3_version:
-                return self.default
+                return DEFAULT_TERMINAL, self.default
         key = (host, port, version)
         if key not in self._built:
             self._built[key] = _concert_v3(self.config, host, port, version)
-        return self._built[key]
+        return address, self._built[key]
 
     def all(self) -> list[Terminal]:
-        return [self.default, *self._built.values()]
+        return [self.default, *self.named.values(), *self._built.values()]

@@ -32,6 +32,7 @@ def parse(body: dict[str, Any], settings: ApiSettings) -> PaymentOrder:
         requested_force=req.force_authorization,
         transaction_type=TransactionType(req.transaction_type.lower()),
         basket_key="cart",
+        terminal=req.terminal,
         custom_data_key="custom_data",
         echo_extra=lambda force: {
             "transationType": str(req.transaction_type),

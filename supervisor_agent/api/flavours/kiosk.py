@@ -33,6 +33,7 @@ def parse(body: dict[str, Any], settings: ApiSettings) -> PaymentOrder:
         requested_force=False,  # the kiosk seed has no such field: only the threshold
         transaction_type=TransactionType.DEBIT,
         basket_key="basket",
+        terminal=req.terminal,
         custom_data_key="customData",
     )
 

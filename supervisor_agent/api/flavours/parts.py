@@ -38,6 +38,7 @@ from supervisor_agent.api.basket import check_basket
 from supervisor_agent.api.errors import from_validation_error
 from supervisor_agent.api.payment import Flavour, PaymentOrder
 from supervisor_agent.api.settings import ApiSettings
+from supervisor_agent.api.terminals import named_terminal
 from supervisor_agent.api.wire_json import dumps, loads
 from supervisor_agent.journal import TransactionRecord, TxState
 from supervisor_agent.notifier import DeliveryStatus
@@ -131,6 +132,7 @@ def journal_request(
     echo: dict[str, Any],
     warnings: list[str],
     target: dict[str, Any] | None = None,
+    terminal_id: str | None = None,
     **canonical: Any,
 ) -> dict[str, Any]:
     """The canonical request (hipay_payload.py) plus the echo and the warnings.
@@ -142,6 +144,7 @@ def journal_request(
     safe_echo, safe_canonical = redact(echo), redact(canonical)
     if safe_echo != echo or safe_canonical != canonical:
         log.warning("api.request.card_number_masked", order_id=order_id)
+    named = {} if terminal_id is None else {"terminal_id": terminal_id}
     return {
         "order_id": order_id,
         "amount": amount_minor,
@@ -149,6 +152,7 @@ def journal_request(
         "transaction_type": transaction_type,
         "force_authorization": force_authorization,
         "target": target,
+        **named,
         ECHO_KEY: dumps(safe_echo),
         WARNINGS_KEY: warnings,
         **safe_canonical,
@@ -167,6 +171,7 @@ def major_unit_order(
     transaction_type: TransactionType,
     basket_key: str,
     custom_data_key: str,
+    terminal: str | None = None,
     echo_extra: Callable[[bool], dict[str, Any]] | None = None,
 ) -> PaymentOrder:
     """The desktop and kiosk seeds' orders: amounts in major units, a cart or basket.
@@ -174,9 +179,10 @@ def major_unit_order(
     ``echo_extra(force)`` adds the flavour's own echoed keys (desktop: the type and the
     effective force flag), in the flavour's key order after ``orderId``.
     """
+    spec = named_terminal(settings, terminal, "terminal")
     cur = resolve_currency(currency_code)
     amount_minor = major_to_minor(amount, cur)
-    check_payable(amount_minor, settings.terminal_protocol)
+    check_payable(amount_minor, spec.protocol if spec else settings.terminal_protocol)
     order_id = order_id or generate_order_id()
     force = effective_authorization(settings, amount_minor, requested_force, cur, order_id)
     basket = check_basket(
@@ -199,12 +205,14 @@ def major_unit_order(
         transaction_type=transaction_type,
         force_authorization=force,
         target=None,
+        terminal_id=spec.id if spec else None,
         journal_request=journal_request(
             order_id=order_id,
             amount_minor=amount_minor,
             cur=cur,
             transaction_type=str(transaction_type),
             force_authorization=force,
+            terminal_id=spec.id if spec else None,
             echo=echo,
             warnings=[basket.warning] if basket.warning else [],
             basket=basket_minor(basket.basket, cur, major=True),

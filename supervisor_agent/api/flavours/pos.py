@@ -29,6 +29,7 @@ from supervisor_agent.api.models_pos import RootOrder
 from supervisor_agent.api.payment import PaymentAnswer, PaymentOrder
 from supervisor_agent.api.receipt import base64_receipt, build_ticket
 from supervisor_agent.api.settings import ApiSettings
+from supervisor_agent.api.terminals import terminal_at
 
 _ORDER_TEXT = ("description", "long_description", "soft_descriptor")
 
@@ -111,6 +112,7 @@ def parse(
     req = validate(RootOrder, body)
     _check_supported(req, notify_url_supported)
     target = _target(req, settings)
+    named = terminal_at(settings, target.address) if target else None
     order_in, price = req.order, req.order.price
     cur = resolve_currency(price.currency, "order.price.currency")
     amount = price.amount
@@ -163,6 +165,7 @@ def parse(
         transaction_type=ttype,
         force_authorization=force,
         target=target,
+        terminal_id=named.id if named else None,
         journal_request=journal_request(
             order_id=order_in.order_id,
             amount_minor=amount,
@@ -172,6 +175,7 @@ def parse(
             echo=echo,
             warnings=[basket.warning] if basket.warning else [],
             target=target.to_dict() if target else None,
+            terminal_id=named.id if named else None,
             **canonical,
         ),
     )

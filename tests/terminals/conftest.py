@@ -1,0 +1,236 @@
+"""One connector driving many terminals, in the test's loop, with real parts: N Concert V3
+simulators on loopback TCP (each with its own ledger), tp-manager's ControlServer with
+the drivers the config names, the agent's API on 127.0.0.1, its TerminalClient over
+real ZeroMQ, a real SQLite journal, the reconciler, and the HiPay stub over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+import zmq.asyncio
+
+from common import messages
+from common.config import ConnectorConfig, load_config
+from supervisor_agent.api import create_app, start_server
+from supervisor_agent.api.app import bound_port
+from supervisor_agent.api.server import MAX_CONNECTIONS_PER_ADDRESS, ServerLimits
+from supervisor_agent.api.wire_json import dumps, loads
+from supervisor_agent.client import TerminalClient
+from supervisor_agent.events import EventSubscriber
+from supervisor_agent.hipay_stub import start_stub
+from supervisor_agent.journal import Journal
+from supervisor_agent.notifier import HipayEndpoint, Notifier
+from supervisor_agent.reconciler import Reconciler
+from tp_manager.context import ServerContext
+from tp_manager.result_store import ResultStore
+from tp_manager.server import ControlServer
+from tp_manager.simulator.concert_v3 import run_tcp_simulator
+from tp_manager.simulator.concert_v3_family import Family, Ledger
+from tp_manager.simulator.scenarios import Scenario
+from tp_manager.terminal.factory import TargetTerminals, build_terminal
+
+LOOPBACK = "127.0.0.1"
+USER, PASSWORD = "register", "s3cret"
+READY_TIMEOUT_S = 5.0
+HTTP_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Simulated:
+    port: int
+    ledger: Ledger
+
+
+@dataclass
+class Connector:
+    base_url: str
+    session: aiohttp.ClientSession
+    config: ConnectorConfig
+    journal: Journal
+    sims: dict[str, Simulated] = field(default_factory=dict)
+
+    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        headers = {"Authorization": auth, "Content-Type": "application/json"}
+        data = None if body is None else dumps(body).encode()
+        async with self.session.request(
+            method, self.base_url + path, data=data, headers=headers
+        ) as resp:
+            text = await resp.text()
+            return resp.status, loads(text) if text else None
+
+    async def pay(self, terminal: str | None, order_id: str, amount: str = "9.99") -> Any:
+        body: dict[str, Any] = {"amount": amount, "order_id": order_id}
+        if terminal is not None:
+            body["terminal"] = terminal
+        return await self.request("POST", "/", body)
+
+
+async def start_simulator(
+    ledger: Ledger, family: Family, pay_seconds: float, slow_seconds: float = 0.5
+) -> tuple[int, asyncio.Task[None]]:
+    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        run_tcp_simulator(
+            LOOPBACK,
+            0,
+            Scenario.APPROVE,
+            slow_seconds,
+            lambda _host, port: ready.set_result(port),
+            pay_seconds=pay_seconds,
+            family=family,
+            ledger=ledger,
+        )
+    )
+    async with asyncio.timeout(READY_TIMEOUT_S):
+        return await ready, task
+
+
+def write_config(tmp_path: Path, default_port: int, named: dict[str, int], **extra: Any) -> Path:
+    profile = extra.pop("profile", "default")
+    values: dict[str, Any] = {
+        "terminal_protocol": "concert-v3",
+        "terminal_host": LOOPBACK,
+        "terminal_port": default_port,
+        "terminal_profile": profile,
+        "api_username": USER,
+        "api_password": PASSWORD,
+        "hipay_login": "login",
+        "hipay_password": "password",
+        "transaction_timeout": 3,
+        "notification_budget": 2,
+        "data_dir": str(tmp_path),
+        "terminals": {
+            name: {"protocol": "concert-v3", "host": LOOPBACK, "port": port, "profile": profile}
+            for name, port in named.items()
+        },
+        **extra,
+    }
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+@contextlib.asynccontextmanager
+async def connector(
+    tmp_path: Path,
+    names: list[str],
+    *,
+    family: Family | None = None,
+    pay_seconds: float = 0.2,
+    **config_extra: Any,
+) -> AsyncIterator[Connector]:
+    """A default terminal and one named terminal per name, each its own simulator."""
+    family = family or Family.named()
+    tasks: list[asyncio.Task[None]] = []
+    sims: dict[str, Simulated] = {}
+    stub_runner, stub_url = await start_stub()
+    zctx = zmq.asyncio.Context()
+    try:
+        for name in ["default", *names]:
+            ledger = Ledger()
+            port, task = await start_simulator(ledger, family, pay_seconds)
+            tasks.append(task)
+            sims[name] = Simulated(port, ledger)
+        path = write_config(
+            tmp_path,
+            sims["default"].port,
+            {name: sims[name].port for name in names},
+            hipay_base_url=stub_url + "/",
+            control_endpoint=f"ipc://{tmp_path}/control.sock",
+            events_endpoint=f"ipc://{tmp_path}/events.sock",
+            **config_extra,
+        )
+        config = load_config(path)
+        async with _running(config, zctx, tmp_path, sims) as running:
+            yield running
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await stub_runner.cleanup()
+        zctx.term()
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    config: ConnectorConfig,
+    zctx: zmq.asyncio.Context,
+    tmp_path: Path,
+    sims: dict[str, Simulated],
+) -> AsyncIterator[Connector]:
+    ctx_box: list[ServerContext] = []
+    terminal = build_terminal(config, lambda state, detail: None)
+    targets = TargetTerminals(
+        config, terminal, on_late_answer=lambda key, result: ctx_box[0].late_answer(key, result)
+    )
+    ctx = ServerContext(
+        terminal=terminal,
+        publish=lambda name, data: None,
+        results=ResultStore.in_data_dir(tmp_path),
+        terminal_factory=targets,
+        transaction_timeout_s=config.transaction_timeout,
+    )
+    ctx_box.append(ctx)
+    server = ControlServer(ctx, config.control_endpoint, config.events_endpoint, zctx)
+    journal = Journal.open(tmp_path)
+    notifier = Notifier(journal.outbox, HipayEndpoint(config.hipay_url, "login", "password"))
+    client = TerminalClient(config.control_endpoint, context=zctx)
+    reconciler = Reconciler(client, journal, notifier)
+    client.on_connected = reconciler.hint
+    events = EventSubscriber(
+        config.events_endpoint,
+        {messages.EVENT_RESULT_PENDING: lambda event: reconciler.hint()},
+        context=zctx,
+    )
+    await server.start()
+    for each in targets.all():
+        await each.start()
+    await notifier.start()
+    await client.start()
+    events.start()
+    reconciler.start()
+    app = create_app(
+        config,
+        client,
+        _no_stop,
+        journal=journal,
+        notifier=notifier,
+        acknowledge=reconciler.acknowledge,
+    )
+    # Every simulated register here is 127.0.0.1: room for one connection per terminal
+    # above the API's per-address cap (a real shop's registers have addresses of their own).
+    limits = ServerLimits(max_connections_per_address=MAX_CONNECTIONS_PER_ADDRESS + len(sims))
+    runner = await start_server(app, LOOPBACK, 0, limits=limits)
+    try:
+        timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
+        connector_limit = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector_limit) as session:
+            yield Connector(
+                f"http://{LOOPBACK}:{bound_port(runner)}", session, config, journal, sims
+            )
+    finally:
+        await runner.cleanup()
+        await reconciler.stop()
+        await events.close()
+        await client.close()
+        await notifier.stop()
+        await server.close()
+        for each in targets.all():
+            await each.close()
+        ctx.results.close()
+        journal.close()
+
+
+async def _no_stop() -> bool:
+    return False

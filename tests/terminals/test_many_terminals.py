@@ -1,0 +1,88 @@
+"""Many terminals, each one at a time: orders on different terminals run concurrently end
+to end (journal, tp-manager's drivers, HiPay), a busy terminal refuses a second order at
+once while the others pay, and every terminal is charged exactly once per order."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.terminals.conftest import Connector, connector
+
+SLOW_AMOUNT = "1000.03"  # the simulator's customer-slow scenario: accepted after slow_seconds
+
+
+def charged_once(running: Connector, name: str, amount_minor: int) -> bool:
+    requests = running.sims[name].ledger.requests
+    return len(requests) == 1 and int(requests[0]["CB"]) == amount_minor
+
+
+async def pay_all(running: Connector, names: list[str]) -> list[tuple[int, object]]:
+    return await asyncio.gather(*(running.pay(name, f"ORD-{name}") for name in names))
+
+
+async def test_two_terminals_are_paid_concurrently_each_charged_once(tmp_path: Path) -> None:
+    names = ["lane1", "lane2"]
+    async with connector(tmp_path, names) as running:
+        answers = await pay_all(running, names)
+        for name, (status, body) in zip(names, answers, strict=True):
+            assert status == 200, body
+            assert isinstance(body, dict) and body["transactionState"] == "accepted"
+            assert charged_once(running, name, 999)
+            record = running.journal.get(f"ORD-{name}")
+            assert record is not None and record.terminal == name
+        assert running.sims["default"].ledger.requests == []
+
+
+async def test_fifty_terminals_are_paid_concurrently_each_charged_once(tmp_path: Path) -> None:
+    names = [f"t{n:02d}" for n in range(50)]
+    async with connector(tmp_path, names, pay_seconds=0.3) as running:
+        answers = await pay_all(running, names)
+        assert [status for status, _ in answers] == [200] * 50
+        assert all(
+            isinstance(body, dict) and body["transactionState"] == "accepted" for _, body in answers
+        )
+        assert all(charged_once(running, name, 999) for name in names)
+        states = {running.journal.get(f"ORD-{n}").state for n in names}  # type: ignore[union-attr]
+        assert {str(s) for s in states} == {"accepted"}
+
+
+async def test_a_busy_terminal_refuses_a_second_order_while_another_terminal_pays(
+    tmp_path: Path,
+) -> None:
+    async with connector(tmp_path, ["lane1", "lane2"]) as running:
+        slow = asyncio.create_task(running.pay("lane1", "ORD-SLOW", SLOW_AMOUNT))
+        for _ in range(200):  # bounded: until lane1's terminal has the request
+            if running.sims["lane1"].ledger.requests:
+                break
+            await asyncio.sleep(0.01)
+        assert running.sims["lane1"].ledger.requests, "lane1 never got its payment"
+        busy_status, busy = await running.pay("lane1", "ORD-SECOND")
+        other_status, other = await running.pay("lane2", "ORD-OTHER")
+        check_status, check = await running.request("GET", "/check?terminal=lane1")
+        assert busy_status == 409 and busy["error"]["code"] == "TERMINAL_BUSY"
+        assert other_status == 200 and other["transactionState"] == "accepted"
+        assert check_status == 200 and check["busy"] is True
+        assert not slow.done()  # lane2 paid while lane1 still waited for its customer
+        slow_status, slow_body = await slow
+        assert slow_status == 200 and slow_body["transactionState"] == "accepted"
+        assert len(running.sims["lane1"].ledger.requests) == 1  # the refused one never left
+        assert running.journal.get("ORD-SECOND") is None
+
+
+async def test_orders_and_maintenance_name_only_configured_terminals(tmp_path: Path) -> None:
+    async with connector(tmp_path, ["lane1"]) as running:
+        status, body = await running.pay("lane9", "ORD-NOWHERE")
+        assert status == 403 and body["error"]["code"] == "TERMINAL_NOT_ALLOWED"
+        assert body["error"]["details"] == {
+            "path": "terminal",
+            "rule": "terminals",
+            "value": "lane9",
+        }
+        status, body = await running.request("GET", "/cancel?terminal=lane9")
+        assert status == 403 and body["error"]["details"]["path"] == "terminal"
+        status, body = await running.request("GET", "/cancel?terminal=lane1")
+        assert status == 200 and body["cancelled"] is False
+        status, body = await running.request("GET", "/check?terminal=LANE1")
+        assert status == 200 and body["responding"] is True
+        assert running.journal.get("ORD-NOWHERE") is None
