@@ -71,7 +71,7 @@ DEFAULT_RETENTION = timedelta(days=396)  # 13 months
 NOT_SENT_TO_TERMINAL = codes.NOT_SENT_TO_TERMINAL
 INTERRUPTED = codes.INTERRUPTED
 
-_RESULT_TEXT_FIELDS = ("masked_pan", "report", "raw")
+_RESULT_TEXT_FIELDS = ("masked_pan", "report", "raw", "customer_ticket", "merchant_ticket")
 
 
 class TxState(enum.StrEnum):

@@ -19,9 +19,10 @@ from common.commands import errors as codes
 from common.commands.addressing import TerminalRequest
 from tp_manager.commands import CommandError
 from tp_manager.result_store import DEFAULT_TERMINAL, ResultStore
+from tp_manager.status_recovery import StatusRecovery
 from tp_manager.terminal.base import Terminal
 from tp_manager.terminal.factory import TargetTerminals
-from tp_manager.terminal.model import PaymentResult, TerminalTarget
+from tp_manager.terminal.model import PaymentRequest, PaymentResult, TerminalTarget
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +38,8 @@ class ServerContext:
     # Terminals reachable by orders that name their own (Concert V3 host:port).
     terminal_factory: TargetTerminals | None = None
     shutdown_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    # Asks a terminal for an unknown payment's outcome (None: never; main.py sets it).
+    recovery: StatusRecovery | None = None
 
     def terminal_for(
         self, target: TerminalTarget | None, terminal_id: str | None = None
@@ -69,6 +72,14 @@ class ServerContext:
 
     def busy_terminals(self) -> list[Terminal]:
         return [t for t in self.terminals() if t.busy]
+
+    def recovered(
+        self, terminal_key: str, order_id: str, request: PaymentRequest, result: PaymentResult
+    ) -> None:
+        """The terminal's verdict for an unknown payment, asked for (status recovery):
+        kept and hinted to the agent exactly as a late answer."""
+        if self.results.recovered(order_id, terminal_key, request, result):
+            self.publish(messages.EVENT_RESULT_PENDING, {"order_id": order_id})
 
     def late_answer(self, terminal_key: str, result: PaymentResult) -> None:
         """A terminal's answer to a payment already given up: store it under its order."""

@@ -24,6 +24,7 @@ from common.logging import configure_logging, secrets_of
 from tp_manager.context import ServerContext
 from tp_manager.result_store import DEFAULT_TERMINAL, ResultStore
 from tp_manager.server import ControlServer
+from tp_manager.status_recovery import StatusRecovery
 from tp_manager.terminal.factory import TargetTerminals, build_terminal, describe_device
 from tp_manager.terminal.model import LinkState, PaymentResult
 
@@ -71,6 +72,7 @@ async def serve(config: ConnectorConfig) -> int:
         transaction_timeout_s=config.transaction_timeout,
         terminal_factory=targets,
     )
+    ctx.recovery = StatusRecovery(ctx.recovered)
     zctx = zmq.asyncio.Context()
     server = ControlServer(ctx, config.control_endpoint, config.events_endpoint, zctx)
     await server.start()
@@ -100,6 +102,7 @@ async def serve(config: ConnectorConfig) -> int:
     drained = await _until_idle(ctx, budget_s - (loop.time() - started)) and drained
     if not drained:
         log.error("tp_manager.stopping.drain_timeout")
+    await ctx.recovery.close()
     await server.close()
     # term() blocks until the last replies have left (the router's linger): in a thread
     await asyncio.to_thread(zctx.term)

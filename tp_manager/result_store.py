@@ -180,6 +180,31 @@ class ResultStore:
             self._set_verdict(record, result, late=True)
         return order_id
 
+    def recovered(
+        self, order_id: str, terminal: str, request: PaymentRequest, result: PaymentResult
+    ) -> bool:
+        """A verdict the terminal gave when asked for the order's status (status recovery):
+        kept like a late answer, for the agent to reconcile; False if one is kept already.
+
+        The order's ``awaiting`` record takes it; if a later payment on the terminal has
+        closed that record meanwhile, a new one is written: the verdict names its order."""
+        with self._conn:
+            if self._conn.execute(
+                "SELECT 1 FROM payments WHERE order_id = ? AND state = ?",
+                (order_id, RecordState.VERDICT),
+            ).fetchone():
+                return False
+            row = self._conn.execute(
+                "SELECT id FROM payments WHERE order_id = ? AND state = ? ORDER BY id DESC LIMIT 1",
+                (order_id, RecordState.AWAITING),
+            ).fetchone()
+            if row is None:
+                record = self.begin(order_id, terminal, request)
+            else:
+                record = int(row[0])
+            self._set_verdict(record, result, late=True)
+        return True
+
     # --- what the agent sees -----------------------------------------------------
 
     def pending(self) -> list[PendingResult]:

@@ -41,6 +41,7 @@ ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
 TERMINAL_NOT_ALLOWED = "TERMINAL_NOT_ALLOWED"
 NOT_FOUND = "NOT_FOUND"
 ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
+TICKET_NOT_FOUND = "TICKET_NOT_FOUND"
 METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
 BODY_TOO_LARGE = "BODY_TOO_LARGE"
 UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
@@ -85,10 +86,18 @@ _TABLE: list[ErrorCode] = [
     ErrorCode(UNAUTHORIZED, 401, "Missing or wrong HTTP Basic credentials."),
     ErrorCode(ORIGIN_NOT_ALLOWED, 403, "The browser Origin is not in cors_origins."),
     ErrorCode(
-        TERMINAL_NOT_ALLOWED, 403, "The POS API order targets a terminal not in allowed_terminals."
+        TERMINAL_NOT_ALLOWED,
+        403,
+        "The order (or ?terminal=) names a terminal not in allowed_terminals or not named "
+        "in the config.",
     ),
     ErrorCode(NOT_FOUND, 404, "No such route."),
     ErrorCode(ORDER_NOT_FOUND, 404, "GET /transactions/{order_id}: no such order in the journal."),
+    ErrorCode(
+        TICKET_NOT_FOUND,
+        404,
+        "GET /transactions/{order_id}/ticket: the terminal gave no verdict for this order.",
+    ),
     ErrorCode(METHOD_NOT_ALLOWED, 405, "The route exists with another method."),
     ErrorCode(IN_PROGRESS, 409, "This order_id is being paid right now; wait for its answer."),
     ErrorCode(

@@ -121,14 +121,26 @@ def _one_of_array(schema: dict[str, Any], flavour: Flavour) -> dict[str, Any]:
     return {"type": "array", "items": schema, "minItems": 1, "maxItems": 1}
 
 
+TERMINAL_PARAMETER: dict[str, Any] = {
+    "name": "terminal",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "Addition: a terminal named in the config (terminals.<id>); default: "
+    "the configured one (for /cancel: every payment in flight). Unknown: 403.",
+}
+
+
 def _maintenance(
     summary: str, schema: str, flavour: Flavour, terminal: bool = False
 ) -> dict[str, Any]:
     statuses = MAINTENANCE_ERRORS + (TERMINAL_ERRORS if terminal else ())
+    named = [TERMINAL_PARAMETER] if terminal else []
     return {
         "get": {
             "summary": summary,
             "operationId": summary.split(":")[0].strip().lower().replace(" ", "_"),
+            **({"parameters": named} if named else {}),
             "responses": {
                 "200": {
                     "description": "OK",
@@ -253,8 +265,16 @@ def _journal_paths() -> dict[str, Any]:
         {"text/plain": {"schema": {"type": "string"}}},
         AUTHENTICATED_ERRORS,
     )
+    ticket = _get(
+        "Ticket: reprint an order's ticket (the terminal's own, else composed)",
+        "ticket",
+        {JSON: {"schema": {"type": "object"}}},
+        (401, 403, 404, 409, 500),
+    )
+    ticket["get"]["parameters"] = lookup["get"]["parameters"]
     return {
         "/transactions/{order_id}": lookup,
+        "/transactions/{order_id}/ticket": ticket,
         "/notifications": notifications,
         "/metrics": metrics,
     }
@@ -325,13 +345,13 @@ def build_openapi(flavour: Flavour) -> dict[str, Any]:
             "Cancel: abort the transaction in flight", "CancelResult", flavour, terminal=True
         ),
         "/reset": _maintenance(
-            "Reset: reboot the terminal (NOT_SUPPORTED on Concert V2/V3)",
+            "Reset: reboot the terminal (Concert V3 profiles with reboot; else NOT_SUPPORTED)",
             "ResetResult",
             flavour,
             terminal=True,
         ),
         "/tlc": _maintenance(
-            "Tlc: telecollection (NOT_SUPPORTED on Concert V2/V3)",
+            "Tlc: telecollection (Concert V3 profiles with it; else NOT_SUPPORTED)",
             "TlcResult",
             flavour,
             terminal=True,

@@ -10,11 +10,13 @@ so a full PAN can never reach a register.
 from __future__ import annotations
 
 import base64
+import html
+import re
 from datetime import datetime
 from typing import Any
 
 from common.money import MoneyError, currency_by_numeric, format_major
-from common.redact import mask_card_field
+from common.redact import mask_card_field, mask_pans
 from supervisor_agent.api.models_kiosk import RECEIPT_FIELDS
 
 RECEIPT_MASK_CHAR = "X"
@@ -80,6 +82,34 @@ def build_ticket(result: dict[str, Any], at: datetime) -> str:
     lines.append(TICKET_TYPE.get(str(result.get("transaction_type")), "DEBIT"))
     lines.append(TICKET_STATUS.get(str(result.get("status")), "PAIEMENT NON ABOUTI"))
     return "|".join(lines) + "||"
+
+
+_LINE_BREAK = re.compile(r"<\s*(br\s*/?|/p|/div|/tr|/h[1-6])\s*>", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def ticket_text(text: str, fmt: str | None) -> str:
+    """A terminal ticket as plain lines: HTML loses its tags (a line per paragraph/break)."""
+    if fmt != "html":
+        return text
+    body = _TAG.sub("", _LINE_BREAK.sub("\n", text))
+    return "\n".join(line.strip() for line in html.unescape(body).splitlines() if line.strip())
+
+
+def terminal_ticket(result: dict[str, Any]) -> str | None:
+    """The customer's ticket the terminal printed (Concert V3 ``AK``), as plain lines."""
+    text = result.get("customer_ticket")
+    if not isinstance(text, str) or not text:
+        return None
+    return mask_pans(ticket_text(text, result.get("ticket_format")), luhn=True)[0]
+
+
+def kiosk_ticket(result: dict[str, Any], at: datetime) -> str:
+    """The kiosk ``ticket``: the terminal's own when it sent one, else composed here."""
+    own = terminal_ticket(result)
+    if own is None:
+        return build_ticket(result, at)
+    return "|".join(own.splitlines()) + "||"
 
 
 def base64_receipt(ticket: str) -> str:

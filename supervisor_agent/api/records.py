@@ -16,8 +16,11 @@ from aiohttp import web
 from supervisor_agent.api import error_codes
 from supervisor_agent.api.errors import ApiError
 from supervisor_agent.api.flavours import render
+from supervisor_agent.api.flavours.parts import answered_at
 from supervisor_agent.api.payment import PaymentAnswer, PaymentService
+from supervisor_agent.api.receipt import build_ticket, terminal_ticket
 from supervisor_agent.api.wire_json import json_response
+from supervisor_agent.journal import TransactionRecord
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.outbox import NotificationState
 
@@ -31,8 +34,7 @@ class Records:
         self.journal = service.journal
         self.metrics = metrics
 
-    async def transaction(self, request: web.Request) -> web.Response:
-        order_id = request.match_info["order_id"]
+    async def _finished(self, order_id: str) -> TransactionRecord:
         record = self.service.held(order_id) or await asyncio.to_thread(self.journal.get, order_id)
         if record is None:
             raise ApiError(
@@ -50,8 +52,43 @@ class Records:
                 error_codes.IN_PROGRESS,
                 f"order {order_id!r} is at the terminal right now; ask again once it is answered",
             )
+        return record
+
+    async def transaction(self, request: web.Request) -> web.Response:
+        order_id = request.match_info["order_id"]
+        record = await self._finished(order_id)
         delivery = await self.service.delivery(order_id)
         return json_response(render(PaymentAnswer(record, delivery)))
+
+    async def ticket(self, request: web.Request) -> web.Response:
+        """Reprint: the terminal's own tickets when it sent them (journaled with the
+        verdict), else the one the connector composes from the verdict."""
+        order_id = request.match_info["order_id"]
+        record = await self._finished(order_id)
+        result = record.result
+        if result is None:
+            raise ApiError(
+                404,
+                error_codes.TICKET_NOT_FOUND,
+                f"order {order_id!r} has no verdict from the terminal ({record.state}): "
+                "there is no ticket to reprint",
+                path="order_id",
+                rule="has_verdict",
+                value=order_id,
+                has_value=True,
+            )
+        own = terminal_ticket(result)
+        text = own if own is not None else build_ticket(result, answered_at(record))
+        return json_response(
+            {
+                "orderId": order_id,
+                "source": "terminal" if own is not None else "connector",
+                "format": result.get("ticket_format") or "text",
+                "customer": result.get("customer_ticket"),
+                "merchant": result.get("merchant_ticket"),
+                "lines": text.rstrip("|").replace("|", "\n").splitlines(),
+            }
+        )
 
     async def notifications(self, request: web.Request) -> web.Response:
         wanted = request.query.get("state", "undelivered")
@@ -85,6 +122,7 @@ class Records:
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/transactions/{order_id}", self.transaction, allow_head=False),
+            web.get("/transactions/{order_id}/ticket", self.ticket, allow_head=False),
             web.get("/notifications", self.notifications, allow_head=False),
             web.get("/metrics", self.metrics_text, allow_head=False),
         ]

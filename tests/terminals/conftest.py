@@ -35,12 +35,14 @@ from tp_manager.server import ControlServer
 from tp_manager.simulator.concert_v3 import run_tcp_simulator
 from tp_manager.simulator.concert_v3_family import Family, Ledger
 from tp_manager.simulator.scenarios import Scenario
+from tp_manager.status_recovery import RecoveryTimers, StatusRecovery
 from tp_manager.terminal.factory import TargetTerminals, build_terminal
 
 LOOPBACK = "127.0.0.1"
 USER, PASSWORD = "register", "s3cret"
 READY_TIMEOUT_S = 5.0
 HTTP_TIMEOUT_S = 30.0
+FAST_RECOVERY = RecoveryTimers(tries=3, first_delay_s=0.1, spacing_s=0.3, budget_s=5.0)
 
 
 @dataclass
@@ -68,7 +70,8 @@ class Connector:
             return resp.status, loads(text) if text else None
 
     async def pay(self, terminal: str | None, order_id: str, amount: str = "9.99") -> Any:
-        body: dict[str, Any] = {"amount": amount, "order_id": order_id}
+        key = "orderId" if self.config.api_flavour == "kiosk" else "order_id"
+        body: dict[str, Any] = {"amount": amount, key: order_id}
         if terminal is not None:
             body["terminal"] = terminal
         return await self.request("POST", "/", body)
@@ -114,6 +117,7 @@ def write_config(tmp_path: Path, default_port: int, named: dict[str, int], **ext
         },
         **extra,
     }
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump(values))
     return path
@@ -181,6 +185,7 @@ async def _running(
         terminal_factory=targets,
         transaction_timeout_s=config.transaction_timeout,
     )
+    ctx.recovery = StatusRecovery(ctx.recovered, FAST_RECOVERY)
     ctx_box.append(ctx)
     server = ControlServer(ctx, config.control_endpoint, config.events_endpoint, zctx)
     journal = Journal.open(tmp_path)
@@ -225,6 +230,7 @@ async def _running(
         await events.close()
         await client.close()
         await notifier.stop()
+        await ctx.recovery.close()
         await server.close()
         for each in targets.all():
             await each.close()

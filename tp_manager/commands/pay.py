@@ -7,7 +7,8 @@ the same time.
 
 The result store hears of the payment before the terminal is woken and of its
 outcome before the reply leaves, so a verdict the reply cannot carry is kept
-(tp_manager/result_store.py).
+(tp_manager/result_store.py).  A failure that leaves the outcome unknown starts
+status recovery where the terminal can tell (tp_manager/status_recovery.py).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
     except TerminalError as exc:
         ctx.results.finish_error(record, exc.code, exc.money_may_have_moved)
         outcome.update(status="error", error_code=exc.code)
+        if exc.money_may_have_moved and ctx.recovery is not None:
+            outcome.update(status_recovery=ctx.recovery.start(terminal_key, terminal, request))
         raise
     else:
         ctx.results.finish_result(record, result)

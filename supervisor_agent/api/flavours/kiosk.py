@@ -2,6 +2,7 @@
 
 The receipt and ticket are composed from the journal row: the terminal's result
 and the time its answer arrived, so every read of one payment shows one receipt.
+A terminal that sends its own ticket (Concert V3 ``CK``/``AK``) has it in ``ticket``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from supervisor_agent.api.flavours.parts import (
 )
 from supervisor_agent.api.models_kiosk import KioskPaymentRequest
 from supervisor_agent.api.payment import PaymentAnswer, PaymentOrder
-from supervisor_agent.api.receipt import build_receipt, build_ticket
+from supervisor_agent.api.receipt import build_receipt, kiosk_ticket
 from supervisor_agent.api.settings import ApiSettings
 
 
@@ -47,7 +48,7 @@ def render(answer: PaymentAnswer) -> list[dict[str, Any]]:
             "status": "Success" if verdict.success else "Failure",
             "error": verdict.error(),
             "receipt": build_receipt(result, at) if result is not None else None,
-            "ticket": build_ticket(result, at) if result is not None else None,
+            "ticket": kiosk_ticket(result, at) if result is not None else None,
             "amount": echo["amount"],
             "currency": echo["currency"],
             "orderId": echo["orderId"],

@@ -27,7 +27,7 @@ from supervisor_agent.api.flavours.parts import (
 )
 from supervisor_agent.api.models_pos import RootOrder
 from supervisor_agent.api.payment import PaymentAnswer, PaymentOrder
-from supervisor_agent.api.receipt import base64_receipt, build_ticket
+from supervisor_agent.api.receipt import base64_receipt, kiosk_ticket
 from supervisor_agent.api.settings import ApiSettings
 from supervisor_agent.api.terminals import terminal_at
 
@@ -186,7 +186,7 @@ def render(answer: PaymentAnswer) -> dict[str, Any]:
     result = answer.record.result
     receipt = None
     if result is not None:
-        receipt = base64_receipt(build_ticket(result, answered_at(answer.record)))
+        receipt = base64_receipt(kiosk_ticket(result, answered_at(answer.record)))
     return {
         "paymentStatus": "Success" if verdict.success else "Failure",
         "receipt": receipt,
