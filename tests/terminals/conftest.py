@@ -25,6 +25,8 @@ from supervisor_agent.api.server import MAX_CONNECTIONS_PER_ADDRESS, ServerLimit
 from supervisor_agent.api.wire_json import dumps, loads
 from supervisor_agent.client import TerminalClient
 from supervisor_agent.events import EventSubscriber
+from supervisor_agent.hipay_stub import DEFAULT_LOGIN as STUB_LOGIN
+from supervisor_agent.hipay_stub import DEFAULT_PASSWORD as STUB_PASSWORD
 from supervisor_agent.hipay_stub import start_stub
 from supervisor_agent.journal import Journal
 from supervisor_agent.notifier import HipayEndpoint, Notifier
@@ -106,8 +108,8 @@ def write_config(tmp_path: Path, default_port: int, named: dict[str, int], **ext
         "terminal_profile": profile,
         "api_username": USER,
         "api_password": PASSWORD,
-        "hipay_login": "login",
-        "hipay_password": "password",
+        "hipay_login": STUB_LOGIN,
+        "hipay_password": STUB_PASSWORD,
         "transaction_timeout": 3,
         "notification_budget": 2,
         "data_dir": str(tmp_path),
@@ -189,7 +191,7 @@ async def _running(
     ctx_box.append(ctx)
     server = ControlServer(ctx, config.control_endpoint, config.events_endpoint, zctx)
     journal = Journal.open(tmp_path)
-    notifier = Notifier(journal.outbox, HipayEndpoint(config.hipay_url, "login", "password"))
+    notifier = Notifier(journal.outbox, HipayEndpoint(config.hipay_url, STUB_LOGIN, STUB_PASSWORD))
     client = TerminalClient(config.control_endpoint, context=zctx)
     reconciler = Reconciler(client, journal, notifier)
     client.on_connected = reconciler.hint

@@ -78,6 +78,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="concert-v2 --pty: keep a symlink at PATH pointing at the current pty, so a "
         "supervised tp-manager finds the simulator at a stable path (also after drop-link)",
     )
+    parser.add_argument(
+        "--profile",
+        default="castles",
+        help="concert-v3: the terminal family it plays (default, payxpert, castles; "
+        "default: castles, which takes every documented tag and action)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="concert-v3: take only the six mandatory tags; AF=09 to anything else",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (stderr)")
 
 
@@ -161,6 +172,7 @@ def _v2_server(args: argparse.Namespace) -> Any:
 def _v3_server(args: argparse.Namespace, host: str, port: int) -> Any:
     try:
         from tp_manager.simulator.concert_v3 import run_tcp_simulator
+        from tp_manager.simulator.concert_v3_family import Family
     except ImportError as exc:
         print(f"simulate: the Concert V3 simulator is not available ({exc})", file=sys.stderr)
         return None
@@ -169,8 +181,19 @@ def _v3_server(args: argparse.Namespace, host: str, port: int) -> Any:
         shown = f"[{actual_host}]" if ":" in actual_host else actual_host
         announce(f"tcp={shown}:{actual_port}")
 
+    from common.concert_v3_profiles import PROFILES
+
+    if args.profile not in PROFILES:
+        print(f"simulate: --profile must be one of {', '.join(PROFILES)}", file=sys.stderr)
+        return None
     return run_tcp_simulator(
-        host, port, args.scenario, args.slow_seconds, on_ready, pay_seconds=args.pay_seconds
+        host,
+        port,
+        args.scenario,
+        args.slow_seconds,
+        on_ready,
+        pay_seconds=args.pay_seconds,
+        family=Family.named(args.profile, strict=args.strict),
     )
 
 
