@@ -34,6 +34,8 @@ from typing import Any
 import structlog
 
 from common import paths, versions
+from common.commands import info
+from common.commands.info import InfoReply
 from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.logging import configure_logging, secrets_of
 from common.supervisord import rpc
@@ -131,9 +133,11 @@ async def _probe(config: ConnectorConfig, client: TerminalClient, version: str) 
     if seen != version:
         return f"/version says {seen}, not {version}"
     try:
-        await client.call("info", {}, timeout=PROBE_TIMEOUT_S)
+        InfoReply.from_wire(await client.call(info.NAME, {}, timeout=PROBE_TIMEOUT_S))
     except CommandFailed as exc:
         return f"tp-manager does not answer info ({exc.code})"
+    except ValueError as exc:  # a reply that is not the contract's: another version's
+        return f"tp-manager's info reply is not understood ({exc})"
     return None
 
 
