@@ -24,32 +24,44 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
-import importlib
 import json
-import math
-import os
-import platform
 import resource
 import signal
 import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's code first (benchmarks/harness.py)
+
+from benchmarks.harness import (  # noqa: E402
+    AMOUNT_MINOR,
+    AMOUNT_TEXT,
+    BITS_PER_BYTE_8N1,
+    CURRENCY_NUMERIC,
+    CUSTOMER_SECONDS,
+    PACED_BAUDRATE,
+    exit_on_sigterm,
+    filesystem_of,
+    fmt,
+    machine_line,
+    mb,
+    p50,
+    percentile,
+    proc_status_kb,
+    simulator,
+    stack_helpers,
+    supervisord_pid,
+    use_this_repo,
+    v2_simulator_args,
+)
 
 DEFAULT_PAYMENTS = 200  # about a minute in all
 QUICK_PAYMENTS = 30  # about 15 s
-AMOUNT_MINOR = 999  # 9.99 EUR: below 1000.00, so the simulator's default scenario (approve)
-AMOUNT_TEXT = "9.99"
-CURRENCY_NUMERIC = "978"  # EUR
-CUSTOMER_SECONDS = 0.0  # --pay-seconds: the smallest customer time the simulator takes
-PACED_BAUDRATE = 9600
-BITS_PER_BYTE_8N1 = 10  # start + 8 data + stop
 
 DRIVER_START_TIMEOUT_S = 10.0
 DRIVER_CLOSE_TIMEOUT_S = 5.0
@@ -88,71 +100,6 @@ class Row:
 
     def succeeded(self) -> None:
         self.in_a_row = 0
-
-
-# --- small helpers ---------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile (p95 of 10 values is the largest)."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def p50(values: Sequence[float]) -> float | None:
-    return percentile(values, 50) if values else None
-
-
-def proc_status_kb(pid: int, key: str) -> int | None:
-    """``VmRSS`` / ``VmHWM`` of a process from /proc/<pid>/status, in kB."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return None
-
-
-def filesystem_of(path: Path) -> str:
-    """``fstype (device)`` of the mount holding ``path``, from /proc/mounts."""
-    best, found = "", "unknown filesystem"
-    target = str(path).rstrip("/") + "/"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/mounts").read_text().splitlines():
-            device, mount, fstype = line.split()[:3]
-            prefix = mount.rstrip("/") + "/"
-            if target.startswith(prefix) and len(prefix) > len(best):
-                best, found = prefix, f"{fstype} ({device})"
-    return found
-
-
-def mb(kb: int | None) -> str:
-    return "n/a" if kb is None else f"{kb / 1024:.1f} MB"
-
-
-def stack_helpers() -> Any:
-    """tests/stack.py: its process helpers start the simulator, the HiPay stub and the
-    connector the way the end-to-end tests do."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))  # tests/ is not installed
-    # Imported by name so mypy checks this script without re-checking the test helper.
-    return importlib.import_module("tests.stack")
-
-
-@contextlib.contextmanager
-def simulator(workdir: Path, name: str, args: list[str]) -> Iterator[str]:
-    """``ecr-connector simulate ARGS`` in its own process; yields what READY announced."""
-    with stack_helpers().ready_process(
-        ["simulate", *args, "--log-level", "WARNING"], workdir / f"{name}.err.log"
-    ) as announced:
-        yield announced
 
 
 # --- driver rows -------------------------------------------------------------------------
@@ -239,10 +186,7 @@ def run_v2(workdir: Path, payments: int, *, paced: bool) -> Row:
     name = "v2-paced" if paced else "v2-unpaced"
     label = "V2 driver, pty, paced 9600 8N1" if paced else "V2 driver, pty, unpaced"
     row = Row(label)
-    args = ["--protocol", "concert-v2", "--pty", "--pay-seconds", f"{CUSTOMER_SECONDS:g}"]
-    if paced:
-        args += ["--pace", "--baudrate", str(PACED_BAUDRATE)]
-    with simulator(workdir, name, args) as where:
+    with simulator(workdir, name, v2_simulator_args(paced=paced)) as where:
         asyncio.run(bench_v2(row, where.removeprefix("pty="), payments, f"BENCH-{name}"))
     if paced:
         byte_ms = BITS_PER_BYTE_8N1 / PACED_BAUDRATE * 1000.0
@@ -299,7 +243,7 @@ def run_stack(workdir: Path, payments: int) -> tuple[Row, list[str]]:
 
     row = Row("HTTP POST, supervised connector")
     rss: list[str] = []
-    sim_args = ["--protocol", "concert-v2", "--pty", "--pay-seconds", f"{CUSTOMER_SECONDS:g}"]
+    sim_args = v2_simulator_args(paced=False)
     prefix = "BENCH-E2E"
     with simulator(workdir, "e2e", sim_args) as where:
         pty = where.removeprefix("pty=")
@@ -374,7 +318,7 @@ def run_stack(workdir: Path, payments: int) -> tuple[Row, list[str]]:
                     f"{name} (pid {pid}): VmRSS {mb(proc_status_kb(pid, 'VmRSS'))}, "
                     f"peak VmHWM {mb(proc_status_kb(pid, 'VmHWM'))}"
                 )
-            pid = stack.proc.pid  # `ecr-connector run` execs supervisord
+            pid = supervisord_pid(stack.data_dir)
             rss.append(
                 f"supervisord (pid {pid}): VmRSS {mb(proc_status_kb(pid, 'VmRSS'))}, "
                 f"peak VmHWM {mb(proc_status_kb(pid, 'VmHWM'))}"
@@ -465,13 +409,6 @@ def wrap(text: str) -> str:
     )
 
 
-def exit_on_sigterm(signum: int, _frame: object) -> None:
-    """SIGTERM ends the run through the finally blocks, so every subprocess is stopped; a
-    second SIGTERM is ignored while that (bounded) cleanup runs."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
@@ -496,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if payments < 1:
         parser.error("--payments must be at least 1")
 
+    use_this_repo()
     from common.logging import configure_logging
 
     signal.signal(signal.SIGTERM, exit_on_sigterm)
@@ -507,13 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The in-process drivers log exactly as tp-manager does (JSON, redacted, INFO),
             # into a file: logging is part of their real cost.
             configure_logging("benchmark", "info", stream=driver_log)
-            now = dt.datetime.now().astimezone()
-            print(
-                f"ECR connector payment latency -- {now:%Y-%m-%d %H:%M %Z} -- "
-                f"{os.cpu_count()} CPUs, Linux {platform.release()}, "
-                f"Python {platform.python_version()}",
-                file=out,
-            )
+            print(machine_line("ECR connector payment latency"), file=out)
             header = (
                 f"Simulated customer time: {CUSTOMER_SECONDS:g} s (--pay-seconds "
                 f"{CUSTOMER_SECONDS:g}, the simulator's smallest; simulators log at WARNING). "

@@ -238,7 +238,26 @@ def hipay_stub(tmp_path: Path) -> Iterator[HipayStub]:
 
 @contextlib.contextmanager
 def running_stack(tmp_path: Path, **overrides: Any) -> Iterator[Stack]:
-    """A connector on a simulator terminal, with API on a free loopback port."""
+    """A connector on a simulator terminal, with API on a free loopback port, once
+    supervisord's socket is there and the API answers its healthcheck."""
+    with launched_stack(tmp_path, **overrides) as stack:
+        wait_for(
+            lambda: paths.supervisord_socket(stack.data_dir).exists(),
+            START_TIMEOUT_S,
+            "supervisord",
+        )
+        wait_for(
+            lambda: stack.request("GET", "/v1/connector/healthcheck", auth=("", ""))[0] == 200,
+            START_TIMEOUT_S,
+            "the API healthcheck",
+        )
+        yield stack
+
+
+@contextlib.contextmanager
+def launched_stack(tmp_path: Path, **overrides: Any) -> Iterator[Stack]:
+    """``ecr-connector run`` just launched, nothing waited for: the benchmarks time the
+    start themselves.  Stopped, with every pid it started, whatever happened."""
     data_dir = tmp_path / "data"
     config: dict[str, Any] = {
         "serial_port": "simulator",
@@ -268,14 +287,6 @@ def running_stack(tmp_path: Path, **overrides: Any) -> Iterator[Stack]:
     )
     stack = Stack(data_dir=data_dir, config_path=config_path, config=config, proc=proc)
     try:
-        wait_for(
-            lambda: paths.supervisord_socket(data_dir).exists(), START_TIMEOUT_S, "supervisord"
-        )
-        wait_for(
-            lambda: stack.request("GET", "/v1/connector/healthcheck", auth=("", ""))[0] == 200,
-            START_TIMEOUT_S,
-            "the API healthcheck",
-        )
         yield stack
     finally:
         _terminate(stack)

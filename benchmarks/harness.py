@@ -1,0 +1,201 @@
+"""What the benchmark scripts share: this repository's code, percentiles, /proc readings,
+and the simulator and connector helpers of tests/stack.py.
+
+A script run as ``python benchmarks/NAME.py`` puts the repository it lives in first on
+``sys.path`` before importing this module, then calls :func:`use_this_repo`: the script,
+its subprocesses and the supervised programs then all run this checkout's code, even when
+the interpreter's virtualenv has another worktree installed in editable mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib
+import math
+import os
+import platform
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+REPO: Final = Path(__file__).resolve().parents[1]
+
+# The payment every benchmark makes: below 1000.00, so the simulator's default scenario
+# (approve) answers it; the simulated customer takes the simulator's smallest time.
+AMOUNT_MINOR: Final = 999  # 9.99 EUR
+AMOUNT_TEXT: Final = "9.99"
+CURRENCY_NUMERIC: Final = "978"  # EUR
+CUSTOMER_SECONDS: Final = 0.0  # simulate --pay-seconds
+PACED_BAUDRATE: Final = 9600
+BITS_PER_BYTE_8N1: Final = 10  # start + 8 data + stop
+
+
+def use_this_repo() -> None:
+    """Make this checkout's code the one every process runs.
+
+    The caller already has :data:`REPO` first on ``sys.path``; ``PYTHONPATH`` carries it to
+    the subprocesses (``python -m common`` runs in REPO anyway, but supervisord starts the
+    programs in the data directory, where only the path decides).  Fails loudly if the
+    project's packages were already imported from elsewhere.
+    """
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO), *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    )
+    import common
+
+    where = Path(common.__file__).resolve()
+    if REPO not in where.parents:
+        raise RuntimeError(f"common imported from {where}, not from {REPO}")
+
+
+def git_revision() -> str:
+    """Short commit of REPO's HEAD, ``+dirty`` if the work tree has changes (or "unknown")."""
+    import subprocess
+
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+# --- statistics ----------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (p95 of 10 values is the largest)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def p50(values: Sequence[float]) -> float | None:
+    return percentile(values, 50) if values else None
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def mb(kb: int | None) -> str:
+    return "n/a" if kb is None else f"{kb / 1024:.1f} MB"
+
+
+# --- the machine and its processes ---------------------------------------------------
+
+
+def proc_status_kb(pid: int, key: str) -> int | None:
+    """``VmRSS`` / ``VmHWM`` of a process from /proc/<pid>/status, in kB."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return None
+
+
+CLOCK_TICKS_PER_S: Final = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """utime + stime of a process (all its threads) from /proc/<pid>/stat, in seconds.
+
+    The kernel counts them in clock ticks (1/SC_CLK_TCK s, usually 10 ms): read them over
+    a long run of payments, not one."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rpartition(")")[2].split()  # the command name may hold spaces
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / CLOCK_TICKS_PER_S
+
+
+def supervisord_pid(data_dir: Path) -> int:
+    """supervisord's pid, from its pidfile: ``ecr-connector run`` is its parent (it watches
+    the programs' starts), not supervisord itself."""
+    from common import paths
+
+    return int(paths.supervisord_pidfile(data_dir).read_text().strip())
+
+
+def filesystem_of(path: Path) -> str:
+    """``fstype (device)`` of the mount holding ``path``, from /proc/mounts."""
+    best, found = "", "unknown filesystem"
+    target = str(path).rstrip("/") + "/"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            device, mount, fstype = line.split()[:3]
+            prefix = mount.rstrip("/") + "/"
+            if target.startswith(prefix) and len(prefix) > len(best):
+                best, found = prefix, f"{fstype} ({device})"
+    return found
+
+
+def load_average() -> tuple[float, float, float]:
+    one, five, fifteen = os.getloadavg()
+    return one, five, fifteen
+
+
+def machine_line(title: str) -> str:
+    """Title, date, CPUs, kernel, Python: the first line of a benchmark's output."""
+    now = dt.datetime.now().astimezone()
+    return (
+        f"{title} -- {now:%Y-%m-%d %H:%M %Z} -- {os.cpu_count()} CPUs, "
+        f"Linux {platform.release()}, Python {platform.python_version()}"
+    )
+
+
+# --- processes ---------------------------------------------------------------------
+
+
+def stack_helpers() -> Any:
+    """tests/stack.py: its process helpers start the simulator, the HiPay stub and the
+    connector the way the end-to-end tests do."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))  # tests/ is not installed
+    # Imported by name so mypy checks the benchmarks without re-checking the test helper.
+    return importlib.import_module("tests.stack")
+
+
+@contextlib.contextmanager
+def simulator(workdir: Path, name: str, args: list[str]) -> Iterator[str]:
+    """``ecr-connector simulate ARGS`` in its own process, logging at WARNING so its
+    logging stays out of the figures; yields what READY announced; stopped by pid after."""
+    with stack_helpers().ready_process(
+        ["simulate", *args, "--log-level", "WARNING"], workdir / f"{name}.err.log"
+    ) as announced:
+        yield announced
+
+
+def v2_simulator_args(*, paced: bool) -> list[str]:
+    """``simulate`` arguments of a Concert V2 terminal on a pty, customer 0 s."""
+    args = ["--protocol", "concert-v2", "--pty", "--pay-seconds", f"{CUSTOMER_SECONDS:g}"]
+    if paced:
+        args += ["--pace", "--baudrate", str(PACED_BAUDRATE)]
+    return args
+
+
+def exit_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM ends the run through the finally blocks, so every subprocess is stopped; a
+    second SIGTERM is ignored while that (bounded) cleanup runs."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
