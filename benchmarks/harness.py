@@ -51,6 +51,20 @@ def use_this_repo() -> None:
         raise RuntimeError(f"common imported from {where}, not from {REPO}")
 
 
+def runs_this_repo(pid: int) -> bool:
+    """Whether a process started by a benchmark got this checkout first on its PYTHONPATH
+    (see :func:`use_this_repo`), from /proc/<pid>/environ."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    for entry in environ:
+        name, _, value = entry.partition(b"=")
+        if name == b"PYTHONPATH":
+            return value.decode(errors="replace").split(os.pathsep)[0] == str(REPO)
+    return False
+
+
 def git_revision() -> str:
     """Short commit of REPO's HEAD, ``+dirty`` if the work tree has changes (or "unknown")."""
     import subprocess
@@ -127,6 +141,20 @@ def proc_cpu_s(pid: int) -> float | None:
     fields = text.rpartition(")")[2].split()  # the command name may hold spaces
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
     return (utime + stime) / CLOCK_TICKS_PER_S
+
+
+def proc_threads_cpu_s(pid: int) -> float | None:
+    """CPU time of a process's live threads in nanoseconds' precision, from
+    /proc/<pid>/task/*/schedstat: for short windows (idle), where clock ticks are too
+    coarse.  A thread that ended in the window is missing from the sum."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int((task / "schedstat").read_text().split()[0])
+    except OSError:
+        return None
+    return total / 1e9
 
 
 def supervisord_pid(data_dir: Path) -> int:
