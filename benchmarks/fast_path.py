@@ -45,7 +45,6 @@ from benchmarks.fast_path_report import (  # noqa: E402
     build_rows,
     print_details,
     print_table,
-    programs_rss_mb,
     to_json,
     wrap,
 )
@@ -228,8 +227,7 @@ def unpaced_part(workdir: Path, stub: Any, results: Results, say: Callable[[str]
 
         say(f"unpaced: {size.bulk} connector payments back to back")
         bulk = Series()
-        rss_start = rss_mb(pids)
-        results.rss_checkpoints.append({"payments": 0, **rss_start})
+        results.rss_checkpoints.append({"payments": 0, **rss_mb(pids)})
         cpu_start = cpu_of(pids)
         wall_start = time.time()
         step = max(1, size.bulk // 10)
@@ -241,10 +239,6 @@ def unpaced_part(workdir: Path, stub: Any, results: Results, say: Callable[[str]
             results.rss_checkpoints.append({"payments": done, **rss_mb(pids)})
         wall_end = time.time()
         results.connector_cpu_s = cpu_delta(cpu_start, cpu_of(pids))
-        start_total = programs_rss_mb(rss_start)
-        end_total = programs_rss_mb(rss_mb(pids))
-        if start_total is not None and end_total is not None:
-            results.rss_growth_mb = end_total - start_total
         results.bulk["connector"] = bulk
         for setup in setups[:-1]:
             say(f"unpaced: {size.direct_bulk} {setup.label} payments back to back")

@@ -59,7 +59,10 @@ def parse_summary(text: str) -> dict[str, int]:
 
 def _threads_traced(pid: int) -> bool:
     """Every thread of ``pid`` has a tracer (strace attaches to them one by one)."""
-    tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # the process is gone
+        return False
     for task in tasks:
         with contextlib.suppress(OSError):
             for line in (task / "status").read_text().splitlines():
