@@ -406,3 +406,92 @@ def test_probe_silent() -> None:
     p.start()
     out = p.timeout(Timer.PROBE)
     assert sent(out) == EOT and outcome(out) == Probed(False)
+
+
+# --- the keep-alive probe: tries, deadlines, giving the line to a payment -------------
+
+
+def test_probe_tries_each_enq_on_its_own_deadline_then_gives_up() -> None:
+    p = Probe(1.0, tries=3)
+    out = p.start()
+    assert sent(out) == ENQ and timers(out) == [(Timer.PROBE, 1.0)]
+    for n in (2, 3):
+        out = p.timeout(Timer.PROBE)
+        assert sent(out) == ENQ and timers(out) == [(Timer.PROBE, 1.0)]
+        assert Note("concert_v2.link.probe_retry", {"tries": n}) in out
+        assert outcome(out) is None
+    out = p.timeout(Timer.PROBE)
+    assert sent(out) == EOT and timers(out) == []
+    assert outcome(out) == Probed(False, tries=3, cut_short=False)
+    assert p.finished and p.timeout(Timer.PROBE) == []  # nothing after the end
+
+
+def test_probe_answered_on_a_later_try_counts_its_tries() -> None:
+    p = Probe(1.0, tries=3)
+    p.start()
+    p.timeout(Timer.PROBE)
+    out = p.receive_data(b"\x00" + ACK)  # noise first: noted, then the answer
+    assert sent(out) == EOT and outcome(out) == Probed(True, tries=2)
+
+
+@pytest.mark.parametrize("answer", [ACK, NAK, ENQ])
+def test_any_answer_but_eot_means_the_terminal_is_there(answer: bytes) -> None:
+    """NAK: there but not ready.  ENQ: it wants the line to send something; our EOT ends
+    our turn and the driver's Listener takes the terminal's next ENQ."""
+    p = Probe(1.0, tries=3)
+    p.start()
+    out = p.receive_data(answer)
+    assert sent(out) == EOT and outcome(out) == Probed(True, tries=1)
+
+
+def test_probe_ignores_eot_frames_and_noise() -> None:
+    p = Probe(1.0, tries=2)
+    p.start()
+    out = p.receive_data(EOT + ANSWER + b"zz")
+    assert sent(out) == b"" and outcome(out) is None and not p.finished
+    assert all(isinstance(e, Note) for e in out)
+
+
+def test_a_stale_timer_is_ignored() -> None:
+    p = Probe(1.0, tries=2)
+    p.start()
+    assert p.timeout(Timer.CONTROL_BYTE) == []  # not the timer the probe runs
+    assert not p.finished
+
+
+def test_yield_line_sends_no_further_enq_and_ends_at_this_deadline() -> None:
+    p = Probe(1.0, tries=3)
+    p.start()
+    p.yield_line()  # a payment waits for the line
+    out = p.timeout(Timer.PROBE)
+    assert sent(out) == EOT  # no second ENQ
+    assert outcome(out) == Probed(False, tries=1, cut_short=True)
+
+
+def test_yield_line_still_takes_the_answer_to_the_enq_in_flight() -> None:
+    p = Probe(1.0, tries=3)
+    p.start()
+    p.timeout(Timer.PROBE)
+    p.yield_line()
+    out = p.receive_data(ACK)  # the answer to the second ENQ: the handshake completes
+    assert sent(out) == EOT and outcome(out) == Probed(True, tries=2)
+
+
+def test_yield_on_the_last_try_is_a_full_verdict() -> None:
+    p = Probe(1.0, tries=2)
+    p.start()
+    p.timeout(Timer.PROBE)
+    p.yield_line()
+    assert outcome(p.timeout(Timer.PROBE)) == Probed(False, tries=2, cut_short=False)
+
+
+def test_probe_link_lost_is_no_verdict() -> None:
+    p = Probe(1.0, tries=3)
+    p.start()
+    assert outcome(p.link_lost()) == Probed(False, tries=1, cut_short=True)
+    assert p.finished and p.link_lost() == []
+
+
+def test_probe_needs_one_try() -> None:
+    with pytest.raises(ValueError):
+        Probe(1.0, tries=0)

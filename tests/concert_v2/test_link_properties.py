@@ -22,13 +22,17 @@ from tp_manager.concert_v2.link import (
     BadFrame,
     Completed,
     ControlByte,
+    Effect,
     Exchange,
     Failed,
     Frame,
     FrameReceiver,
     LinkTimeouts,
     Listener,
+    Probe,
+    Probed,
     Released,
+    Send,
 )
 from tp_manager.terminal.errors import ProtocolError, TerminalError
 from tp_manager.terminal.model import PaymentRequest, PaymentStatus, TransactionType
@@ -204,3 +208,43 @@ def test_listener_never_raises(chunks: list[bytes]) -> None:
                 assert isinstance(e.error, TerminalError)
     for timer in Timer:
         li.timeout(timer)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=8).map(lambda b: ("data", b)),
+            st.sampled_from(list(Timer)).map(lambda t: ("timeout", t)),
+            st.just(("yield", None)),
+        ),
+        max_size=40,
+    ),
+    st.integers(1, 4),
+)
+def test_probe_ends_once_within_its_tries_and_always_hands_the_line_back(
+    script: list[tuple[str, object]], tries: int
+) -> None:
+    p = Probe(1.0, tries)
+    effects = p.start()
+    enqs = effects.count(Send(b"\x05", "enq"))
+    ends: list[Probed] = []
+    eots = 0
+
+    def take(out: list[Effect]) -> None:
+        nonlocal enqs, eots
+        enqs += sum(1 for e in out if e == Send(b"\x05", "enq"))
+        eots += sum(1 for e in out if e == Send(b"\x04", "eot"))
+        ends.extend(e for e in out if isinstance(e, Probed))
+
+    for kind, arg in script:
+        if kind == "data":
+            take(p.receive_data(arg))  # type: ignore[arg-type]
+        elif kind == "timeout":
+            take(p.timeout(arg))  # type: ignore[arg-type]
+        else:
+            p.yield_line()
+    for _ in range(tries):  # at most ``tries`` probe deadlines end it, whatever came
+        take(p.timeout(Timer.PROBE))
+    assert p.finished and len(ends) == 1 and eots == 1
+    assert 1 <= enqs <= tries and ends[0].tries == enqs

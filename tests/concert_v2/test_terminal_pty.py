@@ -680,3 +680,119 @@ async def test_a_second_program_on_the_line_is_refused(
     await term.take_request()
     await term.send_answer(answer("0", 4321))
     assert (await asyncio.wait_for(task, WAIT)).amount == 4321
+
+
+# --- keep-alive probe: the driver's part (scheduling is tp_manager/keepalive.py's) -------
+
+
+async def test_keepalive_probe_retries_then_reports_silent(
+    driver: ConcertV2Terminal, term: FakeTerminal
+) -> None:
+    probe = asyncio.create_task(driver.keepalive_probe())
+    await term.expect(ENQ * 3)  # PROBE_TRIES ENQs, each on its own deadline
+    await term.expect(EOT)
+    verdict = await asyncio.wait_for(probe, WAIT)
+    assert verdict is not None
+    assert (verdict.responding, verdict.tries, verdict.cut_short) == (False, 3, False)
+    assert driver.link_state is LinkState.UP  # the driver does not judge; its caller does
+
+
+async def test_keepalive_probe_answered_on_the_second_try(
+    driver: ConcertV2Terminal, term: FakeTerminal
+) -> None:
+    probe = asyncio.create_task(driver.keepalive_probe())
+    await term.expect(ENQ + ENQ)
+    term.write(ACK)
+    await term.expect(EOT)
+    verdict = await asyncio.wait_for(probe, WAIT)
+    assert verdict is not None and verdict.responding and verdict.tries == 2
+    assert driver.idle_for() is not None and driver.idle_for() < WAIT  # type: ignore[operator]
+
+
+async def test_a_payment_during_a_probe_waits_for_its_enq_then_the_probe_yields(
+    driver: ConcertV2Terminal, term: FakeTerminal
+) -> None:
+    """The decided collision rule: a payment never cuts into the probe's handshake (an
+    ACK on its way would be read as the answer to the payment's ENQ); it waits for the
+    current ENQ's answer or deadline, and the probe sends no further ENQ."""
+    probe = asyncio.create_task(driver.keepalive_probe())
+    await term.expect(ENQ)
+    assert driver.idle_for() is None  # the line is taken: no second probe, no payment ENQ
+    pay = asyncio.create_task(driver.pay(pay_req(3131)))
+    await term.expect(EOT)  # the probe's deadline passed: the line is handed back, no 2nd ENQ
+    verdict = await asyncio.wait_for(probe, WAIT)
+    assert verdict is not None and verdict.cut_short and verdict.tries == 1
+    await term.take_request()  # and the payment starts from a clean line
+    await term.send_answer(answer("0", 3131))
+    assert (await asyncio.wait_for(pay, WAIT)).amount == 3131
+
+
+async def test_a_payment_during_an_answered_probe_follows_its_eot(
+    driver: ConcertV2Terminal, term: FakeTerminal
+) -> None:
+    probe = asyncio.create_task(driver.keepalive_probe())
+    await term.expect(ENQ)
+    pay = asyncio.create_task(driver.pay(pay_req(4141)))
+    await asyncio.sleep(0.05)
+    assert term.buf == b""  # the payment waits for the probe's answer, sends nothing
+    term.write(ACK)
+    await term.expect(EOT)
+    verdict = await asyncio.wait_for(probe, WAIT)
+    assert verdict is not None and verdict.responding
+    await term.take_request()
+    await term.send_answer(answer("0", 4141))
+    assert (await asyncio.wait_for(pay, WAIT)).amount == 4141
+
+
+async def test_no_probe_while_a_payment_runs(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
+    pay = asyncio.create_task(driver.pay(pay_req()))
+    await term.expect(ENQ)
+    assert driver.idle_for() is None
+    assert await driver.keepalive_probe() is None
+    assert not driver.report_silent("should be refused")  # a payment has its own outcome
+    term.write(ACK)
+    await term.read_frame()
+    term.write(ACK)
+    await term.expect(EOT)
+    await term.send_answer(answer())
+    assert (await asyncio.wait_for(pay, WAIT)).accepted
+    assert driver.link_state is LinkState.UP
+
+
+async def port_reopened(drv: ConcertV2Terminal) -> None:
+    """Until the port is open again (a probe may run), bounded by WAIT."""
+    deadline = time.monotonic() + WAIT
+    while drv.idle_for() is None:
+        assert time.monotonic() < deadline, "the port was not reopened"
+        await asyncio.sleep(0.02)
+
+
+async def test_reported_silent_the_link_is_down_reopened_and_up_at_the_first_answer(
+    driver: ConcertV2Terminal, term: FakeTerminal, states: list[tuple[LinkState, str]]
+) -> None:
+    assert driver.report_silent("terminal did not answer 3 keep-alive ENQs")
+    assert driver.link_state is LinkState.DOWN and driver.silent
+    status = await driver.check()
+    assert status.link is LinkState.DOWN and "keep-alive" in status.detail
+    # the port is reopened, but the link stays down until the terminal answers
+    await port_reopened(driver)
+    assert driver.link_state is LinkState.DOWN and "reopened" in states[-1][1]
+    probe = asyncio.create_task(driver.keepalive_probe())
+    await term.expect(ENQ)
+    term.write(ACK)
+    await term.expect(EOT)
+    assert (await asyncio.wait_for(probe, WAIT)).responding  # type: ignore[union-attr]
+    assert driver.link_state is LinkState.UP and not driver.silent
+    assert "answers again" in states[-1][1]
+
+
+async def test_a_payment_to_a_silent_terminal_still_asks_and_brings_the_link_up(
+    driver: ConcertV2Terminal, term: FakeTerminal
+) -> None:
+    assert driver.report_silent("terminal did not answer 3 keep-alive ENQs")
+    await port_reopened(driver)
+    task = asyncio.create_task(driver.pay(pay_req(5151)))
+    await term.take_request()  # its ENQ is answered: the terminal is back
+    assert driver.link_state is LinkState.UP
+    await term.send_answer(answer("0", 5151))
+    assert (await asyncio.wait_for(task, WAIT)).amount == 5151

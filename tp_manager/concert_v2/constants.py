@@ -38,7 +38,9 @@ CONTROL_BYTE_TIMEOUT_S: Final = 3.0
 END_OF_FRAME_TIMEOUT_S: Final = 3.0
 # Wait for the terminal's answer once it has ACKed the request: customer time.
 TRANSACTION_TIMEOUT_S: Final = 120.0
-# check(): a short ENQ -> ACK probe, so a status call never blocks for long.
+# A probe's wait for the answer (ACK/NAK) to each of its ENQs.  Shorter than the
+# control-byte deadline so a status call never blocks for long, and so a payment that
+# arrives during a keep-alive probe waits at most this long for the line.
 PROBE_TIMEOUT_S: Final = 1.0
 
 
@@ -54,6 +56,10 @@ class Timer(enum.StrEnum):
 # --- retry budgets -------------------------------------------------------------
 # ENQ sent at most this many times (first try included) before TerminalNotResponding.
 ENQ_TRIES: Final = 3
+# ENQs of one keep-alive probe before the terminal is called silent: pyTeliumManager
+# retries ENQ up to 3 times, 1 s apart (PROBE_TIMEOUT_S): a USB link waking up may
+# lose the first byte, and one lost byte must not report a link down.
+PROBE_TRIES: Final = 3
 # After a NAK (or no answer) to our request frame, resend it at most this many
 # times; total frames sent is 1 + NAK_RESEND_TRIES, then RequestRejected.
 NAK_RESEND_TRIES: Final = 3

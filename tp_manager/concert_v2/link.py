@@ -225,7 +225,13 @@ class Failed:
 
 @dataclass(frozen=True, slots=True)
 class Probed:
+    """A probe's verdict.  ``cut_short``: it stopped before its tries were used (a
+    payment took the line, the port went away), so no answer does not prove a silent
+    terminal: the payment's own ENQ, or the next probe, tells."""
+
     responding: bool
+    tries: int = 1  # ENQs sent
+    cut_short: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,20 +594,56 @@ class Listener(_Session):
 
 
 class Probe(_Session):
-    """ENQ -> ACK? then EOT: is the terminal there and idle?"""
+    """ENQ -> ACK? then EOT: is the terminal there and idle?
 
-    def __init__(self, timeout: float = c.PROBE_TIMEOUT_S) -> None:
+    Up to ``tries`` ENQs, each given ``timeout`` for an answer (``PROBE_TRIES`` x
+    ``PROBE_TIMEOUT_S`` for the keep-alive: pyTeliumManager's three tries 1 s apart;
+    one try for ``check``, which must answer quickly).  ACK or NAK means the terminal
+    is there (NAK: there but not ready); so does its own ENQ -- it wants the line to
+    send something: we end our turn with EOT and the Listener takes its next ENQ.
+    The line is always handed back with EOT.
+
+    :meth:`yield_line` is how a payment that arrives meanwhile gets the line: the
+    probe sends no further ENQ and ends at the current ENQ's answer or deadline.  It
+    never ends *inside* a handshake: an ACK still on its way would then be read as
+    the answer to the payment's ENQ (or worse, to its request frame).
+    """
+
+    def __init__(self, timeout: float = c.PROBE_TIMEOUT_S, tries: int = 1) -> None:
         super().__init__()
+        if tries < 1:
+            raise ValueError("a probe sends at least one ENQ")
         self._timeout = timeout
+        self._tries = tries
+        self._sent = 0
+        self.yielding = False
 
     def start(self) -> list[Effect]:
+        self._sent = 1
         return self._track([Send(_ENQ, "enq"), StartTimer(Timer.PROBE, self._timeout)])
 
+    def yield_line(self) -> None:
+        """A payment waits: no further ENQ; end at this ENQ's answer or deadline."""
+        self.yielding = True
+
     def _on_event(self, event: Event) -> list[Effect]:
-        if isinstance(event, ControlByte) and event.code in (ControlCode.ACK, ControlCode.NAK):
-            # NAK: the terminal is there but not ready; either way it answers.
-            return [Send(_EOT, "eot"), StopTimer(), Probed(True)]
+        if isinstance(event, ControlByte) and event.code is not ControlCode.EOT:
+            return [Send(_EOT, "eot"), StopTimer(), Probed(True, self._sent)]
         return [_ignored(event, "probe")]
 
     def _on_timeout(self, timer: Timer) -> list[Effect]:
-        return [Send(_EOT, "eot"), Probed(False)]
+        if self._sent < self._tries and not self.yielding:
+            self._sent += 1
+            return [
+                Note("concert_v2.link.probe_retry", {"tries": self._sent}),
+                Send(_ENQ, "enq"),
+                StartTimer(Timer.PROBE, self._timeout),
+            ]
+        cut_short = self.yielding and self._sent < self._tries
+        return [Send(_EOT, "eot"), Probed(False, self._sent, cut_short)]
+
+    def link_lost(self) -> list[Effect]:
+        """The port went away mid-probe: no verdict on the terminal itself."""
+        if self.finished:
+            return []
+        return self._track([Probed(False, self._sent, cut_short=True)])

@@ -14,6 +14,15 @@ and the driver stays ``busy`` meanwhile, so the next ``pay`` is refused at once
 That answer, like one that arrives after a :class:`TransactionTimeout` (read by
 the idle Listener), is logged ``concert_v2.late_answer`` and handed to
 ``on_late_answer``, which stores it against its order.
+
+Keep-alive: the driver runs probes (``keepalive_probe``) and says how long the line
+has been quiet (``idle_for``), but *when* to probe and what a silent terminal means
+is decided above it (``tp_manager/keepalive.py``).  When told the terminal is silent
+(``report_silent``) the driver reports its link down and reopens the port; the link is
+reported up again by the first answer the terminal gives (a probe's or a payment's).
+A payment that arrives during a probe waits for that probe's current ENQ to be
+answered or to time out (at most ``probe_timeout``); the probe then sends no further
+ENQ and hands the line back with EOT (``Probe.yield_line``).
 """
 
 from __future__ import annotations
@@ -102,6 +111,7 @@ class ConcertV2Terminal:
         control_byte_timeout: float = c.CONTROL_BYTE_TIMEOUT_S,
         end_of_frame_timeout: float = c.END_OF_FRAME_TIMEOUT_S,
         probe_timeout: float = c.PROBE_TIMEOUT_S,
+        probe_tries: int = c.PROBE_TRIES,
         enq_tries: int = c.ENQ_TRIES,
         nak_resend_tries: int = c.NAK_RESEND_TRIES,
         receive_nak_tries: int = c.RECEIVE_NAK_TRIES,
@@ -123,6 +133,7 @@ class ConcertV2Terminal:
             nak_resend_tries=nak_resend_tries,
             receive_nak_tries=receive_nak_tries,
         )
+        self.probe_tries = probe_tries
         self.payment_mode = payment_mode
         self._reconnect = (reconnect_initial_delay, reconnect_max_delay, reconnect_factor)
         self._on_link_state = on_link_state
@@ -139,11 +150,13 @@ class ConcertV2Terminal:
         self._session: _Session | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._exchange_future: asyncio.Future[str] | None = None
-        self._probe_future: asyncio.Future[bool] | None = None
+        self._probe_future: asyncio.Future[Probed] | None = None
         self._marks: dict[str, float] = {}
         self._busy = False  # a pay() call is running
         self._orphan_type = TransactionType.DEBIT  # of the last exchange, to read a late answer
         self._order_id: str | None = None  # of the last exchange
+        self._last_activity = time.monotonic()  # a byte sent or received, or the port opened
+        self._silent: str | None = None  # why the terminal is reported silent (keep-alive)
 
     # --- Terminal protocol ---------------------------------------------------
 
@@ -200,9 +213,12 @@ class ConcertV2Terminal:
             raise TerminalBusy(self.busy_reason())
         self._busy = True
         try:
-            if self._probe_future is not None:  # a check() probe holds the line briefly
+            probe = self._probe_future
+            if probe is not None:  # a probe holds the line for one short handshake
+                if isinstance(self._session, Probe):
+                    self._session.yield_line()
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self._probe_future)
+                    await asyncio.shield(probe)
             return await self._run_exchange(request, message)
         finally:
             self._busy = False
@@ -235,26 +251,69 @@ class ConcertV2Terminal:
             return self._status(busy=True, responding=None)
         if self._state is not LinkState.UP or self._transport is None:
             return self._status(busy=False, responding=None)
-        if self._probe_future is None:
-            probe = Probe(self.timeouts.probe)
-            fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        responding = (await self._probe(tries=1)).responding
+        log.info("concert_v2.check", responding=responding)
+        return self._status(busy=False, responding=responding)
+
+    # --- keep-alive (scheduled and judged by tp_manager/keepalive.py) ----------------
+
+    @property
+    def silent(self) -> bool:
+        """The terminal was reported silent and has not answered since."""
+        return self._silent is not None
+
+    def idle_for(self) -> float | None:
+        """Seconds the line has been quiet; None when no probe may run now (the port is
+        not open, a payment or the terminal's own message is under way, a probe runs)."""
+        if self._transport is None or self.busy or self._probe_future is not None:
+            return None
+        return max(0.0, time.monotonic() - self._last_activity)
+
+    async def keepalive_probe(self) -> Probed | None:
+        """One keep-alive probe (``probe_tries`` ENQs); None when the line is not free."""
+        if self.idle_for() is None:
+            return None
+        return await self._probe(tries=self.probe_tries)
+
+    def report_silent(self, detail: str) -> bool:
+        """The terminal does not answer: report the link down and reopen the port (a USB
+        serial link that went to sleep often comes back on a fresh open).  Refused (False)
+        while the line is in use or the port is not open: that has its own outcome."""
+        if self.idle_for() is None:
+            return False
+        self._silent = detail
+        log.warning("concert_v2.link.silent", port=self.settings.port, detail=detail)
+        self._set_state(LinkState.DOWN, detail)
+        self._last_error = LinkDown(detail)
+        self._drop_transport()  # the supervisor opens the port again, with its backoff
+        return True
+
+    def _answered(self) -> None:
+        """The terminal answered (a probe's ENQ, a payment's ENQ, its own message)."""
+        if self._silent is None:
+            return
+        self._silent = None
+        self._last_error = None
+        self._set_state(LinkState.UP, f"{self.settings.port} open; the terminal answers again")
+
+    async def _probe(self, tries: int) -> Probed:
+        """Run a probe, or join the one running; the caller may be ``check`` or keep-alive."""
+        fut = self._probe_future
+        if fut is None:
+            probe = Probe(self.timeouts.probe, tries)
+            fut = asyncio.get_running_loop().create_future()
             self._probe_future = fut
             self._session = probe
             self._apply(probe, probe.start())
-        else:
-            fut = self._probe_future
-        try:
-            responding = await asyncio.shield(fut)
-        finally:
-            if self._probe_future is fut and fut.done():
-                self._probe_future = None
-        log.info("concert_v2.check", responding=responding)
-        return self._status(busy=False, responding=responding)
+        return await asyncio.shield(fut)
 
     # --- payment -------------------------------------------------------------
 
     async def _run_exchange(self, request: PaymentRequest, message: str) -> PaymentResult:
-        if self._state is not LinkState.UP or self._transport is None:
+        # A terminal reported silent is still asked (the port is open): its answer to
+        # this ENQ brings the link up; if it stays silent the ENQ tries fail with
+        # TERMINAL_NOT_RESPONDING and nothing was charged.
+        if self._transport is None:
             raise self._down_error()
         loop = asyncio.get_running_loop()
         exchange = Exchange(encode_frame(message), self.timeouts)
@@ -354,11 +413,15 @@ class ConcertV2Terminal:
                 log.info(effect.event, **dict(effect.fields))
             elif isinstance(effect, Milestone):
                 self._marks[effect.name] = time.monotonic()
+                if effect.name in ("enq_acked", "answer_started"):
+                    self._answered()
             elif isinstance(effect, Released):
                 fut = self._exchange_future
                 if fut is not None and not fut.done():
                     fut.set_exception(effect.error)
             elif isinstance(effect, Completed | Failed | Probed):
+                if isinstance(effect, Probed) and effect.responding:
+                    self._answered()
                 self._finished(session, effect)
 
     def _send(self, session: _Session, effect: Send) -> bool:
@@ -370,6 +433,7 @@ class ConcertV2Terminal:
         except LinkLost as err:
             self._fail_session(err)
             return False
+        self._last_activity = time.monotonic()
         log.debug("concert_v2.link.sent", what=effect.label, size=len(effect.data))
         return True
 
@@ -385,11 +449,9 @@ class ConcertV2Terminal:
             elif session.released:
                 self._late_answer(effect)
         elif isinstance(session, Probe):
-            pfut = self._probe_future
+            pfut, self._probe_future = self._probe_future, None
             if pfut is not None and not pfut.done():
-                pfut.set_result(isinstance(effect, Probed) and effect.responding)
-            if not self._busy:
-                self._probe_future = None
+                pfut.set_result(effect if isinstance(effect, Probed) else Probed(False))
         elif isinstance(session, Listener):
             self._late_answer(effect)
         if self._session is session:
@@ -451,14 +513,14 @@ class ConcertV2Terminal:
         session = self._session
         if isinstance(session, Exchange) and not session.finished:
             self._apply(session, session.link_lost(error.message))
-        elif isinstance(session, Probe) and not session.finished:
-            session.finished = True
-            self._finished(session, Probed(False))
+        elif isinstance(session, Probe):
+            self._apply(session, session.link_lost())
         self._listen()
 
     # --- link supervision ------------------------------------------------------
 
     def _on_data(self, data: bytes) -> None:
+        self._last_activity = time.monotonic()
         session = self._session
         if session is None:
             return
@@ -500,10 +562,16 @@ class ConcertV2Terminal:
                 self._set_state(LinkState.DOWN, err.message)
             else:
                 self._transport = transport
-                self._last_error = None
                 delay = initial
+                self._last_activity = time.monotonic()
                 self._listen()
-                self._set_state(LinkState.UP, f"{self.settings.port} open")
+                if self._silent is None:
+                    self._last_error = None
+                    self._set_state(LinkState.UP, f"{self.settings.port} open")
+                else:  # reopened after a silent probe: up only once the terminal answers
+                    self._set_state(
+                        LinkState.DOWN, f"{self.settings.port} reopened; {self._silent}"
+                    )
                 self._first_attempt.set()
                 await transport.closed.wait()
                 self._transport = None
@@ -511,8 +579,9 @@ class ConcertV2Terminal:
                 self._cancel_timer()
                 if self._stop.is_set():
                     break
-                self._last_error = LinkDown(f"serial port {self.settings.port} was lost")
-                self._set_state(LinkState.DOWN, self._last_error.message)
+                if self._silent is None:
+                    self._last_error = LinkDown(f"serial port {self.settings.port} was lost")
+                    self._set_state(LinkState.DOWN, self._last_error.message)
             self._first_attempt.set()
             log.info("concert_v2.link.reconnect_wait", delay_s=delay)
             with contextlib.suppress(TimeoutError):
