@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from common.concert_v2_line import DEFAULT_LINE, SerialLine
 from common.concert_v3_profiles import DEFAULT_PROFILE
 
 DEFAULT_TERMINAL: Final = "default"  # the key of the terminal the seeds' keys describe
@@ -46,6 +47,8 @@ class TerminalSpec:
     version: str = "0301"  # Concert V3 CZ
     profile: str = DEFAULT_PROFILE  # Concert V3 profile (common/concert_v3_profiles.py)
     device: str | None = None  # Concert V2 serial device
+    line: SerialLine = DEFAULT_LINE  # Concert V2: how its port is opened
+    keepalive_interval: float | None = None  # Concert V2: idle seconds between probes; None: off
 
     @property
     def address(self) -> str:

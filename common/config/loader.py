@@ -19,9 +19,10 @@ from typing import Any
 from pydantic import SecretStr
 
 from common import paths
+from common.concert_v2_line import DEFAULT_KEEPALIVE_INTERVAL_S, DEFAULT_LINE
 from common.concert_v3_profiles import DEFAULT_PROFILE
 from common.concert_v3_versions import protocol_version
-from common.config import rules
+from common.config import rules, serial_line
 from common.config import terminals as named_terminals
 from common.config.errors import ConfigError, ConfigProblem
 from common.config.model import CONCERT_V2, CONCERT_V3, SIMULATOR, ConnectorConfig, ContractConfig
@@ -101,10 +102,7 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "update_time": rules.hhmm,
     "update_url": rules.update_url,
     "update_root": rules.path,
-    "baudRate": rules.baud_rate,
-    "dataBits": rules.data_bits,
-    "parity": rules.parity,
-    "stopBits": rules.stop_bits,
+    **serial_line.RULES,  # baudRate, dataBits, parity, stopBits, rtscts, serial_profile...
     "data_dir": rules.path,
     "bind_address": rules.bind_address,
     "terminal_protocol": rules.terminal_protocol,
@@ -263,6 +261,11 @@ def _contracts(c: _Collector) -> tuple[ContractConfig, ...]:
     return tuple(contracts)
 
 
+def _top_level(key: str) -> str:
+    """Top-level keys are their own names (named terminals prefix theirs)."""
+    return key
+
+
 def _endpoint(c: _Collector, key: str, run_dir: Path, filename: str) -> str:
     if c.given(key):
         return str(c.value(key, ""))
@@ -350,7 +353,9 @@ def build(
         terminal_host = SIMULATOR
     allowed: tuple[str, ...] = c.value("allowed_terminals", ())
     v3_version = c.value("protocol_version", protocol_version(DEFAULT_V3_PROTOCOL))
-    terminals = named_terminals.build(c, v3_version)
+    line = serial_line.resolve_line(c, _top_level, DEFAULT_LINE)
+    keepalive = serial_line.resolve_keepalive(c, _top_level, DEFAULT_KEEPALIVE_INTERVAL_S)
+    terminals = named_terminals.build(c, v3_version, line, keepalive)
     if protocol == CONCERT_V3 and terminal_host:
         host = "127.0.0.1" if terminal_host == SIMULATOR else terminal_host
         own = rules.host_port(
@@ -381,10 +386,10 @@ def build(
         terminal_protocol=protocol,
         serial_port=serial_port,
         serial_number=c.value("serial_number") or "",
-        baud_rate=c.value("baudRate", 9600),
-        data_bits=c.value("dataBits", 8),
-        parity=c.value("parity", "none"),
-        stop_bits=c.value("stopBits", 1),
+        baud_rate=line.baud_rate,
+        data_bits=line.data_bits,
+        parity=line.parity,
+        stop_bits=line.stop_bits,
         terminal_host=terminal_host,
         terminal_port=terminal_port,
         concert_v3_version=v3_version,
@@ -402,6 +407,8 @@ def build(
         control_endpoint=_endpoint(c, "control_endpoint", run_dir, RUN_SOCKETS[0]),
         events_endpoint=_endpoint(c, "events_endpoint", run_dir, RUN_SOCKETS[1]),
         demo_hipay_stub_port=DEMO_HIPAY_STUB_PORT if demo else None,
+        rtscts=line.rtscts,
+        keepalive_interval=keepalive,
     )
     _check_socket_room(c, data_dir)
     if config.control_endpoint and config.control_endpoint == config.events_endpoint:

@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from common import paths
+from common.concert_v2_line import DEFAULT_KEEPALIVE_INTERVAL_S, Parity, SerialLine
 from common.concert_v3_profiles import DEFAULT_PROFILE
 from common.terminals import TerminalSpec
 
@@ -66,7 +67,7 @@ class ConnectorConfig:
     serial_number: str
     baud_rate: int
     data_bits: int
-    parity: str
+    parity: Parity
     stop_bits: int
     terminal_host: str | None  # Concert V3; SIMULATOR for the built-in one
     terminal_port: int
@@ -86,11 +87,19 @@ class ConnectorConfig:
     demo_hipay_stub_port: int | None = None
     terminal_profile: str = DEFAULT_PROFILE  # the configured Concert V3 terminal's profile
     terminals: tuple[TerminalSpec, ...] = ()  # terminals named in the config (terminals.<id>)
+    rtscts: bool = False  # the configured Concert V2 terminal's RTS/CTS flow control
+    # Concert V2 keep-alive probe after this many idle seconds; None: no probe
+    keepalive_interval: float | None = DEFAULT_KEEPALIVE_INTERVAL_S
 
     @property
     def hipay_url(self) -> str:
         """Where notifications go: ``hipay_base_url`` if set, else the environment's platform."""
         return self.hipay_base_url or HIPAY_BASE_URLS[self.environment]
+
+    @property
+    def serial_line(self) -> SerialLine:
+        """The configured Concert V2 terminal's line (the seeds' keys, or its profile)."""
+        return SerialLine(self.baud_rate, self.data_bits, self.parity, self.stop_bits, self.rtscts)
 
     @property
     def uses_simulator(self) -> bool:

@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from common.concert_v2_line import Parity
 from common.money import MoneyError, to_decimal
 
 # Application codes from the POS API's ``terminal_transaction_display.contract_array``
@@ -72,7 +73,7 @@ ENVIRONMENT_ALIASES: dict[str, str] = {
 # Rates a serial port is commonly set to; anything else is far more likely a
 # typo (96000) than a terminal configured to an odd rate.
 STANDARD_BAUD_RATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200)
-PARITY_ALIASES = {
+PARITY_ALIASES: dict[str, Parity] = {
     "none": "none",
     "n": "none",
     "even": "even",
@@ -265,11 +266,33 @@ def stop_bits(value: Any) -> int:
     return whole_number(value, 1, 2, "1 or 2")
 
 
-def parity(value: Any) -> str:
+def parity(value: Any) -> Parity:
     text = _text(value).lower()
     if text not in PARITY_ALIASES:
         raise ValueError("must be none, even or odd")
     return PARITY_ALIASES[text]
+
+
+BOOLEANS: dict[str, bool] = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "1": True,
+    "false": False,
+    "no": False,
+    "off": False,
+    "0": False,
+}
+
+
+def boolean(value: Any) -> bool:
+    """YAML values arrive as text (sources.py): ``true``/``false`` and their usual spellings."""
+    if isinstance(value, bool):
+        return value
+    text = _text(value, "true or false").lower()
+    if text not in BOOLEANS:
+        raise ValueError("must be true or false (yes/no, on/off, 1/0 accepted)")
+    return BOOLEANS[text]
 
 
 def terminal_protocol(value: Any) -> str:

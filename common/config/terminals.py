@@ -4,22 +4,24 @@ Nested mappings are dotted keys (sources.py), so a YAML block::
 
     terminals:
       lane1: {protocol: concert-v3, host: 192.168.1.20, profile: payxpert}
-      lane2: {protocol: concert-v2, device: /dev/ttyUSB1}
+      lane2: {protocol: concert-v2, device: /dev/ttyUSB1, serial_profile: rs232-7e1}
 
 and the kiosk's ``TERMINALS.LANE1.HOST=192.168.1.20`` are the same keys.  Each field has
 its rule; what a protocol needs (host for Concert V3, device for Concert V2) is required.
+A Concert V2 terminal's line and keep-alive start from the top level's (serial_line.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
+from common.concert_v2_line import SerialLine
 from common.concert_v3_profiles import DEFAULT_PROFILE, profile_named
 from common.concert_v3_versions import protocol_version
-from common.config import rules
+from common.config import rules, serial_line
+from common.config.collector import Collector
 from common.config.model import CONCERT_V2, CONCERT_V3
-from common.config.sources import Raw
 from common.terminals import TerminalSpec, terminal_id
 
 SECTION: Final = "terminals"
@@ -57,21 +59,12 @@ FIELD_RULES: Final[Mapping[str, Callable[[Any], Any]]] = {
     "device": _device,
     "version": v3_version,
     "profile": v3_profile,
+    **serial_line.RULES,  # Concert V2: baudRate, dataBits, parity, stopBits, rtscts...
 }
+V3_ONLY: Final = ("host", "port", "version", "profile")
+V2_ONLY: Final = ("device", *serial_line.RULES)
 _FIELD_NAMES: Final = {_fold(f): f for f in FIELD_RULES}
 FIELDS_HINT: Final = ", ".join(FIELD_RULES)
-
-
-class Collector(Protocol):
-    """The loader's problem collector (loader._Collector)."""
-
-    raw: Mapping[str, Raw]
-
-    def problem(self, key: str, rule: str) -> None: ...
-
-    def value(
-        self, key: str, default: Any = None, rule: Callable[[Any], Any] | None = None
-    ) -> Any: ...
 
 
 def canonical_key(rest: str) -> str:
@@ -83,8 +76,12 @@ def canonical_key(rest: str) -> str:
     return f"{SECTION}.{terminal_id(parts[0])}.{field}"
 
 
-def build(c: Collector, default_version: str) -> tuple[TerminalSpec, ...]:
-    """Every named terminal, in the order the file names them; problems go to ``c``."""
+def build(
+    c: Collector, default_version: str, line: SerialLine, keepalive: float | None
+) -> tuple[TerminalSpec, ...]:
+    """Every named terminal, in the order the file names them; problems go to ``c``.
+    A Concert V2 terminal's line and keep-alive start from ``line`` and ``keepalive``
+    (the top level's)."""
     ids = list(dict.fromkeys(key.split(".")[1] for key in c.raw if key.startswith(SECTION + ".")))
     specs: list[TerminalSpec] = []
     for each in ids:
@@ -107,12 +104,20 @@ def build(c: Collector, default_version: str) -> tuple[TerminalSpec, ...]:
                 what = "the terminal's IP address" if needed == "host" else "its serial device"
                 c.problem(key(needed), f"is required for {protocol}: {what}")
             continue
-        wrong = ("device",) if protocol == CONCERT_V3 else ("host", "port", "version", "profile")
+        wrong = V2_ONLY if protocol == CONCERT_V3 else V3_ONLY
         for field in wrong:
             if key(field) in c.raw:
                 c.problem(key(field), f"does not apply to a {protocol} terminal")
         if protocol == CONCERT_V2:
-            specs.append(TerminalSpec(id=each, protocol=CONCERT_V2, device=given))
+            specs.append(
+                TerminalSpec(
+                    id=each,
+                    protocol=CONCERT_V2,
+                    device=given,
+                    line=serial_line.resolve_line(c, key, line),
+                    keepalive_interval=serial_line.resolve_keepalive(c, key, keepalive),
+                )
+            )
             continue
         specs.append(
             TerminalSpec(

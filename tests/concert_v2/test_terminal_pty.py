@@ -13,12 +13,15 @@ import asyncio
 import contextlib
 import functools
 import os
+import termios
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from common.config import load_config
+from tests.backbone.test_config import BASE_YAML
 from tp_manager.concert_v2.terminal import ConcertV2Terminal
 from tp_manager.concert_v2.transport import SerialSettings, map_open_error, open_port
 from tp_manager.terminal.errors import (
@@ -37,6 +40,7 @@ from tp_manager.terminal.errors import (
     TerminalNotResponding,
     TransactionTimeout,
 )
+from tp_manager.terminal.factory import build_named, build_terminal
 from tp_manager.terminal.model import (
     FailureReason,
     LinkState,
@@ -46,6 +50,8 @@ from tp_manager.terminal.model import (
     TransactionType,
 )
 
+# The config's credentials; each test adds its terminal's keys.
+BASE_CREDENTIALS = "\n".join(BASE_YAML.splitlines()[1:]) + "\n"
 STX, ETX, EOT, ENQ, ACK, NAK = b"\x02", b"\x03", b"\x04", b"\x05", b"\x06", b"\x15"
 WAIT = 3.0  # upper bound for any single expectation in these tests
 PAN = "4970101234567890"
@@ -796,3 +802,86 @@ async def test_a_payment_to_a_silent_terminal_still_asks_and_brings_the_link_up(
     assert driver.link_state is LinkState.UP
     await term.send_answer(answer("0", 5151))
     assert (await asyncio.wait_for(task, WAIT)).amount == 5151
+
+
+# --- the configured line reaches the port ------------------------------------------------
+
+LINE_CONFIGS = {
+    # the configured terminal: a profile, with the baud rate and RTS/CTS set over it
+    "top-level": "serial_port: {dev}\nserial_profile: usb-8n1\nbaudRate: 38400\nrtscts: yes\n",
+    # a named terminal: the seeds' keys under terminals.<id>
+    "named": (
+        "serial_port: /dev/ttyUSB9\n"
+        "terminals:\n"
+        "  lane2: {{protocol: concert-v2, device: {dev}, baudRate: 19200, stopBits: 2, "
+        "rtscts: true}}\n"
+    ),
+}
+EXPECTED_LINE = {
+    "top-level": (38400, 8, "N", 1, True),
+    "named": (19200, 8, "N", 2, True),
+}
+
+
+def config_driver(tmp_path: Path, text: str) -> ConcertV2Terminal:
+    """The driver tp-manager's factory builds from a real config file."""
+    path = tmp_path / "config.yml"
+    path.write_text(BASE_CREDENTIALS + text)
+    config = load_config(path)
+    if config.terminals:
+        drv = build_named(config, config.terminals[0])
+    else:
+        drv = build_terminal(config, lambda state, detail: None)
+    assert isinstance(drv, ConcertV2Terminal)
+    return drv
+
+
+@pytest.mark.parametrize("where", list(LINE_CONFIGS))
+async def test_the_configured_line_is_what_the_port_is_opened_with(
+    tmp_path: Path, term: FakeTerminal, where: str
+) -> None:
+    drv = config_driver(tmp_path, LINE_CONFIGS[where].format(dev=term.link))
+    await drv.start()
+    try:
+        assert drv.link_state is LinkState.UP
+        transport = drv._transport
+        assert transport is not None
+        got = transport.in_effect()  # what pyserial's opened Serial reports
+        line = tuple(got[k] for k in ("baudrate", "bytesize", "parity", "stopbits", "rtscts"))
+        assert line == EXPECTED_LINE[where]
+        # and what the kernel's tty holds, read from the terminal's own end of the pty
+        attrs = termios.tcgetattr(term.slave)
+        cflag, ispeed, ospeed = attrs[2], attrs[4], attrs[5]
+        baud = getattr(termios, f"B{EXPECTED_LINE[where][0]}")
+        assert (ispeed, ospeed) == (baud, baud)
+        assert cflag & termios.CSIZE == termios.CS8 and not cflag & termios.PARENB
+        assert bool(cflag & termios.CSTOPB) is (EXPECTED_LINE[where][3] == 2)
+        assert cflag & termios.CRTSCTS
+        task = asyncio.create_task(drv.pay(pay_req(2222)))  # and a payment crosses it
+        await term.take_request()
+        await term.send_answer(answer("0", 2222))
+        assert (await asyncio.wait_for(task, WAIT)).amount == 2222
+    finally:
+        await drv.close()
+
+
+async def test_the_rs232_profile_asks_the_port_for_seven_bits_even_parity(
+    tmp_path: Path, term: FakeTerminal
+) -> None:
+    """A pty cannot be a 7E1 line on most kernels; what is shown instead is that the
+    profile's 7E1 reached the port: it is read back where the kernel takes it, and
+    refused by name (PORT_SETTINGS_REJECTED, nothing sent) where it does not."""
+    drv = config_driver(tmp_path, f"serial_port: {term.link}\nserial_profile: rs232-7e1\n")
+    await drv.start()
+    try:
+        if SEVEN_E_ONE:
+            assert drv._transport is not None
+            got = drv._transport.in_effect()
+            assert (got["bytesize"], got["parity"], got["stopbits"]) == (7, "E", 1)
+        else:
+            assert drv.link_state is LinkState.DOWN
+            with pytest.raises(PortSettingsRejected, match="dataBits"):
+                await drv.pay(pay_req())
+            assert bytes(term.buf) == b""
+    finally:
+        await drv.close()

@@ -107,6 +107,7 @@ class ConcertV2Terminal:
         bytesize: int = 8,
         parity: str = "none",
         stopbits: int = 1,
+        rtscts: bool = False,
         transaction_timeout: float = c.TRANSACTION_TIMEOUT_S,
         control_byte_timeout: float = c.CONTROL_BYTE_TIMEOUT_S,
         end_of_frame_timeout: float = c.END_OF_FRAME_TIMEOUT_S,
@@ -122,7 +123,7 @@ class ConcertV2Terminal:
         on_link_state: LinkStateCallback | None = None,
         on_late_answer: LateAnswerCallback | None = None,
     ) -> None:
-        self.settings = SerialSettings(port, baudrate, bytesize, parity, stopbits)
+        self.settings = SerialSettings(port, baudrate, bytesize, parity, stopbits, rtscts)
         self.settings.pyserial_kwargs()  # bad settings fail here, not in the background
         self.timeouts = LinkTimeouts(
             control_byte=control_byte_timeout,

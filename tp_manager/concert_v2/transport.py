@@ -43,18 +43,22 @@ BYTESIZES: dict[int, int] = {7: serial.SEVENBITS, 8: serial.EIGHTBITS}
 STOPBITS: dict[int, float] = {1: serial.STOPBITS_ONE, 2: serial.STOPBITS_TWO}
 DEFAULT_BAUDRATE = 9600
 
+# The opened port's settings that ``concert_v2.transport.opened`` logs.
+IN_EFFECT_LOGGED = ("baudrate", "bytesize", "parity", "stopbits", "rtscts")
+
 _LOST_ERRNOS = frozenset({errno.EIO, errno.ENXIO, errno.ENODEV, errno.EBADF})
 
 
 @dataclass(frozen=True, slots=True)
 class SerialSettings:
-    """What the seed config calls baudRate, dataBits, parity, stopBits."""
+    """What the seed config calls baudRate, dataBits, parity, stopBits; and rtscts."""
 
     port: str
     baudrate: int = DEFAULT_BAUDRATE
     bytesize: int = 8
     parity: str = "none"
     stopbits: int = 1
+    rtscts: bool = False  # RTS/CTS hardware flow control
 
     def pyserial_kwargs(self) -> dict[str, Any]:
         parity = PARITIES.get(str(self.parity).lower())
@@ -71,6 +75,7 @@ class SerialSettings:
             "bytesize": BYTESIZES[self.bytesize],
             "parity": parity,
             "stopbits": STOPBITS[self.stopbits],
+            "rtscts": bool(self.rtscts),
             "timeout": 0,
         }
 
@@ -154,6 +159,7 @@ class SerialTransport:
         self._on_data = on_data
         self._on_lost = on_lost
         self._transport: asyncio.BaseTransport | None = None
+        self._port: serial.Serial | None = None
         self._closing = False
         self._lost_reported = False
         self.closed = asyncio.Event()
@@ -176,15 +182,19 @@ class SerialTransport:
             port.close()
             raise map_open_error(_errno_of(exc), settings.port) from exc
         self._transport = transport
+        self._port = port
+        line = self.in_effect()
         log.info(
             "concert_v2.transport.opened",
             port=settings.port,
-            baudrate=settings.baudrate,
-            bytesize=settings.bytesize,
-            parity=settings.parity,
-            stopbits=settings.stopbits,
+            **{name: line.get(name) for name in IN_EFFECT_LOGGED},
         )
         return self
+
+    def in_effect(self) -> dict[str, Any]:
+        """The line settings as the opened port reports them (pyserial's ``get_settings``):
+        what the driver actually runs on, not what it asked for."""
+        return dict(self._port.get_settings()) if self._port is not None else {}
 
     @property
     def is_open(self) -> bool:

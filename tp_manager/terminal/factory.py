@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from common.concert_v2_line import SerialLine
 from common.concert_v3_profiles import DEFAULT_PROFILE, profile_named
 from common.config import ConnectorConfig
 from common.config.model import CONCERT_V3
@@ -73,21 +74,25 @@ def build_terminal(
             on_link_state,
             profile=config.terminal_profile,
         )
-    return _concert_v2(config, config.device_path, on_link_state, on_late_answer)
+    return _concert_v2(
+        config, config.device_path, config.serial_line, on_link_state, on_late_answer
+    )
 
 
 def _concert_v2(
     config: ConnectorConfig,
     device: str,
+    line: SerialLine,
     on_link_state: LinkStateCallback | None = None,
     on_late_answer: Callable[[PaymentResult], None] | None = None,
 ) -> ConcertV2Terminal:
     return ConcertV2Terminal(
         device,
-        baudrate=config.baud_rate,
-        bytesize=config.data_bits,
-        parity=config.parity,
-        stopbits=config.stop_bits,
+        baudrate=line.baud_rate,
+        bytesize=line.data_bits,
+        parity=line.parity,
+        stopbits=line.stop_bits,
+        rtscts=line.rtscts,
         transaction_timeout=config.transaction_timeout,
         on_link_state=on_link_state,
         on_late_answer=on_late_answer,
@@ -113,7 +118,7 @@ def build_named(
         assert spec.host is not None  # the loader requires it
         return _concert_v3(config, spec.host, spec.port, spec.version, profile=spec.profile)
     late = None if on_late_answer is None else (lambda result: on_late_answer(spec.id, result))
-    return _concert_v2(config, spec.device or "", on_late_answer=late)
+    return _concert_v2(config, spec.device or "", spec.line, on_late_answer=late)
 
 
 class TargetTerminals:
