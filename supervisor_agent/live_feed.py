@@ -22,6 +22,7 @@ from common import messages
 from common.messages import Event
 from common.money import MoneyError, currency, format_major
 from common.redact import mask_card_field
+from common.terminals import DEFAULT_TERMINAL
 from supervisor_agent import event_log
 from supervisor_agent.event_log import EventLog
 from supervisor_agent.journal import TransactionRecord, TxState
@@ -98,11 +99,16 @@ class LiveFeed:
 
     def _link(self, event: Event) -> None:
         up = event.name == messages.EVENT_LINK_UP
+        terminal = event.data.get("terminal") or DEFAULT_TERMINAL
         self.events.publish(
             event_log.LINK_UP if up else event_log.LINK_DOWN,
-            {"link": event.data.get("link"), "detail": event.data.get("detail")},
+            {
+                "terminal": terminal,
+                "link": event.data.get("link"),
+                "detail": event.data.get("detail"),
+            },
         )
-        if self.metrics is not None:
+        if self.metrics is not None and terminal == DEFAULT_TERMINAL:  # the gauge is its
             self.metrics.link_state(up)
 
     def _forward(self, name: str) -> Callable[[Event], None]:

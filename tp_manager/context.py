@@ -22,7 +22,7 @@ from tp_manager.result_store import DEFAULT_TERMINAL, ResultStore
 from tp_manager.status_recovery import StatusRecovery
 from tp_manager.terminal.base import Terminal
 from tp_manager.terminal.factory import TargetTerminals
-from tp_manager.terminal.model import PaymentRequest, PaymentResult, TerminalTarget
+from tp_manager.terminal.model import LinkState, PaymentRequest, PaymentResult, TerminalTarget
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +80,13 @@ class ServerContext:
         kept and hinted to the agent exactly as a late answer."""
         if self.results.recovered(order_id, terminal_key, request, result):
             self.publish(messages.EVENT_RESULT_PENDING, {"order_id": order_id})
+
+    def link_state(self, terminal_key: str, state: LinkState, detail: str) -> None:
+        """A terminal's link changed state: logged, and published to the agent (``link.up``,
+        ``link.down``) with the terminal's key, so a named terminal's link is told apart."""
+        event = messages.EVENT_LINK_UP if state is LinkState.UP else messages.EVENT_LINK_DOWN
+        log.info("tp_manager.link.state", terminal=terminal_key, link=str(state), detail=detail)
+        self.publish(event, {"terminal": terminal_key, "link": str(state), "detail": detail})
 
     def late_answer(self, terminal_key: str, result: PaymentResult) -> None:
         """A terminal's answer to a payment already given up: store it under its order."""

@@ -18,14 +18,19 @@ import sys
 import structlog
 import zmq.asyncio
 
-from common import messages, paths
+from common import paths
 from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.logging import configure_logging, secrets_of
 from tp_manager.context import ServerContext
 from tp_manager.result_store import DEFAULT_TERMINAL, ResultStore
 from tp_manager.server import ControlServer
 from tp_manager.status_recovery import StatusRecovery
-from tp_manager.terminal.factory import TargetTerminals, build_terminal, describe_device
+from tp_manager.terminal.factory import (
+    TargetTerminals,
+    build_keepalives,
+    build_terminal,
+    describe_device,
+)
 from tp_manager.terminal.model import LinkState, PaymentResult
 
 log = structlog.get_logger(__name__)
@@ -47,13 +52,8 @@ async def _until_idle(ctx: ServerContext, timeout_s: float) -> bool:
 
 
 async def serve(config: ConnectorConfig) -> int:
-    server: ControlServer | None = None
-
     def on_link_state(state: LinkState, detail: str) -> None:
-        event = messages.EVENT_LINK_UP if state is LinkState.UP else messages.EVENT_LINK_DOWN
-        log.info("tp_manager.link.state", link=str(state), detail=detail)
-        if server is not None:
-            server.publish(event, {"link": str(state), "detail": detail})
+        ctx.link_state(DEFAULT_TERMINAL, state, detail)
 
     def on_late_answer(result: PaymentResult) -> None:
         """Only the configured terminal (Concert V2) answers late."""
@@ -61,8 +61,12 @@ async def serve(config: ConnectorConfig) -> int:
 
     terminal = build_terminal(config, on_link_state, on_late_answer)
     targets = TargetTerminals(
-        config, terminal, on_late_answer=lambda key, result: ctx.late_answer(key, result)
+        config,
+        terminal,
+        on_late_answer=lambda key, result: ctx.late_answer(key, result),
+        on_link_state=lambda key, state, detail: ctx.link_state(key, state, detail),
     )
+    keepalives = build_keepalives(config, targets)
     ctx = ServerContext(
         terminal=terminal,
         publish=lambda name, data: None,
@@ -78,6 +82,8 @@ async def serve(config: ConnectorConfig) -> int:
     await server.start()
     for each in targets.all():
         await each.start()
+    for keepalive in keepalives:
+        keepalive.start()
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -92,6 +98,8 @@ async def serve(config: ConnectorConfig) -> int:
     for w in waiters:
         w.cancel()
     ctx.shutdown_requested.set()
+    for keepalive in keepalives:  # no new probe while the last payment drains
+        await keepalive.close()
 
     in_flight = bool(ctx.busy_terminals())
     if in_flight:

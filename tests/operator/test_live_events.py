@@ -175,12 +175,24 @@ async def test_tp_manager_events_reach_the_log_and_the_link_metric() -> None:
             if log.latest(event_log.LINK_UP) is not None:
                 break
             await asyncio.sleep(0.05)
+        assert "ecr_terminal_link_up 1.0" in metrics.render().splitlines()
+        # a named terminal's link: in the stream with its id, not in the configured one's gauge
+        named = {"terminal": "lane2", "link": "down", "detail": "keep-alive: silent"}
+        await pub.send_multipart(Event(messages.EVENT_LINK_DOWN, named).frames())
+        for _ in range(PUB_TRIES):
+            latest = log.latest(event_log.LINK_DOWN)
+            if latest is not None and latest.data["terminal"] == "lane2":
+                break
+            await asyncio.sleep(0.05)
     finally:
         await subscriber.close()
         pub.close(linger=0)
         ctx.term()
-    down = log.latest(event_log.LINK_DOWN)
-    assert down is not None and down.data == {"link": "down", "detail": "cable"}
+    downs = [e.data for e in log.after(0) if e.name == event_log.LINK_DOWN]
+    # an event without a terminal (an older tp-manager) is the configured terminal's
+    cable = {"terminal": "default", "link": "down", "detail": "cable"}
+    assert downs[0] == cable and downs[-1] == named  # (the first one may have been sent twice)
+    assert all(d in (cable, named) for d in downs)
     waiting = log.latest(event_log.TRANSACTION_WAITING_FOR_CARD)
     assert waiting is not None and waiting.data == {"order_id": "W", "amount": 999}
     assert "ecr_terminal_link_up 1.0" in metrics.render().splitlines()

@@ -22,9 +22,10 @@ from common.config.rules import host_port
 from common.terminals import DEFAULT_TERMINAL, TerminalSpec, spec_by_id, spec_for_address
 from tp_manager.concert_v2.terminal import ConcertV2Terminal
 from tp_manager.concert_v3 import ConcertV3Terminal, Contract, protocol_version
+from tp_manager.keepalive import KeepAlive
 from tp_manager.terminal.base import LinkStateCallback, Terminal
 from tp_manager.terminal.errors import TerminalNotAllowed
-from tp_manager.terminal.model import PaymentResult, TerminalTarget
+from tp_manager.terminal.model import LinkState, PaymentResult, TerminalTarget
 
 
 def _contracts(config: ConnectorConfig) -> tuple[Contract, ...]:
@@ -108,17 +109,27 @@ def describe_device(config: ConnectorConfig) -> str:
 
 
 LateAnswer = Callable[[str, PaymentResult], None]  # (terminal key, the answer)
+KeyedLinkState = Callable[[str, LinkState, str], None]  # (terminal key, state, detail)
 
 
 def build_named(
-    config: ConnectorConfig, spec: TerminalSpec, on_late_answer: LateAnswer | None = None
+    config: ConnectorConfig,
+    spec: TerminalSpec,
+    on_late_answer: LateAnswer | None = None,
+    on_link_state: KeyedLinkState | None = None,
 ) -> Terminal:
     """The driver of one terminal named in the config (not started)."""
+    link = None
+    if on_link_state is not None:
+
+        def link(state: LinkState, detail: str) -> None:
+            on_link_state(spec.id, state, detail)
+
     if spec.protocol == CONCERT_V3:
         assert spec.host is not None  # the loader requires it
-        return _concert_v3(config, spec.host, spec.port, spec.version, profile=spec.profile)
+        return _concert_v3(config, spec.host, spec.port, spec.version, link, profile=spec.profile)
     late = None if on_late_answer is None else (lambda result: on_late_answer(spec.id, result))
-    return _concert_v2(config, spec.device or "", spec.line, on_late_answer=late)
+    return _concert_v2(config, spec.device or "", spec.line, link, on_late_answer=late)
 
 
 class TargetTerminals:
@@ -130,11 +141,13 @@ class TargetTerminals:
         config: ConnectorConfig,
         default: Terminal,
         on_late_answer: LateAnswer | None = None,
+        on_link_state: KeyedLinkState | None = None,
     ) -> None:
         self.config = config
         self.default = default
         self.named: dict[str, Terminal] = {
-            spec.id: build_named(config, spec, on_late_answer) for spec in config.terminals
+            spec.id: build_named(config, spec, on_late_answer, on_link_state)
+            for spec in config.terminals
         }
         self._built: dict[tuple[str, int, str], Terminal] = {}
 
@@ -174,3 +187,17 @@ class TargetTerminals:
 
     def all(self) -> list[Terminal]:
         return [self.default, *self.named.values(), *self._built.values()]
+
+
+def build_keepalives(config: ConnectorConfig, targets: TargetTerminals) -> list[KeepAlive]:
+    """A keep-alive (not started) for each Concert V2 terminal whose interval is not off:
+    the configured one (``keepalive_interval``) and the named ones (theirs)."""
+    wanted: list[tuple[str, Terminal, float | None]] = [
+        (DEFAULT_TERMINAL, targets.default, config.keepalive_interval),
+        *((s.id, targets.named[s.id], s.keepalive_interval) for s in config.terminals),
+    ]
+    return [
+        KeepAlive(driver, key, interval)
+        for key, driver, interval in wanted
+        if isinstance(driver, ConcertV2Terminal) and interval is not None
+    ]
