@@ -1,6 +1,7 @@
 """One connector driving many terminals, in the test's loop, with real parts: N Concert V3
-simulators on loopback TCP (each with its own ledger), tp-manager's ControlServer with
-the drivers the config names, the agent's API on 127.0.0.1, its TerminalClient over
+simulators on loopback TCP (each with its own ledger), named Concert V2 terminals on the
+pty of a simulator the test starts, tp-manager's ControlServer with the drivers (and
+keep-alives) the config names, the agent's API on 127.0.0.1, its TerminalClient over
 real ZeroMQ, a real SQLite journal, the reconciler, and the HiPay stub over HTTP."""
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from tp_manager.simulator.concert_v3 import run_tcp_simulator
 from tp_manager.simulator.concert_v3_family import Family, Ledger
 from tp_manager.simulator.scenarios import Scenario
 from tp_manager.status_recovery import RecoveryTimers, StatusRecovery
-from tp_manager.terminal.factory import TargetTerminals, build_terminal
+from tp_manager.terminal.factory import TargetTerminals, build_keepalives, build_terminal
 
 LOOPBACK = "127.0.0.1"
 USER, PASSWORD = "register", "s3cret"
@@ -99,7 +100,15 @@ async def start_simulator(
         return await ready, task
 
 
-def write_config(tmp_path: Path, default_port: int, named: dict[str, int], **extra: Any) -> Path:
+def write_config(
+    tmp_path: Path,
+    default_port: int,
+    named: dict[str, int],
+    serial: dict[str, dict[str, Any]] | None = None,
+    **extra: Any,
+) -> Path:
+    """``named``: Concert V3 terminals by id and port; ``serial``: Concert V2 ones by id
+    and their ``terminals.<id>`` fields (device, serial_profile...)."""
     profile = extra.pop("profile", "default")
     values: dict[str, Any] = {
         "terminal_protocol": "concert-v3",
@@ -114,8 +123,14 @@ def write_config(tmp_path: Path, default_port: int, named: dict[str, int], **ext
         "notification_budget": 2,
         "data_dir": str(tmp_path),
         "terminals": {
-            name: {"protocol": "concert-v3", "host": LOOPBACK, "port": port, "profile": profile}
-            for name, port in named.items()
+            **{
+                name: {"protocol": "concert-v3", "host": LOOPBACK, "port": port, "profile": profile}
+                for name, port in named.items()
+            },
+            **{
+                name: {"protocol": "concert-v2", **fields}
+                for name, fields in (serial or {}).items()
+            },
         },
         **extra,
     }
@@ -132,9 +147,11 @@ async def connector(
     *,
     family: Family | None = None,
     pay_seconds: float = 0.2,
+    serial: dict[str, dict[str, Any]] | None = None,
     **config_extra: Any,
 ) -> AsyncIterator[Connector]:
-    """A default terminal and one named terminal per name, each its own simulator."""
+    """A default terminal and one named terminal per name, each its own simulator; plus
+    the Concert V2 terminals of ``serial`` (id -> fields), on simulators the test runs."""
     family = family or Family.named()
     tasks: list[asyncio.Task[None]] = []
     sims: dict[str, Simulated] = {}
@@ -150,6 +167,7 @@ async def connector(
             tmp_path,
             sims["default"].port,
             {name: sims[name].port for name in names},
+            serial,
             hipay_base_url=stub_url + "/",
             control_endpoint=f"ipc://{tmp_path}/control.sock",
             events_endpoint=f"ipc://{tmp_path}/events.sock",
@@ -178,8 +196,12 @@ async def _running(
     ctx_box: list[ServerContext] = []
     terminal = build_terminal(config, lambda state, detail: None)
     targets = TargetTerminals(
-        config, terminal, on_late_answer=lambda key, result: ctx_box[0].late_answer(key, result)
+        config,
+        terminal,
+        on_late_answer=lambda key, result: ctx_box[0].late_answer(key, result),
+        on_link_state=lambda key, state, detail: ctx_box[0].link_state(key, state, detail),
     )
+    keepalives = build_keepalives(config, targets)
     ctx = ServerContext(
         terminal=terminal,
         publish=lambda name, data: None,
@@ -203,6 +225,8 @@ async def _running(
     await server.start()
     for each in targets.all():
         await each.start()
+    for keepalive in keepalives:
+        keepalive.start()
     await notifier.start()
     await client.start()
     events.start()
@@ -233,6 +257,8 @@ async def _running(
         await client.close()
         await notifier.stop()
         await ctx.recovery.close()
+        for keepalive in keepalives:
+            await keepalive.close()
         await server.close()
         for each in targets.all():
             await each.close()

@@ -1,0 +1,46 @@
+"""A Concert V2 terminal named in the config (``terminals.<id>``, protocol concert-v2) pays
+through the whole connector: the HTTP API, the journal, ZeroMQ, tp-manager's driver built
+from the config (its own serial profile, RTS/CTS and keep-alive), the simulator's pty, and
+HiPay; beside a Concert V3 terminal paying at the same time."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.simulator.conftest import StartSim, start_sim  # noqa: F401  (the fixture)
+from tests.terminals.conftest import connector
+
+
+async def test_a_named_concert_v2_terminal_pays_end_to_end_beside_a_v3_one(
+    tmp_path: Path,
+    start_sim: StartSim,  # noqa: F811
+) -> None:
+    sim = start_sim()
+    serial = {
+        "lane2": {
+            "device": sim.pty_path,
+            "serial_profile": "usb-8n1",
+            "rtscts": "true",
+            "keepalive_interval": "60",
+        }
+    }
+    async with connector(tmp_path / "connector", ["lane1"], serial=serial) as running:
+        spec = {t.id: t for t in running.config.terminals}["lane2"]
+        assert spec.line.rtscts and spec.keepalive_interval == 60.0
+        (v2_status, v2), (v3_status, v3) = await asyncio.gather(
+            running.pay("lane2", "ORD-V2", "12.34"), running.pay("lane1", "ORD-V3", "5.67")
+        )
+        assert v2_status == 200 and v2["transactionState"] == "accepted", v2
+        assert v3_status == 200 and v3["transactionState"] == "accepted", v3
+        record = running.journal.get("ORD-V2")
+        assert record is not None and record.terminal == "lane2"
+        assert str(record.state) == "accepted"
+        assert record.result is not None and record.result["amount"] == 1234
+        assert sim.logged('"amount": 1234')  # the Concert V2 terminal was asked for it
+        assert running.sims["default"].ledger.requests == []  # nobody else was charged
+        assert [int(r["CB"]) for r in running.sims["lane1"].ledger.requests] == [567]
+        status, check = await running.request("GET", "/check?terminal=lane2")
+        assert status == 200 and check["link"] == "up" and check["busy"] is False, check
+        busy_free, again = await running.pay("lane2", "ORD-V2-2", "1.00")
+        assert busy_free == 200 and again["transactionState"] == "accepted"
