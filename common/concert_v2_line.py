@@ -57,7 +57,7 @@ FRAME_FIELDS: Final = ("data_bits", "parity", "stop_bits")
 
 # Keep-alive probe (ENQ -> ACK -> EOT) after this many idle seconds: a few minutes,
 # well inside the idle time after which public reports saw USB links go to sleep
-# overnight (OCA pos #701), and rare enough to cost nothing (3 bytes each way).
+# overnight (OCA pos #701), and rare enough to cost nothing (3 bytes a probe).
 DEFAULT_KEEPALIVE_INTERVAL_S: Final = 180.0
 MIN_KEEPALIVE_INTERVAL_S: Final = 1.0
 MAX_KEEPALIVE_INTERVAL_S: Final = 3600.0
