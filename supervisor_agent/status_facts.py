@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from common.commands import check as check_contract
+from common.terminals import DEFAULT_TERMINAL
 from supervisor_agent import event_log
 from supervisor_agent.api.settings import ApiSettings
 from supervisor_agent.client import CommandFailed, TerminalClient
@@ -69,8 +70,17 @@ class StatusSource:
         reply = await self._check()
         if isinstance(reply, Exception):
             exc = reply
-            last = self.events.latest(event_log.LINK_UP), self.events.latest(event_log.LINK_DOWN)
-            known = max((e for e in last if e is not None), key=lambda e: e.seq, default=None)
+            links = (event_log.LINK_UP, event_log.LINK_DOWN)
+            known = max(  # the configured terminal's: named terminals publish theirs too
+                (
+                    e
+                    for e in self.events.after(0)
+                    if e.name in links
+                    and e.data.get("terminal", DEFAULT_TERMINAL) == DEFAULT_TERMINAL
+                ),
+                key=lambda e: e.seq,
+                default=None,
+            )
             return {
                 "link": known.data.get("link") if known else "unknown",
                 "busy": None,

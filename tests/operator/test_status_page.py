@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from common.messages import Reply, Request
+from common import messages
+from common.messages import Event, Reply, Request
 from supervisor_agent.api.status_page import CSP, render_page
 from tests.api.conftest import RecordingTpManager, basic, payment_result
 from tests.operator.browser import chromium_path, headless_chromium
@@ -115,3 +116,25 @@ async def test_the_page_is_self_contained_and_its_facts_cannot_break_out(
         0
     ]
     assert json.loads(embedded) == {"order_id": "</script><script>alert(1)</script>"}
+
+
+async def test_without_tp_manager_the_page_shows_the_configured_terminals_last_link(
+    tpm: RecordingTpManager,
+) -> None:
+    """When ``check`` fails the page falls back on the last link event, and that must be
+    the configured terminal's: named terminals publish their own link events too."""
+
+    async def unavailable(request: Request) -> Reply:
+        return Reply.failure(request.id, "LINK_DOWN", "tp-manager is restarting")
+
+    tpm.responders["check"] = unavailable
+    async with serve_operator(tpm) as served:
+        handle = served.operator.feed.tp_manager_handlers()
+        silent = {"link": "down", "detail": "keep-alive: the terminal answered none of 3 ENQs"}
+        handle[messages.EVENT_LINK_DOWN](Event(messages.EVENT_LINK_DOWN, silent))
+        lane2 = {"terminal": "lane2", "link": "up", "detail": "/dev/ttyUSB1 open"}
+        handle[messages.EVENT_LINK_UP](Event(messages.EVENT_LINK_UP, lane2))
+        async with served.session.get(served.base_url + "/status.json") as facts:
+            body = await facts.json()
+    assert body["terminal"]["link"] == "down"
+    assert "did not answer the check" in body["terminal"]["detail"]
