@@ -211,6 +211,19 @@ async def driver(
         await drv.close()
 
 
+@pytest.fixture
+async def patient(term: FakeTerminal) -> AsyncIterator[ConcertV2Terminal]:
+    """As ``driver``, with the production probe deadline (1 s): for tests whose terminal
+    answers between two probe ENQs, which a loaded machine must not turn into a third."""
+    drv = ConcertV2Terminal(str(term.link), **{**FAST, "probe_timeout": 1.0})
+    try:
+        await drv.start()
+        assert drv.link_state is LinkState.UP
+        yield drv
+    finally:
+        await drv.close()
+
+
 def pay_req(amount: int = 999, **kw: object) -> PaymentRequest:
     return PaymentRequest(amount=amount, currency_numeric="978", **kw)  # type: ignore[arg-type]
 
@@ -704,27 +717,27 @@ async def test_keepalive_probe_retries_then_reports_silent(
 
 
 async def test_keepalive_probe_answered_on_the_second_try(
-    driver: ConcertV2Terminal, term: FakeTerminal
+    patient: ConcertV2Terminal, term: FakeTerminal
 ) -> None:
-    probe = asyncio.create_task(driver.keepalive_probe())
+    probe = asyncio.create_task(patient.keepalive_probe())
     await term.expect(ENQ + ENQ)
     term.write(ACK)
     await term.expect(EOT)
     verdict = await asyncio.wait_for(probe, WAIT)
     assert verdict is not None and verdict.responding and verdict.tries == 2
-    assert driver.idle_for() is not None and driver.idle_for() < WAIT  # type: ignore[operator]
+    assert patient.idle_for() is not None and patient.idle_for() < WAIT  # type: ignore[operator]
 
 
 async def test_a_payment_during_a_probe_waits_for_its_enq_then_the_probe_yields(
-    driver: ConcertV2Terminal, term: FakeTerminal
+    patient: ConcertV2Terminal, term: FakeTerminal
 ) -> None:
     """The decided collision rule: a payment never cuts into the probe's handshake (an
     ACK on its way would be read as the answer to the payment's ENQ); it waits for the
     current ENQ's answer or deadline, and the probe sends no further ENQ."""
-    probe = asyncio.create_task(driver.keepalive_probe())
+    probe = asyncio.create_task(patient.keepalive_probe())
     await term.expect(ENQ)
-    assert driver.idle_for() is None  # the line is taken: no second probe, no payment ENQ
-    pay = asyncio.create_task(driver.pay(pay_req(3131)))
+    assert patient.idle_for() is None  # the line is taken: no second probe, no payment ENQ
+    pay = asyncio.create_task(patient.pay(pay_req(3131)))
     await term.expect(EOT)  # the probe's deadline passed: the line is handed back, no 2nd ENQ
     verdict = await asyncio.wait_for(probe, WAIT)
     assert verdict is not None and verdict.cut_short and verdict.tries == 1
@@ -734,11 +747,11 @@ async def test_a_payment_during_a_probe_waits_for_its_enq_then_the_probe_yields(
 
 
 async def test_a_payment_during_an_answered_probe_follows_its_eot(
-    driver: ConcertV2Terminal, term: FakeTerminal
+    patient: ConcertV2Terminal, term: FakeTerminal
 ) -> None:
-    probe = asyncio.create_task(driver.keepalive_probe())
+    probe = asyncio.create_task(patient.keepalive_probe())
     await term.expect(ENQ)
-    pay = asyncio.create_task(driver.pay(pay_req(4141)))
+    pay = asyncio.create_task(patient.pay(pay_req(4141)))
     await asyncio.sleep(0.05)
     assert term.buf == b""  # the payment waits for the probe's answer, sends nothing
     term.write(ACK)
