@@ -9,22 +9,46 @@ pipeline, so a monitoring rule never meets a line it cannot parse.
 The redaction processor runs last, on every line: values of password-like
 keys, ``Authorization`` values, user:password in URLs, Luhn-valid card numbers
 and the configured secrets themselves are replaced wherever they appear.
+
+A line is cheap (benchmarks/log_cost.py): redaction runs each pattern only on a
+value it could change, the JSON is rendered by orjson, and a line is rendered once
+whatever number of handlers take it.  tp-manager and the agent write their lines
+themselves into ``<data_dir>/logs/<program>.log`` (:class:`LogFile`, rotated by
+size) instead of through supervisord's pipes, which cost supervisord CPU per line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import sys
-from collections.abc import Iterable
+import traceback
+from collections.abc import Callable, Iterable
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
 from typing import IO, Any
 
+import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from common.redact import redact
+from common.redact import redact_fields
 
 # Libraries whose INFO chatter is not ours to monitor.
 QUIET_LIBRARIES = ("aiohttp.access", "asyncio", "tenacity")
+
+
+# Where the processes write their lines by default (config: log_file_max_mb, log_file_backups).
+DEFAULT_LOG_FILE_MAX_MB = 10
+DEFAULT_LOG_FILE_BACKUPS = 10
+MB = 1024 * 1024
+LOG_FILE_MODE = 0o600  # the logs hold order ids: this user's only (common/paths.py)
+
+# Fields the pipeline itself writes after the caller's (TimeStamper, add_log_level,
+# add_logger_name overwrite any caller value): never data, so never redacted.
+PIPELINE_FIELDS = frozenset({"timestamp", "level", "logger"})
 
 
 class Redactor:
@@ -34,7 +58,138 @@ class Redactor:
         self.secrets = tuple(s for s in secrets if s)
 
     def __call__(self, _logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
-        return dict(redact(event_dict, self.secrets))
+        return redact_fields(event_dict, self.secrets, trusted=PIPELINE_FIELDS)
+
+
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def render_json(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> str:
+    """The line's JSON (the last processor): orjson, several times faster than ``json``;
+    what orjson refuses (an integer past 64 bits) falls back to ``json``, never drops."""
+    try:
+        return orjson.dumps(event_dict, default=str, option=_ORJSON_OPTIONS).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(event_dict, default=str, ensure_ascii=False)
+
+
+ProblemListener = Callable[[str], None]
+_listeners: list[ProblemListener] = []  # told every line at PROBLEM_LEVEL or above
+PROBLEM_LEVEL = logging.WARNING
+
+
+def add_problem_listener(listener: ProblemListener) -> None:
+    """``listener`` gets each warning-or-worse line as written (rendered and redacted):
+    the status page's recent problems.  Kept across a reconfiguration."""
+    _listeners.append(listener)
+
+
+def remove_problem_listener(listener: ProblemListener) -> None:
+    with contextlib.suppress(ValueError):
+        _listeners.remove(listener)
+
+
+class _LineHandler(logging.Handler):
+    """The process's one output, shared by structlog (its lines arrive rendered, through
+    :meth:`line`) and the stdlib root logger (records, rendered by the formatter)."""
+
+    def write_line(self, line: str) -> None:
+        raise NotImplementedError
+
+    def line(self, line: str, levelno: int) -> None:
+        try:
+            with self.lock:  # type: ignore[union-attr]  # an RLock: emit() already holds it
+                self.write_line(line)
+        except RecursionError:
+            raise
+        except Exception:  # a full disk never fails a payment: said on stderr, as stdlib does
+            if logging.raiseExceptions:
+                traceback.print_exc(file=sys.stderr)
+        if levelno >= PROBLEM_LEVEL:
+            for listener in tuple(_listeners):
+                with contextlib.suppress(Exception):  # a log call never raises
+                    listener(line)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.line(self.format(record), record.levelno)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
+class StreamLines(_LineHandler, logging.StreamHandler):
+    """Lines to a stream: stdout under ``run --console-logs``, a StringIO in a test."""
+
+    def write_line(self, line: str) -> None:
+        self.stream.write(line + self.terminator)
+        self.stream.flush()
+
+
+class LogFile(_LineHandler, RotatingFileHandler):
+    """A program's own log file, rotated at ``max_bytes`` with ``backups`` older files kept
+    (``tp-manager.log.1`` ...), created 0600 whatever the umask.
+
+    The stdlib handler asks the filesystem twice and renders the line twice for each line
+    to decide on rotation; this one counts what it wrote (characters, so a line with
+    non-ASCII text rotates a little late)."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self._size = 0
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+
+    def _open(self) -> Any:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_FILE_MODE)
+        os.fchmod(fd, LOG_FILE_MODE)  # an older install's file, or a wider umask
+        stream = open(fd, "a", encoding="utf-8", errors=self.errors)
+        self._size = os.fstat(fd).st_size
+        return stream
+
+    def write_line(self, line: str) -> None:
+        line += self.terminator
+        if self.stream is None:
+            self.stream = self._open()
+        if self.maxBytes > 0 and self._size and self._size + len(line) > self.maxBytes:
+            self.doRollover()
+            if self.stream is None:
+                self.stream = self._open()
+        self.stream.write(line)
+        self.stream.flush()
+        self._size += len(line)
+
+
+_output: _LineHandler | None = None  # where structlog's lines go: the root handler
+
+
+class _Lines:
+    """structlog's logger at the end of the chain: gets the rendered line and writes it to
+    the current output, without a stdlib LogRecord (half a line's cost)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str = "root") -> None:
+        self.name = name  # add_logger_name reads it
+
+    def _line(self, line: str, levelno: int) -> None:
+        output = _output
+        if output is not None:
+            output.line(line, levelno)
+
+    def debug(self, line: str) -> None:
+        self._line(line, logging.DEBUG)
+
+    def info(self, line: str) -> None:
+        self._line(line, logging.INFO)
+
+    def warning(self, line: str) -> None:
+        self._line(line, logging.WARNING)
+
+    def error(self, line: str) -> None:
+        self._line(line, logging.ERROR)
+
+    def critical(self, line: str) -> None:
+        self._line(line, logging.CRITICAL)
 
 
 _HEAD = ("timestamp", "level", "process", "event")
@@ -60,8 +215,15 @@ def configure_logging(
     *,
     secrets: Iterable[str] = (),
     stream: IO[str] | None = None,
+    log_file: Path | None = None,
+    max_mb: int = DEFAULT_LOG_FILE_MAX_MB,
+    backups: int = DEFAULT_LOG_FILE_BACKUPS,
 ) -> None:
-    """Set up structlog and the stdlib root logger for this process; call once at start."""
+    """Set up structlog and the stdlib root logger for this process; call once at start.
+
+    Lines go to ``log_file`` (rotated at ``max_mb``, ``backups`` kept) when given, else to
+    ``stream`` (stdout by default)."""
+    global _output
     numeric = logging.getLevelNamesMapping()[level.upper()]
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -70,31 +232,39 @@ def configure_logging(
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
     ]
+    last: list[Processor] = [
+        structlog.processors.format_exc_info,
+        Redactor(secrets),
+        _head_first,
+        render_json,
+    ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        processors=[*shared, *last],
+        logger_factory=_Lines,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         cache_logger_on_first_use=True,
     )
+    # a library's stdlib record (aiohttp, asyncio) to the same JSON line as ours
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            Redactor(secrets),
-            _head_first,
-            structlog.processors.JSONRenderer(default=str, sort_keys=False),
-        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *last],
     )
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler: _LineHandler
+    if log_file is not None:
+        handler = LogFile(log_file, max_mb * MB, backups)
+    else:
+        handler = StreamLines(stream or sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
+        if isinstance(old, LogFile):
+            old.close()  # ours, and no longer written
     root.addHandler(handler)
     root.setLevel(numeric)
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+    _output = handler
 
 
 def secrets_of(config: Any) -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 PAN_MIN_DIGITS = 13
@@ -30,6 +31,9 @@ REDACTED = "[redacted]"
 _PAN_RUN = re.compile(
     rf"[0-9]{{{PAN_MIN_DIGITS},}}|(?<![0-9])[0-9]{{4,6}}(?:[ -][0-9]{{4,6}}){{2,4}}(?![0-9])"
 )
+# The cheap test that lets a text skip the regex: with no space and no dash, only the
+# first alternative of _PAN_RUN (13 digits in a row) can match.
+_DIGIT_RUN = re.compile(rf"[0-9]{{{PAN_MIN_DIGITS}}}")
 # Keys whose values are secrets whatever they hold.
 SECRET_KEY = re.compile(
     r"pass(word)?|pwd|secret|token|^(proxy-)?authori[sz]ation$|api[_-]?key|cookie|^pan$|card_?number",
@@ -50,8 +54,25 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+def may_hold_pan(text: str) -> bool:
+    """False only when :data:`_PAN_RUN` cannot match ``text``: shorter than a card number,
+    or with no group separator and no run of 13 digits.  The logs' fast path: most values
+    (order ids, states, amounts) are turned away here without the full pattern."""
+    if len(text) < PAN_MIN_DIGITS:
+        return False
+    if " " in text or "-" in text:  # the separators a grouped card number may have
+        return True
+    return _DIGIT_RUN.search(text) is not None
+
+
 def mask_pans(text: str, *, luhn: bool = False) -> tuple[str, list[str]]:
     """Mask every card-number-like run; return the text and the masked numbers found."""
+    if not may_hold_pan(text):
+        return text, []
+    return _mask_pans(text, luhn)
+
+
+def _mask_pans(text: str, luhn: bool) -> tuple[str, list[str]]:
     found: list[str] = []
 
     def _mask(match: re.Match[str]) -> str:
@@ -95,31 +116,84 @@ def mask_card_field(value: str, mask_char: str = MASK_CHAR) -> str:
     return head + _MASKABLE.sub(mask_char, middle) + chars[-PAN_KEEP_LAST:]
 
 
+def _has_whitespace(text: str) -> bool:
+    """Whether ``\\s`` can match: every whitespace character but the ASCII space is
+    unprintable (a Separator or Other category), so two C-level checks decide it."""
+    return " " in text or not text.isprintable()
+
+
 def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """Free text fit for a log: no credential, no card number, no known secret value."""
+    """Free text fit for a log: no credential, no card number, no known secret value.
+
+    Each pattern runs only on a text it could change (``_AUTH_VALUE`` needs whitespace,
+    ``_URL_USERINFO`` a ``://``, a card number :func:`may_hold_pan`): the same result as
+    running them all, for a fraction of the cost on the short values a log line holds."""
     for secret in secrets:
-        if secret:
+        if secret and secret in text:
             text = text.replace(secret, REDACTED)
-    text = _AUTH_VALUE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    text = _URL_USERINFO.sub(f"{REDACTED}@", text)
-    return mask_pans(text, luhn=True)[0]
+    if _has_whitespace(text):
+        text = _AUTH_VALUE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    if "://" in text:
+        text = _URL_USERINFO.sub(f"{REDACTED}@", text)
+    if not may_hold_pan(text):  # most values
+        return text
+    return _mask_pans(text, luhn=True)[0]
+
+
+SECRET_KEYS_CACHED = 4096  # keys are mostly field names from the code: a small set
+
+
+@lru_cache(maxsize=SECRET_KEYS_CACHED)
+def is_secret_key(key: str) -> bool:
+    """Whether a field named ``key`` holds a secret whatever its value (:data:`SECRET_KEY`)."""
+    return SECRET_KEY.search(key) is not None
+
+
+PAN_AS_NUMBER_MIN = 10 ** (PAN_MIN_DIGITS - 1)  # 13 digits
 
 
 def redact(value: Any, secrets: tuple[str, ...] = ()) -> Any:
     """A copy of ``value`` (mappings, lists, text) with secrets and card numbers removed."""
+    kind = type(value)  # exact types first: the common case, and cheaper than isinstance
+    if kind is str:
+        return redact_text(value, secrets)
+    if value is None or kind is bool or kind is float:
+        return value
+    if kind is int and value < PAN_AS_NUMBER_MIN:
+        return value
+    if kind is dict:
+        return redact_fields(value, secrets)
     if isinstance(value, str):
         return redact_text(value, secrets)
     if isinstance(value, Mapping):
-        return {
-            k: REDACTED if SECRET_KEY.search(str(k)) and v else redact(v, secrets)
-            for k, v in value.items()
-        }
+        return redact_fields(value, secrets)
     if isinstance(value, list | tuple):
         return [redact(v, secrets) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 10**12:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= PAN_AS_NUMBER_MIN:
         text = str(value)  # a PAN sent as a JSON number
         masked = redact_text(text, secrets)
         return value if masked == text else masked
-    if value is None or isinstance(value, bool | int | float | Decimal):
+    if isinstance(value, bool | int | float | Decimal):
         return value
     return redact_text(str(value), secrets)  # exceptions, paths, bytes: as the log shows them
+
+
+def redact_fields(
+    fields: Mapping[Any, Any],
+    secrets: tuple[str, ...] = (),
+    *,
+    trusted: frozenset[str] = frozenset(),
+) -> dict[Any, Any]:
+    """:func:`redact` of a mapping; the values of ``trusted`` keys are copied as they are
+    (the log pipeline's own timestamp, level and logger name: never a caller's data)."""
+    out: dict[Any, Any] = {}
+    for key, value in fields.items():
+        if key in trusted:
+            out[key] = value
+        elif value and is_secret_key(str(key)):
+            out[key] = REDACTED
+        elif type(value) is str:  # most fields: one call less
+            out[key] = redact_text(value, secrets)
+        else:
+            out[key] = redact(value, secrets)
+    return out

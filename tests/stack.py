@@ -143,6 +143,17 @@ class Stack:
         return text
 
 
+    def logged(self, name: str, key: str) -> list[Any]:
+        """The values of ``key`` in a program's JSON log lines that have it."""
+        values = []
+        for line in self.logs(name).splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict) and key in record:
+                    values.append(record[key])
+        return values
+
+
 def _terminate(stack: Stack) -> None:
     with contextlib.suppress(Exception):
         stack.process_info()  # record the newest child pids before stopping

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import structlog
 
-from common.logging import configure_logging
+from common.logging import configure_logging, remove_problem_listener
 from common.redact import REDACTED, luhn_ok
 from supervisor_agent.api.flavours.parts import generate_order_id
 from tp_manager.concert_v3.messages import build_request, encode_request
@@ -224,6 +224,61 @@ def test_tracebacks_are_one_json_line_and_redacted(capture: tuple[Any, Capture])
     assert f"ValueError: bad token {REDACTED}" in library["exception"]
 
 
+# --- the program's own log file -----------------------------------------------------
+
+LINE_PAD = "x" * 200  # a line of about 330 bytes
+
+
+def test_the_log_file_is_private_rotated_and_never_splits_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "tp-manager.log"
+    path.parent.mkdir()
+    old = os.umask(0o022)  # a careless umask: the file is private all the same
+    try:
+        configure_logging(
+            "tp-manager", "info", secrets=[API_PASSWORD], log_file=path, max_mb=1, backups=2
+        )
+        log = structlog.get_logger("tests.backbone.test_logging")
+        lines = 10_000  # about 3.3 MB: rotated three times, two older files kept
+        for n in range(lines):
+            log.info("test.line", n=n, pad=LINE_PAD, note=f"pw {API_PASSWORD} card {PANS[0]}")
+        logging.getLogger("aiohttp.server").error("library line, card %s", PANS[1])
+    finally:
+        os.umask(old)
+        structlog.reset_defaults()
+    files = sorted(path.parent.iterdir())
+    assert [f.name for f in files] == ["tp-manager.log", "tp-manager.log.1", "tp-manager.log.2"]
+    for file in files:
+        assert file.stat().st_mode & 0o777 == 0o600, file
+        assert file.stat().st_size <= 1024 * 1024, file
+    text = "".join(f.read_text() for f in reversed(files))  # oldest first
+    _assert_clean(text)
+    records = _parse(text)  # every line whole, in whichever file
+    numbers = [r["n"] for r in records if r["event"] == "test.line"]
+    assert numbers == list(range(lines - len(numbers), lines))  # the newest, in order
+    assert len(numbers) > 6000
+    assert records[-1]["logger"] == "aiohttp.server"  # libraries write to the same file
+    assert records[-1]["event"] == "library line, card 4111 11## #### 1111"
+
+
+def test_the_status_page_gets_the_warnings_as_logged(capture: tuple[Any, Capture]) -> None:
+    from supervisor_agent.recent_problems import RecentProblems
+
+    problems = RecentProblems.install()
+    try:
+        log = structlog.get_logger("tests.backbone.test_logging")
+        log.info("test.fine", order_id=ORDER_ID)
+        log.warning("test.slow", order_id=ORDER_ID, error=f"login {HIPAY_PASSWORD} refused")
+        logging.getLogger("aiohttp.server").error("Error handling request, card %s", PANS[0])
+    finally:
+        remove_problem_listener(problems.add)
+    assert [(p["level"], p["event"]) for p in problems.lines()] == [
+        ("error", "Error handling request, card 411111######1111"),
+        ("warning", "test.slow"),
+    ]
+    assert problems.lines()[1]["error"] == f"login {REDACTED} refused"
+    assert problems.lines()[1]["order_id"] == ORDER_ID
+
+
 # --- across a real process: the terminal simulator --------------------------------
 
 READY_TIMEOUT_S = 20.0  # interpreter start on a loaded machine
@@ -251,9 +306,20 @@ def _read_ready(proc: subprocess.Popen[bytes], stderr_path: Path) -> str:
     return line.decode()
 
 
+def _events(text: str) -> set[str]:
+    """The events of the complete JSON lines in ``text`` (the last may be half written)."""
+    found = set()
+    for line in text.splitlines():
+        try:
+            found.add(json.loads(line)["event"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
 def _wait_logged(path: Path, event: str) -> None:
     deadline = time.monotonic() + STEP_TIMEOUT_S
-    while f'"event": "{event}"' not in path.read_text():
+    while event not in _events(path.read_text()):
         if time.monotonic() > deadline:
             raise AssertionError(f"{event} not logged; stderr: {path.read_text()}")
         time.sleep(0.05)

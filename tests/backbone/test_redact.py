@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from common.redact import REDACTED, luhn_ok, mask_pans, redact, redact_text
+from common.redact import (
+    _AUTH_VALUE,
+    _PAN_RUN,
+    _URL_USERINFO,
+    PAN_MIN_DIGITS,
+    REDACTED,
+    luhn_ok,
+    mask_pans,
+    may_hold_pan,
+    redact,
+    redact_text,
+)
 
 VISA_TEST = "4970101234567893"  # Luhn-valid
 NOT_LUHN = "4970101234567890"
@@ -72,3 +86,63 @@ def test_redact_walks_structures() -> None:
     assert out["pan_as_number"] == "497010######7893"
     assert out["authorization_number"] == "136967"
     assert out["amount"] == 899
+
+
+# --- the fast path: each pattern skipped only where it could not change the text --------
+
+WHITESPACE = re.compile(r"\s")
+FRAGMENTS = (
+    VISA_TEST,
+    "4970 1012 3456 7893",
+    "4970-1012-3456-7893",
+    "1537532589263",
+    "Basic ",
+    "bearer\t",
+    "Digest\u00a0",
+    "https://",
+    "u:pw@",
+    "ECR_20261129_230109526_866a43",
+    "2026-11-29T23:01:09.577005Z",
+    "sekrit",
+)
+TEXTS = st.lists(
+    st.sampled_from(FRAGMENTS) | st.text(alphabet="0123456789 -:/@aB\t\u2003\u00a0#_", max_size=6),
+    max_size=8,
+).map("".join)
+
+
+def _reference_redact_text(text: str, secrets: tuple[str, ...]) -> str:
+    """redact_text as it was before its fast path: every pattern on every text."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    text = _AUTH_VALUE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _URL_USERINFO.sub(f"{REDACTED}@", text)
+    return mask_pans(text, luhn=True)[0]
+
+
+def test_every_whitespace_character_but_the_space_is_unprintable() -> None:
+    """What redact_text's whitespace check (``" " in text or not text.isprintable()``)
+    relies on to skip the Authorization pattern, for every code point ``\\s`` matches."""
+    spaces = [chr(i) for i in range(sys.maxunicode + 1) if WHITESPACE.match(chr(i))]
+    assert " " in spaces and "\u2003" in spaces and len(spaces) > 20
+    assert [c for c in spaces if c != " " and c.isprintable()] == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(TEXTS)
+def test_a_text_turned_away_holds_no_card_number(text: str) -> None:
+    if not may_hold_pan(text):
+        for match in _PAN_RUN.finditer(text):
+            assert sum(ch.isdigit() for ch in match.group(0)) < PAN_MIN_DIGITS, text
+
+
+@settings(max_examples=200, deadline=None)
+@given(TEXTS)
+def test_the_fast_path_redacts_exactly_as_every_pattern_does(text: str) -> None:
+    secrets = ("sekrit",)
+    assert redact_text(text, secrets) == _reference_redact_text(text, secrets)
+    assert redact({"k": text, "password": text}, secrets) == {
+        "k": _reference_redact_text(text, secrets),
+        "password": REDACTED if text else text,
+    }
