@@ -16,7 +16,6 @@ counts but the disk does not), for the whole pipeline and for its two costly ste
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import os
 import platform
@@ -135,8 +134,11 @@ def renderer() -> Callable[..., Any]:
 
 def configure_to_file(path: Path, level: str) -> None:
     """The pipeline writing to ``path``: the rotating file of this version when it has one."""
-    where: dict[str, Any] = {"log_file": path}
-    if "log_file" not in inspect.signature(configure_logging).parameters:
+    spec = getattr(connector_logging, "LogFileSpec", None)
+    where: dict[str, Any]
+    if spec is not None:  # the file the programs write themselves (10 MB, 10 kept)
+        where = {"log_file": spec(path, max_mb=10, backups=10)}
+    else:  # an older checkout: its stdout handler, into a file
         where = {"stream": path.open("a", encoding="utf-8")}
     configure_logging("tp-manager", level, secrets=SECRETS, **where)
 

@@ -26,6 +26,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import IO, Any
@@ -34,17 +35,35 @@ import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from common import paths
 from common.redact import redact_fields
 
 # Libraries whose INFO chatter is not ours to monitor.
 QUIET_LIBRARIES = ("aiohttp.access", "asyncio", "tenacity")
 
 
-# Where the processes write their lines by default (config: log_file_max_mb, log_file_backups).
-DEFAULT_LOG_FILE_MAX_MB = 10
-DEFAULT_LOG_FILE_BACKUPS = 10
 MB = 1024 * 1024
 LOG_FILE_MODE = 0o600  # the logs hold order ids: this user's only (common/paths.py)
+
+
+@dataclass(frozen=True)
+class LogFileSpec:
+    """A program's own log file: rotated at ``max_mb``, ``backups`` older files kept."""
+
+    path: Path
+    max_mb: int
+    backups: int
+
+
+def log_file_of(config: Any) -> LogFileSpec | None:
+    """The file ``run`` asked this program to log to (``paths.LOG_FILE_ENV``), sized by the
+    config's ``log_file_max_mb`` and ``log_file_backups``; None (``run --console-logs``, a
+    program started by hand): log to stdout."""
+    where = os.environ.get(paths.LOG_FILE_ENV)
+    if not where:
+        return None
+    return LogFileSpec(Path(where), config.log_file_max_mb, config.log_file_backups)
+
 
 # Fields the pipeline itself writes after the caller's (TimeStamper, add_log_level,
 # add_logger_name overwrite any caller value): never data, so never redacted.
@@ -215,14 +234,12 @@ def configure_logging(
     *,
     secrets: Iterable[str] = (),
     stream: IO[str] | None = None,
-    log_file: Path | None = None,
-    max_mb: int = DEFAULT_LOG_FILE_MAX_MB,
-    backups: int = DEFAULT_LOG_FILE_BACKUPS,
+    log_file: LogFileSpec | None = None,
 ) -> None:
     """Set up structlog and the stdlib root logger for this process; call once at start.
 
-    Lines go to ``log_file`` (rotated at ``max_mb``, ``backups`` kept) when given, else to
-    ``stream`` (stdout by default)."""
+    Lines go to ``log_file`` when given (its folder made private), else to ``stream``
+    (stdout by default)."""
     global _output
     numeric = logging.getLevelNamesMapping()[level.upper()]
     shared: list[Processor] = [
@@ -251,7 +268,8 @@ def configure_logging(
     )
     handler: _LineHandler
     if log_file is not None:
-        handler = LogFile(log_file, max_mb * MB, backups)
+        paths.make_private(log_file.path.parent)
+        handler = LogFile(log_file.path, log_file.max_mb * MB, log_file.backups)
     else:
         handler = StreamLines(stream or sys.stdout)
     handler.setFormatter(formatter)

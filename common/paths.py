@@ -14,6 +14,23 @@ def log_dir(data_dir: Path) -> Path:
     return data_dir / "logs"
 
 
+def program_log(data_dir: Path, program: str) -> Path:
+    """A program's JSON lines (tp-manager and the agent write theirs themselves)."""
+    return log_dir(data_dir) / f"{program}.log"
+
+
+def program_err_log(data_dir: Path, program: str) -> Path:
+    """What a program printed outside its log (before logging was set up, a crash),
+    kept by supervisord."""
+    return log_dir(data_dir) / f"{program}.err.log"
+
+
+# Set by `ecr-connector run` in each program's environment (supervisord.conf): the file
+# the program writes its log lines to (common/logging.py).  An environment variable, not
+# an option: a version that does not know it still starts, and logs to stdout.
+LOG_FILE_ENV = "ECR_CONNECTOR_LOG_FILE"
+
+
 def journal_path(data_dir: Path) -> Path:
     return data_dir / "journal.sqlite3"
 

@@ -91,6 +91,22 @@ def _log_settings(name: str, params: RenderParams) -> str:
     )
 
 
+def _own_log_settings(name: str, params: RenderParams) -> str:
+    """tp-manager and the agent write ``<name>.log`` themselves (common/logging.py, rotated
+    by the config's log_file_max_mb/log_file_backups): no JSON line crosses supervisord's
+    pipes, which cost it CPU per line.  What they print outside their log (a message before
+    logging is set up, a traceback of a crash) is kept in ``<name>.err.log``."""
+    if params.console_logs:
+        return _log_settings(name, params)  # stdout, through supervisord, to the console
+    return (
+        f'environment = {paths.LOG_FILE_ENV}="{paths.program_log(params.data_dir, name)}"\n'
+        "redirect_stderr = true\n"
+        f"stdout_logfile = {paths.program_err_log(params.data_dir, name)}\n"
+        f"stdout_logfile_maxbytes = {LOG_MAXBYTES}\n"
+        f"stdout_logfile_backups = {LOG_BACKUPS}"
+    )
+
+
 def _program_block(prog: ExtraProgram, params: RenderParams) -> str:
     command = " ".join(shlex.quote(a) for a in [params.python, *prog.args])
     again = "true" if prog.autostart else "false"
@@ -114,8 +130,8 @@ def render(params: RenderParams) -> str:
         config_arg=config_arg,
         tp_manager_stopwaitsecs=int(params.transaction_timeout_s) + STOP_MARGIN_S,
         agent_stopwaitsecs=int(params.transaction_timeout_s) + STOP_MARGIN_S + AGENT_STOP_EXTRA_S,
-        log_settings_tp_manager=_log_settings("tp-manager", params),
-        log_settings_supervisor_agent=_log_settings("supervisor-agent", params),
+        log_settings_tp_manager=_own_log_settings("tp-manager", params),
+        log_settings_supervisor_agent=_own_log_settings("supervisor-agent", params),
         extra_programs="".join(_program_block(p, params) for p in params.extra_programs),
         start_retries=START_RETRIES,
         rpc_username=RPC_USERNAME,

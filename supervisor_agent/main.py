@@ -31,7 +31,7 @@ from common import __version__, messages, paths
 from common.concert_v3_versions import protocol_name
 from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.config.model import CONCERT_V3
-from common.logging import configure_logging, secrets_of
+from common.logging import configure_logging, log_file_of, secrets_of
 from supervisor_agent.api import create_app, start_server
 from supervisor_agent.api.operator import OperatorView
 from supervisor_agent.api.settings import api_settings
@@ -231,5 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"supervisor-agent: {exc}", file=sys.stderr)
         return 2
     os.umask(paths.PRIVATE_UMASK)  # journal, results, logs: this user only
-    configure_logging("supervisor-agent", config.log_level, secrets=secrets_of(config))
+    configure_logging(
+        "supervisor-agent",
+        config.log_level,
+        secrets=secrets_of(config),
+        log_file=log_file_of(config),
+    )
     return asyncio.run(serve(config))

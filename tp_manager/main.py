@@ -20,7 +20,7 @@ import zmq.asyncio
 
 from common import paths
 from common.config import ConfigError, ConnectorConfig, load_config_arg
-from common.logging import configure_logging, secrets_of
+from common.logging import configure_logging, log_file_of, secrets_of
 from tp_manager.context import ServerContext
 from tp_manager.result_store import DEFAULT_TERMINAL, ResultStore
 from tp_manager.server import ControlServer
@@ -131,5 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tp-manager: {exc}", file=sys.stderr)
         return 2
     os.umask(paths.PRIVATE_UMASK)  # journal, results, logs: this user only
-    configure_logging("tp-manager", config.log_level, secrets=secrets_of(config))
+    configure_logging(
+        "tp-manager", config.log_level, secrets=secrets_of(config), log_file=log_file_of(config)
+    )
     return asyncio.run(serve(config))

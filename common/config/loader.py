@@ -53,6 +53,9 @@ DEFAULT_TERMINAL_PORT = 8888
 DEFAULT_TRANSACTION_TIMEOUT_S = 120.0
 DEFAULT_NOTIFICATION_BUDGET_S = 3.0
 DEFAULT_RETENTION_MONTHS = 13
+# each program's own log file (common/logging.py): 10 MB, 10 older files kept
+DEFAULT_LOG_FILE_MAX_MB = 10
+DEFAULT_LOG_FILE_BACKUPS = 10
 DEFAULT_V3_PROTOCOL = "ConcertV3.1"
 CONTRACT_NAMES = ("proxy", "nfc")
 CONTRACT_FIELDS = ("payment_application", "merchant_id", "rank")
@@ -88,6 +91,21 @@ def _pos_number(value: Any) -> int:
     return rules.whole_number(value, 1, 99, "a POS number from 1 to 99")
 
 
+def _log_file_mb(value: Any) -> int:
+    return rules.whole_number(
+        value, 1, rules.MAX_LOG_FILE_MB, f"a size in MB from 1 to {rules.MAX_LOG_FILE_MB}"
+    )
+
+
+def _log_file_backups(value: Any) -> int:
+    return rules.whole_number(
+        value,
+        0,
+        rules.MAX_LOG_FILE_BACKUPS,
+        f"a number of files from 0 to {rules.MAX_LOG_FILE_BACKUPS}",
+    )
+
+
 # canonical key (as the desktop seed spells it) -> rule
 RULES: dict[str, Callable[[Any], Any]] = {
     "hipay_login": rules.optional_text,
@@ -119,6 +137,8 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "retention_months": _months,
     "pos_number": _pos_number,
     "log_level": rules.log_level,
+    "log_file_max_mb": _log_file_mb,
+    "log_file_backups": _log_file_backups,
     "control_endpoint": rules.zmq_endpoint,
     "events_endpoint": rules.zmq_endpoint,
 }
@@ -404,6 +424,8 @@ def build(
         update_url=c.value("update_url"),
         update_root=c.value("update_root", paths.update_root(data_dir)),
         log_level=c.value("log_level", "info"),
+        log_file_max_mb=c.value("log_file_max_mb", DEFAULT_LOG_FILE_MAX_MB),
+        log_file_backups=c.value("log_file_backups", DEFAULT_LOG_FILE_BACKUPS),
         control_endpoint=_endpoint(c, "control_endpoint", run_dir, RUN_SOCKETS[0]),
         events_endpoint=_endpoint(c, "events_endpoint", run_dir, RUN_SOCKETS[1]),
         demo_hipay_stub_port=DEMO_HIPAY_STUB_PORT if demo else None,

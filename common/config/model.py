@@ -82,6 +82,8 @@ class ConnectorConfig:
     update_url: str | None  # the TUF feed; None: self-update off
     update_root: Path  # the trusted TUF root metadata
     log_level: str
+    log_file_max_mb: int  # each program's own log file rotates at this size
+    log_file_backups: int  # older files kept (<program>.log.1 ...)
     control_endpoint: str
     events_endpoint: str
     demo_hipay_stub_port: int | None = None

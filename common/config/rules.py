@@ -98,6 +98,8 @@ SIMULATOR = "simulator"
 MAX_TRANSACTION_TIMEOUT_S = 600.0  # beyond 10 min a customer has long walked away
 MAX_NOTIFICATION_BUDGET_S = 60.0
 MAX_RETENTION_MONTHS = 120
+MAX_LOG_FILE_MB = 1024
+MAX_LOG_FILE_BACKUPS = 100
 # sockaddr_un.sun_path is 108 bytes on Linux, one of them the terminating NUL.
 MAX_IPC_PATH_BYTES = 107
 LOOPBACK_NAMES = ("localhost",)

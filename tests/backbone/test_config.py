@@ -424,6 +424,13 @@ RULE_CASES = [
         "must be more than 0 and at most 600 seconds",
         "'601'",
     ),
+    ("log_file_max_mb: 0", "log_file_max_mb", "must be a size in MB from 1 to 1024", "'0'"),
+    (
+        "log_file_backups: 101",
+        "log_file_backups",
+        "must be a number of files from 0 to 100",
+        "'101'",
+    ),
     (
         "control_endpoint: tcp://0.0.0.0:5555",
         "control_endpoint",
@@ -473,6 +480,8 @@ def test_each_rule_names_file_key_line_and_rule(
         ("update_time: 3:05", "update_time", dt.time(3, 5)),
         ("environment: PROD", "environment", "production"),
         ("log_level: WARN", "log_level", "warning"),
+        ("log_file_max_mb: 1", "log_file_max_mb", 1),
+        ("log_file_backups: 0", "log_file_backups", 0),
         ("protocol_version: ConcertV3.2", "concert_v3_version", "0302"),
     ],
 )

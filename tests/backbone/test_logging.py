@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import structlog
 
-from common.logging import configure_logging, remove_problem_listener
+from common.logging import LogFileSpec, configure_logging, remove_problem_listener
 from common.redact import REDACTED, luhn_ok
 from supervisor_agent.api.flavours.parts import generate_order_id
 from tp_manager.concert_v3.messages import build_request, encode_request
@@ -231,12 +231,10 @@ LINE_PAD = "x" * 200  # a line of about 330 bytes
 
 def test_the_log_file_is_private_rotated_and_never_splits_a_line(tmp_path: Path) -> None:
     path = tmp_path / "logs" / "tp-manager.log"
-    path.parent.mkdir()
     old = os.umask(0o022)  # a careless umask: the file is private all the same
     try:
-        configure_logging(
-            "tp-manager", "info", secrets=[API_PASSWORD], log_file=path, max_mb=1, backups=2
-        )
+        spec = LogFileSpec(path, max_mb=1, backups=2)
+        configure_logging("tp-manager", "info", secrets=[API_PASSWORD], log_file=spec)
         log = structlog.get_logger("tests.backbone.test_logging")
         lines = 10_000  # about 3.3 MB: rotated three times, two older files kept
         for n in range(lines):

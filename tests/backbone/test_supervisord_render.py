@@ -29,7 +29,10 @@ def test_rendered_config_has_both_programs_with_restart_and_stop_policy(tmp_path
     assert tp["autorestart"] == "true"
     assert int(tp["stopwaitsecs"]) > 120  # a payment in flight finishes before SIGKILL
     assert "-m tp_manager --config" in tp["command"]
-    assert tp["stdout_logfile"].endswith("logs/tp-manager.log")
+    # tp-manager writes its log itself; supervisord keeps what it prints outside it
+    assert tp["environment"] == f'ECR_CONNECTOR_LOG_FILE="{tmp_path}/logs/tp-manager.log"'
+    assert tp["redirect_stderr"] == "true"
+    assert tp["stdout_logfile"].endswith("logs/tp-manager.err.log")
     assert tp["stdout_logfile_maxbytes"] == "10MB"
     agent = conf["program:supervisor-agent"]
     assert "-m supervisor_agent" in agent["command"]
@@ -47,3 +50,4 @@ def test_console_logs_go_to_stdout(tmp_path: Path) -> None:
     conf = _parse(path)
     assert conf["program:tp-manager"]["stdout_logfile"] == "/dev/stdout"
     assert conf["program:tp-manager"]["stdout_logfile_maxbytes"] == "0"
+    assert "environment" not in conf["program:tp-manager"]  # so it logs to stdout

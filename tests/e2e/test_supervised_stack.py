@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
 import os
 import signal
 import time
@@ -103,6 +104,11 @@ def test_kill_9_of_tp_manager_is_restarted_and_the_next_payment_works(
         assert body["notificationHipaySent"] is True
         assert body["numberOfNotificationSent"] == 1
         assert len(stub.acknowledged("E2E-1")) == 1
+        for program in ("tp-manager", "supervisor-agent"):  # each writes its own log file
+            own = [json.loads(line) for line in paths.program_log(stack.data_dir, program).open()]
+            assert {record["process"] for record in own} == {program}
+            assert "E2E-1" in {record.get("order_id") for record in own}
+            assert paths.program_err_log(stack.data_dir, program).read_text() == ""
         # the data directory and everything the connector wrote: this user only
         for folder in (stack.data_dir, paths.log_dir(stack.data_dir)):
             assert folder.stat().st_mode & 0o777 == 0o700, folder
