@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import xmlrpc.client
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,12 @@ EXIT_CONFIG = 2
 EXIT_BLOCKED = 1  # a blocking check failed, or a program kept dying at start
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR2)
 POLL_S = 0.5
+# supervisord starts its programs only once its first poll() returns, after 1 s unless a
+# socket it listens on wakes it first (supervisor.supervisord.runforever): `run` asks it
+# for the programs' states this often from the start, so the first answer (and the
+# programs' spawn) comes as soon as its socket is up, not a second later.
+FIRST_CONTACT_POLL_S = 0.01
+FIRST_CONTACT_TIMEOUT_S = 10.0  # then back to POLL_S: a slow machine, or a broken start
 FLAVOUR_HINTS = {
     "desktop": "desktop API shape; `ecr-connector run --demo kiosk` for the kiosk's",
     "kiosk": "kiosk API shape; `ecr-connector run` (or --demo desktop) for the desktop's",
@@ -218,10 +225,13 @@ def supervise(conf_path: Path, config: ConnectorConfig, programs: list[str]) -> 
         signal.signal(sig, forward)
     sock = paths.supervisord_socket(config.data_dir)
     gave_up = False
+    contacted = False
+    first_contact_until = time.monotonic() + FIRST_CONTACT_TIMEOUT_S
     while proc.poll() is None:
         infos = None
         with contextlib.suppress(OSError, xmlrpc.client.Error):
             infos = rpc(sock).supervisor.getAllProcessInfo()
+            contacted = True
         if isinstance(infos, list) and not gave_up:
             watched = [info for info in infos if info.get("name") in programs]
             messages = watch.update(watched, START_RETRIES)
@@ -240,8 +250,9 @@ def supervise(conf_path: Path, config: ConnectorConfig, programs: list[str]) -> 
                 )
                 with contextlib.suppress(OSError, xmlrpc.client.Error):
                     rpc(sock).supervisor.shutdown()
+        hurry = not contacted and time.monotonic() < first_contact_until
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=POLL_S)
+            proc.wait(timeout=FIRST_CONTACT_POLL_S if hurry else POLL_S)
     for sig in FORWARDED_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     return EXIT_BLOCKED if gave_up else proc.returncode
