@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-
-from iso4217 import Currency as _Iso
+from functools import cache
+from typing import Any
 
 # Withdrawn codes that the POS API seed's currency enum still lists; the
 # ``iso4217`` package only carries the active ones.  (numeric code, exponent)
@@ -48,6 +48,16 @@ class CurrencyInfo:
         return f"{self.numeric:03d}"
 
 
+@cache
+def _iso() -> Any:
+    """The ``iso4217`` table, read at the first look-up: the package parses its XML
+    when imported, about 1 MB that tp-manager, which never looks a currency up, would
+    hold all day."""
+    from iso4217 import Currency
+
+    return Currency
+
+
 def currency(code: str) -> CurrencyInfo:
     """Look up an ISO 4217 alphabetic code (case-sensitive, as the seeds' enum is)."""
     if not isinstance(code, str) or not re.fullmatch(r"[A-Z]{3}", code):
@@ -56,7 +66,7 @@ def currency(code: str) -> CurrencyInfo:
         num, exp = _LEGACY[code]
         return CurrencyInfo(code, num, exp)
     try:
-        cur = _Iso(code)
+        cur = _iso()(code)
     except ValueError:
         raise MoneyError(f"currency {code!r} is not an ISO 4217 code") from None
     if cur.exponent is None:  # funds and metals (XAU, XDR...) have no minor unit
@@ -73,7 +83,7 @@ def currency_by_numeric(numeric: int | str) -> CurrencyInfo:
     for alpha, (num, exp) in _LEGACY.items():
         if num == n:
             return CurrencyInfo(alpha, num, exp)
-    for cur in _Iso:
+    for cur in _iso():
         if cur.number == n and cur.exponent is not None:
             return CurrencyInfo(cur.code, n, int(cur.exponent))
     raise MoneyError(f"numeric currency code {numeric!r} is not an ISO 4217 code")

@@ -12,15 +12,16 @@ import configparser
 import secrets
 import shlex
 import sys
-import xmlrpc.client
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from string import Template
-
-from supervisor.xmlrpc import SupervisorTransport
+from typing import TYPE_CHECKING
 
 from common import paths
+
+if TYPE_CHECKING:
+    import xmlrpc.client
 
 TEMPLATE_NAME = "supervisord.conf.tmpl"
 LOG_MAXBYTES = "10MB"
@@ -167,7 +168,14 @@ def rpc_credentials(socket_path: Path) -> tuple[str | None, str | None]:
 
 
 def rpc(socket_path: Path, timeout_s: float = 5.0) -> xmlrpc.client.ServerProxy:
-    """An XML-RPC proxy to supervisord over its private unix socket."""
+    """An XML-RPC proxy to supervisord over its private unix socket.
+
+    supervisor's client and the XML parser are imported here, at the first call: the agent
+    holds this module for ``GET /stop`` and would otherwise carry them all day."""
+    import xmlrpc.client
+
+    from supervisor.xmlrpc import SupervisorTransport
+
     username, password = rpc_credentials(socket_path)
     transport = SupervisorTransport(username, password, f"unix://{socket_path}")
     transport.timeout = timeout_s

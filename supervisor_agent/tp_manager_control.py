@@ -8,7 +8,6 @@ after ``stopwaitsecs``.
 from __future__ import annotations
 
 import asyncio
-import xmlrpc.client
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,8 @@ def stopper(socket_path: Path) -> Callable[[], Awaitable[bool]]:
     """An async ``stop_tp_manager()`` bound to supervisord's unix socket."""
 
     def _stop() -> bool:
+        import xmlrpc.client  # at the first stop, like rpc(): not held all day
+
         proxy = rpc(socket_path, timeout_s=180.0)
         try:
             proxy.supervisor.stopProcess(PROGRAM, True)

@@ -5,6 +5,10 @@ shares one ``update_time`` over a few minutes, so the feed is not hit by all at 
 ``ecr-connector update --now`` asks for a run at once by sending the agent SIGUSR1
 through supervisord.  Runs never overlap; a run that fails for any reason is logged and
 the schedule goes on.
+
+The update machinery (TUF, securesystemslib, cryptography: ~10 MB) is imported at the
+first run, not when the agent starts: an agent that serves payments all day and checks
+the feed once a night holds none of it until then (tests/backbone/test_lean_imports.py).
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ import random
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from common import versions
 from common.config import ConnectorConfig
 from supervisor_agent.update import state
-from supervisor_agent.update.cycle import UpdateCycle, switch_starter
 from supervisor_agent.update.state import Status
+
+if TYPE_CHECKING:
+    from supervisor_agent.update.cycle import UpdateCycle
 
 log = structlog.get_logger(__name__)
 
@@ -53,8 +60,9 @@ def disabled_reason(config: ConnectorConfig) -> str | None:
 
 
 class Scheduler:
-    def __init__(self, cycle: UpdateCycle, at: dt.time, jitter_s: float) -> None:
-        self.cycle = cycle
+    def __init__(self, make_cycle: Callable[[], UpdateCycle], at: dt.time, jitter_s: float) -> None:
+        self.make_cycle = make_cycle  # called at the first run: see the module's docstring
+        self.cycle: UpdateCycle | None = None
         self.at = at
         self.jitter_s = jitter_s
         self.wanted = asyncio.Event()
@@ -76,6 +84,8 @@ class Scheduler:
 
     async def run_once(self) -> Status | None:
         try:
+            if self.cycle is None:  # its imports take a moment: not on the payments' loop
+                self.cycle = await asyncio.to_thread(self.make_cycle)
             return await self.cycle.run()
         except asyncio.CancelledError:
             raise
@@ -103,13 +113,19 @@ def start(
             RUN_NOW_SIGNAL, _answer_off, config.data_dir, running, reason
         )
         return None
-    cycle = UpdateCycle(
-        data_dir=config.data_dir,
-        url=str(config.update_url),
-        root=config.update_root,
-        running=running,
-        busy=busy,
-        start_switch=switch_starter(config.data_dir),
-    )
-    scheduler = Scheduler(cycle, config.update_time or DEFAULT_TIME, random.uniform(0, JITTER_S))
+
+    def make_cycle() -> UpdateCycle:
+        from supervisor_agent.update.cycle import UpdateCycle, switch_starter
+
+        return UpdateCycle(
+            data_dir=config.data_dir,
+            url=str(config.update_url),
+            root=config.update_root,
+            running=running,
+            busy=busy,
+            start_switch=switch_starter(config.data_dir),
+        )
+
+    at = config.update_time or DEFAULT_TIME
+    scheduler = Scheduler(make_cycle, at, random.uniform(0, JITTER_S))
     return asyncio.create_task(scheduler.run_forever(), name="self-update")
