@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,10 +25,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import structlog
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's code first (see benchmarks/harness.py)
 
-from common import logging as connector_logging
-from common.logging import Redactor, configure_logging
+import structlog  # noqa: E402
+
+from benchmarks.harness import git_revision, load_average, machine_line  # noqa: E402
+from common import logging as connector_logging  # noqa: E402
+from common.logging import Redactor, configure_logging  # noqa: E402
 
 DEFAULT_LINES = 20_000
 REPEATS = 5  # the median of these is printed
@@ -187,10 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         size = sum(p.stat().st_size for p in path.parent.iterdir())
         written = REPEATS * calls * n
         logging.getLogger().handlers.clear()
+    print(machine_line("ECR connector log line cost"))
     print(
-        f"ECR connector log line cost -- {os.cpu_count()} CPUs, Linux {platform.release()}, "
-        f"Python {platform.python_version()}; {calls * n} lines x {REPEATS} runs (median), "
-        f"{size / written:.0f} B per line"
+        f"code: {REPO} at {git_revision()}; load average {load_average()[0]:.2f}; "
+        f"{calls * n} lines x {REPEATS} runs (median), {size / written:.0f} B per line"
     )
     width = max(len(name) for name, _ in rows)
     print(f"{'step':<{width}}  {'µs/line':>8}  {'µs/payment (7 lines)':>20}")

@@ -17,15 +17,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
 import xmlrpc.client
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from common import paths, versions
+from common.start_watch import FAST_DEATH_S
 from common.supervisord import START_RETRIES, ExtraProgram, RenderParams, rpc, write_config
 
 if TYPE_CHECKING:
@@ -41,6 +44,10 @@ POLL_S = 0.5
 # programs' spawn) comes as soon as its socket is up, not a second later.
 FIRST_CONTACT_POLL_S = 0.01
 FIRST_CONTACT_TIMEOUT_S = 10.0  # then back to POLL_S: a slow machine, or a broken start
+# Once every program has run FAST_DEATH_S (its start is judged), only a later crash loop is
+# left to see, and supervisord's own FATAL ends one: asking twice a second all day cost
+# `run` and supervisord a few ms of CPU per second on an idle kiosk.
+STEADY_POLL_S = 5.0
 FLAVOUR_HINTS = {
     "desktop": "desktop API shape; `ecr-connector run --demo kiosk` for the kiosk's",
     "kiosk": "kiosk API shape; `ecr-connector run` (or --demo desktop) for the desktop's",
@@ -225,15 +232,21 @@ def supervise(conf_path: Path, config: ConnectorConfig, programs: list[str]) -> 
         signal.signal(sig, forward)
     sock = paths.supervisord_socket(config.data_dir)
     gave_up = False
-    contacted = False
+    contacted = steady = False
     first_contact_until = time.monotonic() + FIRST_CONTACT_TIMEOUT_S
+    proxy: xmlrpc.client.ServerProxy | None = None  # kept: one connection, config read once
+    exited = _exit_waiter(proc)
     while proc.poll() is None:
         infos = None
-        with contextlib.suppress(OSError, xmlrpc.client.Error):
-            infos = rpc(sock).supervisor.getAllProcessInfo()
+        try:
+            proxy = proxy or rpc(sock)
+            infos = proxy.supervisor.getAllProcessInfo()
             contacted = True
+        except (OSError, xmlrpc.client.Error):
+            proxy, steady = None, False
         if isinstance(infos, list) and not gave_up:
             watched = [info for info in infos if info.get("name") in programs]
+            steady = _all_started(watched, programs)
             messages = watch.update(watched, START_RETRIES)
             if versions.pending_switch(config.data_dir).exists():
                 # the self-update restarts the programs on purpose and judges their starts
@@ -250,12 +263,48 @@ def supervise(conf_path: Path, config: ConnectorConfig, programs: list[str]) -> 
                 )
                 with contextlib.suppress(OSError, xmlrpc.client.Error):
                     rpc(sock).supervisor.shutdown()
-        hurry = not contacted and time.monotonic() < first_contact_until
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=FIRST_CONTACT_POLL_S if hurry else POLL_S)
+        if not contacted and time.monotonic() < first_contact_until:
+            exited(FIRST_CONTACT_POLL_S)
+        else:
+            exited(STEADY_POLL_S if steady and not gave_up else POLL_S)
+    exited(None)  # releases the waiter
     for sig in FORWARDED_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     return EXIT_BLOCKED if gave_up else proc.returncode
+
+
+def _all_started(watched: list[dict[str, Any]], programs: list[str]) -> bool:
+    """Every program RUNNING for at least FAST_DEATH_S by supervisord's clock: started."""
+    return len(watched) == len(programs) and all(
+        info.get("statename") == "RUNNING"
+        and int(info.get("now") or 0) - int(info.get("start") or 0) >= FAST_DEATH_S
+        for info in watched
+    )
+
+
+def _exit_waiter(proc: subprocess.Popen[bytes]) -> Callable[[float | None], None]:
+    """``wait(timeout)`` that returns when supervisord exits or the time is up, asleep in
+    between: a pidfd in select() on Linux, where ``Popen.wait(timeout)`` would wake every
+    50 ms to ask; ``wait(None)`` closes it."""
+    try:
+        pidfd: int | None = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # not Linux 5.3+: Popen's own polling wait
+        pidfd = None
+
+    def wait(timeout_s: float | None) -> None:
+        nonlocal pidfd
+        if timeout_s is None:
+            if pidfd is not None:
+                os.close(pidfd)
+                pidfd = None
+            return
+        if pidfd is not None:
+            select.select([pidfd], [], [], timeout_s)
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout_s)
+
+    return wait
 
 
 def _alive(pid: int) -> bool:

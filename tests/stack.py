@@ -142,7 +142,6 @@ class Stack:
             text += path.read_text() if path.exists() else ""
         return text
 
-
     def logged(self, name: str, key: str) -> list[Any]:
         """The values of ``key`` in a program's JSON log lines that have it."""
         values = []
