@@ -263,7 +263,9 @@ def configure_logging(
     )
     # a library's stdlib record (aiohttp, asyncio) to the same JSON line as ours
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        # a library's extra= fields first: the pipeline's own fields then overwrite any
+        # of the same name, so PIPELINE_FIELDS are never a caller's data
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *last],
     )
     handler: _LineHandler

@@ -196,6 +196,20 @@ def test_library_lines_are_json_and_redacted(capture: tuple[Any, Capture]) -> No
     )
 
 
+def test_fields_the_pipeline_writes_cannot_carry_a_caller_s_secret(
+    capture: tuple[Any, Capture],
+) -> None:
+    """timestamp, level and logger are not redacted: they must always be the pipeline's."""
+    stream, records = capture
+    smuggled = {"timestamp": API_PASSWORD, "level": PANS[0], "logger": HIPAY_PASSWORD}
+    logging.getLogger("aiohttp.server").warning("extra fields", extra=smuggled)
+    structlog.get_logger("tests.backbone.test_logging").warning("test.kwargs", **smuggled)
+    _assert_clean(stream.getvalue())
+    library, ours = records()
+    assert (library["level"], library["logger"]) == ("warning", "aiohttp.server")
+    assert (ours["level"], ours["logger"]) == ("warning", "tests.backbone.test_logging")
+
+
 def test_tracebacks_are_one_json_line_and_redacted(capture: tuple[Any, Capture]) -> None:
     stream, records = capture
     log = structlog.get_logger("tests.backbone.test_logging")

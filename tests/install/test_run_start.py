@@ -16,7 +16,15 @@ from common import paths
 from common.start_watch import FAST_DEATH_S
 from common.supervisord import START_RETRIES
 from tests.install.conftest import CONNECTOR, connector, write_config
-from tests.stack import REPO, alive, free_port, kill_all, running_stack
+from tests.stack import (
+    REPO,
+    START_TIMEOUT_S,
+    alive,
+    free_port,
+    kill_all,
+    running_stack,
+    wait_for,
+)
 
 GIVE_UP_TIMEOUT_S = 90.0  # generous: four start attempts with supervisord's back-off
 
@@ -83,7 +91,13 @@ def test_a_clean_stop_leaves_no_socket_or_link_and_supervisord_asks_a_password(
     run_dir = paths.run_dir(data_dir)
     made = ["control.sock", "events.sock", "simulator.tty", "supervisor.sock"]
     with running_stack(tmp_path) as stack:
-        assert all((run_dir / name).exists() for name in made)
+        # the API answers as soon as the agent is up: the others may still be starting
+        wait_for(
+            lambda: all((run_dir / name).exists() for name in made),
+            START_TIMEOUT_S,
+            "the sockets and the simulator's link",
+        )
+        stack.wait_running(["tp-manager"])
         conf = run_dir / "supervisord.conf"
         status = subprocess.run(
             [str(CONNECTOR.with_name("supervisorctl")), "-c", str(conf), "status"],
