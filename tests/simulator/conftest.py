@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import select
 import signal
@@ -202,6 +203,20 @@ class Sim:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def logged_field(self, key: str, value: object, timeout: float = 2.0) -> bool:
+        """Whether a JSON log line with ``key`` = ``value`` shows within ``timeout``
+        (parsed: whatever the renderer's spacing)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.log().splitlines():
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+                    if isinstance(record, dict) and record.get(key, self) == value:
+                        return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
 
     def logged(self, text: str, timeout: float = 2.0) -> bool:
         """Whether ``text`` shows in the log within ``timeout``: the simulator logs an

@@ -25,7 +25,7 @@ def test_the_minimal_client_pays_and_reads_the_answer_field_by_field(start_sim: 
     assert approved.report.startswith("497010XXXXXX1234")  # the simulator's CB test card
     assert not refused.accepted
     assert (refused.status, refused.amount) == ("7", REFUSE_AMOUNT)
-    assert sim.logged('"scenario": "refuse"')
+    assert sim.logged_field("scenario", "refuse")
 
 
 def test_the_minimal_client_rejects_a_damaged_answer_frame() -> None:
