@@ -15,8 +15,9 @@ working, then reports:
 - ``ecr-connector run``: its module, the config loader and the checks.
 
 Printed: VmRSS and PSS at that point (/proc/self), the modules held, the packages held
-that a payment never needs (tests/backbone/test_lean_imports.py forbids them in the two
-programs), and the CPU time the whole start took (user + system of the child, median of
+that are meant to be imported only where used (the ones tests/backbone/test_lean_imports.py
+forbids at start, and the ISO 4217 table, loaded at the first currency look-up), and the
+CPU time the whole start took (user + system of the child, median of
 ``--repeats``; CPU time moves less than wall time on a shared machine).  Memory does not
 depend on the machine's load: this is the figure to compare before and after a change.
 The whole connector's idle RSS, after a payment, is in benchmarks/fast_path.py.
