@@ -56,6 +56,9 @@ DEFAULT_RETENTION_MONTHS = 13
 # each program's own log file (common/logging.py): 10 MB, 10 older files kept
 DEFAULT_LOG_FILE_MAX_MB = 10
 DEFAULT_LOG_FILE_BACKUPS = 10
+# open HTTP connections one client address may hold: a POS backend driving 50 lanes from
+# one address needs one per lane in flight plus its lookups (docs/configuration.md)
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 128
 DEFAULT_V3_PROTOCOL = "ConcertV3.1"
 CONTRACT_NAMES = ("proxy", "nfc")
 CONTRACT_FIELDS = ("payment_application", "merchant_id", "rank")
@@ -106,6 +109,15 @@ def _log_file_backups(value: Any) -> int:
     )
 
 
+def _connections(value: Any) -> int:
+    return rules.whole_number(
+        value,
+        1,
+        rules.MAX_CONNECTIONS_PER_ADDRESS,
+        f"a number of connections from 1 to {rules.MAX_CONNECTIONS_PER_ADDRESS}",
+    )
+
+
 # canonical key (as the desktop seed spells it) -> rule
 RULES: dict[str, Callable[[Any], Any]] = {
     "hipay_login": rules.optional_text,
@@ -132,6 +144,7 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "hipay_base_url": rules.base_url,
     "api_flavour": rules.api_flavour,
     "cors_origins": rules.cors_origins,
+    "max_connections_per_address": _connections,
     "transaction_timeout": _seconds(0, rules.MAX_TRANSACTION_TIMEOUT_S),
     "notification_budget": _seconds(0, rules.MAX_NOTIFICATION_BUDGET_S),
     "retention_months": _months,
@@ -397,6 +410,9 @@ def build(
         api_username=api_username,
         api_password=SecretStr(api_password or ""),
         cors_origins=c.value("cors_origins", ()),
+        max_connections_per_address=c.value(
+            "max_connections_per_address", DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+        ),
         hipay_login=login,
         hipay_password=SecretStr(password) if password else None,
         environment=environment,

@@ -54,6 +54,7 @@ class ConnectorConfig:
     api_username: str
     api_password: SecretStr
     cors_origins: tuple[str, ...]
+    max_connections_per_address: int  # open HTTP connections one client address may hold
     # HiPay
     hipay_login: str | None
     hipay_password: SecretStr | None

@@ -100,6 +100,7 @@ MAX_NOTIFICATION_BUDGET_S = 60.0
 MAX_RETENTION_MONTHS = 120
 MAX_LOG_FILE_MB = 1024
 MAX_LOG_FILE_BACKUPS = 100
+MAX_CONNECTIONS_PER_ADDRESS = 1000  # each connection is a file descriptor (often 1024 per process)
 # sockaddr_un.sun_path is 108 bytes on Linux, one of them the terminating NUL.
 MAX_IPC_PATH_BYTES = 107
 LOOPBACK_NAMES = ("localhost",)

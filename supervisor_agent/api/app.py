@@ -190,11 +190,15 @@ async def start_server(
 
     ``runner.cleanup()`` waits up to ``shutdown_timeout_s`` for requests in flight: a
     payment's answer must get out when the agent is stopped mid-payment.  The
-    connections obey ``limits`` (server.py: head deadline, per-address cap).
+    connections obey ``limits`` (server.py: head deadline, per-address cap); by default
+    the cap is the settings' ``max_connections_per_address``.
     """
+    if limits is None:
+        cap = app[SETTINGS_KEY].max_connections_per_address
+        limits = ServerLimits(max_connections_per_address=cap)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout_s)
     await runner.setup()
-    site = ApiSite(runner, host, port, limits or ServerLimits())
+    site = ApiSite(runner, host, port, limits)
     await site.start()
     log.info("api.listening", host=host, port=bound_port(runner))
     return runner

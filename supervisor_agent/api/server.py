@@ -15,8 +15,11 @@ no middleware can handle them:
   business (bodies.py).
 - **Too many connections from one address.** Counted at connect, before aiohttp
   allocates a request; over the cap the connection gets a canned 503 in the JSON
-  error shape and is closed.  Loopback clients all share 127.0.0.1, so the cap
-  is generous: it bounds what one misbehaving host holds, not normal use.
+  error shape and is closed.  The cap is the config's ``max_connections_per_address``:
+  it bounds what one misbehaving host holds, not normal use, and its default leaves
+  room for a POS backend that drives many lanes from one address (each payment in
+  flight holds a connection until its answer) and for loopback clients, which all
+  share 127.0.0.1.
 - **Bytes that are not HTTP** (a 100 KB header, a garbage request line): aiohttp
   answers them from ``RequestHandler.handle_error`` in plain text and logs a
   traceback.  Here they are answered in the JSON error shape and logged in one
@@ -42,6 +45,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.typedefs import Handler
 
+from common.config.loader import DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
 from supervisor_agent.api import error_codes
 from supervisor_agent.api.errors import ApiError
 from supervisor_agent.api.wire_json import dumps
@@ -50,7 +54,6 @@ log = structlog.get_logger(__name__)
 
 HEADER_READ_TIMEOUT_S = 10.0  # a register sends its whole head in milliseconds
 KEEPALIVE_TIMEOUT_S = 15.0  # an idle keep-alive connection is closed after this
-MAX_CONNECTIONS_PER_ADDRESS = 32  # one register or kiosk needs one or two
 MAX_LINE_BYTES = 8190  # request line (aiohttp's default, named here)
 MAX_FIELD_BYTES = 8190  # one header field (a Basic credential needs < 300)
 REFUSAL_LOG_WINDOW_S = 60.0  # connection refusals are logged once per address per window
@@ -62,7 +65,7 @@ UNKNOWN_PEER = "unknown"
 class ServerLimits:
     header_read_timeout_s: float = HEADER_READ_TIMEOUT_S
     keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S
-    max_connections_per_address: int = MAX_CONNECTIONS_PER_ADDRESS
+    max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
 
 
 def _canned_response(error: ApiError) -> bytes:

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from common import __version__
+from common.config.loader import DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
 from common.terminals import TerminalSpec
 
 Flavour = Literal["desktop", "kiosk"]
@@ -35,6 +36,7 @@ class ApiSettings:
     api_password: str
     api_flavour: Flavour = "desktop"
     cors_origins: tuple[str, ...] = ()
+    max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
     bind_address: str = DEFAULT_BIND_ADDRESS
     local_port: int = 8080
     authorization_threshold: Decimal | None = None  # major units; None: never forced
@@ -103,6 +105,9 @@ def api_settings(config: Any) -> ApiSettings:
         api_password=_secret(get("api_password", get("terminal_manager_pwd"))),
         api_flavour=flavour,
         cors_origins=_tuple(get("cors_origins")),
+        max_connections_per_address=int(
+            get("max_connections_per_address", DEFAULT_MAX_CONNECTIONS_PER_ADDRESS)
+        ),
         bind_address=str(get("bind_address", DEFAULT_BIND_ADDRESS)),
         local_port=int(get("local_port", 8080)),
         authorization_threshold=None if threshold is None else Decimal(str(threshold)),

@@ -8,11 +8,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
+from common.config import load_config
+from common.config.loader import DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
 from supervisor_agent.api.server import MAX_FIELD_BYTES, ServerLimits
+from supervisor_agent.api.settings import api_settings
 from supervisor_agent.api.wire_json import loads
 from tests.api.conftest import Api, RecordingTpManager, basic, serve_api
 from tests.api.test_api_transport import assert_error
@@ -22,6 +26,7 @@ CLOSED_WITHIN_S = 10.0  # generous bound for "eventually closed"
 TRICKLE_EVERY_S = 0.1
 TRICKLE_MAX = int(CLOSED_WITHIN_S / TRICKLE_EVERY_S)
 CAP = 3
+FIFTY_LANES = 50
 HEALTHCHECK = b"GET /v1/connector/healthcheck HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 LONG_LINE = b"GET /" + b"a" * (MAX_FIELD_BYTES + 10) + b" HTTP/1.1\r\n\r\n"
 
@@ -56,6 +61,12 @@ async def trickle_until_closed(reader: asyncio.StreamReader, writer: asyncio.Str
                 if await reader.read(1024) == b"":
                     return sent
     raise AssertionError(f"still open after {CLOSED_WITHIN_S} s of trickled header bytes")
+
+
+async def http_status(reader: asyncio.StreamReader) -> int:
+    async with asyncio.timeout(CLOSED_WITHIN_S):
+        data = await reader.read()  # Connection: close
+    return int(data.split(b" ", 2)[1])
 
 
 async def http_answer(reader: asyncio.StreamReader) -> tuple[int, dict]:
@@ -148,6 +159,40 @@ async def test_connections_over_the_cap_get_a_json_503(tpm: RecordingTpManager) 
                 break
             await asyncio.sleep(0.05)
         assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+
+
+async def test_the_cap_is_the_settings_and_its_default_holds_fifty_lanes_of_one_backend(
+    tpm: RecordingTpManager,
+) -> None:
+    """A POS backend driving 50 lanes from one address holds one connection per payment
+    in flight: the default cap admits them all at once; a configured cap is obeyed."""
+    async with serve_api(tpm) as api, contextlib.AsyncExitStack() as stack:
+        held = [await stack.enter_async_context(raw(api)) for _ in range(FIFTY_LANES)]
+        for _, writer in held:  # every connection is open before the first is answered
+            writer.write(HEALTHCHECK)
+        answers = await asyncio.gather(*(http_status(reader) for reader, _ in held))
+        assert answers == [200] * FIFTY_LANES
+    async with serve_api(tpm, max_connections_per_address=CAP) as api:
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(CAP):
+                await stack.enter_async_context(raw(api))
+            async with raw(api) as (reader, _):
+                status, body = await http_answer(reader)
+            assert status == 503
+            assert str(CAP) in assert_error(body, 503, "TOO_MANY_CONNECTIONS")["message"]
+
+
+def test_the_api_takes_the_cap_from_the_config(tmp_path: Path) -> None:
+    required = (
+        "api_username: register\napi_password: s3cret-pass\nserial_port: simulator\n"
+        "hipay_login: login\nhipay_password: secret\n"
+    )
+    config_path = tmp_path / "config.yml"
+    config_path.write_text(required + "max_connections_per_address: 60\n")
+    assert api_settings(load_config(config_path)).max_connections_per_address == 60
+    config_path.write_text(required)
+    default = api_settings(load_config(config_path)).max_connections_per_address
+    assert default == DEFAULT_MAX_CONNECTIONS_PER_ADDRESS >= FIFTY_LANES
 
 
 # --- what is not HTTP

@@ -432,6 +432,18 @@ RULE_CASES = [
         "'101'",
     ),
     (
+        "max_connections_per_address: 0",
+        "max_connections_per_address",
+        "must be a number of connections from 1 to 1000",
+        "'0'",
+    ),
+    (
+        "max_connections_per_address: 5000",
+        "max_connections_per_address",
+        "must be a number of connections from 1 to 1000",
+        "'5000'",
+    ),
+    (
         "control_endpoint: tcp://0.0.0.0:5555",
         "control_endpoint",
         "a tcp:// endpoint must be on the loopback address (tcp://127.0.0.1:PORT): "
@@ -466,6 +478,7 @@ def test_each_rule_names_file_key_line_and_rule(
     [
         ("transaction_timeout: 600", "transaction_timeout", 600.0),
         ("transaction_timeout: 0.5", "transaction_timeout", 0.5),
+        ("max_connections_per_address: 1000", "max_connections_per_address", 1000),
         ("hipay_base_url: http://127.0.0.1:8089", "hipay_base_url", "http://127.0.0.1:8089/"),
         ("hipay_base_url: http://localhost/hipay/", "hipay_base_url", "http://localhost/hipay/"),
         ("bind_address: localhost", "bind_address", "127.0.0.1"),

@@ -22,7 +22,6 @@ from common import messages
 from common.config import ConnectorConfig, load_config
 from supervisor_agent.api import create_app, start_server
 from supervisor_agent.api.app import bound_port
-from supervisor_agent.api.server import MAX_CONNECTIONS_PER_ADDRESS, ServerLimits
 from supervisor_agent.api.wire_json import dumps, loads
 from supervisor_agent.client import TerminalClient
 from supervisor_agent.events import EventSubscriber
@@ -239,10 +238,10 @@ async def _running(
         notifier=notifier,
         acknowledge=reconciler.acknowledge,
     )
-    # Every simulated register here is 127.0.0.1: room for one connection per terminal
-    # above the API's per-address cap (a real shop's registers have addresses of their own).
-    limits = ServerLimits(max_connections_per_address=MAX_CONNECTIONS_PER_ADDRESS + len(sims))
-    runner = await start_server(app, LOOPBACK, 0, limits=limits)
+    # Every simulated register here is 127.0.0.1, as a POS backend driving every lane
+    # from one address: the config's max_connections_per_address decides (its default
+    # fits 50 terminals).
+    runner = await start_server(app, LOOPBACK, 0)
     try:
         timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
         connector_limit = aiohttp.TCPConnector(limit=0)
