@@ -135,7 +135,11 @@ class TerminalClient:
             except zmq.Again:
                 raise ChannelUnavailable() from None
             try:
-                reply = await asyncio.wait_for(future, timeout)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel
+                # that lands as the reply arrives, and the cancelled caller runs on (a
+                # reconciler whose stop() never returned: tests/tp_manager/test_control_cancel.py)
+                async with asyncio.timeout(timeout):
+                    reply = await future
             except TimeoutError:
                 raise ChannelTimeout(f"no answer to {command!r} within {timeout:g} s") from None
         finally:
