@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -25,6 +25,8 @@ from tp_manager.terminal.factory import TargetTerminals
 from tp_manager.terminal.model import LinkState, PaymentRequest, PaymentResult, TerminalTarget
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -78,8 +80,8 @@ class ServerContext:
     ) -> None:
         """The terminal's verdict for an unknown payment, asked for (status recovery):
         kept and hinted to the agent exactly as a late answer."""
-        if self.results.recovered(order_id, terminal_key, request, result):
-            self.publish(messages.EVENT_RESULT_PENDING, {"order_id": order_id})
+        kept = self.results.recovered(order_id, terminal_key, request, result)
+        kept.add_done_callback(lambda done: self._hint(order_id, written(done) is True))
 
     def link_state(self, terminal_key: str, state: LinkState, detail: str) -> None:
         """A terminal's link changed state: logged, and published to the agent (``link.up``,
@@ -89,8 +91,17 @@ class ServerContext:
         self.publish(event, {"terminal": terminal_key, "link": str(state), "detail": detail})
 
     def late_answer(self, terminal_key: str, result: PaymentResult) -> None:
-        """A terminal's answer to a payment already given up: store it under its order."""
-        order_id = self.results.late_answer(terminal_key, result)
+        """A terminal's answer to a payment already given up: store it under its order.
+
+        Called by the driver as the answer arrives; the store's thread takes it at once
+        and the line and the hint follow once it is written."""
+        matched = self.results.late_answer(terminal_key, result)
+        matched.add_done_callback(lambda done: self._late_answer_kept(terminal_key, result, done))
+
+    def _late_answer_kept(
+        self, terminal_key: str, result: PaymentResult, done: asyncio.Future[str | None]
+    ) -> None:
+        order_id = written(done)
         log.error(
             "tp_manager.transaction.late_answer",
             order_id=order_id,
@@ -105,4 +116,19 @@ class ServerContext:
             ),
         )
         if order_id is not None:
+            self._hint(order_id, True)
+
+    def _hint(self, order_id: str, kept: bool) -> None:
+        if kept:
             self.publish(messages.EVENT_RESULT_PENDING, {"order_id": order_id})
+
+
+def written(done: asyncio.Future[T]) -> T | None:
+    """A store future's result; None (and the failure logged) if the write failed."""
+    if done.cancelled():
+        return None
+    error = done.exception()
+    if error is not None:
+        log.error("tp_manager.results.write_failed", error=repr(error))
+        return None
+    return done.result()

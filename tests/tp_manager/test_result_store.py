@@ -11,7 +11,12 @@ import pytest
 from common import paths
 from common.commands import errors as codes
 from common.commands.results import ResultsReply
-from tp_manager.result_store import AWAITING_HORIZON_S, DEFAULT_TERMINAL, RecordState, ResultStore
+from tp_manager.result_records import (
+    AWAITING_HORIZON_S,
+    DEFAULT_TERMINAL,
+    RecordState,
+    ResultRecords,
+)
 from tp_manager.terminal.model import (
     PaymentRequest,
     PaymentResult,
@@ -52,26 +57,26 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[ResultStore]:
-    opened = ResultStore(paths.tp_manager_results(tmp_path), clock=clock)
+def store(tmp_path: Path, clock: Clock) -> Iterator[ResultRecords]:
+    opened = ResultRecords(paths.tp_manager_results(tmp_path), clock=clock)
     yield opened
     opened.close()
 
 
-def reopen(old: ResultStore, clock: Clock) -> ResultStore:
+def reopen(old: ResultRecords, clock: Clock) -> ResultRecords:
     old.close()
-    return ResultStore(old.path, clock=clock)
+    return ResultRecords(old.path, clock=clock)
 
 
 def test_the_file_is_in_the_data_dir_in_wal_mode(tmp_path: Path) -> None:
-    store = ResultStore.in_data_dir(tmp_path)
+    store = ResultRecords.in_data_dir(tmp_path)
     store.close()
     assert store.path == tmp_path / "tp-manager-results.sqlite3"
     assert (tmp_path / "tp-manager-results.sqlite3").read_bytes()[18:20] == b"\x02\x02"  # WAL
 
 
 def test_a_verdict_stays_until_acked_and_survives_a_restart(
-    store: ResultStore, clock: Clock
+    store: ResultRecords, clock: Clock
 ) -> None:
     a = store.begin("A", DEFAULT_TERMINAL, request("A"))
     assert store.pending() == []  # in flight: the pay reply will carry it
@@ -88,7 +93,7 @@ def test_a_verdict_stays_until_acked_and_survives_a_restart(
     store.close()
 
 
-def test_an_order_paid_again_keeps_both_verdicts_until_acked(store: ResultStore) -> None:
+def test_an_order_paid_again_keeps_both_verdicts_until_acked(store: ResultRecords) -> None:
     first = store.begin("H", DEFAULT_TERMINAL, request("H"))
     store.finish_result(first, verdict())
     again = store.begin("H", DEFAULT_TERMINAL, request("H", 50))
@@ -97,13 +102,15 @@ def test_an_order_paid_again_keeps_both_verdicts_until_acked(store: ResultStore)
     assert store.ack(["H"]) == 2
 
 
-def test_an_error_without_money_moved_is_not_kept(store: ResultStore) -> None:
+def test_an_error_without_money_moved_is_not_kept(store: ResultRecords) -> None:
     b = store.begin("B", DEFAULT_TERMINAL, request("B"))
     store.finish_error(b, codes.TERMINAL_NOT_RESPONDING, money_may_have_moved=False)
     assert store.state_of("B") is None
 
 
-def test_a_late_answer_settles_the_payment_that_awaits_it(store: ResultStore, clock: Clock) -> None:
+def test_a_late_answer_settles_the_payment_that_awaits_it(
+    store: ResultRecords, clock: Clock
+) -> None:
     c = store.begin("C", DEFAULT_TERMINAL, request("C", 1234))
     store.finish_error(c, codes.TRANSACTION_TIMEOUT, money_may_have_moved=True)
     assert store.state_of("C") is RecordState.AWAITING and store.pending() == []
@@ -119,7 +126,7 @@ def test_a_late_answer_settles_the_payment_that_awaits_it(store: ResultStore, cl
     assert ResultsReply.from_wire(wire).results == [pending]
 
 
-def test_a_later_payment_that_reached_the_terminal_closes_the_wait(store: ResultStore) -> None:
+def test_a_later_payment_that_reached_the_terminal_closes_the_wait(store: ResultRecords) -> None:
     d1 = store.begin("D1", DEFAULT_TERMINAL, request("D1"))
     store.finish_error(d1, codes.CANCELLED, money_may_have_moved=True)
     v = store.begin("V", V3, request("V"))  # another terminal: D1 still awaits
@@ -135,7 +142,7 @@ def test_a_later_payment_that_reached_the_terminal_closes_the_wait(store: Result
 
 
 def test_a_payment_cut_off_by_a_restart_awaits_its_late_answer(
-    store: ResultStore, clock: Clock
+    store: ResultRecords, clock: Clock
 ) -> None:
     store.begin("E", DEFAULT_TERMINAL, request("E", 500))
     store = reopen(store, clock)  # tp-manager was killed mid-payment
@@ -145,7 +152,7 @@ def test_a_payment_cut_off_by_a_restart_awaits_its_late_answer(
     store.close()
 
 
-def test_waiting_ends_at_the_horizon(store: ResultStore, clock: Clock) -> None:
+def test_waiting_ends_at_the_horizon(store: ResultRecords, clock: Clock) -> None:
     f = store.begin("F", DEFAULT_TERMINAL, request("F"))
     store.finish_error(f, codes.LINK_LOST, money_may_have_moved=True)
     clock.now += AWAITING_HORIZON_S + 1

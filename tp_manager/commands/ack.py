@@ -15,4 +15,4 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
         request = AckRequest.from_wire(props)
     except ValueError as exc:
         raise CommandError(codes.INVALID_PROPERTIES, str(exc)) from None
-    return AckReply(forgotten=ctx.results.ack(request.order_ids)).to_wire()
+    return AckReply(forgotten=await ctx.results.ack(request.order_ids)).to_wire()

@@ -47,7 +47,10 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
         raise TerminalBusy(terminal.busy_reason())
     if ctx.shutdown_requested.is_set():
         raise CommandError(codes.SHUTTING_DOWN, "tp-manager is stopping; try again shortly")
-    record = ctx.results.begin(order_id, terminal_key, request)
+    record = await ctx.results.begin(order_id, terminal_key, request)
+    if terminal.busy:  # another order took this terminal while the record was written
+        await ctx.results.finish_error(record, codes.TERMINAL_BUSY, money_may_have_moved=False)
+        raise TerminalBusy(terminal.busy_reason())
     order = {"order_id": order_id}
     ctx.publish(messages.EVENT_TERMINAL_BUSY, order)
     ctx.publish(messages.EVENT_TRANSACTION_STARTED, {**order, "amount": request.amount})
@@ -56,13 +59,13 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
     try:
         result = await terminal.pay(request)
     except TerminalError as exc:
-        ctx.results.finish_error(record, exc.code, exc.money_may_have_moved)
+        await ctx.results.finish_error(record, exc.code, exc.money_may_have_moved)
         outcome.update(status="error", error_code=exc.code)
         if exc.money_may_have_moved and ctx.recovery is not None:
             outcome.update(status_recovery=ctx.recovery.start(terminal_key, terminal, request))
         raise
     else:
-        ctx.results.finish_result(record, result)
+        await ctx.results.finish_result(record, result)
         outcome.update(status=str(result.status), amount=result.amount)
         return result.to_dict()
     finally:

@@ -9,4 +9,4 @@ from tp_manager.context import ServerContext
 
 
 async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
-    return ResultsReply(results=ctx.results.pending()).to_wire()
+    return ResultsReply(results=await ctx.results.pending()).to_wire()
