@@ -10,7 +10,7 @@ share one definition.  Amounts are integer minor units; currencies ISO 4217 nume
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 CONCERT_V3_PROTOCOL: Literal["concert-v3"] = "concert-v3"
@@ -122,11 +122,17 @@ class PaymentResult:
         return self.status is PaymentStatus.ACCEPTED
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, used on the ZeroMQ channel and in the journal."""
-        data = asdict(self)
-        for key in ("status", "transaction_type", "failure_reason"):
+        """JSON-ready form, used on the ZeroMQ channel and in the journal.
+
+        ``asdict``'s result, written out: every field is a scalar but ``timings``, and
+        ``asdict`` deep-copies each one (64 us a call, twice per payment in tp-manager).
+        """
+        data = {name: getattr(self, name) for name in _RESULT_FIELDS}
+        for key in _RESULT_ENUMS:
             if data[key] is not None:
                 data[key] = str(data[key])
+        timings = self.timings
+        data["timings"] = {name: getattr(timings, name) for name in _TIMING_FIELDS}
         return data
 
     @classmethod
@@ -144,3 +150,8 @@ class PaymentResult:
             return cls(**d)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a payment result: {exc}") from None
+
+
+_RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PaymentResult))
+_RESULT_ENUMS = ("status", "transaction_type", "failure_reason")
+_TIMING_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Timings))

@@ -58,14 +58,16 @@ class ControlServer:
         self._zctx = zmq_context or zmq.asyncio.Context.instance()
         self._handlers: dict[str, Handler] = load_handlers()
         self._router: zmq.asyncio.Socket | None = None
-        self._pub: zmq.asyncio.Socket | None = None
+        self._pub: zmq.Socket[bytes] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         for endpoint in (self.control_endpoint, self.events_endpoint):
             prepare_ipc_endpoint(endpoint)
-        pub = self._zctx.socket(zmq.PUB)
+        # PUB is never awaited (publish is synchronous and a PUB never blocks): a plain
+        # socket on the same context skips the asyncio wrapper's future per send
+        pub = zmq.Socket(self._zctx, zmq.PUB)
         pub.setsockopt(zmq.LINGER, 0)
         pub.bind(self.events_endpoint)
         router = self._zctx.socket(zmq.ROUTER)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.messages import Event, MessageError, Reply, Request
+from common.payment import FailureReason, PaymentResult, PaymentStatus, Timings, TransactionType
 
 
 def test_request_round_trip() -> None:
@@ -70,3 +72,34 @@ def test_event_frames_round_trip() -> None:
     frames = event.frames()
     assert frames[0] == b"transaction.finished"
     assert Event.from_frames(frames) == event
+
+
+_text = st.none() | st.text(max_size=20)
+_results = st.builds(
+    PaymentResult,
+    status=st.sampled_from(PaymentStatus),
+    amount=st.integers(0, 10**9),
+    currency_numeric=st.sampled_from(["978", "840"]),
+    transaction_type=st.sampled_from(TransactionType),
+    protocol=st.sampled_from(["concert-v2", "concert-v3"]),
+    pos_number=st.integers(1, 99),
+    masked_pan=_text,
+    failure_reason=st.none() | st.sampled_from(FailureReason),
+    authorization_number=_text,
+    customer_ticket=_text,
+    raw=st.text(max_size=40),
+    timings=st.builds(Timings, *(st.floats(0, 1e6) for _ in range(4))),
+)
+
+
+@given(_results)
+def test_a_payment_result_crosses_the_channel_as_asdict_wrote_it(result: PaymentResult) -> None:
+    """to_dict is written out for speed; its shape stays the journal's (asdict's)."""
+    expected = dataclasses.asdict(result)
+    for key in ("status", "transaction_type", "failure_reason"):
+        if expected[key] is not None:
+            expected[key] = str(expected[key])
+    wire = result.to_dict()
+    assert wire == expected
+    assert json.loads(json.dumps(wire)) == expected
+    assert PaymentResult.from_dict(json.loads(json.dumps(wire))) == result

@@ -56,6 +56,7 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
     ctx.publish(messages.EVENT_TRANSACTION_STARTED, {**order, "amount": request.amount})
     started = time.monotonic()
     outcome: dict[str, Any] = {**order}
+    verdict: dict[str, Any] = {}  # what the terminal said, beyond the status
     try:
         result = await terminal.pay(request)
     except TerminalError as exc:
@@ -67,9 +68,15 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
     else:
         await ctx.results.finish_result(record, result)
         outcome.update(status=str(result.status), amount=result.amount)
+        verdict = {
+            "failure_reason": result.failure_reason and str(result.failure_reason),
+            "payment_application": result.payment_application,
+            "terminal_ms": round(result.timings.total_ms, 1),
+        }
         return result.to_dict()
     finally:
         duration_ms = round((time.monotonic() - started) * 1000, 1)
         ctx.publish(messages.EVENT_TRANSACTION_FINISHED, {**outcome, "duration_ms": duration_ms})
         ctx.publish(messages.EVENT_TERMINAL_IDLE, order)
-        log.info("tp_manager.transaction.finished", duration_ms=duration_ms, **outcome)
+        # tp-manager's one line per payment: the driver's own lines are at debug
+        log.info("tp_manager.transaction.finished", duration_ms=duration_ms, **outcome, **verdict)

@@ -220,7 +220,7 @@ class ConcertV3Terminal:
         s = self._settings
         sent = self._payment_fields(request)
         payload = messages.encode_request(sent)
-        log.info(
+        log.debug(
             "concert_v3.transaction.start",
             host=s.host,
             port=s.port,
@@ -264,7 +264,7 @@ class ConcertV3Terminal:
             contracts=s.contracts,
             timings=exchanged.timings,
         )
-        log.info(
+        log.debug(  # tp_manager.transaction.finished is the payment's info line
             "concert_v3.transaction.done",
             status=str(result.status),
             failure_reason=None if result.failure_reason is None else str(result.failure_reason),

@@ -249,7 +249,7 @@ async def _read_answer(
         missing = sorted(set(echo_tags) - decoder.tags)
         log.warning("concert_v3.answer.echo_missing", missing=missing)
     assert first_byte_at is not None  # not PARTIAL implies bytes were read
-    log.info("concert_v3.answer.received", bytes=total, segments=segments, fields=len(fields))
+    log.debug("concert_v3.answer.received", bytes=total, segments=segments, fields=len(fields))
     return fields, segments, first_byte_at
 
 
