@@ -3,38 +3,71 @@ connector, and the latency the connector adds to each payment.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/many_terminals.py [--terminals 50] [--rounds 5]
+    .venv/bin/python benchmarks/many_terminals.py                  # 50 terminals, both setups
+    .venv/bin/python benchmarks/many_terminals.py --setup burst --rounds 5 --workdir /var/tmp
+    .venv/bin/python benchmarks/many_terminals.py --in-process     # the old one-process layout
 
-One connector runs in this process with real parts (tests/terminals/conftest.py): the
-agent's HTTP API, its SQLite journal (``synchronous=FULL``), ZeroMQ to tp-manager's
-ControlServer, one Concert V3 driver per terminal named in the config, the simulators on
-loopback TCP, the HiPay stub over HTTP.  Each round posts one payment to every terminal
-at the same moment.  *Added latency* is the client's round trip minus the driver's own
-exchange with the terminal (``timings.total_ms`` journaled with the verdict): the API,
-the journal's fsyncs, ZeroMQ both ways and the HiPay notification the answer waits for.
-A payment is *correct* when it is accepted, journaled on its own terminal, and that
-terminal's simulator saw exactly one request for it.  Percentiles are nearest-rank.
+By default every part runs in its own process, as in a shop: ``ecr-connector run`` under
+supervisord (the agent and tp-manager, each its own process), the N+1 simulators in one
+helper process (``--serve-simulators``, loopback TCP, one ledger each), the HiPay stub in
+its own, and the registers (aiohttp, one keep-alive connection per lane, all from
+127.0.0.1 as a POS backend driving every lane) in this one.  ``--in-process`` runs the
+connector's parts, the simulators and the registers in this process's one event loop
+instead (tests/terminals/conftest.py), which then measures itself as much as the connector.
+
+Two setups:
+
+* ``burst``: each round posts one payment to every terminal at the same moment, the
+  customer taking 0 s: the worst case, every lane's payment queued behind the others.
+* ``lanes``: each terminal is a lane paying ``--rounds`` customers one after the other,
+  each customer taking ``--customer-seconds``, the lanes starting at random moments
+  within one customer time: up to N payments in flight, arriving spread as in a shop.
+
+*Added latency* is the register's round trip minus the driver's own exchange with the
+terminal (``terminal_ms`` of tp-manager's ``tp_manager.transaction.finished`` line; the
+journal's ``timings.total_ms`` in-process): the API, the journal's fsyncs, ZeroMQ both ways,
+tp-manager's own work and the HiPay notification the answer waits for.  A payment is
+*correct* when it is accepted, journaled on its own terminal, and that terminal's simulator
+saw exactly one request per customer.  Percentiles are nearest-rank.  Exit status 1 if
+any payment was not correct.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import importlib
+import json
 import math
+import os
+import random
+import select
+import signal
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TERMINALS = 50
 DEFAULT_ROUNDS = 5
-CUSTOMER_SECONDS = 0.0  # the simulated customer pays at once: the figures show the connector
+DEFAULT_CUSTOMER_S = 2.0  # lanes: a quick customer; a real one takes 5-20 s
 TARGET_P99_MS = 20.0  # the issue's target for the added latency
 DEFAULT_NOTIFICATION_BUDGET_S = 3.0  # the config's default
+TRANSACTION_TIMEOUT_S = 30.0
+HTTP_TIMEOUT_S = 60.0
+READY_TIMEOUT_S = 30.0
+LINK_UP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+AMOUNT_TEXT, AMOUNT_MINOR = "9.99", "999"
+SEED = 15  # the lanes' start offsets: the same spread run after run
+USER, PASSWORD = "register", "s3cret-pass"
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -42,96 +75,375 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[max(1, math.ceil(pct / 100.0 * len(ordered))) - 1]
 
 
-def harness() -> Any:
+def imported(name: str) -> Any:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))  # tests/ is not installed
-    return importlib.import_module("tests.terminals.conftest")
+    return importlib.import_module(name)
 
 
-def quiet_logs() -> None:
-    """Warnings and above only: 50 terminals' info lines would be the figure otherwise."""
+@dataclass
+class Setup:
+    name: str  # "burst" | "lanes"
+    terminals: int
+    rounds: int
+    customer_s: float
+    budget_s: float
+    round_trips: dict[str, float] = field(default_factory=dict)  # order id -> ms
+    terminal_ms: dict[str, float] = field(default_factory=dict)
+    wrong: list[str] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU s, measured phase
+    wall_s: float = 0.0
+
+    @property
+    def names(self) -> list[str]:
+        return [f"t{n:02d}" for n in range(self.terminals)]
+
+    def orders(self, name: str) -> list[str]:
+        return [f"{self.name.upper()}-{r}-{name}" for r in range(self.rounds)]
+
+
+# --- the simulators' process --------------------------------------------------------
+
+
+async def serve_simulators(count: int, pay_seconds: float) -> list[list[str]]:
+    """``count`` Concert V3 simulators in one loop until SIGTERM; the amounts each saw."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    import logging
+
+    import structlog
+
+    from tp_manager.simulator.concert_v3 import run_tcp_simulator
+    from tp_manager.simulator.concert_v3_family import Family, Ledger
+    from tp_manager.simulator.scenarios import Scenario
+
+    structlog.configure(  # warnings only, and never on stdout (the READY line's)
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    loop = asyncio.get_running_loop()
+    ledgers = [Ledger() for _ in range(count)]
+
+    def announcer(ready: asyncio.Future[int]) -> Callable[[str, int], None]:
+        return lambda _host, port: ready.set_result(port)
+
+    ports: list[asyncio.Future[int]] = [loop.create_future() for _ in range(count)]
+    tasks = [
+        asyncio.create_task(
+            run_tcp_simulator(
+                "127.0.0.1",
+                0,
+                Scenario.APPROVE,
+                0.5,
+                announcer(ready),
+                pay_seconds=pay_seconds,
+                family=Family.named(),
+                ledger=ledger,
+            )
+        )
+        for ready, ledger in zip(ports, ledgers, strict=True)
+    ]
+    async with asyncio.timeout(READY_TIMEOUT_S):
+        bound = [await ready for ready in ports]
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    print("READY " + " ".join(str(port) for port in bound), flush=True)
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return [[request.get("CB", "") for request in ledger.requests] for ledger in ledgers]
+
+
+@contextlib.contextmanager
+def simulators(workdir: Path, count: int, pay_seconds: float) -> Iterator[tuple[list[int], Path]]:
+    """The simulators' process; yields their ports and where their ledgers will be."""
+    ledger_path = workdir / "ledgers.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--serve-simulators",
+            str(count),
+            "--customer-seconds",
+            str(pay_seconds),
+            "--ledgers",
+            str(ledger_path),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=(workdir / "simulators.err").open("wb"),
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
+        line = proc.stdout.readline().decode().strip() if ready else ""
+        if not line.startswith("READY "):
+            err = (workdir / "simulators.err").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the simulators did not start ({line!r}):\n{err}")
+        yield [int(port) for port in line.split()[1:]], ledger_path
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=STOP_TIMEOUT_S)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+# --- the registers ------------------------------------------------------------------
+
+
+async def drive(setup: Setup, pay: Any) -> None:
+    """Post every payment of the setup through ``pay(terminal, order_id) -> ok``."""
+
+    async def one(name: str, order_id: str) -> None:
+        started = time.perf_counter()
+        ok = await pay(name, order_id)
+        if ok:
+            setup.round_trips[order_id] = (time.perf_counter() - started) * 1000
+        else:
+            setup.wrong.append(order_id)
+
+    started = time.perf_counter()
+    if setup.name == "burst":
+        for r in range(setup.rounds):
+            await asyncio.gather(*(one(n, setup.orders(n)[r]) for n in setup.names))
+    else:
+        spread = random.Random(SEED)
+
+        async def lane(name: str) -> None:
+            await asyncio.sleep(spread.uniform(0, setup.customer_s))
+            for order_id in setup.orders(name):
+                await one(name, order_id)
+
+        await asyncio.gather(*(lane(n) for n in setup.names))
+    setup.wall_s = time.perf_counter() - started
+
+
+def check_ledgers(setup: Setup, ledgers: list[list[str]]) -> None:
+    """One request per customer on each terminal, each for the amount asked (index 0 is the
+    configured terminal, which no order names)."""
+    for name, amounts in zip(setup.names, ledgers[1:], strict=True):
+        if amounts != [AMOUNT_MINOR] * setup.rounds:
+            setup.wrong.append(f"{name}: the terminal saw {amounts}")
+
+
+def terminal_ms_from_log(text: str) -> dict[str, float]:
+    """Each order's ``terminal_ms`` from tp-manager's JSON log (before it carried one: the
+    ``total_ms`` of the driver's ``concert_v3.transaction.done``, then at info)."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if '"tp_manager.transaction.finished"' in line:
+            key = "terminal_ms"
+        elif '"concert_v3.transaction.done"' in line:
+            key = "total_ms"
+        else:
+            continue
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            entry = json.loads(line)
+            found.setdefault(str(entry["order_id"]), float(entry[key]))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_processes(setup: Setup, workdir: Path) -> None:
+    import aiohttp
+
+    stack_helper = imported("tests.stack")
+    journal_module = imported("supervisor_agent.journal")
+    with (
+        simulators(workdir, setup.terminals + 1, setup.customer_s) as (ports, ledger_path),
+        stack_helper.hipay_stub(workdir) as stub,
+    ):
+        named = {
+            name: {"protocol": "concert-v3", "host": "127.0.0.1", "port": port}
+            for name, port in zip(setup.names, ports[1:], strict=True)
+        }
+        with stack_helper.running_stack(
+            workdir / "stack",
+            serial_port=None,
+            terminal_protocol="concert-v3",
+            terminal_host="127.0.0.1",
+            terminal_port=ports[0],
+            terminals=named,
+            api_username=USER,
+            api_password=PASSWORD,
+            hipay_base_url=stub.url + "/",
+            hipay_login=stub.login,
+            hipay_password=stub.password,
+            notification_budget=setup.budget_s,
+            transaction_timeout=TRANSACTION_TIMEOUT_S,
+        ) as stack:
+            stack.wait_running(["tp-manager", "supervisor-agent"])
+            stack_helper.wait_for(
+                lambda: stack.request("GET", "/check")[1].get("link") == "up",
+                LINK_UP_TIMEOUT_S,
+                "the terminal link",
+            )
+            pids = {
+                "tp-manager": stack.pid_of("tp-manager"),
+                "agent": stack.pid_of("supervisor-agent"),
+                "supervisord": stack.proc.pid,
+            }
+            auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+            headers = {"Authorization": auth, "Content-Type": "application/json"}
+            timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
+            connector = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+
+                async def pay(name: str, order_id: str) -> bool:
+                    body = {"amount": AMOUNT_TEXT, "order_id": order_id, "terminal": name}
+                    async with session.post(
+                        stack.base_url + "/", data=json.dumps(body), headers=headers
+                    ) as resp:
+                        answer = await resp.json()
+                    return resp.status == 200 and answer.get("transactionState") == "accepted"
+
+                before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                await drive(setup, pay)
+                setup.cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+        data_dir = stack.data_dir
+        setup.terminal_ms = terminal_ms_from_log(stack.logs("tp-manager"))
+    check_ledgers(setup, json.loads(ledger_path.read_text()))
+    journal = journal_module.Journal.open(data_dir)
+    try:
+        for name in setup.names:
+            for order_id in setup.orders(name):
+                record = journal.get(order_id)
+                if record is None or record.terminal != name:
+                    setup.wrong.append(f"{order_id}: journaled {record and record.terminal}")
+    finally:
+        journal.close()
+
+
+async def run_in_process(setup: Setup, workdir: Path) -> None:
+    """The former layout: everything in this process's loop (tests/terminals/conftest.py)."""
     import logging
 
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    h = imported("tests.terminals.conftest")
+    async with h.connector(
+        workdir,
+        setup.names,
+        pay_seconds=setup.customer_s,
+        notification_budget=setup.budget_s,
+        transaction_timeout=TRANSACTION_TIMEOUT_S,
+    ) as running:
 
+        async def pay(name: str, order_id: str) -> bool:
+            status, body = await running.pay(name, order_id)
+            record = running.journal.get(order_id)
+            if status != 200 or body.get("transactionState") != "accepted" or record is None:
+                return False
+            setup.terminal_ms[order_id] = float(record.result["timings"]["total_ms"])
+            return bool(record.terminal == name)
 
-async def run(terminals: int, rounds: int, workdir: str | None, notification_budget: float) -> int:
-    quiet_logs()
-    h = harness()
-    names = [f"t{n:02d}" for n in range(terminals)]
-    totals: list[float] = []
-    added: list[float] = []
-    wrong: list[str] = []
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        async with h.connector(
-            Path(tmp),
-            names,
-            pay_seconds=CUSTOMER_SECONDS,
-            notification_budget=notification_budget,
-        ) as running:
-
-            async def one(name: str, order_id: str) -> None:
-                started = time.monotonic()
-                status, body = await running.pay(name, order_id)
-                elapsed = (time.monotonic() - started) * 1000
-                record = running.journal.get(order_id)
-                ok = (
-                    status == 200
-                    and body["transactionState"] == "accepted"
-                    and record is not None
-                    and record.terminal == name
-                    and running.sims[name].ledger.requests[-1]["CB"] == "999"
-                )
-                if not ok or record is None or record.result is None:
-                    wrong.append(order_id)
-                    return
-                totals.append(elapsed)
-                added.append(elapsed - float(record.result["timings"]["total_ms"]))
-
-            for r in range(rounds):
-                await asyncio.gather(*(one(n, f"BENCH-{r}-{n}") for n in names))
-            for name in names:
-                if len(running.sims[name].ledger.requests) != rounds:
-                    wrong.append(f"{name}: {len(running.sims[name].ledger.requests)} requests")
-    print(
-        f"{'setup':34} {'ok':>4} {'bad':>4} {'p50':>7} {'p95':>7} {'p99':>7} "
-        f"{'add50':>7} {'add99':>7}"
-    )
-    print("-" * 86)
-    setup = f"{terminals} V3 x {rounds}, HiPay wait {notification_budget:g} s"
-    if totals:
-        print(
-            f"{setup:34} {len(totals):>4} {len(wrong):>4} {percentile(totals, 50):7.1f} "
-            f"{percentile(totals, 95):7.1f} {percentile(totals, 99):7.1f} "
-            f"{percentile(added, 50):7.1f} {percentile(added, 99):7.1f}"
+        before = time.process_time()
+        await drive(setup, pay)
+        setup.cpu = {"this process": time.process_time() - before}
+        check_ledgers(
+            setup,
+            [
+                [r.get("CB", "") for r in running.sims[name].ledger.requests]
+                for name in ["default", *setup.names]
+            ],
         )
-    else:
-        print(f"{setup:34} {0:>4} {len(wrong):>4}")
-    print(
-        "\nms; p50..p99: the register's round trip; add50/add99: the latency the connector "
-        "adds to the terminal's own exchange (round trip minus the driver's total_ms); "
-        f"target add99 < {TARGET_P99_MS:g} ms."
-    )
-    if wrong:
-        print(f"not correct: {wrong[:10]}")
-    return 0 if not wrong and totals else 1
 
 
-def main() -> int:
+# --- output -------------------------------------------------------------------------
+
+
+def print_row(setup: Setup, layout: str) -> None:
+    added = [
+        ms - setup.terminal_ms[order_id]
+        for order_id, ms in setup.round_trips.items()
+        if order_id in setup.terminal_ms
+    ]
+    totals = list(setup.round_trips.values())
+    label = f"{setup.terminals} V3 {setup.name} x{setup.rounds}, cust {setup.customer_s:g} s"
+    cells = f"{label:31} {len(totals):>4} {len(setup.wrong):>4}"
+    if totals and added:
+        cells += (
+            f" {percentile(totals, 50):7.1f} {percentile(totals, 99):7.1f}"
+            f" {percentile(added, 50):7.1f} {percentile(added, 95):7.1f}"
+            f" {percentile(added, 99):7.1f} {len(totals) / setup.wall_s:6.1f}"
+        )
+    print(cells)
+    cpu = ", ".join(f"{name} {s * 1000 / max(1, len(totals)):.2f}" for name, s in setup.cpu.items())
+    print(f"    {layout}; HiPay wait {setup.budget_s:g} s; CPU ms per payment: {cpu}")
+    if len(added) < len(totals):
+        print(f"    {len(totals) - len(added)} payments without the driver's terminal_ms")
+    if setup.wrong:
+        print(f"    not correct: {setup.wrong[:10]}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--terminals", type=int, default=DEFAULT_TERMINALS)
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
-    parser.add_argument("--workdir", help="where the journal goes (its filesystem sets fsync cost)")
+    parser.add_argument("--setup", choices=["burst", "lanes", "both"], default="both")
+    parser.add_argument(
+        "--customer-seconds",
+        type=float,
+        default=DEFAULT_CUSTOMER_S,
+        help="lanes: each customer's time at the terminal (burst: always 0)",
+    )
     parser.add_argument(
         "--notification-budget",
         type=float,
         default=DEFAULT_NOTIFICATION_BUDGET_S,
         help="seconds an answer waits for HiPay (the config's notification_budget)",
     )
-    args = parser.parse_args()
-    return asyncio.run(run(args.terminals, args.rounds, args.workdir, args.notification_budget))
+    parser.add_argument("--in-process", action="store_true", help="the one-process layout")
+    parser.add_argument("--workdir", help="where the journal goes (its filesystem sets fsync cost)")
+    parser.add_argument("--serve-simulators", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ledgers", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_simulators:
+        seen = asyncio.run(serve_simulators(args.serve_simulators, args.customer_seconds))
+        Path(args.ledgers).write_text(json.dumps(seen))
+        return 0
+    names = ["burst", "lanes"] if args.setup == "both" else [args.setup]
+    setups = [
+        Setup(
+            name,
+            args.terminals,
+            args.rounds,
+            0.0 if name == "burst" else args.customer_seconds,
+            args.notification_budget,
+        )
+        for name in names
+    ]
+    layout = "one process" if args.in_process else "separate processes"
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"{'setup':31} {'ok':>4} {'bad':>4} {'rt50':>7} {'rt99':>7} "
+        f"{'add50':>7} {'add95':>7} {'add99':>7} {'pay/s':>6}"
+    )
+    print("-" * 88)
+    for setup in setups:
+        with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+            run = run_in_process if args.in_process else run_processes
+            asyncio.run(run(setup, Path(tmp)))
+        print_row(setup, layout)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        "\nms; rt50/rt99: the register's round trip; add50..add99: the latency the connector "
+        "adds to the terminal's own exchange (round trip minus the driver's terminal_ms); "
+        f"target add99 < {TARGET_P99_MS:g} ms; pay/s: payments answered per second of the run."
+    )
+    return 0 if all(not s.wrong and s.round_trips for s in setups) else 1
 
 
 if __name__ == "__main__":
