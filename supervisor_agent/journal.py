@@ -7,19 +7,25 @@ Why SQLite and these settings:
 * **synchronous=FULL**: in WAL mode, NORMAL may lose the last commits on a power
   cut (not corrupt the file, but lose them).  A lost commit here could be a
   payment the customer made and nobody tells HiPay about; a shop's till is not
-  on a UPS, and we write a few rows per payment, so the fsync per commit is cheap.
+  on a UPS.  So a payment costs two fsyncs: ``begin`` (the claim, already marked
+  at the terminal) and ``finish`` (the outcome and its notification).  Only the
+  notifier's bookkeeping (``Outbox.record_attempt``) commits with NORMAL: losing it
+  costs a second send with the same idempotency key, never a notification.
+  docs/durability.md lists every fsync and what it protects.
 * Every write is ``BEGIN IMMEDIATE``: the write lock is taken at once, so two
   concurrent ``begin`` calls on one order id (threads or processes) serialise,
   and only one of them can see ``NEW``.
 
-The API is synchronous: each call is a few SQLite statements and one fsync
-(about a millisecond on an SD card to a few ms).  The agent may call them
-directly or through ``asyncio.to_thread``; the connection is shared under a
-lock, so both are safe.  The notifier uses ``to_thread``.
+Writes run on the journal's one writer thread (:class:`Database`), which commits the
+jobs that queue up meanwhile together (group commit: many terminals finishing at once
+share an fsync).  Each method has a blocking form, for threads and tools, and the
+payment path's ``*_async`` forms, which the event loop awaits without a hop through
+the default thread pool.  Reads run in the caller's thread.
 
 States::
 
     received --mark_at_terminal--> at_terminal --finish--> accepted | refused | failed | unknown
+    begin(at_terminal=True) -----> at_terminal   (the payment path: one commit)
     received --finish--> failed (e.g. tp-manager unreachable)
     unknown (or failed) --reconcile--> accepted | refused   (the terminal's verdict came late)
 
@@ -31,25 +37,30 @@ still ``received``/``at_terminal`` for a terminal makes ``begin`` answer BUSY fo
 any other order on it (crash recovery closes such rows at start, so they never
 outlive the process that opened them).
 
-Callers must call :meth:`Journal.mark_at_terminal` *before* the payment command
-can leave for tp-manager.  That makes crash recovery exact: a row still in
-``received`` never reached the terminal (-> ``failed``, ``NOT_SENT_TO_TERMINAL``),
-a row in ``at_terminal`` may have been paid (-> ``unknown``, ``INTERRUPTED``).
+A row must be ``at_terminal`` on disk *before* the payment command can leave for
+tp-manager: ``begin(..., at_terminal=True)`` writes it so in one commit (the payment
+path), or :meth:`Journal.mark_at_terminal` moves a ``received`` row there.  That makes
+crash recovery safe: a row still in ``received`` never reached the terminal
+(-> ``failed``, ``NOT_SENT_TO_TERMINAL``), a row in ``at_terminal`` may have been paid
+(-> ``unknown``, ``INTERRUPTED``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
+import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import structlog
 
@@ -61,15 +72,20 @@ from common.redact import mask_pans, redact
 from supervisor_agent import hipay_payload, outbox
 from supervisor_agent.hipay_payload import PosContext
 from supervisor_agent.observers import Observers
-from supervisor_agent.outbox import Outbox
+from supervisor_agent.outbox import Notification, Outbox
 
 log = structlog.get_logger(__name__)
 
 JOURNAL_FILENAME = "journal.sqlite3"
 BUSY_TIMEOUT_MS = 5000  # another process (CLI, a second reader) holding the write lock
+# Jobs committed together at most (group commit): 50 terminals finishing at once take
+# one or two fsyncs, and one batch never holds the connection for long.
+MAX_GROUP_COMMIT = 64
 DEFAULT_RETENTION = timedelta(days=396)  # 13 months
 NOT_SENT_TO_TERMINAL = codes.NOT_SENT_TO_TERMINAL
 INTERRUPTED = codes.INTERRUPTED
+
+T = TypeVar("T")
 
 _RESULT_TEXT_FIELDS = ("masked_pan", "report", "raw", "customer_ticket", "merchant_ticket")
 
@@ -197,6 +213,14 @@ class Begin:
     record: TransactionRecord  # BUSY: the order in flight on the terminal
 
 
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A final row, and the HiPay notification queued in the same commit."""
+
+    record: TransactionRecord
+    notification: Notification | None  # None for ``failed``: HiPay has nothing to learn
+
+
 _TRANSACTIONS_V1: tuple[str, ...] = (
     """
     CREATE TABLE transactions (
@@ -254,8 +278,44 @@ def _clean_result(
     return data
 
 
+@dataclass(slots=True)
+class CommitCounts:
+    """What the database committed since it was opened (tests and benchmarks read it)."""
+
+    durable: int = 0  # commits with synchronous=FULL: one fsync of the WAL each
+    bookkeeping: int = 0  # commits with synchronous=NORMAL: no fsync
+    jobs: int = 0  # writer jobs committed or refused: ``jobs`` > commits = group commit
+
+
+@dataclass(slots=True)
+class _Job:
+    """One unit of work for the writer thread, and where its outcome goes."""
+
+    work: Callable[[sqlite3.Connection], Any]
+    durable: bool
+    future: Future[Any]
+
+
 class Database:
-    """One SQLite connection shared under a lock; :class:`Journal` and :class:`Outbox` use it."""
+    """One SQLite connection, and the one thread that writes through it.
+
+    Every write of the payment path is a *job* (a function of the connection) run
+    by the writer thread, which owns the connection's write side: writes are
+    serial, and they cost their callers no hop through the default thread pool.
+    Jobs queued while a commit is in progress are committed together (group
+    commit): each runs inside its own savepoint, so each gets exactly the outcome
+    it would have had alone, and the batch costs one fsync.  A job's result is
+    handed back only after the COMMIT returned, so it is on disk when its caller
+    learns it (docs/durability.md).
+
+    A job is ``durable`` (the default: ``synchronous=FULL``, the WAL is fsynced at
+    commit) or bookkeeping (``synchronous=NORMAL``: committed, visible, survives the
+    process being killed, but may be lost on a power cut).  A batch is durable if
+    any of its jobs is; a durable commit fsyncs the whole WAL, so it makes every
+    earlier bookkeeping commit durable too.
+
+    Reads run in the caller's thread under the connection's lock.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -270,6 +330,14 @@ class Database:
             raise JournalError(f"cannot put {path} in WAL mode (got {mode})")
         self._conn.execute("PRAGMA synchronous = FULL")
         self._conn.execute("PRAGMA foreign_keys = ON")
+        self._durable = True  # the connection's synchronous setting: FULL
+        self.commits = CommitCounts()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._closed = False
+        self._writer = threading.Thread(
+            target=self._write_loop, name=f"journal-writer:{path.name}", daemon=True
+        )
+        self._writer.start()
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -278,23 +346,148 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; a storage failure (even at COMMIT) rolls back and
-        raises :class:`StorageUnavailable`, leaving the file as it was."""
+        """One durable write transaction in the caller's thread; a storage failure (even
+        at COMMIT) rolls back and raises :class:`StorageUnavailable`, leaving the file
+        as it was.  The payment path uses :meth:`transact` instead."""
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._conn
                     self._conn.execute("COMMIT")
+                    self._count_commit()
                 except BaseException:
                     if self._conn.in_transaction:
                         with suppress(sqlite3.Error):
                             self._conn.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                if _storage_error(exc):
-                    raise StorageUnavailable(f"{self.path}: {exc}") from exc
-                raise
+                raise _mapped(self.path, exc) from exc
+
+    # -- the writer thread -----------------------------------------------------
+
+    def submit(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> Future[T]:
+        """Queue ``work`` for the writer; the future holds its result once committed."""
+        if self._closed:
+            raise JournalError(f"{self.path} is closed")
+        future: Future[T] = Future()
+        self._jobs.put(_Job(work, durable, future))
+        return future
+
+    def transact(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run ``work`` in a write transaction on the writer thread and wait for it."""
+        if threading.current_thread() is self._writer:  # a job's own callback: no queue
+            ok, value = self._run_alone(_Job(work, durable, Future()))
+            if not ok:
+                raise value
+            return cast(T, value)
+        return self.submit(work, durable=durable).result()
+
+    async def transact_async(
+        self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True
+    ) -> T:
+        """:meth:`transact` for the event loop: it waits without blocking the loop."""
+        return await asyncio.wrap_future(self.submit(work, durable=durable))
+
+    def _write_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch, stop = [job], False
+            while len(batch) < MAX_GROUP_COMMIT:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # never let the writer die: fail the batch
+                log.exception("journal.writer_failed")
+                for each in batch:
+                    if not each.future.done():
+                        each.future.set_exception(exc)
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Job]) -> None:
+        live = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        with self._lock:
+            outcomes = self._run_grouped(live) if len(live) > 1 else None
+            if outcomes is None:
+                # alone, or a SQLite error inside the group (disk full, a constraint): the
+                # group was rolled back, so each job runs again alone for its own outcome
+                outcomes = [self._run_alone(job) for job in live]
+            self.commits.jobs += len(live)
+        for job, (ok, value) in zip(live, outcomes, strict=True):
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
+
+    def _run_alone(self, job: _Job) -> tuple[bool, Any]:
+        self._synchronous(job.durable)
+        try:
+            with self.write() as conn:
+                return True, job.work(conn)
+        except Exception as exc:
+            return False, exc
+        finally:
+            self._synchronous(True)
+
+    def _run_grouped(self, jobs: list[_Job]) -> list[tuple[bool, Any]] | None:
+        """All ``jobs`` in one transaction, one savepoint each; None if SQLite failed."""
+        conn = self._conn
+        self._synchronous(any(job.durable for job in jobs))
+        results: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:  # nothing ran: every job gets the error
+            self._synchronous(True)
+            error = _mapped(self.path, exc)
+            return [(False, error) for _ in jobs]
+        try:
+            for job in jobs:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = job.work(conn)
+                except sqlite3.Error:
+                    raise
+                except Exception as exc:  # the job refused (state, payload): undo it alone
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((False, exc))
+                else:
+                    conn.execute("RELEASE job")
+                    results.append((True, value))
+            conn.execute("COMMIT")
+            self._count_commit()
+        except sqlite3.Error:
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            return None
+        finally:
+            self._synchronous(True)
+        return results
+
+    def _count_commit(self) -> None:
+        if self._durable:
+            self.commits.durable += 1
+        else:
+            self.commits.bookkeeping += 1
+
+    def _synchronous(self, durable: bool) -> None:
+        """FULL (fsync at commit) or NORMAL; the connection is FULL between jobs."""
+        if durable is not self._durable:
+            self._conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            self._durable = durable
 
     def migrate(self) -> int:
         """Bring the schema from whatever version (0 = empty file) to :data:`SCHEMA_VERSION`."""
@@ -319,8 +512,23 @@ class Database:
         return current
 
     def close(self) -> None:
+        """Commit what is queued, stop the writer, close the connection."""
+        if not self._closed:
+            self._closed = True
+            self._jobs.put(None)
+            if threading.current_thread() is not self._writer:
+                self._writer.join()
         with self._lock:
             self._conn.close()
+
+
+def _mapped(path: Path, exc: sqlite3.Error) -> Exception:
+    """A storage failure as :class:`StorageUnavailable`; any other SQLite error as is."""
+    if _storage_error(exc):
+        error = StorageUnavailable(f"{path}: {exc}")
+        error.__cause__ = exc
+        return error
+    return exc
 
 
 _TX_COLUMNS = (
@@ -399,21 +607,50 @@ class Journal:
         *,
         flavour: str,
         terminal: str = DEFAULT_TERMINAL,
+        at_terminal: bool = False,
     ) -> Begin:
         """Claim an order id on a terminal, atomically.
 
         NEW for the first caller; IN_PROGRESS / DONE (with the stored row) for a later
         one with the same id; BUSY (with the order in flight) when another order is open
-        on the same terminal.  Only NEW writes anything.
+        on the same terminal.  Only NEW writes anything: the row in ``received``, or with
+        ``at_terminal`` directly in ``at_terminal`` (claim and :meth:`mark_at_terminal`
+        in one fsynced commit: what the payment path does).
         """
+        work = self._begin_work(order_id, request, flavour, terminal, at_terminal)
+        return self._begun(self._db.transact(work))
+
+    async def begin_async(
+        self,
+        order_id: str,
+        request: Mapping[str, Any],
+        *,
+        flavour: str,
+        terminal: str = DEFAULT_TERMINAL,
+        at_terminal: bool = False,
+    ) -> Begin:
+        """:meth:`begin` from the event loop (the writer thread commits it)."""
+        work = self._begin_work(order_id, request, flavour, terminal, at_terminal)
+        return self._begun(await self._db.transact_async(work))
+
+    def _begin_work(
+        self,
+        order_id: str,
+        request: Mapping[str, Any],
+        flavour: str,
+        terminal: str,
+        at_terminal: bool,
+    ) -> Callable[[sqlite3.Connection], Begin]:
         body = dict(redact(request))  # the API masked already: a guard for other callers
         body.setdefault("order_id", order_id)
         if body["order_id"] != order_id:
             raise hipay_payload.PayloadError("request order_id differs from the journal key")
         hipay_payload.validate_request(body)
         request_json = json.dumps(body, sort_keys=True, allow_nan=False)
-        now = self._clock()
-        with self._db.write() as conn:
+        state = str(TxState.AT_TERMINAL if at_terminal else TxState.RECEIVED)
+
+        def work(conn: sqlite3.Connection) -> Begin:
+            now = self._clock()
             existing = _select(conn, order_id)
             if existing is not None and not existing.retryable:
                 kind = BeginKind.DONE if existing.finished else BeginKind.IN_PROGRESS
@@ -428,30 +665,41 @@ class Journal:
             if existing is not None:
                 # it failed before reaching the terminal: this order may be tried again
                 conn.execute(
-                    "UPDATE transactions SET flavour = ?, request_json = ?, state = 'received',"
+                    "UPDATE transactions SET flavour = ?, request_json = ?, state = ?,"
                     " result_json = NULL, error_code = NULL, error_message = NULL,"
                     " updated_at = ?, finished_at = NULL, terminal = ?, answered_at = NULL"
                     " WHERE order_id = ?",
-                    (flavour, request_json, now, terminal, order_id),
+                    (flavour, request_json, state, now, terminal, order_id),
                 )
             else:
                 conn.execute(
                     "INSERT INTO transactions (order_id, flavour, request_json, state,"
-                    " created_at, updated_at, terminal) VALUES (?, ?, ?, 'received', ?, ?, ?)",
-                    (order_id, flavour, request_json, now, now, terminal),
+                    " created_at, updated_at, terminal) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (order_id, flavour, request_json, state, now, now, terminal),
                 )
             record = _select(conn, order_id)
-        assert record is not None
-        return Begin(BeginKind.NEW, record)
+            assert record is not None
+            return Begin(BeginKind.NEW, record)
+
+        return work
+
+    def _begun(self, begun: Begin) -> Begin:
+        if begun.kind is BeginKind.NEW and begun.record.state is TxState.AT_TERMINAL:
+            self.observers.tell("at_terminal", begun.record)
+        return begun
 
     def mark_at_terminal(self, order_id: str) -> TransactionRecord:
-        """Record that the payment may now reach the terminal (call before sending it)."""
-        with self._db.write() as conn:
+        """Record that the payment may now reach the terminal (call before sending it).
+
+        The second step of a two-step claim (``begin`` without ``at_terminal``).
+        """
+
+        def work(conn: sqlite3.Connection) -> tuple[bool, TransactionRecord]:
             record = _select(conn, order_id)
             if record is None:
                 raise JournalStateError(f"no transaction {order_id!r}")
             if record.state is TxState.AT_TERMINAL:
-                return record
+                return False, record
             if record.state is not TxState.RECEIVED:
                 raise JournalStateError(f"transaction {order_id!r} is already {record.state}")
             conn.execute(
@@ -459,8 +707,12 @@ class Journal:
                 (self._clock(), order_id),
             )
             updated = _select(conn, order_id)
-        assert updated is not None
-        self.observers.tell("at_terminal", updated)
+            assert updated is not None
+            return True, updated
+
+        changed, updated = self._db.transact(work)
+        if changed:
+            self.observers.tell("at_terminal", updated)
         return updated
 
     def finish(
@@ -478,10 +730,35 @@ class Journal:
         terminal: HiPay has nothing to learn, and the register may post the same
         order id again (``begin`` reopens it).
         """
+        work = self._finish_work(order_id, state, result, error, answered_at)
+        return self._finished(self._db.transact(work)).record
+
+    async def finish_async(
+        self,
+        order_id: str,
+        state: TxState | str,
+        result: PaymentResult | Mapping[str, Any] | None = None,
+        error: TxError | None = None,
+        *,
+        answered_at: float | None = None,
+    ) -> Finished:
+        """:meth:`finish` from the event loop; with the notification it queued."""
+        work = self._finish_work(order_id, state, result, error, answered_at)
+        return self._finished(await self._db.transact_async(work))
+
+    def _finish_work(
+        self,
+        order_id: str,
+        state: TxState | str,
+        result: PaymentResult | Mapping[str, Any] | None,
+        error: TxError | None,
+        answered_at: float | None,
+    ) -> Callable[[sqlite3.Connection], Finished]:
         final = TxState(state)
         if final not in FINAL_STATES:
             raise JournalStateError(f"{final} is not a final state")
-        with self._db.write() as conn:
+
+        def work(conn: sqlite3.Connection) -> Finished:
             record = _select(conn, order_id)
             if record is None:
                 raise JournalStateError(f"no transaction {order_id!r}")
@@ -489,13 +766,19 @@ class Journal:
                 raise JournalStateError(
                     f"transaction {order_id!r} already finished ({record.state})"
                 )
-            updated = self._finish_in(conn, record, final, result, error, answered_at)
-        if final is TxState.FAILED:
-            log.info("journal.not_sent", order_id=order_id, code=error.code if error else None)
+            return self._finish_in(conn, record, final, result, error, answered_at)
+
+        return work
+
+    def _finished(self, finished: Finished) -> Finished:
+        """After the commit: the log line, the metrics and the live events."""
+        record = finished.record
+        if record.state is TxState.FAILED:
+            log.info("journal.not_sent", order_id=record.order_id, code=record.error_code)
         if self._on_finished is not None:
-            self._on_finished(final)
-        self.observers.tell("finished", updated)
-        return updated
+            self._on_finished(record.state)
+        self.observers.tell("finished", record)
+        return finished
 
     def reconcile(
         self, order_id: str, result: PaymentResult | Mapping[str, Any], answered_at: float
@@ -510,7 +793,8 @@ class Journal:
         data = _clean_result(order_id, result)
         assert data is not None
         verdict = TxState(pay_contract.transaction_state(PaymentResult.from_dict(data), True))
-        with self._db.write() as conn:
+
+        def work(conn: sqlite3.Connection) -> tuple[ReconcileKind, TransactionRecord | None]:
             record = _select(conn, order_id)
             if record is None:
                 return ReconcileKind.NO_ORDER, None
@@ -529,10 +813,15 @@ class Journal:
             reconciled = _select(conn, order_id)
             assert reconciled is not None
             self._queue_notification(conn, reconciled, now)
-        if self._on_reconciled is not None:
-            self._on_reconciled(verdict)
-        self.observers.tell("reconciled", reconciled)
-        return ReconcileKind.RECONCILED, reconciled
+            return ReconcileKind.RECONCILED, reconciled
+
+        kind, reconciled = self._db.transact(work)
+        if kind is ReconcileKind.RECONCILED:
+            assert reconciled is not None
+            if self._on_reconciled is not None:
+                self._on_reconciled(verdict)
+            self.observers.tell("reconciled", reconciled)
+        return kind, reconciled
 
     def _finish_in(
         self,
@@ -542,7 +831,7 @@ class Journal:
         result: PaymentResult | Mapping[str, Any] | None,
         error: TxError | None,
         answered_at: float | None = None,
-    ) -> TransactionRecord:
+    ) -> Finished:
         now = self._clock()
         data = _clean_result(record.order_id, result)
         if data is not None and answered_at is None:
@@ -563,13 +852,14 @@ class Journal:
         )
         updated = _select(conn, record.order_id)
         assert updated is not None
+        note = None
         if final is not TxState.FAILED:
-            self._queue_notification(conn, updated, now)
-        return updated
+            note = self._queue_notification(conn, updated, now)
+        return Finished(updated, note)
 
     def _queue_notification(
         self, conn: sqlite3.Connection, record: TransactionRecord, now: float
-    ) -> None:
+    ) -> Notification:
         """The row's HiPay notification, in the caller's write transaction."""
         state, data = str(record.state), record.result
         try:
@@ -586,7 +876,7 @@ class Journal:
         except Exception as exc:  # never lose an outcome over its notification's shape
             log.error("journal.payload_build_failed", order_id=record.order_id, error=repr(exc))
             payload = hipay_payload.build_fallback(record.order_id, state, data, repr(exc))
-        outbox.insert(
+        return outbox.insert(
             conn,
             order_id=record.order_id,
             idempotency_key=hipay_payload.idempotency_key(record.order_id, state, data),
@@ -637,8 +927,9 @@ class Journal:
         have paid).  Call once at start, before serving; log the returned records
         at error level: each needs a human to check the terminal's journal.
         """
-        recovered: list[TransactionRecord] = []
-        with self._db.write() as conn:
+
+        def work(conn: sqlite3.Connection) -> list[TransactionRecord]:
+            closed: list[TransactionRecord] = []
             rows = conn.execute(
                 f"SELECT {_TX_COLUMNS} FROM transactions"  # noqa: S608
                 " WHERE state IN ('received', 'at_terminal') ORDER BY created_at"
@@ -655,7 +946,10 @@ class Journal:
                     error = TxError(
                         INTERRUPTED, "interrupted while at the terminal: outcome unknown"
                     )
-                recovered.append(self._finish_in(conn, record, final, None, error))
+                closed.append(self._finish_in(conn, record, final, None, error).record)
+            return closed
+
+        recovered = self._db.transact(work)
         for rec in recovered:
             if self._on_finished is not None:
                 self._on_finished(rec.state)
@@ -669,8 +963,9 @@ class Journal:
         is: deleting it would lose the only copy of something HiPay never got.
         """
         cutoff = self._clock() - older_than.total_seconds()
-        with self._db.write() as conn:
-            doomed = [
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            found = [
                 r[0]
                 for r in conn.execute(
                     "SELECT t.order_id FROM transactions t WHERE t.finished_at IS NOT NULL"
@@ -679,9 +974,12 @@ class Journal:
                     (cutoff,),
                 ).fetchall()
             ]
-            for order_id in doomed:
+            for order_id in found:
                 conn.execute("DELETE FROM outbox WHERE order_id = ?", (order_id,))
                 conn.execute("DELETE FROM transactions WHERE order_id = ?", (order_id,))
+            return found
+
+        doomed = self._db.transact(work)
         if doomed:
             log.info("journal.purged", count=len(doomed), older_than_days=older_than.days)
         return len(doomed)

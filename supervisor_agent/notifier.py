@@ -219,30 +219,46 @@ class Notifier:
                 wake_at = min(wake_at, self._outage.probe_at)
         return max(0.0, wake_at - time.time())
 
-    def _spawn(self, notification_id: int) -> asyncio.Task[Notification | None]:
+    def _spawn(
+        self, notification_id: int, queued: Notification | None = None
+    ) -> asyncio.Task[Notification | None]:
         existing = self._inflight.get(notification_id)
         if existing is not None:
             return existing
         task = asyncio.create_task(
-            self._attempt_row(notification_id), name=f"hipay-{notification_id}"
+            self._attempt_row(notification_id, queued), name=f"hipay-{notification_id}"
         )
         self._inflight[notification_id] = task
 
         def done(t: asyncio.Task[Notification | None]) -> None:
+            was_full = len(self._inflight) >= self._policy.max_concurrent
             self._inflight.pop(notification_id, None)
-            self._wake.set()
-            if not t.cancelled() and t.exception() is not None:
+            if t.cancelled():
+                return
+            if t.exception() is not None:
+                self._wake.set()
                 log.error(
                     "hipay.notify.delivery_crashed",
                     notification_id=notification_id,
                     error=repr(t.exception()),
                 )
+                return
+            # The worker's sleep already counts every row but those in flight: it has to
+            # look again only if this one stays pending (its next attempt is new) or if
+            # it had to wait for a free slot.  A delivered or dead row changes nothing.
+            row = t.result()
+            if was_full or row is None or row.state is NotificationState.PENDING:
+                self._wake.set()
 
         task.add_done_callback(done)
         return task
 
     async def deliver_now(
-        self, order_id: str, budget_s: float = DELIVER_NOW_BUDGET_S
+        self,
+        order_id: str,
+        budget_s: float = DELIVER_NOW_BUDGET_S,
+        *,
+        queued: Notification | None = None,
     ) -> DeliveryStatus:
         """One attempt at an order's notification (or the one in flight), awaited at most
         ``budget_s``.
@@ -250,15 +266,19 @@ class Notifier:
         Only one: when HiPay refuses, fails or is down, the register gets its answer at
         once and the worker retries on the row's schedule.  The attempt is never
         cancelled when the budget runs out; the answer then says what is known.
+        ``queued`` is the row the journal just wrote (``Journal.finish_async``): the
+        payment path passes it, so nothing is read back before the POST.
         """
         deadline = time.monotonic() + budget_s
-        note = await asyncio.to_thread(self._outbox.get_by_order, order_id)
+        note = queued
         if note is None:
-            return DeliveryStatus(sent=False, count=0, state=None)
+            note = await asyncio.to_thread(self._outbox.get_by_order, order_id)
+            if note is None:
+                return DeliveryStatus(sent=False, count=0, state=None)
         task = self._inflight.get(note.id)
         if task is None and note.state is NotificationState.PENDING:
             if note.next_attempt_at <= time.time():
-                task = self._spawn(note.id)
+                task = self._spawn(note.id, queued)
         if task is not None:
             remaining = deadline - time.monotonic()
             if remaining > 0:
@@ -269,9 +289,17 @@ class Notifier:
 
     # -- one attempt -----------------------------------------------------------
 
-    async def _attempt_row(self, notification_id: int) -> Notification | None:
-        """One attempt at a row that is still pending; returns the row as it leaves it."""
-        note = await asyncio.to_thread(self._outbox.get, notification_id)
+    async def _attempt_row(
+        self, notification_id: int, queued: Notification | None = None
+    ) -> Notification | None:
+        """One attempt at a row that is still pending; returns the row as it leaves it.
+
+        The worker's rows are read again (the list it chose from may be stale); a row
+        the journal just queued (``queued``) is sent as it was written.
+        """
+        note = queued
+        if note is None:
+            note = await asyncio.to_thread(self._outbox.get, notification_id)
         if note is None or note.state is not NotificationState.PENDING:
             return note
         return await self._attempt(note)
@@ -463,9 +491,8 @@ class Notifier:
         possibly_received: bool,
         next_attempt_at: float | None = None,
     ) -> Notification:
-        """Write one attempt down, off the event loop (SQLite fsyncs)."""
-        return await asyncio.to_thread(
-            self._outbox.record_attempt,
+        """Write one attempt down, on the journal's writer thread (no fsync of its own)."""
+        return await self._outbox.record_attempt_async(
             note.id,
             state=state,
             status=status,

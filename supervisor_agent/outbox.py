@@ -8,7 +8,7 @@ notifier then works the rows until HiPay acknowledges them.
 The table lives in the journal's database file; its DDL is here, beside the code
 that reads it, and the journal's migrations apply it.  This module never opens
 the database itself: it is handed a :class:`Store` (the journal's connection
-and lock), which keeps a single writer per process.
+and its one writer thread), which keeps a single writer per process.
 
 Claiming is in-process: one notifier per data directory (the notifier holds a
 file lock), so :meth:`Outbox.due` only has to leave out the rows that worker
@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from supervisor_agent.observers import Observers
 
@@ -52,6 +52,8 @@ OUTBOX_SCHEMA_V1: tuple[str, ...] = (
     "CREATE INDEX outbox_order ON outbox (order_id)",
 )
 
+T = TypeVar("T")
+
 LAST_ERROR_MAX_CHARS = 500  # what we keep of an error text or of HiPay's answer
 
 
@@ -62,11 +64,15 @@ class NotificationState(enum.StrEnum):
 
 
 class Store(Protocol):
-    """What the outbox needs from the journal's database handle."""
+    """What the outbox needs from the journal's database handle (journal.Database)."""
 
     def read(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
-    def write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+    def transact(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T: ...
+
+    async def transact_async(
+        self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True
+    ) -> T: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,12 +158,13 @@ def _excluding(ids: Collection[int]) -> tuple[str, list[int]]:
 
 def insert(
     conn: sqlite3.Connection, *, order_id: str, idempotency_key: str, payload_json: str, now: float
-) -> int:
+) -> Notification:
     """Add a pending notification on a connection already inside a write transaction.
 
     The journal calls this from within :meth:`Journal.finish` so the outcome and
     its notification commit together.  An existing row with the same key is kept
-    (the insert is a no-op) so a repeated call cannot queue a duplicate.
+    (the insert is a no-op) so a repeated call cannot queue a duplicate.  Returns the
+    row as it stands, so that the notifier can send it without reading it back.
     """
     cur = conn.execute(
         "INSERT INTO outbox (order_id, idempotency_key, payload_json, state, next_attempt_at,"
@@ -166,11 +173,26 @@ def insert(
         (order_id, idempotency_key, payload_json, now, now, now),
     )
     if cur.rowcount == 1 and cur.lastrowid is not None:
-        return int(cur.lastrowid)
+        return Notification(
+            id=int(cur.lastrowid),
+            order_id=order_id,
+            idempotency_key=idempotency_key,
+            payload_json=payload_json,
+            state=NotificationState.PENDING,
+            attempts=0,
+            attempts_received=0,
+            next_attempt_at=now,
+            last_error=None,
+            last_status=None,
+            created_at=now,
+            updated_at=now,
+            delivered_at=None,
+        )
     row = conn.execute(
-        "SELECT id FROM outbox WHERE idempotency_key = ?", (idempotency_key,)
+        f"SELECT {_COLUMNS} FROM outbox WHERE idempotency_key = ?",  # noqa: S608
+        (idempotency_key,),
     ).fetchone()
-    return int(row[0])
+    return _row(row)
 
 
 class Outbox:
@@ -229,9 +251,43 @@ class Outbox:
         ``possibly_received`` is true for a 2xx and for an attempt whose request
         went out without an answer (timeout, reset): both count towards
         ``numberOfNotificationSent``.
+
+        Bookkeeping, committed without an fsync of its own (``durable=False``): a
+        power cut may lose the last few, and the row is then sent again with the same
+        ``Idempotency-Key``; it never loses the notification (docs/durability.md).
         """
-        now = self._clock()
-        with self._store.write() as conn:
+        work = self._attempt_work(
+            notification_id, state, status, error, possibly_received, next_attempt_at
+        )
+        return self._attempted(self._store.transact(work, durable=False))
+
+    async def record_attempt_async(
+        self,
+        notification_id: int,
+        *,
+        state: NotificationState,
+        status: int | None,
+        error: str | None,
+        possibly_received: bool,
+        next_attempt_at: float | None = None,
+    ) -> Notification:
+        """:meth:`record_attempt` from the event loop (the journal's writer commits it)."""
+        work = self._attempt_work(
+            notification_id, state, status, error, possibly_received, next_attempt_at
+        )
+        return self._attempted(await self._store.transact_async(work, durable=False))
+
+    def _attempt_work(
+        self,
+        notification_id: int,
+        state: NotificationState,
+        status: int | None,
+        error: str | None,
+        possibly_received: bool,
+        next_attempt_at: float | None,
+    ) -> Callable[[sqlite3.Connection], Notification]:
+        def work(conn: sqlite3.Connection) -> Notification:
+            now = self._clock()
             conn.execute(
                 "UPDATE outbox SET state = ?, attempts = attempts + 1,"
                 " attempts_received = attempts_received + ?, last_status = ?, last_error = ?,"
@@ -254,9 +310,13 @@ class Outbox:
                 f"SELECT {_COLUMNS} FROM outbox WHERE id = ?",  # noqa: S608
                 (notification_id,),
             ).fetchone()
-        if row is None:
-            raise KeyError(notification_id)
-        note = _row(row)
+            if row is None:
+                raise KeyError(notification_id)
+            return _row(row)
+
+        return work
+
+    def _attempted(self, note: Notification) -> Notification:
         self.observers.tell("attempt", note)
         return note
 
@@ -275,15 +335,18 @@ class Outbox:
 
     def expedite(self) -> int:
         """Make every pending row due now (HiPay is back); returns how many are pending."""
-        now = self._clock()
-        with self._store.write() as conn:
+
+        def work(conn: sqlite3.Connection) -> int:
+            now = self._clock()
             conn.execute(
                 "UPDATE outbox SET next_attempt_at = ?, updated_at = ?"
                 " WHERE state = 'pending' AND next_attempt_at > ?",
                 (now, now, now),
             )
             row = conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()
-        return int(row[0])
+            return int(row[0])
+
+        return self._store.transact(work)
 
     def list(self, state: NotificationState | None = None) -> list[Notification]:
         with self._store.read() as conn:
@@ -304,14 +367,17 @@ class Outbox:
 
     def retry_dead(self, notification_id: int) -> bool:
         """Put a dead-lettered row back in the queue, due now; false if it is not dead."""
-        now = self._clock()
-        with self._store.write() as conn:
+
+        def work(conn: sqlite3.Connection) -> bool:
+            now = self._clock()
             cur = conn.execute(
                 "UPDATE outbox SET state = 'pending', next_attempt_at = ?, updated_at = ?"
                 " WHERE id = ? AND state = 'dead'",
                 (now, now, notification_id),
             )
-        return cur.rowcount == 1
+            return cur.rowcount == 1
+
+        return self._store.transact(work)
 
     def counts(self) -> dict[str, int]:
         """Rows per state, every state present (for metrics)."""

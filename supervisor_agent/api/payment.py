@@ -2,18 +2,23 @@
 
 Order of work for each payment:
 
-1. ``journal.begin`` claims the order id on its terminal, atomically: a finished
+1. ``journal.begin`` claims the order id on its terminal, atomically, and in the same
+   fsynced commit marks it at the terminal (before anything is sent): a finished
    order with the same payment is *replayed* (its row, untouched); the same order
    id with another payment is refused (409 ORDER_ID_REUSED, naming the fields);
    an order still at the terminal is 409 IN_PROGRESS; another order open on the
    same terminal is 409 TERMINAL_BUSY.  Nothing is written in those cases.
 2. ``pay`` on tp-manager (common/commands/pay.py is the contract);
 3. ``journal.finish`` writes the outcome, decided by the one rule
-   (``pay.transaction_state``) and queues HiPay's notification;
+   (``pay.transaction_state``) and queues HiPay's notification, in one fsynced commit;
 4. the verdict is acknowledged to tp-manager (which holds it until then, so a
    verdict the agent never journaled is collected later: reconciler.py);
-5. ``notifier.deliver_now`` fills ``notificationHipaySent``: one attempt, awaited within
-   the budget (HiPay refusing or down answers at once; the notifier retries later).
+5. ``notifier.deliver_now`` fills ``notificationHipaySent``: one attempt at the row the
+   journal handed back (no read), awaited within the budget (HiPay refusing or down
+   answers at once; the notifier retries later).
+
+The journal's writes run on its one writer thread (journal.Database), awaited without
+a hop through the default thread pool; docs/durability.md lists every fsync.
 
 The route then renders the row in its flavour (api/flavours/).
 """
@@ -40,6 +45,7 @@ from supervisor_agent.client import CommandFailed, TerminalClient
 from supervisor_agent.journal import (
     DEFAULT_TERMINAL,
     BeginKind,
+    Finished,
     Journal,
     StorageUnavailable,
     TransactionRecord,
@@ -188,12 +194,14 @@ class PaymentService:
 
     async def pay(self, order: PaymentOrder) -> PaymentAnswer:
         try:
-            begun = await asyncio.to_thread(
-                self.journal.begin,
+            # the claim and "at the terminal" in one fsynced commit, before the terminal
+            # is woken: a crash from here on recovers as unknown (docs/durability.md)
+            begun = await self.journal.begin_async(
                 order.order_id,
                 order.journal_request,
                 flavour=order.flavour,
                 terminal=order.terminal,
+                at_terminal=True,
             )
         except StorageUnavailable as exc:
             raise storage_error(exc) from None
@@ -209,19 +217,13 @@ class PaymentService:
                 raise in_progress_error(order.order_id)
             log.info("api.payment.replayed", order_id=order.order_id)
             return PaymentAnswer(begun.record, await self.delivery(order.order_id))
-        try:
-            at_terminal = await asyncio.to_thread(self.journal.mark_at_terminal, order.order_id)
-        except StorageUnavailable as exc:
-            # nothing was sent: close the row as failed once the disk allows
-            error = TxError(codes.NOT_SENT_TO_TERMINAL, "the journal could not be written")
-            self._hold(begun.record, TxState.FAILED, None, error, None)
-            raise storage_error(exc) from None
-        record = await self._run(order, at_terminal)
+        finished = await self._run(order, begun.record)
+        record = finished.record
         if record.state is TxState.FAILED and record.error_code == codes.TERMINAL_BUSY:
             raise busy_error(record.error_message)
-        return PaymentAnswer(record, await self._notify(record))
+        return PaymentAnswer(record, await self._notify(finished))
 
-    async def _run(self, order: PaymentOrder, at_terminal: TransactionRecord) -> TransactionRecord:
+    async def _run(self, order: PaymentOrder, at_terminal: TransactionRecord) -> Finished:
         """Ask the terminal, journal what it said; the row is final when this returns,
         or the outcome is held until the disk takes it (the register gets it either way)."""
         started = time.monotonic()
@@ -253,8 +255,8 @@ class PaymentService:
         state = TxState(pay_contract.transaction_state(result, moved))
         answered_at = time.time() if result is not None else None
         try:
-            record = await asyncio.to_thread(
-                self.journal.finish, order.order_id, state, result, error, answered_at=answered_at
+            finished = await self.journal.finish_async(
+                order.order_id, state, result, error, answered_at=answered_at
             )
         except StorageUnavailable as exc:
             log.error(
@@ -264,7 +266,7 @@ class PaymentService:
                 error=str(exc),
                 advice="the verdict is held in memory and journaled as soon as the disk allows",
             )
-            record = self._hold(at_terminal, state, result, error, answered_at)
+            finished = Finished(self._hold(at_terminal, state, result, error, answered_at), None)
         else:
             if result is not None and self.acknowledge is not None:
                 self.acknowledge(order.order_id)
@@ -283,7 +285,7 @@ class PaymentService:
                 advice="the customer may have paid: the terminal's late answer, if any, is "
                 "reconciled; otherwise check the terminal's journal",
             )
-        return record
+        return finished
 
     def held(self, order_id: str) -> TransactionRecord | None:
         """A finished payment whose row the disk has not taken yet (what it will say)."""
@@ -325,8 +327,7 @@ class PaymentService:
             for order_id, held in list(self._held.items()):
                 record = held.record
                 try:
-                    await asyncio.to_thread(
-                        self.journal.finish,
+                    await self.journal.finish_async(
                         order_id,
                         record.state,
                         held.result,
@@ -345,16 +346,18 @@ class PaymentService:
                     self.acknowledge(order_id)
                 self.notifier.kick()
 
-    async def _notify(self, record: TransactionRecord) -> DeliveryStatus:
-        if record.state is TxState.FAILED or record.order_id in self._held:
+    async def _notify(self, finished: Finished) -> DeliveryStatus:
+        """One attempt at the notification the journal just queued, within the budget."""
+        note = finished.notification
+        if note is None or finished.record.order_id in self._held:
             return DeliveryStatus(sent=False, count=0)
-        self.notifier.kick()
         try:
             return await self.notifier.deliver_now(
-                record.order_id, self.settings.notification_budget_s
+                note.order_id, self.settings.notification_budget_s, queued=note
             )
         except Exception:  # a notifier fault must not hide the terminal's verdict
-            log.exception("api.payment.notify_failed", order_id=record.order_id)
+            log.exception("api.payment.notify_failed", order_id=note.order_id)
+            self.notifier.kick()  # the worker sends it on its own schedule
             return DeliveryStatus(sent=False, count=0)
 
     async def delivery(self, order_id: str) -> DeliveryStatus:

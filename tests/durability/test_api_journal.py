@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from common.messages import Reply, Request
-from supervisor_agent.journal import Journal, TxState
+from supervisor_agent.journal import JOURNAL_FILENAME, Journal, TxState
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.notifier import Notifier
 from tests.api.conftest import Api, RecordingTpManager, payment_result, serve_api
@@ -204,7 +206,7 @@ async def test_notifications_and_metrics_routes(
 async def test_rejected_requests_never_reach_the_journal_or_the_terminal(
     tpm: RecordingTpManager, stub: Stub, tmp_path: Path
 ) -> None:
-    bad = [
+    bad: list[dict[str, Any]] = [
         {"amount": "abc", "order_id": "X-1"},
         {"amount": "1.001", "order_id": "X-2"},
         {"amount": "1.00", "order_id": "X-3", "currency": "string"},
@@ -220,3 +222,39 @@ async def test_rejected_requests_never_reach_the_journal_or_the_terminal(
         assert journal.outbox.counts() == {"pending": 0, "delivered": 0, "dead": 0}
     assert tpm.received == []
     assert await stub.received() == []
+
+
+def _state_on_file(path: Path, order_id: str) -> str | None:
+    """The row's state as another process reads the file: committed, not in memory."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = conn.execute(
+            "SELECT state FROM transactions WHERE order_id = ?", (order_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+    finally:
+        conn.close()
+
+
+async def test_a_payment_costs_two_fsynced_commits_and_is_at_the_terminal_on_file_first(
+    tpm: RecordingTpManager, stub: Stub, tmp_path: Path
+) -> None:
+    """docs/durability.md: the claim (already at the terminal) and the outcome are
+    fsynced; the notifier's attempt is bookkeeping.  The row is committed at_terminal
+    before tp-manager hears of the payment."""
+    seen_by_terminal: list[str | None] = []
+    path = tmp_path / JOURNAL_FILENAME
+
+    async def pay_checking_the_file(request: Request) -> Reply:
+        seen_by_terminal.append(_state_on_file(path, request.properties["order_id"]))
+        return Reply.success(request.id, payment_result(request.properties))
+
+    tpm.responders["pay"] = pay_checking_the_file
+    async with wired(tpm, stub, tmp_path) as (api, journal, _):
+        before = dataclasses.replace(journal._db.commits)
+        status, body, _ = await api.post("/", {"amount": "4.20", "order_id": "FSYNC-1"})
+        assert status == 200 and body["notificationHipaySent"] is True, body
+        after = journal._db.commits
+        assert (after.durable - before.durable, after.bookkeeping - before.bookkeeping) == (2, 1)
+    assert seen_by_terminal == ["at_terminal"]
+    assert _state_on_file(path, "FSYNC-1") == "accepted"

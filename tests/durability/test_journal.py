@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,10 +22,12 @@ from supervisor_agent.journal import (
     MIGRATIONS,
     NOT_SENT_TO_TERMINAL,
     SCHEMA_VERSION,
+    Begin,
     BeginKind,
     Journal,
     JournalError,
     JournalStateError,
+    StorageUnavailable,
     TxError,
     TxState,
 )
@@ -285,3 +292,164 @@ def test_payload_json_is_exactly_what_was_queued(journal: Journal) -> None:
     assert json.loads(note.payload_json) == note.payload
     assert "raw" not in note.payload["terminal_result"]
     assert "card_expiry" not in note.payload["terminal_result"]
+
+
+# -- the writer thread: one commit for what queues up, each job its own outcome --------
+
+
+def _queued(journal: Journal, calls: list[Callable[[], object]]) -> list[object]:
+    """Run ``calls`` (blocking journal methods) in threads while the test holds the
+    connection, so that they queue up behind the writer; then let it commit them.
+    Returns each call's result, or the exception it raised."""
+    outcomes: list[object] = [None] * len(calls)
+    submitted: list[object] = []
+    submit = journal._db.submit
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        future = submit(*args, **kwargs)
+        submitted.append(future)
+        return future
+
+    def run(i: int) -> None:
+        try:
+            outcomes[i] = calls[i]()
+        except Exception as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    journal._db.submit = counted  # type: ignore[method-assign]
+    try:
+        with journal._db.read():  # the writer takes a job, then waits for the connection
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 10
+            while len(submitted) < len(calls) and time.monotonic() < deadline:
+                time.sleep(0.005)
+    finally:
+        journal._db.submit = submit  # type: ignore[method-assign]
+    for thread in threads:
+        thread.join(timeout=20)
+    return outcomes
+
+
+def test_jobs_queued_behind_a_commit_share_one_and_keep_their_own_outcomes(
+    journal: Journal,
+) -> None:
+    before = dataclasses.replace(journal._db.commits)
+    calls: list[Callable[[], object]] = [
+        functools.partial(
+            journal.begin,
+            f"ORDER_{i}",
+            canonical_request(f"ORDER_{i}"),
+            flavour="pos-api",
+            terminal=f"T{i}",
+            at_terminal=True,
+        )
+        for i in range(6)
+    ]
+    calls.append(functools.partial(journal.finish, "NOPE", TxState.FAILED))  # refused
+    calls.append(  # the same terminal as ORDER_0, which the group has just claimed
+        functools.partial(
+            journal.begin,
+            "ORDER_X",
+            canonical_request("ORDER_X"),
+            flavour="pos-api",
+            terminal="T0",
+            at_terminal=True,
+        )
+    )
+    outcomes = _queued(journal, calls)
+    begun = [o for o in outcomes[:6] if isinstance(o, Begin)]
+    assert [b.kind for b in begun] == [BeginKind.NEW] * 6
+    assert isinstance(outcomes[6], JournalStateError)
+    busy = outcomes[7]
+    assert isinstance(busy, Begin) and busy.kind is BeginKind.BUSY
+    for i in range(6):
+        row = journal.get(f"ORDER_{i}")
+        assert row is not None and row.state is TxState.AT_TERMINAL
+    assert journal.get("ORDER_X") is None and journal.get("NOPE") is None
+    after = journal._db.commits
+    assert after.jobs - before.jobs == 8
+    assert after.durable - before.durable <= 2  # the first job alone, then the seven
+
+
+def test_a_sqlite_error_in_a_group_fails_its_job_only(journal: Journal) -> None:
+    with journal._db.write() as conn:
+        conn.execute(
+            "CREATE TRIGGER no_bad BEFORE INSERT ON transactions WHEN NEW.order_id = 'BAD'"
+            " BEGIN SELECT RAISE(ABORT, 'bad order refused'); END"
+        )
+    order_ids = ["GOOD_1", "BAD", "GOOD_2"]
+    calls: list[Callable[[], object]] = [
+        functools.partial(
+            journal.begin, o, canonical_request(o), flavour="pos-api", terminal=o, at_terminal=True
+        )
+        for o in order_ids
+    ]
+    outcomes = _queued(journal, calls)
+    assert isinstance(outcomes[1], sqlite3.IntegrityError)
+    for i in (0, 2):
+        outcome = outcomes[i]
+        assert isinstance(outcome, Begin) and outcome.kind is BeginKind.NEW
+        assert journal.get(order_ids[i]) is not None
+    assert journal.get("BAD") is None
+
+
+def test_a_group_the_disk_refuses_fails_every_job_and_writes_nothing(journal: Journal) -> None:
+    calls: list[Callable[[], object]] = [
+        functools.partial(
+            journal.begin, o, canonical_request(o), flavour="pos-api", terminal=o, at_terminal=True
+        )
+        for o in ("A", "B", "C")
+    ]
+    with journal._db.read() as conn:
+        conn.execute("PRAGMA query_only = 1")  # every write fails as on a read-only disk
+    try:
+        outcomes = _queued(journal, calls)
+    finally:
+        with journal._db.read() as conn:
+            conn.execute("PRAGMA query_only = 0")
+    assert all(isinstance(o, StorageUnavailable) for o in outcomes), outcomes
+    assert [journal.get(o) for o in ("A", "B", "C")] == [None, None, None]
+
+
+def test_begin_at_terminal_is_one_durable_commit(journal: Journal) -> None:
+    before = dataclasses.replace(journal._db.commits)
+    seen: list[tuple[str, TxState]] = []
+    journal.observers.add(lambda change, row: seen.append((change, row.state)))
+    begun = journal.begin(
+        "ORDER_1", canonical_request("ORDER_1"), flavour="pos-api", at_terminal=True
+    )
+    assert begun.kind is BeginKind.NEW and begun.record.state is TxState.AT_TERMINAL
+    assert (journal._db.commits.durable, journal._db.commits.bookkeeping) == (
+        before.durable + 1,
+        before.bookkeeping,
+    )
+    assert seen == [("at_terminal", TxState.AT_TERMINAL)]  # the live event, once
+    # a crash now recovers it as unknown: it may have reached the terminal
+    (recovered,) = journal.recover_interrupted()
+    assert (recovered.state, recovered.error_code) == (TxState.UNKNOWN, INTERRUPTED)
+
+
+def test_attempt_bookkeeping_commits_without_fsync_and_outcomes_with_it(
+    journal: Journal,
+) -> None:
+    finish_order(journal, "ORDER_1")
+    note = journal.outbox.get_by_order("ORDER_1")
+    assert note is not None
+    before = dataclasses.replace(journal._db.commits)
+    journal.outbox.record_attempt(
+        note.id, state=NotificationState.DELIVERED, status=200, error=None, possibly_received=True
+    )
+    after = dataclasses.replace(journal._db.commits)
+    assert (after.durable, after.bookkeeping) == (before.durable, before.bookkeeping + 1)
+    with journal._db.read() as conn:  # and the connection is back to FULL for the rest
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    finish_order(journal, "ORDER_2")  # begin, mark, finish: three durable commits
+    assert journal._db.commits.durable == after.durable + 3
+    reopened = Journal.open(journal.path.parent, context=CONTEXT)
+    try:  # committed, so another connection (or a restarted process) reads it
+        row = reopened.outbox.get_by_order("ORDER_1")
+        assert row is not None and row.state is NotificationState.DELIVERED
+    finally:
+        reopened.close()
