@@ -13,7 +13,8 @@ It does what the notifier needs to be tested against, over real HTTP:
   reject, fail.  A delayed request still gets the answer the other counters
   give.  ``GET /control`` shows the counters left.
 
-Every recorded entry has ``outcome``: ``acknowledged`` (2xx sent), ``failed``,
+Every recorded entry has ``connection`` (the client's source port: requests kept alive
+on one connection share it) and ``outcome``: ``acknowledged`` (2xx sent), ``failed``,
 ``rejected``, ``dropped``, ``unauthorized``, or ``pending`` while delayed.  An
 ``acknowledged`` entry of a delayed request may never have reached a client
 that gave up waiting: that is exactly the uncertainty the notifier reconciles.
@@ -89,6 +90,12 @@ def _auth_ok(header: str | None, state: StubState) -> bool:
     return login == state.login and password == state.password
 
 
+def _client_port(request: web.Request) -> int | None:
+    """The client's source port: one per TCP connection, so kept-alive requests share it."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return int(peer[1]) if isinstance(peer, tuple) and len(peer) >= 2 else None
+
+
 def _error(status: int, code: str, message: str) -> web.Response:
     """The POS API's ``ErrorResponse`` shape."""
     return web.json_response(
@@ -113,6 +120,7 @@ async def _notify(request: web.Request) -> web.StreamResponse:
         "body": body,
         "outcome": "pending",
         "status": None,
+        "connection": _client_port(request),
     }
     state.received.append(entry)
     log.info("hipay_stub.request", seq=state.seq, order_id=entry["order_id"])

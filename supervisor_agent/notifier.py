@@ -62,6 +62,9 @@ DELIVER_NOW_BUDGET_S = 3.0
 ANSWER_LOG_MAX_CHARS = 300
 ANSWER_READ_MAX_BYTES = 64 * 1024
 RETRYABLE_STATUSES = frozenset({408, 429})  # and every 5xx
+# Connections to HiPay at most: one per terminal paying right now plus the worker's
+# max_concurrent fit under it; beyond it an attempt waits for a free connection.
+MAX_CONNECTIONS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +87,43 @@ class NotifierAlreadyRunning(RuntimeError):
     """Another process holds the notifier lock of this data directory."""
 
 
+@dataclass(slots=True)
+class _RequestTrace:
+    """What aiohttp's trace hooks tell about one POST."""
+
+    sent: bool = False  # the headers went out: HiPay may have the request
+    reused: bool = False  # on a kept-alive connection from the pool
+
+
 async def _on_headers_sent(
     _session: aiohttp.ClientSession, ctx: SimpleNamespace, _params: object
 ) -> None:
     ctx.trace_request_ctx.sent = True
+
+
+async def _on_connection_reused(
+    _session: aiohttp.ClientSession, ctx: SimpleNamespace, _params: object
+) -> None:
+    ctx.trace_request_ctx.reused = True
+
+
+@dataclass(slots=True)
+class _Post:
+    """One POST's outcome: an HTTP answer (``status``) or the error instead of one."""
+
+    trace: _RequestTrace = field(default_factory=_RequestTrace)
+    status: int | None = None
+    answer: str = ""
+    retry_after: float | None = None
+    error: BaseException | None = None
+
+
+def _dead_connection(exc: BaseException) -> bool:
+    """The connection died under the request without a byte of answer (reset, closed),
+    as opposed to HiPay being slow (a timeout) or refusing (an HTTP status)."""
+    return isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError) and not (
+        isinstance(exc, TimeoutError)
+    )
 
 
 def _finished_row(task: asyncio.Task[Notification | None]) -> Notification | None:
@@ -121,6 +157,9 @@ class Notifier:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._url = endpoint.base_url.rstrip("/") + NOTIFY_PATH
+        self._timeout = aiohttp.ClientTimeout(
+            total=self._policy.request_timeout_s, sock_connect=self._policy.connect_timeout_s
+        )
         pair = f"{endpoint.login}:{endpoint.password}".encode()
         self._authorization = "Basic " + base64.b64encode(pair).decode("ascii")
 
@@ -129,6 +168,7 @@ class Notifier:
     async def start(self) -> None:
         if self.lock_path is not None:
             self._take_lock(self.lock_path)
+        self._client()  # the session (and its pool) for the notifier's life, not per payment
         self._loop_task = asyncio.create_task(self._run(), name="hipay-notifier")
         log.info("hipay.notify.worker_started", url=self._url)
 
@@ -167,12 +207,15 @@ class Notifier:
         if self._session is None or self._session.closed:
             trace = aiohttp.TraceConfig()
             trace.on_request_headers_sent.append(_on_headers_sent)
-            # One keep-alive pool for every attempt: a backlog drains without a TCP
-            # handshake per notification.  Idle sockets close after keepalive_s, well
-            # under common server idle timeouts (60-75 s), so a request rarely meets a
-            # socket HiPay is closing; if one does, the attempt is counted uncertain and
-            # reconciled with the same key (the count may then read 2, never 0).
-            connector = aiohttp.TCPConnector(keepalive_timeout=self._policy.keepalive_s)
+            trace.on_connection_reuseconn.append(_on_connection_reused)
+            # One keep-alive pool for every attempt: payments in a row and a backlog go
+            # without a TCP (or TLS) handshake per notification.  Idle sockets close after
+            # keepalive_s, well under common server idle timeouts (60-75 s), so a request
+            # rarely meets a socket HiPay is closing; if one does, that try counts
+            # uncertain and the POST goes again at once on a new connection (_attempt).
+            connector = aiohttp.TCPConnector(
+                limit=MAX_CONNECTIONS, keepalive_timeout=self._policy.keepalive_s
+            )
             self._session = aiohttp.ClientSession(connector=connector, trace_configs=[trace])
         return self._session
 
@@ -305,8 +348,27 @@ class Notifier:
         return await self._attempt(note)
 
     async def _attempt(self, note: Notification) -> Notification:
-        """One POST, written down with its consequence (delivered, next attempt, dead)."""
+        """One POST, written down with its consequence (delivered, next attempt, dead).
+
+        A kept-alive connection found dead (HiPay restarted, or closed it as the request
+        went out) is not HiPay refusing: that try is written down (uncertain if the
+        request left) and the POST goes again at once on a new connection, instead of
+        waiting for the row's backoff and calling it an outage.  Once per attempt.
+        """
         started_at = time.time()
+        post = await self._post(note)
+        if post.error is not None and post.trace.reused and _dead_connection(post.error):
+            note = await self._stale_connection(note, post.error, sent=post.trace.sent)
+            post = await self._post(note)
+        if post.status is None:
+            assert post.error is not None
+            return await self._no_answer(
+                note, post.error, uncertain=post.trace.sent, started_at=started_at
+            )
+        return await self._answered(note, post.status, post.answer, post.retry_after, started_at)
+
+    async def _post(self, note: Notification) -> _Post:
+        """The POST itself: HiPay's answer, or the error that stood for it."""
         if note.attempts_received > 0:
             log.info(
                 "hipay.notify.reconciliation_send",
@@ -314,33 +376,22 @@ class Notifier:
                 notification_id=note.id,
                 attempts_received=note.attempts_received,
             )
-        trace = SimpleNamespace(sent=False)
-        headers = {
-            "Content-Type": "application/json",
-            "Authorization": self._authorization,
-            IDEMPOTENCY_HEADER: note.idempotency_key,
-        }
-        timeout = aiohttp.ClientTimeout(
-            total=self._policy.request_timeout_s, sock_connect=self._policy.connect_timeout_s
-        )
-        status: int | None = None
-        answer = ""
-        retry_after: float | None = None
+        post = _Post()
         try:
             async with self._client().post(
                 self._url,
                 data=note.payload_json.encode(),
-                headers=headers,
-                timeout=timeout,
-                trace_request_ctx=trace,
+                headers=self._headers(note),
+                timeout=self._timeout,
+                trace_request_ctx=post.trace,
             ) as resp:
-                status = resp.status
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                post.status = resp.status
+                post.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     raw = await resp.content.read(ANSWER_READ_MAX_BYTES)
-                    answer = raw.decode("utf-8", errors="replace")
+                    post.answer = raw.decode("utf-8", errors="replace")
         except asyncio.CancelledError:
-            if trace.sent and status is None:  # shutting down mid-request: HiPay may have it
+            if post.trace.sent and post.status is None:  # stopping mid-request: HiPay may have it
                 self._outbox.record_attempt(
                     note.id,
                     state=NotificationState.PENDING,
@@ -350,10 +401,33 @@ class Notifier:
                 )
             raise
         except (aiohttp.ClientError, TimeoutError) as exc:
-            if status is None:
-                return await self._no_answer(note, exc, uncertain=trace.sent, started_at=started_at)
-        assert status is not None
-        return await self._answered(note, status, answer, retry_after, started_at)
+            post.error = exc  # after an answer's status (closing the body): the answer stands
+        return post
+
+    def _headers(self, note: Notification) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json",
+            "Authorization": self._authorization,
+            IDEMPOTENCY_HEADER: note.idempotency_key,
+        }
+
+    async def _stale_connection(
+        self, note: Notification, exc: BaseException, *, sent: bool
+    ) -> Notification:
+        """Write down a try lost to a dead kept-alive connection; the row stays due."""
+        error = f"{type(exc).__name__}: {exc}".strip()
+        self._count("uncertain" if sent else "not_sent")
+        updated = await self._record(
+            note, NotificationState.PENDING, status=None, error=error, possibly_received=sent
+        )
+        log.info(
+            "hipay.notify.stale_connection",
+            order_id=note.order_id,
+            notification_id=note.id,
+            error=error[:ANSWER_LOG_MAX_CHARS],
+            uncertain=sent,
+        )
+        return updated
 
     async def _no_answer(
         self, note: Notification, exc: BaseException, *, uncertain: bool, started_at: float

@@ -20,7 +20,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
+from supervisor_agent.hipay_stub import DEFAULT_LOGIN, DEFAULT_PASSWORD, start_stub
 from supervisor_agent.journal import Journal
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.notifier import (
@@ -504,3 +506,96 @@ async def test_stop_ends_the_worker_even_as_attempts_end(journal: Journal) -> No
         notifier.kick()
         await asyncio.sleep((round_ % 10) * 0.002)
         await asyncio.wait_for(notifier.stop(), STOP_BOUND_S)
+
+
+async def test_payments_in_a_row_are_notified_over_one_kept_alive_connection(
+    journal: Journal, stub: Stub
+) -> None:
+    notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
+    await notifier.start()
+    try:
+        for i in range(3):
+            finish_order(journal, f"ORDER_{i}")
+            status = await notifier.deliver_now(f"ORDER_{i}", budget_s=5)
+            assert (status.sent, status.count) == (True, 1)
+    finally:
+        await notifier.stop()
+    received = await stub.received()
+    assert [r["outcome"] for r in received] == ["acknowledged"] * 3
+    assert len({r["connection"] for r in received}) == 1
+
+
+async def test_a_kept_alive_connection_dying_under_the_request_is_retried_at_once(
+    journal: Journal, stub: Stub
+) -> None:
+    """HiPay closes the kept-alive connection as the next request goes out: that try
+    is uncertain (+1), the POST goes again at once on a new connection, the register's
+    answer says sent, and it is not an outage."""
+    metrics = Metrics()
+    notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST, metrics=metrics)
+    await notifier.start()
+    try:
+        finish_order(journal, "ORDER_1")
+        assert (await notifier.deliver_now("ORDER_1", budget_s=5)).sent
+        await stub.control(drop_next=1)  # the next request: read, then the connection dies
+        finish_order(journal, "ORDER_2")
+        with capture_logs() as logs:
+            status = await notifier.deliver_now("ORDER_2", budget_s=5)
+    finally:
+        await notifier.stop()
+    assert (status.sent, status.count, status.state) == (True, 2, "delivered")
+    received = await stub.received()
+    assert [r["outcome"] for r in received] == ["acknowledged", "dropped", "acknowledged"]
+    assert received[1]["connection"] == received[0]["connection"]  # the kept-alive one
+    assert received[2]["connection"] != received[1]["connection"]  # a new one
+    assert received[1]["idempotency_key"] == received[2]["idempotency_key"]
+    note = journal.outbox.get_by_order("ORDER_2")
+    assert note is not None and (note.attempts, note.attempts_received) == (2, 2)
+    events = [e["event"] for e in logs]
+    assert "hipay.notify.stale_connection" in events
+    assert "hipay.notify.unreachable" not in events and "hipay.notify.attempt_failed" not in events
+    assert metrics.snapshot()["attempts"]["uncertain"] == 1
+
+
+async def test_hipay_restarted_between_two_payments_costs_the_second_nothing(
+    journal: Journal,
+) -> None:
+    runner, url = await start_stub("127.0.0.1", 0)
+    port = int(url.rsplit(":", 1)[1])
+    notifier = Notifier(
+        journal.outbox, HipayEndpoint(url, DEFAULT_LOGIN, DEFAULT_PASSWORD), policy=FAST
+    )
+    await notifier.start()
+    try:
+        finish_order(journal, "ORDER_1")
+        assert (await notifier.deliver_now("ORDER_1", budget_s=5)).sent
+        await runner.cleanup()  # HiPay restarts: the pooled connection is closed
+        runner, _ = await start_stub("127.0.0.1", port)
+        finish_order(journal, "ORDER_2")
+        status = await notifier.deliver_now("ORDER_2", budget_s=5)
+    finally:
+        await notifier.stop()
+        await runner.cleanup()
+    assert (status.sent, status.state) == (True, "delivered")
+    note = journal.outbox.get_by_order("ORDER_2")
+    assert note is not None and note.state is NotificationState.DELIVERED
+
+
+async def test_a_dropped_connection_that_was_new_is_not_sent_again_at_once(
+    journal: Journal, stub: Stub
+) -> None:
+    """Only a *kept-alive* connection dying is retried on the spot: a new one that dies
+    is HiPay failing, retried on the row's schedule (and the start of an outage)."""
+    await stub.control(drop_next=1)
+    finish_order(journal, "ORDER_1")
+    notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
+    try:
+        with capture_logs() as logs:
+            status = await notifier.deliver_now("ORDER_1", budget_s=5)
+    finally:
+        await notifier.stop()
+    assert (status.sent, status.count, status.state) == (False, 1, "pending")
+    assert [r["outcome"] for r in await stub.received()] == ["dropped"]
+    events = [e["event"] for e in logs]
+    assert "hipay.notify.stale_connection" not in events
+    assert "hipay.notify.unreachable" in events
