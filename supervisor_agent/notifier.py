@@ -451,7 +451,6 @@ class Notifier:
         retry_after: float | None,
         started_at: float,
     ) -> Notification:
-        safe = self._safe_answer(answer)
         if 200 <= status < 300:
             updated = await self._record(
                 note, NotificationState.DELIVERED, status=status, error=None, possibly_received=True
@@ -471,6 +470,7 @@ class Notifier:
             )
             await self._reachable()
             return updated
+        safe = self._safe_answer(answer)  # kept and logged: one line, masked (not for a 2xx)
         if status in RETRYABLE_STATUSES or status >= 500:
             self._count("retryable")
             return await self._retry_later(
