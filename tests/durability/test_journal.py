@@ -17,6 +17,8 @@ import pytest
 
 from supervisor_agent import hipay_payload
 from supervisor_agent.journal import (
+    CHECKPOINT_BACKSTOP_PAGES,
+    CHECKPOINT_IDLE_S,
     INTERRUPTED,
     JOURNAL_FILENAME,
     MIGRATIONS,
@@ -453,3 +455,23 @@ def test_attempt_bookkeeping_commits_without_fsync_and_outcomes_with_it(
         assert row is not None and row.state is NotificationState.DELIVERED
     finally:
         reopened.close()
+
+
+def test_the_wal_is_checkpointed_when_the_writer_is_idle_not_inside_a_commit(
+    journal: Journal,
+) -> None:
+    with journal._db.read() as conn:
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
+            CHECKPOINT_BACKSTOP_PAGES
+        )
+    before = journal._db.commits.checkpoints
+    finish_order(journal, "ORDER_1")
+    deadline = time.monotonic() + 10
+    while journal._db.commits.checkpoints == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert journal._db.commits.checkpoints == before + 1
+    with journal._db.read() as conn:  # everything committed is in the main file now
+        busy, wal_pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and wal_pages == copied
+    time.sleep(CHECKPOINT_IDLE_S * 3)  # idle with nothing new: no checkpoint again
+    assert journal._db.commits.checkpoints == before + 1
