@@ -393,10 +393,19 @@ class Database:
         return self.submit(work, durable=durable).result()
 
     async def transact_async(
-        self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True
+        self,
+        work: Callable[[sqlite3.Connection], T],
+        *,
+        durable: bool = True,
+        even_if_cancelled: bool = False,
     ) -> T:
-        """:meth:`transact` for the event loop: it waits without blocking the loop."""
-        return await asyncio.wrap_future(self.submit(work, durable=durable))
+        """:meth:`transact` for the event loop: it waits without blocking the loop.
+
+        Cancelling the caller drops a job the writer has not started, unless
+        ``even_if_cancelled``: then the job commits whatever becomes of its caller.
+        """
+        future = asyncio.wrap_future(self.submit(work, durable=durable))
+        return await (asyncio.shield(future) if even_if_cancelled else future)
 
     def _write_loop(self) -> None:
         while True:
@@ -768,9 +777,13 @@ class Journal:
         *,
         answered_at: float | None = None,
     ) -> Finished:
-        """:meth:`finish` from the event loop; with the notification it queued."""
+        """:meth:`finish` from the event loop; with the notification it queued.
+
+        Once called, the outcome is written even if the caller is cancelled (a stop
+        that ran out of patience): the terminal has spoken, its verdict must land.
+        """
         work = self._finish_work(order_id, state, result, error, answered_at)
-        return self._finished(await self._db.transact_async(work))
+        return self._finished(await self._db.transact_async(work, even_if_cancelled=True))
 
     def _finish_work(
         self,

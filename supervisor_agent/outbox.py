@@ -71,7 +71,11 @@ class Store(Protocol):
     def transact(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T: ...
 
     async def transact_async(
-        self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True
+        self,
+        work: Callable[[sqlite3.Connection], T],
+        *,
+        durable: bool = True,
+        even_if_cancelled: bool = False,
     ) -> T: ...
 
 

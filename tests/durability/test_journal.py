@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import json
@@ -475,3 +476,28 @@ def test_the_wal_is_checkpointed_when_the_writer_is_idle_not_inside_a_commit(
     assert busy == 0 and wal_pages == copied
     time.sleep(CHECKPOINT_IDLE_S * 3)  # idle with nothing new: no checkpoint again
     assert journal._db.commits.checkpoints == before + 1
+
+
+async def test_a_finish_whose_caller_is_cancelled_still_lands(journal: Journal) -> None:
+    """The terminal has answered: a stop cancelling the payment's handler while its
+    outcome waits for the writer must not drop the outcome (the row would stay open)."""
+    journal.begin("ORDER_1", canonical_request("ORDER_1"), flavour="pos-api", at_terminal=True)
+    with journal._db.read():  # the writer takes a first job and waits for the connection
+        first = journal._db.submit(lambda conn: None)
+        while journal._db._jobs.qsize():  # noqa: ASYNC110 (another thread empties it)
+            await asyncio.sleep(0.005)
+        task = asyncio.create_task(
+            journal.finish_async("ORDER_1", TxState.ACCEPTED, accepted_result())
+        )
+        while not journal._db._jobs.qsize():  # noqa: ASYNC110 (queued, not started)
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    first.result(timeout=10)
+    deadline = time.monotonic() + 10
+    while (row := journal.get("ORDER_1")) is not None and not row.finished:
+        assert time.monotonic() < deadline, "the outcome never landed"
+        await asyncio.sleep(0.02)
+    assert row is not None and row.state is TxState.ACCEPTED
+    assert journal.outbox.get_by_order("ORDER_1") is not None
