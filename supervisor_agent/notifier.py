@@ -3,16 +3,18 @@
 One attempt at a time per notification.  A failed attempt writes the row's next
 ``next_attempt_at`` (exponential backoff capped at one minute, see retry_policy.py)
 in the same write that records it, so a restart keeps every row's schedule.  The
-worker sleeps until the earliest row falls due, or until it is kicked (a payment
-finished, a verdict was reconciled): it does not poll.
+worker sleeps until the earliest row falls due, or until it is kicked (a verdict
+was reconciled, a held outcome written, an attempt left its row pending): it does not
+poll.
 
-The register's answer waits for one attempt only (:meth:`Notifier.deliver_now`):
-HiPay refusing a connection answers the customer at once, and the worker carries
-on in the background.  While HiPay is down (hipay_outage.py) the notifier logs one
-warning, keeps trying HiPay at least every ``probe_interval_s``, and when HiPay
-answers again makes the whole backlog due at once: it drains with
-``max_concurrent`` attempts in flight over one keep-alive connection pool.  Rows
-are only dead-lettered on a 4xx answer other than 408/429.
+The register's answer waits for one attempt only (:meth:`Notifier.deliver_now`), made
+by the payment path itself on the row the journal just wrote: HiPay refusing a
+connection answers the customer at once, and the worker carries on in the background.
+While HiPay is down (hipay_outage.py) the notifier logs one warning, keeps trying
+HiPay at least every ``probe_interval_s``, and when HiPay answers again makes the
+whole backlog due at once: it drains with ``max_concurrent`` attempts in flight over
+one keep-alive connection pool.  Rows are only dead-lettered on a 4xx answer other
+than 408/429.
 
 Counting, for ``numberOfNotificationSent`` (``attempts_received``):
 
@@ -22,7 +24,9 @@ Counting, for ``numberOfNotificationSent`` (``attempts_received``):
   reconciliation send with the same ``Idempotency-Key``, and counts 1 more if
   acknowledged, hence 2;
 * a connection that never opened counts 0, and so does any HTTP answer that is
-  not 2xx (5xx, 429, 4xx): HiPay said it did not take it.
+  not 2xx (5xx, 429, 4xx): HiPay said it did not take it;
+* a kept-alive connection that dies under the request counts 1 if the request went
+  out, and the POST goes again at once on a new connection (:meth:`Notifier._attempt`).
 
 One notifier per data directory (a ``flock`` on :attr:`Notifier.lock_path`
 enforces it), so claiming rows is a matter of not starting a row twice in
