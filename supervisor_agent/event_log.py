@@ -168,7 +168,8 @@ class EventLog:
         if self.closed or self.last_seq > seq:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await changed.wait()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop the streams run on (set before threads publish)."""

@@ -76,7 +76,8 @@ class Scheduler:
                 log.info("update.scheduled", at=when.isoformat(timespec="seconds"))
                 delay = (when - dt.datetime.now()).total_seconds()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wanted.wait(), max(delay, 0.0))
+                    async with asyncio.timeout(max(delay, 0.0)):
+                        await self.wanted.wait()
                 self.wanted.clear()
                 await self.run_once()
         finally:

@@ -586,7 +586,8 @@ class ConcertV2Terminal:
             self._first_attempt.set()
             log.info("concert_v2.link.reconnect_wait", delay_s=delay)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
             delay = min(delay * factor, cap)
 
     def _down_error(self) -> TerminalError:

@@ -90,7 +90,8 @@ class ByteLink:
             if remaining is not None and remaining <= 0:
                 return None
             try:
-                await asyncio.wait_for(self._data.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._data.wait()
             except TimeoutError:
                 return None
         byte = self._buffer[0]
