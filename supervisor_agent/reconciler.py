@@ -1,10 +1,11 @@
 """Bringing every terminal verdict home: tp-manager's pending results into the journal.
 
 tp-manager keeps each verdict on disk until the agent acknowledges it
-(common/commands/results.py).  Most are acknowledged right after the payment
-path journaled them.  The others are the ones this module exists for: an answer
-that came after the transaction timeout or a cancel, a verdict replied to an
-agent that had died, one cut off by a tp-manager restart.  Their orders are
+(common/commands/results.py).  Most are acknowledged once the payment path
+journaled them, in one ``ack`` per :data:`ACK_LINGER_S` rather than one per
+payment.  The others are the ones this module exists for: an answer that came
+after the transaction timeout or a cancel, a verdict replied to an agent that
+had died, one cut off by a tp-manager restart.  Their orders are
 ``unknown`` in the journal; ``Journal.reconcile`` gives them the terminal's
 verdict and queues the corrected HiPay notification.
 
@@ -31,6 +32,10 @@ log = structlog.get_logger(__name__)
 
 RESULTS_POLL_S = 30.0  # the slow poll: the backstop for a lost hint
 RESULTS_TIMEOUT_S = 5.0
+# How long a payment's acknowledgement waits for others to share its ``ack`` call: one
+# control round trip (and one result-store write in tp-manager) per batch, not per
+# payment.  A verdict acknowledged late is only kept longer; a lost ack costs nothing.
+ACK_LINGER_S = 0.25
 
 
 class Reconciler:
@@ -49,6 +54,7 @@ class Reconciler:
         self._to_ack: set[str] = set()
         self._collect_wanted = True  # collect once at start: verdicts held while we were down
         self._task: asyncio.Task[None] | None = None
+        self._ack_timer: asyncio.TimerHandle | None = None
         self._unsupported_logged = False
 
     def start(self) -> None:
@@ -56,6 +62,9 @@ class Reconciler:
         self._task = asyncio.create_task(self._run(), name="reconciler")
 
     async def stop(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -68,8 +77,14 @@ class Reconciler:
         self._wake.set()
 
     def acknowledge(self, order_id: str) -> None:
-        """The payment path journaled this verdict: tp-manager may forget it (batched)."""
+        """The payment path journaled this verdict: tp-manager may forget it, in one
+        ``ack`` with the others journaled within :data:`ACK_LINGER_S`."""
         self._to_ack.add(order_id)
+        if self._ack_timer is None:
+            self._ack_timer = asyncio.get_running_loop().call_later(ACK_LINGER_S, self._acks_due)
+
+    def _acks_due(self) -> None:
+        self._ack_timer = None
         self._wake.set()
 
     async def _run(self) -> None:
