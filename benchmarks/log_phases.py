@@ -44,7 +44,7 @@ PHASE_NAMES: Final[dict[tuple[str, str], str]] = {
     ("concert_v2.pay.done", "tp_manager.transaction.finished"): "tp-manager after the answer",
     ("tp_manager.transaction.finished", "api.payment.finished"): "ZeroMQ back, journal finish",
     ("api.payment.finished", "hipay.notify.delivered"): "HiPay notification (stub)",
-    ("hipay.notify.delivered", ACCESS_LOG): "after HiPay: outbox read, answer built",
+    ("hipay.notify.delivered", ACCESS_LOG): "after HiPay: answer built",
     (ACCESS_LOG, CLIENT_RECEIVED): "HTTP out to the register",
 }
 
