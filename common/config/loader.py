@@ -50,6 +50,7 @@ DEMO_VALUES: dict[str, Any] = {
 
 DEFAULT_LOCAL_PORT = 8080
 DEFAULT_TERMINAL_PORT = 8888
+PTY_DATA_BITS = 8  # all a Linux pseudo-terminal takes: the built-in simulator's line
 DEFAULT_TRANSACTION_TIMEOUT_S = 120.0
 DEFAULT_NOTIFICATION_BUDGET_S = 3.0
 DEFAULT_RETENTION_MONTHS = 13
@@ -387,6 +388,14 @@ def build(
     allowed: tuple[str, ...] = c.value("allowed_terminals", ())
     v3_version = c.value("protocol_version", protocol_version(DEFAULT_V3_PROTOCOL))
     line = serial_line.resolve_line(c, _top_level, DEFAULT_LINE)
+    if protocol == CONCERT_V2 and serial_port == SIMULATOR and line.data_bits != PTY_DATA_BITS:
+        # the built-in simulator's line is a pseudo-terminal, which refuses 7 data bits
+        c.problem(
+            serial_line.SERIAL_PROFILE if serial_line.SERIAL_PROFILE in c.raw else "dataBits",
+            f"sets {line.data_bits} data bits, but serial_port: simulator runs on a "
+            f"pseudo-terminal, which takes only {PTY_DATA_BITS}: use usb-8n1 (or no profile) "
+            "with the simulator",
+        )
     keepalive = serial_line.resolve_keepalive(c, _top_level, DEFAULT_KEEPALIVE_INTERVAL_S)
     terminals = named_terminals.build(c, v3_version, line, keepalive)
     if protocol == CONCERT_V3 and terminal_host:

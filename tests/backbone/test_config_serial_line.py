@@ -221,3 +221,18 @@ def test_named_terminal_keys_are_checked_and_named_in_full(tmp_path: Path) -> No
         "(got 'sometimes')",
     }
     assert isinstance(error, ConfigError)
+
+
+@pytest.mark.parametrize(
+    ("lines", "key"),
+    [("serial_profile: rs232-7e1\n", "serial_profile"), ("dataBits: 7\n", "dataBits")],
+)
+def test_the_built_in_simulator_refuses_a_seven_bit_line(
+    lines: str, key: str, tmp_path: Path
+) -> None:
+    """Its line is a pseudo-terminal: a 7E1 simulator would only fail later, at open."""
+    text = BASE_YAML.replace("/dev/ttyUSB0", "simulator") + lines
+    error = load_error(write(tmp_path, text))
+    assert where(error) == [(key, NEXT)]
+    assert "pseudo-terminal, which takes only 8" in str(error)
+    assert load_config(write(tmp_path, BASE_YAML + lines)).serial_line.data_bits == 7
