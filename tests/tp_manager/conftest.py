@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import zmq.asyncio
 
+from supervisor_agent.client import TerminalClient
 from tests.simulator.conftest import start_sim  # noqa: F401  (the fixture, shared)
 from tp_manager.concert_v2.terminal import ConcertV2Terminal
 from tp_manager.context import ServerContext
@@ -55,3 +57,21 @@ async def tp_manager(
         await server.close()
         await terminal.close()
         ctx.results.close()
+
+
+@pytest.fixture
+async def zctx() -> AsyncIterator[zmq.asyncio.Context]:
+    context = zmq.asyncio.Context()
+    yield context
+    context.term()
+
+
+@contextlib.asynccontextmanager
+async def agent(tmp_path: Path, zctx: zmq.asyncio.Context) -> AsyncIterator[TerminalClient]:
+    """The agent's side of the control channel, on tp-manager's socket under ``tmp_path``."""
+    client = TerminalClient(endpoints(tmp_path)[0], context=zctx)
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.close()

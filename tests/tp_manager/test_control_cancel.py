@@ -13,38 +13,17 @@ was the hang of benchmarks/many_terminals.py at teardown with ``notification_bud
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import zmq.asyncio
 
 from common.commands import results as results_contract
-from supervisor_agent.client import TerminalClient
 from tests.simulator.conftest import StartSim
-from tests.tp_manager.conftest import endpoints, tp_manager
+from tests.tp_manager.conftest import agent, tp_manager
 
 CANCELS = 300  # cancels at varying points of a call: many land as a reply arrives
 STOP_BOUND_S = 5.0  # a cancelled task ends at once; this only bounds a failure
 TRANSACTION_TIMEOUT_S = 5.0
-
-
-@pytest.fixture
-async def zctx() -> AsyncIterator[zmq.asyncio.Context]:
-    context = zmq.asyncio.Context()
-    yield context
-    context.term()
-
-
-@contextlib.asynccontextmanager
-async def agent(tmp_path: Path, zctx: zmq.asyncio.Context) -> AsyncIterator[TerminalClient]:
-    client = TerminalClient(endpoints(tmp_path)[0], context=zctx)
-    await client.start()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def stop_for_good(task: asyncio.Task[None]) -> None:

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 import zmq
 import zmq.asyncio
 
@@ -46,13 +45,6 @@ POLL_S = 0.01
 # simulator for a moment must not look like a silent terminal.
 PROBE_TIMEOUT_S = 1.0
 SUB_TRIES = 100
-
-
-@pytest.fixture
-async def zctx() -> AsyncIterator[zmq.asyncio.Context]:
-    context = zmq.asyncio.Context()
-    yield context
-    context.term()
 
 
 @dataclass

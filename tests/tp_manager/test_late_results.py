@@ -23,7 +23,7 @@ from common.commands.cancel import CancelReply
 from common.commands.results import PendingResult, ResultsReply
 from supervisor_agent.client import CommandFailed, TerminalClient
 from tests.simulator.conftest import Sim, StartSim
-from tests.tp_manager.conftest import endpoints, tp_manager
+from tests.tp_manager.conftest import agent, endpoints, tp_manager
 
 SLOW_AMOUNT = 100_003  # 1000.03 EUR: the customer-slow scenario, accepted
 SLOW_S = "2.0"  # the simulator's customer time for it
@@ -33,23 +33,6 @@ POLL_S = 0.05
 
 def pay_props(order_id: str, amount: int = SLOW_AMOUNT) -> dict[str, Any]:
     return {"order_id": order_id, "amount": amount, "currency_numeric": "978"}
-
-
-@pytest.fixture
-async def zctx() -> AsyncIterator[zmq.asyncio.Context]:
-    context = zmq.asyncio.Context()
-    yield context
-    context.term()
-
-
-@contextlib.asynccontextmanager
-async def agent(tmp_path: Path, zctx: zmq.asyncio.Context) -> AsyncIterator[TerminalClient]:
-    client = TerminalClient(endpoints(tmp_path)[0], context=zctx)
-    await client.start()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 @contextlib.asynccontextmanager
