@@ -23,11 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import math
 import os
-import select
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,8 +38,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CALLS = 2000
 WARM_UP_CALLS = 50
-READY_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 10.0
 CALL_TIMEOUT_S = 10.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 THREAD_NAMES: dict[str, str] = {}  # native thread id -> Python name, from the READY line
@@ -145,34 +142,15 @@ async def serve(workdir: Path, log_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def tp_manager(workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(workdir)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=(workdir / "tp-manager.err").open("wb"),
-        start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
-        line = proc.stdout.readline().decode().strip() if ready else ""
-        if not line.startswith("READY"):
-            err = (workdir / "tp-manager.err").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"tp-manager side did not start: {line!r}\n{err}")
+def tp_manager(workdir: Path) -> Iterator[int]:
+    """The tp-manager side in its own process (``--serve``); yields its pid."""
+    stack_helpers = importlib.import_module("tests.stack")  # main() put the repo on sys.path
+    with stack_helpers.ready_command(
+        [sys.executable, __file__, "--serve", str(workdir)], workdir / "tp-manager.err"
+    ) as (pid, announced):
         THREAD_NAMES.clear()
-        THREAD_NAMES.update(dict(pair.split("=", 1) for pair in line.removeprefix("READY").split()))
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=STOP_TIMEOUT_S)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        THREAD_NAMES.update(dict(pair.split("=", 1) for pair in announced.split()))
+        yield pid
 
 
 def pay_properties(order_id: str, terminal: str) -> dict[str, Any]:
@@ -188,7 +166,7 @@ def pay_properties(order_id: str, terminal: str) -> dict[str, Any]:
 async def measure(workdir: Path, calls: int, in_flight: int) -> dict[str, Any]:
     from supervisor_agent.client import TerminalClient
 
-    with tp_manager(workdir) as proc:
+    with tp_manager(workdir) as pid:
         client = TerminalClient(f"ipc://{workdir}/control.sock")
         await client.start()
         try:
@@ -220,16 +198,14 @@ async def measure(workdir: Path, calls: int, in_flight: int) -> dict[str, Any]:
 
             per_lane = max(1, calls // in_flight)
             await asyncio.gather(*(lane(k, WARM_UP_CALLS, False) for k in range(in_flight)))
-            server_cpu, client_cpu = cpu_seconds(proc.pid), time.process_time()
-            threads = thread_cpu(proc.pid)
+            server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
+            threads = thread_cpu(pid)
             wall = time.perf_counter()
             await asyncio.gather(*(lane(k, per_lane, True) for k in range(in_flight)))
             wall = time.perf_counter() - wall
-            server_cpu = cpu_seconds(proc.pid) - server_cpu
+            server_cpu = cpu_seconds(pid) - server_cpu
             client_cpu = time.process_time() - client_cpu
-            threads = {
-                name: cpu - threads.get(name, 0.0) for name, cpu in thread_cpu(proc.pid).items()
-            }
+            threads = {name: cpu - threads.get(name, 0.0) for name, cpu in thread_cpu(pid).items()}
         finally:
             acking.cancel()
             with contextlib.suppress(asyncio.CancelledError):

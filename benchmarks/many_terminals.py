@@ -43,9 +43,7 @@ import json
 import math
 import os
 import random
-import select
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,7 +62,6 @@ TRANSACTION_TIMEOUT_S = 30.0
 HTTP_TIMEOUT_S = 60.0
 READY_TIMEOUT_S = 30.0
 LINK_UP_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
 AMOUNT_TEXT, AMOUNT_MINOR = "9.99", "999"
 SEED = 15  # the lanes' start offsets: the same spread run after run
 USER, PASSWORD = "register", "s3cret-pass"
@@ -159,40 +156,10 @@ async def serve_simulators(count: int, pay_seconds: float) -> list[list[str]]:
 def simulators(workdir: Path, count: int, pay_seconds: float) -> Iterator[tuple[list[int], Path]]:
     """The simulators' process; yields their ports and where their ledgers will be."""
     ledger_path = workdir / "ledgers.json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "--serve-simulators",
-            str(count),
-            "--customer-seconds",
-            str(pay_seconds),
-            "--ledgers",
-            str(ledger_path),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=(workdir / "simulators.err").open("wb"),
-        start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
-        line = proc.stdout.readline().decode().strip() if ready else ""
-        if not line.startswith("READY "):
-            err = (workdir / "simulators.err").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the simulators did not start ({line!r}):\n{err}")
-        yield [int(port) for port in line.split()[1:]], ledger_path
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=STOP_TIMEOUT_S)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    argv = [sys.executable, __file__, "--serve-simulators", str(count)]
+    argv += ["--customer-seconds", str(pay_seconds), "--ledgers", str(ledger_path)]
+    with imported("tests.stack").ready_command(argv, workdir / "simulators.err") as (_, ports):
+        yield [int(port) for port in ports.split()], ledger_path
 
 
 # --- the registers ------------------------------------------------------------------

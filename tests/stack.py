@@ -216,9 +216,17 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None
 def ready_process(args: list[str], err_path: Path) -> Iterator[str]:
     """``python -m common ARGS`` (simulate, hipay-stub) in its own process, stderr to
     ``err_path``; yields what its ``READY ...`` line announced; stopped by pid after."""
+    with ready_command([sys.executable, "-m", "common", *args], err_path) as (_pid, announced):
+        yield announced
+
+
+@contextlib.contextmanager
+def ready_command(argv: list[str], err_path: Path) -> Iterator[tuple[int, str]]:
+    """``argv`` in its own process (session), stderr to ``err_path``, until it prints a
+    ``READY [...]`` line; yields its pid and what that line announced; stopped by pid."""
     with open(err_path, "wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "common", *args],
+            argv,
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=err,
@@ -228,14 +236,16 @@ def ready_process(args: list[str], err_path: Path) -> Iterator[str]:
             assert proc.stdout is not None
             ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT_S)
             line = proc.stdout.readline().decode().strip() if ready else ""
-            if not line.startswith("READY "):
+            if line != "READY" and not line.startswith("READY "):
                 raise RuntimeError(
-                    f"{' '.join(args)} gave no READY line within {START_TIMEOUT_S} s "
+                    f"{' '.join(argv)} gave no READY line within {START_TIMEOUT_S} s "
                     f"(got {line!r}); its stderr:\n{err_path.read_text(errors='replace')[-2000:]}"
                 )
-            yield line.removeprefix("READY ")
+            yield proc.pid, line.removeprefix("READY").strip()
         finally:
             stop_process(proc)
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 @contextlib.contextmanager
