@@ -27,7 +27,7 @@ from datetime import timedelta
 
 import structlog
 
-from common import __version__, messages, paths
+from common import __version__, event_loop, messages, paths
 from common.concert_v3_versions import protocol_name
 from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.config.model import CONCERT_V3
@@ -237,4 +237,4 @@ def main(argv: list[str] | None = None) -> int:
         secrets=secrets_of(config),
         log_file=log_file_of(config),
     )
-    return asyncio.run(serve(config))
+    return event_loop.run(serve(config))

@@ -18,7 +18,7 @@ import sys
 import structlog
 import zmq.asyncio
 
-from common import paths
+from common import event_loop, paths
 from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.logging import configure_logging, log_file_of, secrets_of
 from tp_manager.context import ServerContext
@@ -134,4 +134,4 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(
         "tp-manager", config.log_level, secrets=secrets_of(config), log_file=log_file_of(config)
     )
-    return asyncio.run(serve(config))
+    return event_loop.run(serve(config))
