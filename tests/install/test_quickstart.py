@@ -9,6 +9,7 @@ install stamp in .venv is put back as it was.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import subprocess
 from collections.abc import Iterator
@@ -80,3 +81,15 @@ def test_a_changed_checkout_offline_runs_the_installed_connector_and_says_so(
     )
     assert result.stdout.strip() == str(paths.supervisord_pidfile(tmp_path / "data"))
     assert stamp.read_text() == "an older pyproject.toml\n"  # tried again next time
+
+
+def test_the_code_is_compiled_before_the_connector_runs(tmp_path: Path, stamp: Path) -> None:
+    """Every start of the programs then reads bytecode, even where they cannot write it."""
+    stamp.write_text(hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest() + "\n")
+    source = REPO / "supervisor_agent" / "main.py"
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    cached.unlink(missing_ok=True)
+    result = quickstart(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert cached.exists()
+    assert "could not write the bytecode cache" not in result.stderr
