@@ -79,15 +79,19 @@ def accepted_result(amount: int = 899) -> PaymentResult:
     )
 
 
-def finish_order(
+async def finish_order(
     journal: Journal, order_id: str, amount: int = 899, terminal: str = DEFAULT_TERMINAL
 ) -> TransactionRecord:
-    """A payment as the agent runs it: begin, at terminal, accepted."""
-    journal.begin(
-        order_id, canonical_request(order_id, amount), flavour="pos-api", terminal=terminal
+    """A payment as the agent runs it: claimed at the terminal in one commit, accepted."""
+    await journal.begin_async(
+        order_id,
+        canonical_request(order_id, amount),
+        flavour="pos-api",
+        terminal=terminal,
+        at_terminal=True,
     )
-    journal.mark_at_terminal(order_id)
-    return journal.finish(order_id, TxState.ACCEPTED, accepted_result(amount))
+    finished = await journal.finish_async(order_id, TxState.ACCEPTED, accepted_result(amount))
+    return finished.record
 
 
 @pytest.fixture

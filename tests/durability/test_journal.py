@@ -7,9 +7,8 @@ import dataclasses
 import functools
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -60,9 +59,9 @@ def test_fresh_file_is_migrated_from_zero_in_wal_mode(tmp_path: Path) -> None:
         conn.close()
 
 
-def test_reopening_keeps_data_and_does_not_migrate_again(tmp_path: Path) -> None:
+async def test_reopening_keeps_data_and_does_not_migrate_again(tmp_path: Path) -> None:
     first = Journal.open(tmp_path, context=CONTEXT)
-    finish_order(first, "ORDER_1")
+    await finish_order(first, "ORDER_1")
     first.close()
     second = Journal.open(tmp_path, context=CONTEXT)
     try:
@@ -85,23 +84,30 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         Journal.open(tmp_path)
 
 
-def test_begin_twice_gives_in_progress_then_done_with_the_stored_record(journal: Journal) -> None:
-    first = journal.begin("ORDER_1", canonical_request("ORDER_1"), flavour="pos-api")
+async def _begin(journal: Journal, order_id: str, amount: int = 899, **kwargs: Any) -> Begin:
+    """The payment path's claim: the row written ``at_terminal`` in one commit."""
+    request = canonical_request(order_id, amount)
+    return await journal.begin_async(
+        order_id, request, flavour="pos-api", at_terminal=True, **kwargs
+    )
+
+
+async def test_begin_twice_gives_in_progress_then_done_with_the_stored_record(
+    journal: Journal,
+) -> None:
+    first = await _begin(journal, "ORDER_1")
     assert first.kind is BeginKind.NEW
-    assert first.record.state is TxState.RECEIVED
+    assert first.record.state is TxState.AT_TERMINAL
     assert first.record.request["amount"] == 899
 
-    again = journal.begin("ORDER_1", canonical_request("ORDER_1", amount=1), flavour="pos-api")
+    again = await _begin(journal, "ORDER_1", amount=1)
     assert again.kind is BeginKind.IN_PROGRESS
     assert again.record.request["amount"] == 899  # the first request, not the replay's
+    assert again.record.state is TxState.AT_TERMINAL
 
-    journal.mark_at_terminal("ORDER_1")
-    assert journal.begin("ORDER_1", canonical_request("ORDER_1"), flavour="x").kind is (
-        BeginKind.IN_PROGRESS
-    )
-    journal.finish("ORDER_1", TxState.ACCEPTED, accepted_result())
+    await journal.finish_async("ORDER_1", TxState.ACCEPTED, accepted_result())
 
-    done = journal.begin("ORDER_1", canonical_request("ORDER_1"), flavour="pos-api")
+    done = await _begin(journal, "ORDER_1")
     assert done.kind is BeginKind.DONE
     assert done.record.state is TxState.ACCEPTED
     assert done.record.result is not None
@@ -109,33 +115,21 @@ def test_begin_twice_gives_in_progress_then_done_with_the_stored_record(journal:
     assert done.record.finished_at is not None
 
 
-def test_concurrent_begins_of_one_order_have_a_single_winner(tmp_path: Path) -> None:
-    """Eight threads, four connections to the same file, one order id: exactly one NEW."""
+async def test_concurrent_begins_of_one_order_have_a_single_winner(tmp_path: Path) -> None:
+    """Eight claims, four connections to the same file (four writer threads racing for
+    its write lock), one order id: exactly one NEW."""
     journals = [Journal.open(tmp_path, context=CONTEXT) for _ in range(4)]
-    barrier = threading.Barrier(8)
-    kinds: list[BeginKind] = []
-    lock = threading.Lock()
-
-    def worker(i: int) -> None:
-        barrier.wait(timeout=10)
-        outcome = journals[i % 4].begin("RACE", canonical_request("RACE"), flavour="pos-api")
-        with lock:
-            kinds.append(outcome.kind)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=20)
+        outcomes = await asyncio.gather(*(_begin(journals[i % 4], "RACE") for i in range(8)))
+        kinds = [outcome.kind for outcome in outcomes]
         assert sorted(kinds) == sorted([BeginKind.NEW] + [BeginKind.IN_PROGRESS] * 7)
     finally:
         for j in journals:
             j.close()
 
 
-def test_finish_queues_the_notification_in_the_same_transaction(journal: Journal) -> None:
-    record = finish_order(journal, "ORDER_1")
+async def test_finish_queues_the_notification_in_the_same_transaction(journal: Journal) -> None:
+    record = await finish_order(journal, "ORDER_1")
     assert record.state is TxState.ACCEPTED
     note = journal.outbox.get_by_order("ORDER_1")
     assert note is not None
@@ -155,87 +149,82 @@ def test_finish_queues_the_notification_in_the_same_transaction(journal: Journal
     )
 
 
-def test_finish_rolls_back_entirely_when_the_outbox_write_fails(journal: Journal) -> None:
+async def test_finish_rolls_back_entirely_when_the_outbox_write_fails(journal: Journal) -> None:
     """A trigger makes the outbox insert fail: the outcome must not be half-written."""
-    journal.begin("ORDER_1", canonical_request("ORDER_1"), flavour="pos-api")
-    journal.mark_at_terminal("ORDER_1")
+    await _begin(journal, "ORDER_1")
     with journal._db.write() as conn:
         conn.execute(
             "CREATE TRIGGER no_outbox BEFORE INSERT ON outbox"
             " BEGIN SELECT RAISE(ABORT, 'outbox refused'); END"
         )
     with pytest.raises(sqlite3.IntegrityError, match="outbox refused"):
-        journal.finish("ORDER_1", TxState.ACCEPTED, accepted_result())
+        await journal.finish_async("ORDER_1", TxState.ACCEPTED, accepted_result())
     record = journal.get("ORDER_1")
     assert record is not None and record.state is TxState.AT_TERMINAL
     assert record.result is None
     assert journal.outbox.get_by_order("ORDER_1") is None
 
 
-def test_lifecycle_refuses_impossible_changes(journal: Journal) -> None:
-    with pytest.raises(JournalStateError):
-        journal.mark_at_terminal("NOPE")
-    with pytest.raises(JournalStateError):
-        journal.finish("NOPE", TxState.FAILED)
-    finish_order(journal, "ORDER_1")
+async def test_lifecycle_refuses_impossible_changes(journal: Journal) -> None:
+    with pytest.raises(JournalStateError, match="no transaction"):
+        await journal.finish_async("NOPE", TxState.FAILED)
+    await finish_order(journal, "ORDER_1")
     with pytest.raises(JournalStateError, match="already finished"):
-        journal.finish("ORDER_1", TxState.REFUSED)
-    with pytest.raises(JournalStateError):
-        journal.mark_at_terminal("ORDER_1")
-    journal.begin("ORDER_2", canonical_request("ORDER_2"), flavour="pos-api")
+        await journal.finish_async("ORDER_1", TxState.REFUSED)
+    await _begin(journal, "ORDER_2")
     with pytest.raises(JournalStateError, match="not a final state"):
-        journal.finish("ORDER_2", TxState.AT_TERMINAL)
-    # finishing straight from received (tp-manager unreachable) is allowed
-    failed = journal.finish("ORDER_2", TxState.FAILED, None, TxError("TP_MANAGER_UNAVAILABLE"))
-    assert failed.error_code == "TP_MANAGER_UNAVAILABLE"
+        await journal.finish_async("ORDER_2", TxState.AT_TERMINAL)
+    # the pay command never left (tp-manager unreachable): failed, and the id may come again
+    failed = await journal.finish_async(
+        "ORDER_2", TxState.FAILED, None, TxError("TP_MANAGER_UNAVAILABLE")
+    )
+    assert failed.record.error_code == "TP_MANAGER_UNAVAILABLE"
+    assert failed.notification is None
+    again = await _begin(journal, "ORDER_2")
+    assert again.kind is BeginKind.NEW and again.record.error_code is None
 
 
-def test_invalid_requests_are_refused_before_anything_is_written(journal: Journal) -> None:
+async def test_invalid_requests_are_refused_before_anything_is_written(journal: Journal) -> None:
     bad = canonical_request("ORDER_1")
     bad["amount"] = 8.99  # a float: never money
     with pytest.raises(hipay_payload.PayloadError, match="minor units"):
-        journal.begin("ORDER_1", bad, flavour="pos-api")
+        await journal.begin_async("ORDER_1", bad, flavour="pos-api", at_terminal=True)
     other = canonical_request("ORDER_X")
     with pytest.raises(hipay_payload.PayloadError, match="differs"):
-        journal.begin("ORDER_1", other, flavour="pos-api")
+        await journal.begin_async("ORDER_1", other, flavour="pos-api", at_terminal=True)
     assert journal.get("ORDER_1") is None
 
 
-def test_no_full_pan_and_no_password_reach_the_file(journal: Journal, tmp_path: Path) -> None:
+def _journal_bytes(data_dir: Path) -> bytes:
+    """Every byte of the journal's files (main file, WAL, shared memory)."""
+    return b"".join(p.read_bytes() for p in data_dir.glob(JOURNAL_FILENAME + "*"))
+
+
+async def test_no_full_pan_and_no_password_reach_the_file(journal: Journal, tmp_path: Path) -> None:
     request = canonical_request("ORDER_1")
     request["custom_data"] = {"password": "hunter2-secret", "shop": "Opera"}
-    journal.begin("ORDER_1", request, flavour="pos-api")
-    journal.mark_at_terminal("ORDER_1")
+    await journal.begin_async("ORDER_1", request, flavour="pos-api", at_terminal=True)
     result = accepted_result().to_dict()
     result["masked_pan"] = FULL_PAN
     result["report"] = f"report with {FULL_PAN} inside"
-    record = journal.finish("ORDER_1", TxState.ACCEPTED, result)
+    record = (await journal.finish_async("ORDER_1", TxState.ACCEPTED, result)).record
     assert record.result is not None
     assert record.result["masked_pan"] == "411111######1111"
     assert record.request["custom_data"]["password"] == "[redacted]"
     journal.close()
-    raw = b"".join(p.read_bytes() for p in tmp_path.glob(JOURNAL_FILENAME + "*"))
+    raw = _journal_bytes(tmp_path)
     assert FULL_PAN.encode() not in raw
     assert b"hunter2-secret" not in raw
     assert b"4711892728946" in raw  # an EAN is not a PAN: left alone
 
 
-def test_recover_interrupted_closes_open_rows_and_queues_them(journal: Journal) -> None:
-    journal.begin("NEVER_SENT", canonical_request("NEVER_SENT"), flavour="pos-api")
-    journal.begin(
-        "AT_TERM", canonical_request("AT_TERM"), flavour="pos-api", terminal="192.0.2.7:8888"
-    )
-    journal.mark_at_terminal("AT_TERM")
-    finish_order(journal, "DONE", terminal="192.0.2.8:8888")
+async def test_recover_interrupted_closes_open_rows_and_queues_them(journal: Journal) -> None:
+    await _begin(journal, "AT_TERM", terminal="192.0.2.7:8888")
+    await finish_order(journal, "DONE", terminal="192.0.2.8:8888")
 
-    recovered = {r.order_id: r for r in journal.recover_interrupted()}
-    assert set(recovered) == {"NEVER_SENT", "AT_TERM"}
-    assert recovered["NEVER_SENT"].state is TxState.FAILED
-    assert recovered["NEVER_SENT"].error_code == NOT_SENT_TO_TERMINAL
-    assert recovered["AT_TERM"].state is TxState.UNKNOWN
-    assert recovered["AT_TERM"].error_code == INTERRUPTED
-    # nothing reached the terminal: HiPay has nothing to learn of NEVER_SENT
-    assert journal.outbox.get_by_order("NEVER_SENT") is None
+    (recovered,) = journal.recover_interrupted()
+    assert recovered.order_id == "AT_TERM"
+    assert (recovered.state, recovered.error_code) == (TxState.UNKNOWN, INTERRUPTED)
     note = journal.outbox.get_by_order("AT_TERM")
     assert note is not None and note.state is NotificationState.PENDING
     assert note.payload["terminal_result"]["state"] == "unknown"
@@ -246,29 +235,71 @@ def test_recover_interrupted_closes_open_rows_and_queues_them(journal: Journal) 
     assert len(journal.outbox.list()) == 2
 
 
-def test_purge_deletes_only_old_delivered_transactions(tmp_path: Path) -> None:
+def _received_by_an_earlier_version(path: Path, order_id: str, terminal: str) -> None:
+    """A row as connectors before the one-commit claim left it on disk: claimed
+    (``received``), the pay command not yet sent, then the process gone.  Written with
+    plain sqlite3 the way that version's ``begin`` wrote it; after a self-update the new
+    agent finds it at start."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            conn.execute(
+                "INSERT INTO transactions (order_id, flavour, request_json, state,"
+                " created_at, updated_at, terminal) VALUES (?, ?, ?, 'received', ?, ?, ?)",
+                (
+                    order_id,
+                    "pos-api",
+                    json.dumps(canonical_request(order_id), sort_keys=True),
+                    time.time(),
+                    time.time(),
+                    terminal,
+                ),
+            )
+    finally:
+        conn.close()
+
+
+async def test_a_received_row_left_by_an_earlier_version_is_recovered_as_not_sent(
+    tmp_path: Path,
+) -> None:
+    Journal.open(tmp_path, context=CONTEXT).close()  # the file, at this schema
+    _received_by_an_earlier_version(tmp_path / JOURNAL_FILENAME, "NEVER_SENT", "192.0.2.6:8888")
+    journal = Journal.open(tmp_path, context=CONTEXT)
+    try:
+        (recovered,) = journal.recover_interrupted()
+        assert recovered.order_id == "NEVER_SENT"
+        assert (recovered.state, recovered.error_code) == (TxState.FAILED, NOT_SENT_TO_TERMINAL)
+        # nothing reached the terminal: HiPay has nothing to learn of it
+        assert journal.outbox.get_by_order("NEVER_SENT") is None
+        assert journal.recover_interrupted() == []
+        # the register, which got no answer, may post it again: a new payment
+        again = await _begin(journal, "NEVER_SENT", terminal="192.0.2.6:8888")
+        assert again.kind is BeginKind.NEW and again.record.state is TxState.AT_TERMINAL
+    finally:
+        journal.close()
+
+
+async def test_purge_deletes_only_old_delivered_transactions(tmp_path: Path) -> None:
     now = [1_700_000_000.0]
     journal = Journal.open(tmp_path, context=CONTEXT, clock=lambda: now[0])
     try:
         for order_id in ("OLD_DELIVERED", "OLD_PENDING", "OLD_DEAD"):
-            finish_order(journal, order_id)
-        journal.begin(
-            "OLD_OPEN", canonical_request("OLD_OPEN"), flavour="pos-api", terminal="192.0.2.7:8888"
-        )
+            await finish_order(journal, order_id)
+        await _begin(journal, "OLD_OPEN", terminal="192.0.2.7:8888")
         for order_id, state in (
             ("OLD_DELIVERED", NotificationState.DELIVERED),
             ("OLD_DEAD", NotificationState.DEAD),
         ):
             note = journal.outbox.get_by_order(order_id)
             assert note is not None
-            journal.outbox.record_attempt(
+            await journal.outbox.record_attempt_async(
                 note.id, state=state, status=200, error=None, possibly_received=True
             )
         now[0] += timedelta(days=400).total_seconds()
-        finish_order(journal, "RECENT_DELIVERED")
+        await finish_order(journal, "RECENT_DELIVERED")
         recent = journal.outbox.get_by_order("RECENT_DELIVERED")
         assert recent is not None
-        journal.outbox.record_attempt(
+        await journal.outbox.record_attempt_async(
             recent.id,
             state=NotificationState.DELIVERED,
             status=200,
@@ -288,8 +319,8 @@ def test_purge_deletes_only_old_delivered_transactions(tmp_path: Path) -> None:
         journal.close()
 
 
-def test_payload_json_is_exactly_what_was_queued(journal: Journal) -> None:
-    finish_order(journal, "ORDER_1")
+async def test_payload_json_is_exactly_what_was_queued(journal: Journal) -> None:
+    await finish_order(journal, "ORDER_1")
     note = journal.outbox.get_by_order("ORDER_1")
     assert note is not None
     assert json.loads(note.payload_json) == note.payload
@@ -300,11 +331,10 @@ def test_payload_json_is_exactly_what_was_queued(journal: Journal) -> None:
 # -- the writer thread: one commit for what queues up, each job its own outcome --------
 
 
-def _queued(journal: Journal, calls: list[Callable[[], object]]) -> list[object]:
-    """Run ``calls`` (blocking journal methods) in threads while the test holds the
+async def _queued(journal: Journal, calls: list[Callable[[], Awaitable[object]]]) -> list[object]:
+    """Start ``calls`` (the journal's coroutines, in this order) while the test holds the
     connection, so that they queue up behind the writer; then let it commit them.
     Returns each call's result, or the exception it raised."""
-    outcomes: list[object] = [None] * len(calls)
     submitted: list[object] = []
     submit = journal._db.submit
 
@@ -313,55 +343,29 @@ def _queued(journal: Journal, calls: list[Callable[[], object]]) -> list[object]
         submitted.append(future)
         return future
 
-    def run(i: int) -> None:
-        try:
-            outcomes[i] = calls[i]()
-        except Exception as exc:
-            outcomes[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
     journal._db.submit = counted  # type: ignore[method-assign]
     try:
         with journal._db.read():  # the writer takes a job, then waits for the connection
-            for thread in threads:
-                thread.start()
+            tasks = [asyncio.create_task(call()) for call in calls]
             deadline = time.monotonic() + 10
-            while len(submitted) < len(calls) and time.monotonic() < deadline:
-                time.sleep(0.005)
+            while len(submitted) < len(calls) and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
     finally:
         journal._db.submit = submit  # type: ignore[method-assign]
-    for thread in threads:
-        thread.join(timeout=20)
-    return outcomes
+    return list(await asyncio.gather(*tasks, return_exceptions=True))
 
 
-def test_jobs_queued_behind_a_commit_share_one_and_keep_their_own_outcomes(
+async def test_jobs_queued_behind_a_commit_share_one_and_keep_their_own_outcomes(
     journal: Journal,
 ) -> None:
     before = dataclasses.replace(journal._db.commits)
-    calls: list[Callable[[], object]] = [
-        functools.partial(
-            journal.begin,
-            f"ORDER_{i}",
-            canonical_request(f"ORDER_{i}"),
-            flavour="pos-api",
-            terminal=f"T{i}",
-            at_terminal=True,
-        )
-        for i in range(6)
+    calls: list[Callable[[], Awaitable[object]]] = [
+        functools.partial(_begin, journal, f"ORDER_{i}", terminal=f"T{i}") for i in range(6)
     ]
-    calls.append(functools.partial(journal.finish, "NOPE", TxState.FAILED))  # refused
-    calls.append(  # the same terminal as ORDER_0, which the group has just claimed
-        functools.partial(
-            journal.begin,
-            "ORDER_X",
-            canonical_request("ORDER_X"),
-            flavour="pos-api",
-            terminal="T0",
-            at_terminal=True,
-        )
-    )
-    outcomes = _queued(journal, calls)
+    calls.append(functools.partial(journal.finish_async, "NOPE", TxState.FAILED))  # refused
+    # the same terminal as ORDER_0, which the group has just claimed
+    calls.append(functools.partial(_begin, journal, "ORDER_X", terminal="T0"))
+    outcomes = await _queued(journal, calls)
     begun = [o for o in outcomes[:6] if isinstance(o, Begin)]
     assert [b.kind for b in begun] == [BeginKind.NEW] * 6
     assert isinstance(outcomes[6], JournalStateError)
@@ -376,20 +380,17 @@ def test_jobs_queued_behind_a_commit_share_one_and_keep_their_own_outcomes(
     assert after.durable - before.durable <= 2  # the first job alone, then the seven
 
 
-def test_a_sqlite_error_in_a_group_fails_its_job_only(journal: Journal) -> None:
+async def test_a_sqlite_error_in_a_group_fails_its_job_only(journal: Journal) -> None:
     with journal._db.write() as conn:
         conn.execute(
             "CREATE TRIGGER no_bad BEFORE INSERT ON transactions WHEN NEW.order_id = 'BAD'"
             " BEGIN SELECT RAISE(ABORT, 'bad order refused'); END"
         )
     order_ids = ["GOOD_1", "BAD", "GOOD_2"]
-    calls: list[Callable[[], object]] = [
-        functools.partial(
-            journal.begin, o, canonical_request(o), flavour="pos-api", terminal=o, at_terminal=True
-        )
-        for o in order_ids
+    calls: list[Callable[[], Awaitable[object]]] = [
+        functools.partial(_begin, journal, o, terminal=o) for o in order_ids
     ]
-    outcomes = _queued(journal, calls)
+    outcomes = await _queued(journal, calls)
     assert isinstance(outcomes[1], sqlite3.IntegrityError)
     for i in (0, 2):
         outcome = outcomes[i]
@@ -398,17 +399,16 @@ def test_a_sqlite_error_in_a_group_fails_its_job_only(journal: Journal) -> None:
     assert journal.get("BAD") is None
 
 
-def test_a_group_the_disk_refuses_fails_every_job_and_writes_nothing(journal: Journal) -> None:
-    calls: list[Callable[[], object]] = [
-        functools.partial(
-            journal.begin, o, canonical_request(o), flavour="pos-api", terminal=o, at_terminal=True
-        )
-        for o in ("A", "B", "C")
+async def test_a_group_the_disk_refuses_fails_every_job_and_writes_nothing(
+    journal: Journal,
+) -> None:
+    calls: list[Callable[[], Awaitable[object]]] = [
+        functools.partial(_begin, journal, o, terminal=o) for o in ("A", "B", "C")
     ]
     with journal._db.read() as conn:
         conn.execute("PRAGMA query_only = 1")  # every write fails as on a read-only disk
     try:
-        outcomes = _queued(journal, calls)
+        outcomes = await _queued(journal, calls)
     finally:
         with journal._db.read() as conn:
             conn.execute("PRAGMA query_only = 0")
@@ -416,13 +416,11 @@ def test_a_group_the_disk_refuses_fails_every_job_and_writes_nothing(journal: Jo
     assert [journal.get(o) for o in ("A", "B", "C")] == [None, None, None]
 
 
-def test_begin_at_terminal_is_one_durable_commit(journal: Journal) -> None:
+async def test_begin_at_terminal_is_one_durable_commit(journal: Journal) -> None:
     before = dataclasses.replace(journal._db.commits)
     seen: list[tuple[str, TxState]] = []
     journal.observers.add(lambda change, row: seen.append((change, row.state)))
-    begun = journal.begin(
-        "ORDER_1", canonical_request("ORDER_1"), flavour="pos-api", at_terminal=True
-    )
+    begun = await _begin(journal, "ORDER_1")
     assert begun.kind is BeginKind.NEW and begun.record.state is TxState.AT_TERMINAL
     assert (journal._db.commits.durable, journal._db.commits.bookkeeping) == (
         before.durable + 1,
@@ -434,22 +432,22 @@ def test_begin_at_terminal_is_one_durable_commit(journal: Journal) -> None:
     assert (recovered.state, recovered.error_code) == (TxState.UNKNOWN, INTERRUPTED)
 
 
-def test_attempt_bookkeeping_commits_without_fsync_and_outcomes_with_it(
+async def test_attempt_bookkeeping_commits_without_fsync_and_outcomes_with_it(
     journal: Journal,
 ) -> None:
-    finish_order(journal, "ORDER_1")
+    await finish_order(journal, "ORDER_1")
     note = journal.outbox.get_by_order("ORDER_1")
     assert note is not None
     before = dataclasses.replace(journal._db.commits)
-    journal.outbox.record_attempt(
+    await journal.outbox.record_attempt_async(
         note.id, state=NotificationState.DELIVERED, status=200, error=None, possibly_received=True
     )
     after = dataclasses.replace(journal._db.commits)
     assert (after.durable, after.bookkeeping) == (before.durable, before.bookkeeping + 1)
     with journal._db.read() as conn:  # and the connection is back to FULL for the rest
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
-    finish_order(journal, "ORDER_2")  # begin, mark, finish: three durable commits
-    assert journal._db.commits.durable == after.durable + 3
+    await finish_order(journal, "ORDER_2")  # begin at the terminal, finish: two fsyncs
+    assert journal._db.commits.durable == after.durable + 2
     reopened = Journal.open(journal.path.parent, context=CONTEXT)
     try:  # committed, so another connection (or a restarted process) reads it
         row = reopened.outbox.get_by_order("ORDER_1")
@@ -458,7 +456,7 @@ def test_attempt_bookkeeping_commits_without_fsync_and_outcomes_with_it(
         reopened.close()
 
 
-def test_the_wal_is_checkpointed_when_the_writer_is_idle_not_inside_a_commit(
+async def test_the_wal_is_checkpointed_when_the_writer_is_idle_not_inside_a_commit(
     journal: Journal,
 ) -> None:
     with journal._db.read() as conn:
@@ -466,22 +464,22 @@ def test_the_wal_is_checkpointed_when_the_writer_is_idle_not_inside_a_commit(
             CHECKPOINT_BACKSTOP_PAGES
         )
     before = journal._db.commits.checkpoints
-    finish_order(journal, "ORDER_1")
+    await finish_order(journal, "ORDER_1")
     deadline = time.monotonic() + 10
-    while journal._db.commits.checkpoints == before and time.monotonic() < deadline:
-        time.sleep(0.02)
+    while journal._db.commits.checkpoints == before and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
     assert journal._db.commits.checkpoints == before + 1
     with journal._db.read() as conn:  # everything committed is in the main file now
         busy, wal_pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     assert busy == 0 and wal_pages == copied
-    time.sleep(CHECKPOINT_IDLE_S * 3)  # idle with nothing new: no checkpoint again
+    await asyncio.sleep(CHECKPOINT_IDLE_S * 3)  # idle with nothing new: no checkpoint again
     assert journal._db.commits.checkpoints == before + 1
 
 
 async def test_a_finish_whose_caller_is_cancelled_still_lands(journal: Journal) -> None:
     """The terminal has answered: a stop cancelling the payment's handler while its
     outcome waits for the writer must not drop the outcome (the row would stay open)."""
-    journal.begin("ORDER_1", canonical_request("ORDER_1"), flavour="pos-api", at_terminal=True)
+    await _begin(journal, "ORDER_1")
     with journal._db.read():  # the writer takes a first job and waits for the connection
         first = journal._db.submit(lambda conn: None)
         while journal._db._jobs.qsize():  # noqa: ASYNC110 (another thread empties it)

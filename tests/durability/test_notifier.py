@@ -59,7 +59,7 @@ def delivered(journal: Journal, order_id: str) -> Callable[[], Awaitable[bool]]:
 
 
 async def test_delivers_once_with_auth_key_and_payload(journal: Journal, stub: Stub) -> None:
-    finish_order(journal, "ORDER_1")
+    await finish_order(journal, "ORDER_1")
     metrics = Metrics()
     notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST, metrics=metrics)
     try:
@@ -84,7 +84,7 @@ async def test_outage_then_recovery_delivers_exactly_one_acknowledged(
 ) -> None:
     """503 three times, then 200: four requests read, one acknowledged, count 1."""
     await stub.control(fail_next=3, status=503)
-    finish_order(journal, "ORDER_1")
+    await finish_order(journal, "ORDER_1")
     notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
     await notifier.start()
     try:
@@ -104,7 +104,7 @@ async def test_outage_then_recovery_delivers_exactly_one_acknowledged(
 
 async def test_retry_after_is_honoured(journal: Journal, stub: Stub) -> None:
     await stub.control(fail_next=1, status=429, retry_after=1)
-    finish_order(journal, "ORDER_1")
+    await finish_order(journal, "ORDER_1")
     notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
     await notifier.start()
     try:
@@ -124,7 +124,7 @@ async def test_slow_answer_past_the_timeout_is_reconciled_with_count_2(
 ) -> None:
     """First answer comes after the client gave up: uncertain, sent again, count 2."""
     await stub.control(delay_next=1, delay_s=FAST.request_timeout_s + 1.0)
-    finish_order(journal, "ORDER_1")
+    await finish_order(journal, "ORDER_1")
     notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
     await notifier.start()
     try:
@@ -149,7 +149,7 @@ async def _settled(stub: Stub) -> bool:
 
 async def test_dropped_connection_counts_as_possibly_received(journal: Journal, stub: Stub) -> None:
     await stub.control(drop_next=1)
-    finish_order(journal, "ORDER_1")
+    await finish_order(journal, "ORDER_1")
     notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
     await notifier.start()
     try:
@@ -165,7 +165,7 @@ async def test_dropped_connection_counts_as_possibly_received(journal: Journal, 
 
 async def test_client_error_is_dead_lettered_and_not_retried(journal: Journal, stub: Stub) -> None:
     await stub.control(reject_next=1)
-    finish_order(journal, "ORDER_1")
+    await finish_order(journal, "ORDER_1")
     notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
     await notifier.start()
     try:
@@ -189,7 +189,7 @@ async def test_client_error_is_dead_lettered_and_not_retried(journal: Journal, s
 
 
 async def test_wrong_credentials_are_dead_lettered(journal: Journal, stub: Stub) -> None:
-    finish_order(journal, "ORDER_1")
+    await finish_order(journal, "ORDER_1")
     notifier = Notifier(journal.outbox, stub.endpoint(password="wrong"), policy=FAST)
     try:
         status = await notifier.deliver_now("ORDER_1", budget_s=5)
@@ -221,7 +221,7 @@ REGISTER_BUDGET_S = 3.0
 async def test_hipay_refusing_costs_the_answer_one_attempt_not_the_budget(
     journal: Journal,
 ) -> None:
-    finish_order(journal, "ORDER_1")
+    await finish_order(journal, "ORDER_1")
     endpoint = HipayEndpoint(f"http://127.0.0.1:{closed_port()}", "l", "p")
     notifier = Notifier(journal.outbox, endpoint, policy=FAST)
     await notifier.start()
@@ -256,7 +256,7 @@ async def test_deliver_now_returns_within_budget_and_the_worker_carries_on(
     journal: Journal, stub: Stub
 ) -> None:
     await stub.control(delay_next=1, delay_s=0.9)  # under FAST's 1 s request timeout
-    finish_order(journal, "ORDER_1")
+    await finish_order(journal, "ORDER_1")
     notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
     await notifier.start()
     try:
@@ -283,7 +283,7 @@ async def test_deliver_now_of_an_unknown_order(journal: Journal, stub: Stub) -> 
 
 async def test_stop_mid_request_records_an_uncertain_attempt(journal: Journal, stub: Stub) -> None:
     await stub.control(delay_next=1, delay_s=1.5)
-    finish_order(journal, "ORDER_1")
+    await finish_order(journal, "ORDER_1")
     first = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
     await first.deliver_now("ORDER_1", budget_s=0.3)
     await first.stop()  # shutdown while the request waits for its answer
@@ -382,7 +382,7 @@ async def test_sigkilled_worker_then_new_worker_delivers_everything(
     orders = [f"ORDER_{i}" for i in range(5)]
     await stub.control(fail_next=10_000, status=503)
     for order_id in orders:
-        finish_order(journal, order_id)
+        await finish_order(journal, order_id)
 
     first = await _start_worker(tmp_path, stub.url, tmp_path / "worker1.log")
     try:
@@ -425,7 +425,7 @@ async def test_sigkilled_worker_then_new_worker_delivers_everything(
 
 async def test_basic_auth_header_is_the_configured_pair(journal: Journal, stub: Stub) -> None:
     """Checked from the stub's side: a request with the pair is accepted, another is not."""
-    finish_order(journal, "ORDER_1")
+    await finish_order(journal, "ORDER_1")
     note = journal.outbox.get_by_order("ORDER_1")
     assert note is not None
     headers = {
@@ -497,7 +497,7 @@ async def test_stop_ends_the_worker_even_as_attempts_end(journal: Journal) -> No
     """stop() cancels the worker while attempts end and wake it: the cancel must not be
     lost (Python 3.11's wait_for lost it, and the worker outlived stop() for ever)."""
     for i in range(10):
-        finish_order(journal, f"ORDER_{i}")
+        await finish_order(journal, f"ORDER_{i}")
     endpoint = HipayEndpoint(f"http://127.0.0.1:{closed_port()}", "l", "p")
     for round_ in range(STOP_ROUNDS):
         notifier = Notifier(journal.outbox, endpoint, policy=FAST)
@@ -515,7 +515,7 @@ async def test_payments_in_a_row_are_notified_over_one_kept_alive_connection(
     await notifier.start()
     try:
         for i in range(3):
-            finish_order(journal, f"ORDER_{i}")
+            await finish_order(journal, f"ORDER_{i}")
             status = await notifier.deliver_now(f"ORDER_{i}", budget_s=5)
             assert (status.sent, status.count) == (True, 1)
     finally:
@@ -535,10 +535,10 @@ async def test_a_kept_alive_connection_dying_under_the_request_is_retried_at_onc
     notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST, metrics=metrics)
     await notifier.start()
     try:
-        finish_order(journal, "ORDER_1")
+        await finish_order(journal, "ORDER_1")
         assert (await notifier.deliver_now("ORDER_1", budget_s=5)).sent
         await stub.control(drop_next=1)  # the next request: read, then the connection dies
-        finish_order(journal, "ORDER_2")
+        await finish_order(journal, "ORDER_2")
         with capture_logs() as logs:
             status = await notifier.deliver_now("ORDER_2", budget_s=5)
     finally:
@@ -567,11 +567,11 @@ async def test_hipay_restarted_between_two_payments_costs_the_second_nothing(
     )
     await notifier.start()
     try:
-        finish_order(journal, "ORDER_1")
+        await finish_order(journal, "ORDER_1")
         assert (await notifier.deliver_now("ORDER_1", budget_s=5)).sent
         await runner.cleanup()  # HiPay restarts: the pooled connection is closed
         runner, _ = await start_stub("127.0.0.1", port)
-        finish_order(journal, "ORDER_2")
+        await finish_order(journal, "ORDER_2")
         status = await notifier.deliver_now("ORDER_2", budget_s=5)
     finally:
         await notifier.stop()
@@ -587,7 +587,7 @@ async def test_a_dropped_connection_that_was_new_is_not_sent_again_at_once(
     """Only a *kept-alive* connection dying is retried on the spot: a new one that dies
     is HiPay failing, retried on the row's schedule (and the start of an outage)."""
     await stub.control(drop_next=1)
-    finish_order(journal, "ORDER_1")
+    await finish_order(journal, "ORDER_1")
     notifier = Notifier(journal.outbox, stub.endpoint(), policy=FAST)
     try:
         with capture_logs() as logs:

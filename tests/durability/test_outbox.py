@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from supervisor_agent import outbox_cli
-from supervisor_agent.journal import Journal, TxState
+from supervisor_agent.journal import BeginKind, Journal, TxState
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.outbox import NotificationState
 
@@ -39,14 +39,14 @@ def clocked(tmp_path: Path) -> Iterator[tuple[Journal, list[float]]]:
         journal.close()
 
 
-def _three_orders(journal: Journal) -> list[int]:
+async def _three_orders(journal: Journal) -> list[int]:
     for i in range(3):
-        finish_order(journal, f"O{i}")
+        await finish_order(journal, f"O{i}")
     return _ids(journal, "O0", "O1", "O2")
 
 
-def _later(journal: Journal, notification_id: int, when: float) -> None:
-    journal.outbox.record_attempt(
+async def _later(journal: Journal, notification_id: int, when: float) -> None:
+    await journal.outbox.record_attempt_async(
         notification_id,
         state=NotificationState.PENDING,
         status=503,
@@ -56,51 +56,53 @@ def _later(journal: Journal, notification_id: int, when: float) -> None:
     )
 
 
-def test_due_orders_by_schedule_and_leaves_out_rows_in_flight(
+async def test_due_orders_by_schedule_and_leaves_out_rows_in_flight(
     clocked: tuple[Journal, list[float]],
 ) -> None:
     journal = clocked[0]
-    a, b, c = _three_orders(journal)
-    _later(journal, a, 1_050.0)
+    a, b, c = await _three_orders(journal)
+    await _later(journal, a, 1_050.0)
     assert [n.id for n in journal.outbox.due()] == [b, c]
     assert [n.id for n in journal.outbox.due(exclude={b})] == [c]
     assert [n.id for n in journal.outbox.due(limit=1)] == [b]
     assert [n.id for n in journal.outbox.due(now=1_100.0)] == [b, c, a]
-    journal.outbox.record_attempt(
+    await journal.outbox.record_attempt_async(
         b, state=NotificationState.DELIVERED, status=200, error=None, possibly_received=True
     )
-    journal.outbox.record_attempt(
+    await journal.outbox.record_attempt_async(
         c, state=NotificationState.DEAD, status=400, error="no", possibly_received=False
     )
     assert [n.id for n in journal.outbox.due(now=1_100.0)] == [a]
 
 
-def test_next_attempt_at_is_the_earliest_pending_row_not_in_flight(
+async def test_next_attempt_at_is_the_earliest_pending_row_not_in_flight(
     clocked: tuple[Journal, list[float]],
 ) -> None:
     """What the notifier sleeps until; delivered and dead rows never wake it."""
     journal = clocked[0]
     assert journal.outbox.next_attempt_at() is None  # empty outbox: sleep until kicked
-    a, b, c = _three_orders(journal)
-    _later(journal, a, 1_030.0)
-    _later(journal, b, 1_020.0)
-    _later(journal, c, 1_010.0)
+    a, b, c = await _three_orders(journal)
+    await _later(journal, a, 1_030.0)
+    await _later(journal, b, 1_020.0)
+    await _later(journal, c, 1_010.0)
     assert journal.outbox.next_attempt_at() == 1_010.0
     assert journal.outbox.next_attempt_at(exclude={c}) == 1_020.0
-    journal.outbox.record_attempt(
+    await journal.outbox.record_attempt_async(
         b, state=NotificationState.DEAD, status=400, error="no", possibly_received=False
     )
     assert journal.outbox.next_attempt_at(exclude={c}) == 1_030.0
     assert journal.outbox.next_attempt_at(exclude={a, c}) is None
 
 
-def test_expedite_makes_every_pending_row_due_now(clocked: tuple[Journal, list[float]]) -> None:
+async def test_expedite_makes_every_pending_row_due_now(
+    clocked: tuple[Journal, list[float]],
+) -> None:
     """HiPay is back: the backlog is due at once, whatever each row's backoff said."""
     journal, now = clocked
-    a, b, c = _three_orders(journal)
-    _later(journal, a, 1_060.0)
-    _later(journal, b, 1_005.0)
-    journal.outbox.record_attempt(
+    a, b, c = await _three_orders(journal)
+    await _later(journal, a, 1_060.0)
+    await _later(journal, b, 1_005.0)
+    await journal.outbox.record_attempt_async(
         c, state=NotificationState.DELIVERED, status=200, error=None, possibly_received=True
     )
     now[0] = 1_002.0
@@ -112,10 +114,10 @@ def test_expedite_makes_every_pending_row_due_now(clocked: tuple[Journal, list[f
     assert delivered is not None and delivered.state is NotificationState.DELIVERED
 
 
-def test_record_attempt_counts_and_truncates(journal: Journal) -> None:
-    finish_order(journal, "O1")
+async def test_record_attempt_counts_and_truncates(journal: Journal) -> None:
+    await finish_order(journal, "O1")
     (nid,) = _ids(journal, "O1")
-    journal.outbox.record_attempt(
+    await journal.outbox.record_attempt_async(
         nid,
         state=NotificationState.PENDING,
         status=None,
@@ -123,7 +125,7 @@ def test_record_attempt_counts_and_truncates(journal: Journal) -> None:
         possibly_received=True,
         next_attempt_at=123.0,
     )
-    note = journal.outbox.record_attempt(
+    note = await journal.outbox.record_attempt_async(
         nid, state=NotificationState.DELIVERED, status=201, error=None, possibly_received=True
     )
     assert (note.attempts, note.attempts_received, note.last_status) == (2, 2, 201)
@@ -131,7 +133,7 @@ def test_record_attempt_counts_and_truncates(journal: Journal) -> None:
     assert note.sent and note.delivered_at is not None
     first = journal.outbox.list()[0]
     assert first.last_error is None
-    journal.outbox.record_attempt(
+    await journal.outbox.record_attempt_async(
         nid, state=NotificationState.DELIVERED, status=200, error="y" * 5000,
         possibly_received=False,
     )  # fmt: skip
@@ -140,11 +142,11 @@ def test_record_attempt_counts_and_truncates(journal: Journal) -> None:
     assert len(stored.last_error) == 500
 
 
-def test_retry_dead_only_moves_dead_rows(journal: Journal) -> None:
-    finish_order(journal, "O1")
-    finish_order(journal, "O2")
+async def test_retry_dead_only_moves_dead_rows(journal: Journal) -> None:
+    await finish_order(journal, "O1")
+    await finish_order(journal, "O2")
     dead, pending = _ids(journal, "O1", "O2")
-    journal.outbox.record_attempt(
+    await journal.outbox.record_attempt_async(
         dead, state=NotificationState.DEAD, status=400, error="bad", possibly_received=False
     )
     assert journal.outbox.counts() == {"pending": 1, "delivered": 0, "dead": 1}
@@ -155,12 +157,12 @@ def test_retry_dead_only_moves_dead_rows(journal: Journal) -> None:
     assert journal.outbox.counts() == {"pending": 2, "delivered": 0, "dead": 0}
 
 
-def test_one_notification_per_finished_transaction(journal: Journal) -> None:
-    finish_order(journal, "O1")
-    journal.begin("O2", {"order_id": "O2", "amount": 100, "currency": "EUR"}, flavour="kiosk")
-    journal.finish("O2", TxState.FAILED)  # never reached the terminal: nothing to notify
-    journal.begin("O3", {"order_id": "O3", "amount": 100, "currency": "EUR"}, flavour="kiosk")
-    journal.finish("O3", TxState.REFUSED)
+async def test_one_notification_per_finished_transaction(journal: Journal) -> None:
+    await finish_order(journal, "O1")
+    for order_id, state in (("O2", TxState.FAILED), ("O3", TxState.REFUSED)):
+        request = {"order_id": order_id, "amount": 100, "currency": "EUR"}
+        await journal.begin_async(order_id, request, flavour="kiosk", at_terminal=True)
+        await journal.finish_async(order_id, state)  # O2 failed: nothing to notify
     assert [n.order_id for n in journal.outbox.list()] == ["O1", "O3"]
     keys = {n.idempotency_key for n in journal.outbox.list()}
     assert len(keys) == 2 and all(re.fullmatch(r"[ -~]+", k) for k in keys)
@@ -172,19 +174,19 @@ def _parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_cli_lists_pending_and_dead_and_requeues(
+async def test_cli_lists_pending_and_dead_and_requeues(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     journal = Journal.open(tmp_path, context=CONTEXT)
     try:
         for order_id in ("PENDING_1", "DEAD_1", "DELIVERED_1"):
-            finish_order(journal, order_id)
+            await finish_order(journal, order_id)
         _, dead, done = _ids(journal, "PENDING_1", "DEAD_1", "DELIVERED_1")
-        journal.outbox.record_attempt(
+        await journal.outbox.record_attempt_async(
             dead, state=NotificationState.DEAD, status=400, error="bad basket",
             possibly_received=False,
         )  # fmt: skip
-        journal.outbox.record_attempt(
+        await journal.outbox.record_attempt_async(
             done, state=NotificationState.DELIVERED, status=200, error=None,
             possibly_received=True,
         )  # fmt: skip
@@ -262,35 +264,40 @@ async def test_journal_feeds_transaction_metrics_and_the_periodic_line(journal: 
         journal.path.parent, context=CONTEXT, on_finished=metrics.transaction_finished
     )
     try:
-        finish_order(fed, "O1")
-        fed.begin("O2", {"order_id": "O2", "amount": 5, "currency": "EUR"}, flavour="kiosk")
-        fed.recover_interrupted()
+        await finish_order(fed, "O1")
+        for order_id in ("O2", "O3"):
+            request = {"order_id": order_id, "amount": 5, "currency": "EUR"}
+            begun = await fed.begin_async(order_id, request, flavour="kiosk", at_terminal=True)
+            assert begun.kind is BeginKind.NEW
+            if order_id == "O2":
+                await fed.finish_async("O2", TxState.FAILED)  # tp-manager unreachable, say
+        fed.recover_interrupted()  # O3 was at the terminal when the agent stopped
         assert metrics.snapshot()["transactions"] == {
             "accepted": 1,
             "refused": 0,
             "failed": 1,
-            "unknown": 0,
+            "unknown": 1,
         }
         task = asyncio.create_task(metrics.log_periodically(0.01, fed.outbox.counts))
         try:
             for _ in range(100):
-                if metrics.snapshot()["notifications"]["pending"] == 1:
+                if metrics.snapshot()["notifications"]["pending"] == 2:
                     break
                 await asyncio.sleep(0.01)
         finally:
             task.cancel()
-        # O2 never reached the terminal: counted as failed, nothing to notify
-        assert metrics.snapshot()["notifications"]["pending"] == 1
+        # O1 and O3 (unknown) are notified; O2 never reached the terminal: nothing to tell
+        assert metrics.snapshot()["notifications"]["pending"] == 2
     finally:
         fed.close()
 
 
-def test_cli_reads_the_data_dir_from_the_config(
+async def test_cli_reads_the_data_dir_from_the_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     journal = Journal.open(tmp_path, context=CONTEXT)
     try:
-        finish_order(journal, "PENDING_1")
+        await finish_order(journal, "PENDING_1")
     finally:
         journal.close()
     config = tmp_path / "config.yml"
