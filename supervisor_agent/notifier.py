@@ -396,9 +396,9 @@ class Notifier:
                     post.answer = raw.decode("utf-8", errors="replace")
         except asyncio.CancelledError:
             if post.trace.sent and post.status is None:  # stopping mid-request: HiPay may have it
-                self._outbox.record_attempt(
-                    note.id,
-                    state=NotificationState.PENDING,
+                await self._record(
+                    note,
+                    NotificationState.PENDING,
                     status=None,
                     error="cancelled after the request was sent",
                     possibly_received=True,
@@ -569,7 +569,13 @@ class Notifier:
         possibly_received: bool,
         next_attempt_at: float | None = None,
     ) -> Notification:
-        """Write one attempt down, on the journal's writer thread (no fsync of its own)."""
+        """Write one attempt down, on the journal's writer thread (no fsync of its own).
+
+        Also on the way out of a cancelled attempt (:meth:`stop` while a request waited
+        for its answer): the write is queued before the cancellation goes on, and lands
+        even if this task is cancelled again; :meth:`stop` awaits the task, and the
+        journal, closed after the notifier, commits what is queued.
+        """
         return await self._outbox.record_attempt_async(
             note.id,
             state=state,

@@ -200,7 +200,12 @@ def insert(
 
 
 class Outbox:
-    """Reads and state changes of the notification rows; every method is a short sync call."""
+    """Reads and state changes of the notification rows.
+
+    The notifier's attempts are awaited (:meth:`record_attempt_async`, on the journal's
+    writer thread); reads and the operator's changes (``expedite``, ``retry_dead``) are
+    short blocking calls, run in a thread by the event loop's callers.
+    """
 
     def __init__(self, store: Store, clock: Callable[[], float]) -> None:
         self._store = store
@@ -240,31 +245,6 @@ class Outbox:
             ).fetchall()
         return [_row(r) for r in rows]
 
-    def record_attempt(
-        self,
-        notification_id: int,
-        *,
-        state: NotificationState,
-        status: int | None,
-        error: str | None,
-        possibly_received: bool,
-        next_attempt_at: float | None = None,
-    ) -> Notification:
-        """Write down one HTTP attempt and where it leaves the row.
-
-        ``possibly_received`` is true for a 2xx and for an attempt whose request
-        went out without an answer (timeout, reset): both count towards
-        ``numberOfNotificationSent``.
-
-        Bookkeeping, committed without an fsync of its own (``durable=False``): a
-        power cut may lose the last few, and the row is then sent again with the same
-        ``Idempotency-Key``; it never loses the notification (docs/durability.md).
-        """
-        work = self._attempt_work(
-            notification_id, state, status, error, possibly_received, next_attempt_at
-        )
-        return self._attempted(self._store.transact(work, durable=False))
-
     async def record_attempt_async(
         self,
         notification_id: int,
@@ -275,11 +255,25 @@ class Outbox:
         possibly_received: bool,
         next_attempt_at: float | None = None,
     ) -> Notification:
-        """:meth:`record_attempt` from the event loop (the journal's writer commits it)."""
+        """Write down one HTTP attempt and where it leaves the row, on the journal's writer.
+
+        ``possibly_received`` is true for a 2xx and for an attempt whose request
+        went out without an answer (timeout, reset): both count towards
+        ``numberOfNotificationSent``.
+
+        Bookkeeping, committed without an fsync of its own (``durable=False``): a
+        power cut may lose the last few, and the row is then sent again with the same
+        ``Idempotency-Key``; it never loses the notification (docs/durability.md).
+        Once called, the write lands even if the caller is cancelled (the notifier
+        stopping): the attempt happened, and a row left without it would be sent again
+        and counted short.
+        """
         work = self._attempt_work(
             notification_id, state, status, error, possibly_received, next_attempt_at
         )
-        return self._attempted(await self._store.transact_async(work, durable=False))
+        note = await self._store.transact_async(work, durable=False, even_if_cancelled=True)
+        self.observers.tell("attempt", note)
+        return note
 
     def _attempt_work(
         self,
@@ -319,10 +313,6 @@ class Outbox:
             return _row(row)
 
         return work
-
-    def _attempted(self, note: Notification) -> Notification:
-        self.observers.tell("attempt", note)
-        return note
 
     def next_attempt_at(self, exclude: Collection[int] = ()) -> float | None:
         """When the earliest pending row is due (None: nothing pending), minus those in flight.

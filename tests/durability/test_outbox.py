@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,6 +141,37 @@ async def test_record_attempt_counts_and_truncates(journal: Journal) -> None:
     stored = journal.outbox.get(nid)
     assert stored is not None and stored.last_error is not None
     assert len(stored.last_error) == 500
+
+
+async def test_an_attempt_whose_recorder_is_cancelled_still_lands(journal: Journal) -> None:
+    """The notifier stopping cancels the task writing an attempt down: the attempt
+    happened, so its row must say so (else it is sent again and counted short)."""
+    await finish_order(journal, "O1")
+    (nid,) = _ids(journal, "O1")
+    with journal._db.read():  # the writer takes a first job and waits for the connection
+        first = journal._db.submit(lambda conn: None)
+        while journal._db._jobs.qsize():  # noqa: ASYNC110 (another thread empties it)
+            await asyncio.sleep(0.005)
+        task = asyncio.create_task(
+            journal.outbox.record_attempt_async(
+                nid,
+                state=NotificationState.DELIVERED,
+                status=200,
+                error=None,
+                possibly_received=True,
+            )
+        )
+        while not journal._db._jobs.qsize():  # noqa: ASYNC110 (queued, not started)
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    first.result(timeout=10)
+    deadline = time.monotonic() + 10
+    while (note := journal.outbox.get(nid)) is not None and not note.sent:
+        assert time.monotonic() < deadline, "the attempt never landed"
+        await asyncio.sleep(0.02)
+    assert note is not None and (note.attempts, note.attempts_received) == (1, 1)
 
 
 async def test_retry_dead_only_moves_dead_rows(journal: Journal) -> None:
