@@ -9,7 +9,7 @@ Why SQLite and these settings:
   payment the customer made and nobody tells HiPay about; a shop's till is not
   on a UPS.  So a payment costs two fsyncs: ``begin`` (the claim, already marked
   at the terminal) and ``finish`` (the outcome and its notification).  Only the
-  notifier's bookkeeping (``Outbox.record_attempt``) commits with NORMAL: losing it
+  notifier's bookkeeping (``Outbox.record_attempt_async``) commits with NORMAL: losing it
   costs a second send with the same idempotency key, never a notification.
   docs/durability.md lists every fsync and what it protects.
 * Every write is ``BEGIN IMMEDIATE``: the write lock is taken at once, so two
@@ -18,31 +18,37 @@ Why SQLite and these settings:
 
 Writes run on the journal's one writer thread (:class:`Database`), which commits the
 jobs that queue up meanwhile together (group commit: many terminals finishing at once
-share an fsync).  Each method has a blocking form, for threads and tools, and the
-payment path's ``*_async`` forms, which the event loop awaits without a hop through
-the default thread pool.  Reads run in the caller's thread.
+share an fsync).  The payment path's writes (``begin_async``, ``finish_async``, the
+notifier's ``Outbox.record_attempt_async``) are awaited by the event loop without a hop
+through the default thread pool; the rest (recovery at start, ``reconcile``, ``purge``,
+the operator's outbox commands) block their caller, a thread.  Reads run in the
+caller's thread.
 
 States::
 
-    received --mark_at_terminal--> at_terminal --finish--> accepted | refused | failed | unknown
-    begin(at_terminal=True) -----> at_terminal   (the payment path: one commit)
-    received --finish--> failed (e.g. tp-manager unreachable)
+    begin_async --> at_terminal --finish_async--> accepted | refused | failed | unknown
     unknown (or failed) --reconcile--> accepted | refused   (the terminal's verdict came late)
+    at_terminal --recover_interrupted (at start)--> unknown / INTERRUPTED
+    received --recover_interrupted (at start)--> failed / NOT_SENT_TO_TERMINAL
+
+    ``received`` is written by no code of this version.  Earlier versions claimed an
+    order in ``received`` and moved it to ``at_terminal`` in a second commit; a journal
+    they left after a crash may still hold such a row when a self-update starts this
+    version on it.  So the schema keeps the state, and recovery still reads it.
 
 The journal is the truth about a payment: every answer the API gives (the first
 one, a replay, a lookup) is rendered from the row, and the row keeps the terminal's
 full result and when its answer arrived (``answered_at``).  It is also the one
 owner, on the agent's side, of "a payment is in flight on this terminal": a row
-still ``received``/``at_terminal`` for a terminal makes ``begin`` answer BUSY for
-any other order on it (crash recovery closes such rows at start, so they never
-outlive the process that opened them).
+still ``at_terminal`` for a terminal makes ``begin_async`` answer BUSY for any other
+order on it (crash recovery closes such rows at start, before anything is served, so
+they never outlive the process that opened them).
 
 A row must be ``at_terminal`` on disk *before* the payment command can leave for
-tp-manager: ``begin(..., at_terminal=True)`` writes it so in one commit (the payment
-path), or :meth:`Journal.mark_at_terminal` moves a ``received`` row there.  That makes
-crash recovery safe: a row still in ``received`` never reached the terminal
-(-> ``failed``, ``NOT_SENT_TO_TERMINAL``), a row in ``at_terminal`` may have been paid
-(-> ``unknown``, ``INTERRUPTED``).
+tp-manager: ``begin_async`` writes the claim so, in one fsynced commit.  That makes
+crash recovery safe: a row in ``at_terminal`` may have been paid (-> ``unknown``,
+``INTERRUPTED``); a ``received`` row (an earlier version's) never reached the
+terminal (-> ``failed``, ``NOT_SENT_TO_TERMINAL``).
 """
 
 from __future__ import annotations
@@ -97,7 +103,7 @@ _RESULT_TEXT_FIELDS = ("masked_pan", "report", "raw", "customer_ticket", "mercha
 
 
 class TxState(enum.StrEnum):
-    RECEIVED = "received"
+    RECEIVED = "received"  # written only by earlier versions: recovery closes it (see above)
     AT_TERMINAL = "at_terminal"
     ACCEPTED = "accepted"
     REFUSED = "refused"
@@ -109,7 +115,7 @@ FINAL_STATES = frozenset({TxState.ACCEPTED, TxState.REFUSED, TxState.FAILED, TxS
 
 
 class BeginKind(enum.StrEnum):
-    NEW = "new"  # row inserted in ``received``: go ahead with the payment
+    NEW = "new"  # row written ``at_terminal``: go ahead with the payment
     IN_PROGRESS = "in_progress"  # same order id is being paid right now
     DONE = "done"  # same order id already finished: answer with the stored record
     BUSY = "busy"  # another order is in flight on the same terminal: nothing written
@@ -227,6 +233,8 @@ class Finished:
     notification: Notification | None  # None for ``failed``: HiPay has nothing to learn
 
 
+# ``received`` stays allowed: this version never writes it, but rows an earlier version
+# left may still be on disk for recovery to close (module docstring).
 _TRANSACTIONS_V1: tuple[str, ...] = (
     """
     CREATE TABLE transactions (
@@ -635,26 +643,6 @@ class Journal:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def begin(
-        self,
-        order_id: str,
-        request: Mapping[str, Any],
-        *,
-        flavour: str,
-        terminal: str = DEFAULT_TERMINAL,
-        at_terminal: bool = False,
-    ) -> Begin:
-        """Claim an order id on a terminal, atomically.
-
-        NEW for the first caller; IN_PROGRESS / DONE (with the stored row) for a later
-        one with the same id; BUSY (with the order in flight) when another order is open
-        on the same terminal.  Only NEW writes anything: the row in ``received``, or with
-        ``at_terminal`` directly in ``at_terminal`` (claim and :meth:`mark_at_terminal`
-        in one fsynced commit: what the payment path does).
-        """
-        work = self._begin_work(order_id, request, flavour, terminal, at_terminal)
-        return self._begun(self._db.transact(work))
-
     async def begin_async(
         self,
         order_id: str,
@@ -662,11 +650,19 @@ class Journal:
         *,
         flavour: str,
         terminal: str = DEFAULT_TERMINAL,
-        at_terminal: bool = False,
     ) -> Begin:
-        """:meth:`begin` from the event loop (the writer thread commits it)."""
-        work = self._begin_work(order_id, request, flavour, terminal, at_terminal)
-        return self._begun(await self._db.transact_async(work))
+        """Claim an order id on a terminal, atomically, already ``at_terminal``.
+
+        NEW for the first caller; IN_PROGRESS / DONE (with the stored row) for a later
+        one with the same id; BUSY (with the order in flight) when another order is open
+        on the same terminal.  Only NEW writes anything: the row in ``at_terminal``, in
+        one fsynced commit on the writer thread, before the payment command may leave.
+        """
+        work = self._begin_work(order_id, request, flavour, terminal)
+        begun = await self._db.transact_async(work)
+        if begun.kind is BeginKind.NEW:
+            self.observers.tell("at_terminal", begun.record)
+        return begun
 
     def _begin_work(
         self,
@@ -674,7 +670,6 @@ class Journal:
         request: Mapping[str, Any],
         flavour: str,
         terminal: str,
-        at_terminal: bool,
     ) -> Callable[[sqlite3.Connection], Begin]:
         body = dict(redact(request))  # the API masked already: a guard for other callers
         body.setdefault("order_id", order_id)
@@ -682,7 +677,7 @@ class Journal:
             raise hipay_payload.PayloadError("request order_id differs from the journal key")
         hipay_payload.validate_request(body)
         request_json = json.dumps(body, sort_keys=True, allow_nan=False)
-        state = str(TxState.AT_TERMINAL if at_terminal else TxState.RECEIVED)
+        state = str(TxState.AT_TERMINAL)
 
         def work(conn: sqlite3.Connection) -> Begin:
             now = self._clock()
@@ -692,7 +687,7 @@ class Journal:
                 return Begin(kind, existing)
             busy = conn.execute(
                 f"SELECT {_TX_COLUMNS} FROM transactions WHERE terminal = ?"  # noqa: S608
-                " AND state IN ('received', 'at_terminal') LIMIT 1",
+                " AND state = 'at_terminal' LIMIT 1",
                 (terminal,),
             ).fetchone()
             if busy is not None:
@@ -718,56 +713,6 @@ class Journal:
 
         return work
 
-    def _begun(self, begun: Begin) -> Begin:
-        if begun.kind is BeginKind.NEW and begun.record.state is TxState.AT_TERMINAL:
-            self.observers.tell("at_terminal", begun.record)
-        return begun
-
-    def mark_at_terminal(self, order_id: str) -> TransactionRecord:
-        """Record that the payment may now reach the terminal (call before sending it).
-
-        The second step of a two-step claim (``begin`` without ``at_terminal``).
-        """
-
-        def work(conn: sqlite3.Connection) -> tuple[bool, TransactionRecord]:
-            record = _select(conn, order_id)
-            if record is None:
-                raise JournalStateError(f"no transaction {order_id!r}")
-            if record.state is TxState.AT_TERMINAL:
-                return False, record
-            if record.state is not TxState.RECEIVED:
-                raise JournalStateError(f"transaction {order_id!r} is already {record.state}")
-            conn.execute(
-                "UPDATE transactions SET state = 'at_terminal', updated_at = ? WHERE order_id = ?",
-                (self._clock(), order_id),
-            )
-            updated = _select(conn, order_id)
-            assert updated is not None
-            return True, updated
-
-        changed, updated = self._db.transact(work)
-        if changed:
-            self.observers.tell("at_terminal", updated)
-        return updated
-
-    def finish(
-        self,
-        order_id: str,
-        state: TxState | str,
-        result: PaymentResult | Mapping[str, Any] | None = None,
-        error: TxError | None = None,
-        *,
-        answered_at: float | None = None,
-    ) -> TransactionRecord:
-        """Write the outcome and, unless it is ``failed``, queue its HiPay notification.
-
-        One SQLite transaction.  ``failed`` means the payment never reached the
-        terminal: HiPay has nothing to learn, and the register may post the same
-        order id again (``begin`` reopens it).
-        """
-        work = self._finish_work(order_id, state, result, error, answered_at)
-        return self._finished(self._db.transact(work)).record
-
     async def finish_async(
         self,
         order_id: str,
@@ -777,10 +722,14 @@ class Journal:
         *,
         answered_at: float | None = None,
     ) -> Finished:
-        """:meth:`finish` from the event loop; with the notification it queued.
+        """Write the outcome and, unless it is ``failed``, queue its HiPay notification.
 
-        Once called, the outcome is written even if the caller is cancelled (a stop
-        that ran out of patience): the terminal has spoken, its verdict must land.
+        One fsynced commit on the writer thread; returns the row with the notification
+        it queued.  ``failed`` means the payment never reached the terminal: HiPay has
+        nothing to learn, and the register may post the same order id again
+        (``begin_async`` reopens it).  Once called, the outcome is written even if the
+        caller is cancelled (a stop that ran out of patience): the terminal has spoken,
+        its verdict must land.
         """
         work = self._finish_work(order_id, state, result, error, answered_at)
         return self._finished(await self._db.transact_async(work, even_if_cancelled=True))
@@ -946,7 +895,7 @@ class Journal:
         return float(row[0]) if row and row[0] is not None else None
 
     def in_flight(self) -> list[TransactionRecord]:
-        """The orders open on any terminal now (``received``/``at_terminal``).
+        """The orders open on any terminal now (``at_terminal``).
 
         The self-update asks this before restarting the programs: it waits, never cuts
         a payment off.
@@ -954,17 +903,19 @@ class Journal:
         with self._db.read() as conn:
             rows = conn.execute(
                 f"SELECT {_TX_COLUMNS} FROM transactions"  # noqa: S608
-                " WHERE state IN ('received', 'at_terminal')"
+                " WHERE state = 'at_terminal'"
             ).fetchall()
         return [_record(row) for row in rows]
 
     def recover_interrupted(self) -> list[TransactionRecord]:
         """Close every transaction a crash left open and queue its notification.
 
-        ``received`` -> ``failed`` / NOT_SENT_TO_TERMINAL (it never left for the
-        terminal), ``at_terminal`` -> ``unknown`` / INTERRUPTED (the customer may
-        have paid).  Call once at start, before serving; log the returned records
-        at error level: each needs a human to check the terminal's journal.
+        ``at_terminal`` -> ``unknown`` / INTERRUPTED (the customer may have paid);
+        ``received``, which only an earlier version can have left on disk ->
+        ``failed`` / NOT_SENT_TO_TERMINAL (it never left for the terminal).  Call once
+        at start, before serving: ``begin_async`` and :meth:`in_flight` then only have
+        ``at_terminal`` rows to look for.  Log the returned records at error level:
+        each needs a human to check the terminal's journal.
         """
 
         def work(conn: sqlite3.Connection) -> list[TransactionRecord]:

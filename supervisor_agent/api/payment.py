@@ -201,7 +201,6 @@ class PaymentService:
                 order.journal_request,
                 flavour=order.flavour,
                 terminal=order.terminal,
-                at_terminal=True,
             )
         except StorageUnavailable as exc:
             raise storage_error(exc) from None

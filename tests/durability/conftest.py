@@ -88,7 +88,6 @@ async def finish_order(
         canonical_request(order_id, amount),
         flavour="pos-api",
         terminal=terminal,
-        at_terminal=True,
     )
     finished = await journal.finish_async(order_id, TxState.ACCEPTED, accepted_result(amount))
     return finished.record

@@ -87,9 +87,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 async def _begin(journal: Journal, order_id: str, amount: int = 899, **kwargs: Any) -> Begin:
     """The payment path's claim: the row written ``at_terminal`` in one commit."""
     request = canonical_request(order_id, amount)
-    return await journal.begin_async(
-        order_id, request, flavour="pos-api", at_terminal=True, **kwargs
-    )
+    return await journal.begin_async(order_id, request, flavour="pos-api", **kwargs)
 
 
 async def test_begin_twice_gives_in_progress_then_done_with_the_stored_record(
@@ -188,10 +186,10 @@ async def test_invalid_requests_are_refused_before_anything_is_written(journal: 
     bad = canonical_request("ORDER_1")
     bad["amount"] = 8.99  # a float: never money
     with pytest.raises(hipay_payload.PayloadError, match="minor units"):
-        await journal.begin_async("ORDER_1", bad, flavour="pos-api", at_terminal=True)
+        await journal.begin_async("ORDER_1", bad, flavour="pos-api")
     other = canonical_request("ORDER_X")
     with pytest.raises(hipay_payload.PayloadError, match="differs"):
-        await journal.begin_async("ORDER_1", other, flavour="pos-api", at_terminal=True)
+        await journal.begin_async("ORDER_1", other, flavour="pos-api")
     assert journal.get("ORDER_1") is None
 
 
@@ -203,7 +201,7 @@ def _journal_bytes(data_dir: Path) -> bytes:
 async def test_no_full_pan_and_no_password_reach_the_file(journal: Journal, tmp_path: Path) -> None:
     request = canonical_request("ORDER_1")
     request["custom_data"] = {"password": "hunter2-secret", "shop": "Opera"}
-    await journal.begin_async("ORDER_1", request, flavour="pos-api", at_terminal=True)
+    await journal.begin_async("ORDER_1", request, flavour="pos-api")
     result = accepted_result().to_dict()
     result["masked_pan"] = FULL_PAN
     result["report"] = f"report with {FULL_PAN} inside"
@@ -427,9 +425,12 @@ async def test_begin_at_terminal_is_one_durable_commit(journal: Journal) -> None
         before.bookkeeping,
     )
     assert seen == [("at_terminal", TxState.AT_TERMINAL)]  # the live event, once
+    # in flight: the self-update waits for it
+    assert [row.order_id for row in journal.in_flight()] == ["ORDER_1"]
     # a crash now recovers it as unknown: it may have reached the terminal
     (recovered,) = journal.recover_interrupted()
     assert (recovered.state, recovered.error_code) == (TxState.UNKNOWN, INTERRUPTED)
+    assert journal.in_flight() == []
 
 
 async def test_attempt_bookkeeping_commits_without_fsync_and_outcomes_with_it(

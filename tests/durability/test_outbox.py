@@ -193,7 +193,7 @@ async def test_one_notification_per_finished_transaction(journal: Journal) -> No
     await finish_order(journal, "O1")
     for order_id, state in (("O2", TxState.FAILED), ("O3", TxState.REFUSED)):
         request = {"order_id": order_id, "amount": 100, "currency": "EUR"}
-        await journal.begin_async(order_id, request, flavour="kiosk", at_terminal=True)
+        await journal.begin_async(order_id, request, flavour="kiosk")
         await journal.finish_async(order_id, state)  # O2 failed: nothing to notify
     assert [n.order_id for n in journal.outbox.list()] == ["O1", "O3"]
     keys = {n.idempotency_key for n in journal.outbox.list()}
@@ -299,7 +299,7 @@ async def test_journal_feeds_transaction_metrics_and_the_periodic_line(journal: 
         await finish_order(fed, "O1")
         for order_id in ("O2", "O3"):
             request = {"order_id": order_id, "amount": 5, "currency": "EUR"}
-            begun = await fed.begin_async(order_id, request, flavour="kiosk", at_terminal=True)
+            begun = await fed.begin_async(order_id, request, flavour="kiosk")
             assert begun.kind is BeginKind.NEW
             if order_id == "O2":
                 await fed.finish_async("O2", TxState.FAILED)  # tp-manager unreachable, say
