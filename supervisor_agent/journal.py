@@ -9,7 +9,7 @@ Why SQLite and these settings:
   payment the customer made and nobody tells HiPay about; a shop's till is not
   on a UPS.  So a payment costs two fsyncs: ``begin`` (the claim, already marked
   at the terminal) and ``finish`` (the outcome and its notification).  Only the
-  notifier's bookkeeping (``Outbox.record_attempt_async``) commits with NORMAL: losing it
+  notifier's bookkeeping (``Outbox.record_attempt``) commits with NORMAL: losing it
   costs a second send with the same idempotency key, never a notification.
   docs/durability.md lists every fsync and what it protects.
 * Every write is ``BEGIN IMMEDIATE``: the write lock is taken at once, so two
@@ -18,15 +18,15 @@ Why SQLite and these settings:
 
 Writes run on the journal's one writer thread (:class:`Database`), which commits the
 jobs that queue up meanwhile together (group commit: many terminals finishing at once
-share an fsync).  The payment path's writes (``begin_async``, ``finish_async``, the
-notifier's ``Outbox.record_attempt_async``) are awaited by the event loop without a hop
-through the default thread pool; the rest (recovery at start, ``reconcile``, ``purge``,
-the operator's outbox commands) block their caller, a thread.  Reads run in the
-caller's thread.
+share an fsync).  The payment path's writes (``begin``, ``finish``, the notifier's
+``Outbox.record_attempt``) are coroutines: the event loop awaits the writer without a
+hop through the default thread pool.  The rest (recovery at start, ``reconcile``,
+``purge``, the operator's outbox commands) block their caller, a thread.  Reads run
+in the caller's thread.
 
 States::
 
-    begin_async --> at_terminal --finish_async--> accepted | refused | failed | unknown
+    begin --> at_terminal --finish--> accepted | refused | failed | unknown
     unknown (or failed) --reconcile--> accepted | refused   (the terminal's verdict came late)
     at_terminal --recover_interrupted (at start)--> unknown / INTERRUPTED
     received --recover_interrupted (at start)--> failed / NOT_SENT_TO_TERMINAL
@@ -40,12 +40,12 @@ The journal is the truth about a payment: every answer the API gives (the first
 one, a replay, a lookup) is rendered from the row, and the row keeps the terminal's
 full result and when its answer arrived (``answered_at``).  It is also the one
 owner, on the agent's side, of "a payment is in flight on this terminal": a row
-still ``at_terminal`` for a terminal makes ``begin_async`` answer BUSY for any other
+still ``at_terminal`` for a terminal makes ``begin`` answer BUSY for any other
 order on it (crash recovery closes such rows at start, before anything is served, so
 they never outlive the process that opened them).
 
 A row must be ``at_terminal`` on disk *before* the payment command can leave for
-tp-manager: ``begin_async`` writes the claim so, in one fsynced commit.  That makes
+tp-manager: ``begin`` writes the claim so, in one fsynced commit.  That makes
 crash recovery safe: a row in ``at_terminal`` may have been paid (-> ``unknown``,
 ``INTERRUPTED``); a ``received`` row (an earlier version's) never reached the
 terminal (-> ``failed``, ``NOT_SENT_TO_TERMINAL``).
@@ -643,7 +643,7 @@ class Journal:
 
     # -- lifecycle ---------------------------------------------------------
 
-    async def begin_async(
+    async def begin(
         self,
         order_id: str,
         request: Mapping[str, Any],
@@ -713,7 +713,7 @@ class Journal:
 
         return work
 
-    async def finish_async(
+    async def finish(
         self,
         order_id: str,
         state: TxState | str,
@@ -727,7 +727,7 @@ class Journal:
         One fsynced commit on the writer thread; returns the row with the notification
         it queued.  ``failed`` means the payment never reached the terminal: HiPay has
         nothing to learn, and the register may post the same order id again
-        (``begin_async`` reopens it).  Once called, the outcome is written even if the
+        (``begin`` reopens it).  Once called, the outcome is written even if the
         caller is cancelled (a stop that ran out of patience): the terminal has spoken,
         its verdict must land.
         """
@@ -913,7 +913,7 @@ class Journal:
         ``at_terminal`` -> ``unknown`` / INTERRUPTED (the customer may have paid);
         ``received``, which only an earlier version can have left on disk ->
         ``failed`` / NOT_SENT_TO_TERMINAL (it never left for the terminal).  Call once
-        at start, before serving: ``begin_async`` and :meth:`in_flight` then only have
+        at start, before serving: ``begin`` and :meth:`in_flight` then only have
         ``at_terminal`` rows to look for.  Log the returned records at error level:
         each needs a human to check the terminal's journal.
         """

@@ -313,7 +313,7 @@ class Notifier:
         Only one: when HiPay refuses, fails or is down, the register gets its answer at
         once and the worker retries on the row's schedule.  The attempt is never
         cancelled when the budget runs out; the answer then says what is known.
-        ``queued`` is the row the journal just wrote (``Journal.finish_async``): the
+        ``queued`` is the row the journal just wrote (``Journal.finish``): the
         payment path passes it, so nothing is read back before the POST.
         """
         deadline = time.monotonic() + budget_s
@@ -576,7 +576,7 @@ class Notifier:
         even if this task is cancelled again; :meth:`stop` awaits the task, and the
         journal, closed after the notifier, commits what is queued.
         """
-        return await self._outbox.record_attempt_async(
+        return await self._outbox.record_attempt(
             note.id,
             state=state,
             status=status,

@@ -202,7 +202,7 @@ def insert(
 class Outbox:
     """Reads and state changes of the notification rows.
 
-    The notifier's attempts are awaited (:meth:`record_attempt_async`, on the journal's
+    The notifier's attempts are awaited (:meth:`record_attempt`, on the journal's
     writer thread); reads and the operator's changes (``expedite``, ``retry_dead``) are
     short blocking calls, run in a thread by the event loop's callers.
     """
@@ -245,7 +245,7 @@ class Outbox:
             ).fetchall()
         return [_row(r) for r in rows]
 
-    async def record_attempt_async(
+    async def record_attempt(
         self,
         notification_id: int,
         *,

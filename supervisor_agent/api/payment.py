@@ -196,7 +196,7 @@ class PaymentService:
         try:
             # the claim and "at the terminal" in one fsynced commit, before the terminal
             # is woken: a crash from here on recovers as unknown (docs/durability.md)
-            begun = await self.journal.begin_async(
+            begun = await self.journal.begin(
                 order.order_id,
                 order.journal_request,
                 flavour=order.flavour,
@@ -254,7 +254,7 @@ class PaymentService:
         state = TxState(pay_contract.transaction_state(result, moved))
         answered_at = time.time() if result is not None else None
         try:
-            finished = await self.journal.finish_async(
+            finished = await self.journal.finish(
                 order.order_id, state, result, error, answered_at=answered_at
             )
         except StorageUnavailable as exc:
@@ -326,7 +326,7 @@ class PaymentService:
             for order_id, held in list(self._held.items()):
                 record = held.record
                 try:
-                    await self.journal.finish_async(
+                    await self.journal.finish(
                         order_id,
                         record.state,
                         held.result,

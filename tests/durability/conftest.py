@@ -83,13 +83,13 @@ async def finish_order(
     journal: Journal, order_id: str, amount: int = 899, terminal: str = DEFAULT_TERMINAL
 ) -> TransactionRecord:
     """A payment as the agent runs it: claimed at the terminal in one commit, accepted."""
-    await journal.begin_async(
+    await journal.begin(
         order_id,
         canonical_request(order_id, amount),
         flavour="pos-api",
         terminal=terminal,
     )
-    finished = await journal.finish_async(order_id, TxState.ACCEPTED, accepted_result(amount))
+    finished = await journal.finish(order_id, TxState.ACCEPTED, accepted_result(amount))
     return finished.record
 
 

@@ -87,7 +87,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 async def _begin(journal: Journal, order_id: str, amount: int = 899, **kwargs: Any) -> Begin:
     """The payment path's claim: the row written ``at_terminal`` in one commit."""
     request = canonical_request(order_id, amount)
-    return await journal.begin_async(order_id, request, flavour="pos-api", **kwargs)
+    return await journal.begin(order_id, request, flavour="pos-api", **kwargs)
 
 
 async def test_begin_twice_gives_in_progress_then_done_with_the_stored_record(
@@ -103,7 +103,7 @@ async def test_begin_twice_gives_in_progress_then_done_with_the_stored_record(
     assert again.record.request["amount"] == 899  # the first request, not the replay's
     assert again.record.state is TxState.AT_TERMINAL
 
-    await journal.finish_async("ORDER_1", TxState.ACCEPTED, accepted_result())
+    await journal.finish("ORDER_1", TxState.ACCEPTED, accepted_result())
 
     done = await _begin(journal, "ORDER_1")
     assert done.kind is BeginKind.DONE
@@ -156,7 +156,7 @@ async def test_finish_rolls_back_entirely_when_the_outbox_write_fails(journal: J
             " BEGIN SELECT RAISE(ABORT, 'outbox refused'); END"
         )
     with pytest.raises(sqlite3.IntegrityError, match="outbox refused"):
-        await journal.finish_async("ORDER_1", TxState.ACCEPTED, accepted_result())
+        await journal.finish("ORDER_1", TxState.ACCEPTED, accepted_result())
     record = journal.get("ORDER_1")
     assert record is not None and record.state is TxState.AT_TERMINAL
     assert record.result is None
@@ -165,15 +165,15 @@ async def test_finish_rolls_back_entirely_when_the_outbox_write_fails(journal: J
 
 async def test_lifecycle_refuses_impossible_changes(journal: Journal) -> None:
     with pytest.raises(JournalStateError, match="no transaction"):
-        await journal.finish_async("NOPE", TxState.FAILED)
+        await journal.finish("NOPE", TxState.FAILED)
     await finish_order(journal, "ORDER_1")
     with pytest.raises(JournalStateError, match="already finished"):
-        await journal.finish_async("ORDER_1", TxState.REFUSED)
+        await journal.finish("ORDER_1", TxState.REFUSED)
     await _begin(journal, "ORDER_2")
     with pytest.raises(JournalStateError, match="not a final state"):
-        await journal.finish_async("ORDER_2", TxState.AT_TERMINAL)
+        await journal.finish("ORDER_2", TxState.AT_TERMINAL)
     # the pay command never left (tp-manager unreachable): failed, and the id may come again
-    failed = await journal.finish_async(
+    failed = await journal.finish(
         "ORDER_2", TxState.FAILED, None, TxError("TP_MANAGER_UNAVAILABLE")
     )
     assert failed.record.error_code == "TP_MANAGER_UNAVAILABLE"
@@ -186,10 +186,10 @@ async def test_invalid_requests_are_refused_before_anything_is_written(journal: 
     bad = canonical_request("ORDER_1")
     bad["amount"] = 8.99  # a float: never money
     with pytest.raises(hipay_payload.PayloadError, match="minor units"):
-        await journal.begin_async("ORDER_1", bad, flavour="pos-api")
+        await journal.begin("ORDER_1", bad, flavour="pos-api")
     other = canonical_request("ORDER_X")
     with pytest.raises(hipay_payload.PayloadError, match="differs"):
-        await journal.begin_async("ORDER_1", other, flavour="pos-api")
+        await journal.begin("ORDER_1", other, flavour="pos-api")
     assert journal.get("ORDER_1") is None
 
 
@@ -201,11 +201,11 @@ def _journal_bytes(data_dir: Path) -> bytes:
 async def test_no_full_pan_and_no_password_reach_the_file(journal: Journal, tmp_path: Path) -> None:
     request = canonical_request("ORDER_1")
     request["custom_data"] = {"password": "hunter2-secret", "shop": "Opera"}
-    await journal.begin_async("ORDER_1", request, flavour="pos-api")
+    await journal.begin("ORDER_1", request, flavour="pos-api")
     result = accepted_result().to_dict()
     result["masked_pan"] = FULL_PAN
     result["report"] = f"report with {FULL_PAN} inside"
-    record = (await journal.finish_async("ORDER_1", TxState.ACCEPTED, result)).record
+    record = (await journal.finish("ORDER_1", TxState.ACCEPTED, result)).record
     assert record.result is not None
     assert record.result["masked_pan"] == "411111######1111"
     assert record.request["custom_data"]["password"] == "[redacted]"
@@ -290,14 +290,14 @@ async def test_purge_deletes_only_old_delivered_transactions(tmp_path: Path) -> 
         ):
             note = journal.outbox.get_by_order(order_id)
             assert note is not None
-            await journal.outbox.record_attempt_async(
+            await journal.outbox.record_attempt(
                 note.id, state=state, status=200, error=None, possibly_received=True
             )
         now[0] += timedelta(days=400).total_seconds()
         await finish_order(journal, "RECENT_DELIVERED")
         recent = journal.outbox.get_by_order("RECENT_DELIVERED")
         assert recent is not None
-        await journal.outbox.record_attempt_async(
+        await journal.outbox.record_attempt(
             recent.id,
             state=NotificationState.DELIVERED,
             status=200,
@@ -360,7 +360,7 @@ async def test_jobs_queued_behind_a_commit_share_one_and_keep_their_own_outcomes
     calls: list[Callable[[], Awaitable[object]]] = [
         functools.partial(_begin, journal, f"ORDER_{i}", terminal=f"T{i}") for i in range(6)
     ]
-    calls.append(functools.partial(journal.finish_async, "NOPE", TxState.FAILED))  # refused
+    calls.append(functools.partial(journal.finish, "NOPE", TxState.FAILED))  # refused
     # the same terminal as ORDER_0, which the group has just claimed
     calls.append(functools.partial(_begin, journal, "ORDER_X", terminal="T0"))
     outcomes = await _queued(journal, calls)
@@ -440,7 +440,7 @@ async def test_attempt_bookkeeping_commits_without_fsync_and_outcomes_with_it(
     note = journal.outbox.get_by_order("ORDER_1")
     assert note is not None
     before = dataclasses.replace(journal._db.commits)
-    await journal.outbox.record_attempt_async(
+    await journal.outbox.record_attempt(
         note.id, state=NotificationState.DELIVERED, status=200, error=None, possibly_received=True
     )
     after = dataclasses.replace(journal._db.commits)
@@ -485,9 +485,7 @@ async def test_a_finish_whose_caller_is_cancelled_still_lands(journal: Journal) 
         first = journal._db.submit(lambda conn: None)
         while journal._db._jobs.qsize():  # noqa: ASYNC110 (another thread empties it)
             await asyncio.sleep(0.005)
-        task = asyncio.create_task(
-            journal.finish_async("ORDER_1", TxState.ACCEPTED, accepted_result())
-        )
+        task = asyncio.create_task(journal.finish("ORDER_1", TxState.ACCEPTED, accepted_result()))
         while not journal._db._jobs.qsize():  # noqa: ASYNC110 (queued, not started)
             await asyncio.sleep(0.005)
         task.cancel()

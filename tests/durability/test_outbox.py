@@ -47,7 +47,7 @@ async def _three_orders(journal: Journal) -> list[int]:
 
 
 async def _later(journal: Journal, notification_id: int, when: float) -> None:
-    await journal.outbox.record_attempt_async(
+    await journal.outbox.record_attempt(
         notification_id,
         state=NotificationState.PENDING,
         status=503,
@@ -67,10 +67,10 @@ async def test_due_orders_by_schedule_and_leaves_out_rows_in_flight(
     assert [n.id for n in journal.outbox.due(exclude={b})] == [c]
     assert [n.id for n in journal.outbox.due(limit=1)] == [b]
     assert [n.id for n in journal.outbox.due(now=1_100.0)] == [b, c, a]
-    await journal.outbox.record_attempt_async(
+    await journal.outbox.record_attempt(
         b, state=NotificationState.DELIVERED, status=200, error=None, possibly_received=True
     )
-    await journal.outbox.record_attempt_async(
+    await journal.outbox.record_attempt(
         c, state=NotificationState.DEAD, status=400, error="no", possibly_received=False
     )
     assert [n.id for n in journal.outbox.due(now=1_100.0)] == [a]
@@ -88,7 +88,7 @@ async def test_next_attempt_at_is_the_earliest_pending_row_not_in_flight(
     await _later(journal, c, 1_010.0)
     assert journal.outbox.next_attempt_at() == 1_010.0
     assert journal.outbox.next_attempt_at(exclude={c}) == 1_020.0
-    await journal.outbox.record_attempt_async(
+    await journal.outbox.record_attempt(
         b, state=NotificationState.DEAD, status=400, error="no", possibly_received=False
     )
     assert journal.outbox.next_attempt_at(exclude={c}) == 1_030.0
@@ -103,7 +103,7 @@ async def test_expedite_makes_every_pending_row_due_now(
     a, b, c = await _three_orders(journal)
     await _later(journal, a, 1_060.0)
     await _later(journal, b, 1_005.0)
-    await journal.outbox.record_attempt_async(
+    await journal.outbox.record_attempt(
         c, state=NotificationState.DELIVERED, status=200, error=None, possibly_received=True
     )
     now[0] = 1_002.0
@@ -118,7 +118,7 @@ async def test_expedite_makes_every_pending_row_due_now(
 async def test_record_attempt_counts_and_truncates(journal: Journal) -> None:
     await finish_order(journal, "O1")
     (nid,) = _ids(journal, "O1")
-    await journal.outbox.record_attempt_async(
+    await journal.outbox.record_attempt(
         nid,
         state=NotificationState.PENDING,
         status=None,
@@ -126,7 +126,7 @@ async def test_record_attempt_counts_and_truncates(journal: Journal) -> None:
         possibly_received=True,
         next_attempt_at=123.0,
     )
-    note = await journal.outbox.record_attempt_async(
+    note = await journal.outbox.record_attempt(
         nid, state=NotificationState.DELIVERED, status=201, error=None, possibly_received=True
     )
     assert (note.attempts, note.attempts_received, note.last_status) == (2, 2, 201)
@@ -134,7 +134,7 @@ async def test_record_attempt_counts_and_truncates(journal: Journal) -> None:
     assert note.sent and note.delivered_at is not None
     first = journal.outbox.list()[0]
     assert first.last_error is None
-    await journal.outbox.record_attempt_async(
+    await journal.outbox.record_attempt(
         nid, state=NotificationState.DELIVERED, status=200, error="y" * 5000,
         possibly_received=False,
     )  # fmt: skip
@@ -153,7 +153,7 @@ async def test_an_attempt_whose_recorder_is_cancelled_still_lands(journal: Journ
         while journal._db._jobs.qsize():  # noqa: ASYNC110 (another thread empties it)
             await asyncio.sleep(0.005)
         task = asyncio.create_task(
-            journal.outbox.record_attempt_async(
+            journal.outbox.record_attempt(
                 nid,
                 state=NotificationState.DELIVERED,
                 status=200,
@@ -178,7 +178,7 @@ async def test_retry_dead_only_moves_dead_rows(journal: Journal) -> None:
     await finish_order(journal, "O1")
     await finish_order(journal, "O2")
     dead, pending = _ids(journal, "O1", "O2")
-    await journal.outbox.record_attempt_async(
+    await journal.outbox.record_attempt(
         dead, state=NotificationState.DEAD, status=400, error="bad", possibly_received=False
     )
     assert journal.outbox.counts() == {"pending": 1, "delivered": 0, "dead": 1}
@@ -193,8 +193,8 @@ async def test_one_notification_per_finished_transaction(journal: Journal) -> No
     await finish_order(journal, "O1")
     for order_id, state in (("O2", TxState.FAILED), ("O3", TxState.REFUSED)):
         request = {"order_id": order_id, "amount": 100, "currency": "EUR"}
-        await journal.begin_async(order_id, request, flavour="kiosk")
-        await journal.finish_async(order_id, state)  # O2 failed: nothing to notify
+        await journal.begin(order_id, request, flavour="kiosk")
+        await journal.finish(order_id, state)  # O2 failed: nothing to notify
     assert [n.order_id for n in journal.outbox.list()] == ["O1", "O3"]
     keys = {n.idempotency_key for n in journal.outbox.list()}
     assert len(keys) == 2 and all(re.fullmatch(r"[ -~]+", k) for k in keys)
@@ -214,11 +214,11 @@ async def test_cli_lists_pending_and_dead_and_requeues(
         for order_id in ("PENDING_1", "DEAD_1", "DELIVERED_1"):
             await finish_order(journal, order_id)
         _, dead, done = _ids(journal, "PENDING_1", "DEAD_1", "DELIVERED_1")
-        await journal.outbox.record_attempt_async(
+        await journal.outbox.record_attempt(
             dead, state=NotificationState.DEAD, status=400, error="bad basket",
             possibly_received=False,
         )  # fmt: skip
-        await journal.outbox.record_attempt_async(
+        await journal.outbox.record_attempt(
             done, state=NotificationState.DELIVERED, status=200, error=None,
             possibly_received=True,
         )  # fmt: skip
@@ -299,10 +299,10 @@ async def test_journal_feeds_transaction_metrics_and_the_periodic_line(journal: 
         await finish_order(fed, "O1")
         for order_id in ("O2", "O3"):
             request = {"order_id": order_id, "amount": 5, "currency": "EUR"}
-            begun = await fed.begin_async(order_id, request, flavour="kiosk")
+            begun = await fed.begin(order_id, request, flavour="kiosk")
             assert begun.kind is BeginKind.NEW
             if order_id == "O2":
-                await fed.finish_async("O2", TxState.FAILED)  # tp-manager unreachable, say
+                await fed.finish("O2", TxState.FAILED)  # tp-manager unreachable, say
         fed.recover_interrupted()  # O3 was at the terminal when the agent stopped
         assert metrics.snapshot()["transactions"] == {
             "accepted": 1,
