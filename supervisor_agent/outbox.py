@@ -203,8 +203,8 @@ class Outbox:
     """Reads and state changes of the notification rows.
 
     The notifier's attempts are awaited (:meth:`record_attempt`, on the journal's
-    writer thread); reads and the operator's changes (``expedite``, ``retry_dead``) are
-    short blocking calls, run in a thread by the event loop's callers.
+    writer thread); reads and the other changes (``expedite``, ``retry_dead``) are short
+    blocking calls: the agent runs them in a thread, the ``outbox`` command directly.
     """
 
     def __init__(self, store: Store, clock: Callable[[], float]) -> None:
