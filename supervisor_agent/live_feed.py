@@ -28,6 +28,7 @@ from supervisor_agent.event_log import EventLog
 from supervisor_agent.journal import TransactionRecord, TxState
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.outbox import Notification, NotificationState
+from supervisor_agent.terminal_links import LINK_DOWN, LINK_UP, TerminalLinks
 
 
 def amount_text(minor: Any, code: Any) -> str | None:
@@ -61,11 +62,18 @@ def transaction_facts(record: TransactionRecord) -> dict[str, Any]:
 
 
 class LiveFeed:
-    """Turns writes and tp-manager events into :class:`EventLog` events (and link metrics)."""
+    """Turns writes and tp-manager events into :class:`EventLog` events; link events also
+    go to the terminals' links (terminal_links.py), which the gauge and the page read."""
 
-    def __init__(self, events: EventLog, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        events: EventLog,
+        metrics: Metrics | None = None,
+        links: TerminalLinks | None = None,
+    ) -> None:
         self.events = events
         self.metrics = metrics
+        self.links = links
 
     # -- journal and outbox observers (any thread) ----------------------------
 
@@ -99,17 +107,15 @@ class LiveFeed:
 
     def _link(self, event: Event) -> None:
         up = event.name == messages.EVENT_LINK_UP
-        terminal = event.data.get("terminal") or DEFAULT_TERMINAL
+        terminal = str(event.data.get("terminal") or DEFAULT_TERMINAL)
+        link, detail = event.data.get("link"), event.data.get("detail")
         self.events.publish(
             event_log.LINK_UP if up else event_log.LINK_DOWN,
-            {
-                "terminal": terminal,
-                "link": event.data.get("link"),
-                "detail": event.data.get("detail"),
-            },
+            {"terminal": terminal, "link": link, "detail": detail},
         )
-        if self.metrics is not None and terminal == DEFAULT_TERMINAL:  # the gauge is its
-            self.metrics.link_state(up)
+        if self.links is not None:  # an older tp-manager's event may lack the state
+            state = str(link or (LINK_UP if up else LINK_DOWN))
+            self.links.told(terminal, state, str(detail or ""))
 
     def _forward(self, name: str) -> Callable[[Event], None]:
         def forward(event: Event) -> None:

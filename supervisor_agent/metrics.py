@@ -6,18 +6,19 @@ process, as Prometheus expects.  Facts that must survive a restart are gauges se
 from the journal, the truth on disk: the notification states (``refresh`` of
 :meth:`Metrics.log_periodically` / the API), the journal's size, the time of the
 last accepted payment, the oldest pending notification
-(:meth:`Metrics.set_journal_facts`).  The link gauge comes from tp-manager's link
-events and, until one arrives, its ``check``; it is absent while unknown, so an
-alert on it never fires on a guess.  The public methods are the hand-written
-version's: callers did not change.
+(:meth:`Metrics.set_journal_facts`).  The link gauge ``ecr_terminal_link_up`` has one
+series per configured terminal (label ``terminal``: ``default`` or its id), read at
+scrape time from the agent's one record of each terminal's link (terminal_links.py,
+fed by tp-manager's link events and ``check`` answers); a terminal whose link is not
+known yet has no series, so an alert on it never fires on a guess.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client import (
@@ -28,6 +29,11 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from supervisor_agent.terminal_links import TerminalLinks
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +49,28 @@ TRANSACTION_OUTCOMES = ("accepted", "refused", "failed", "unknown")
 RECONCILED_OUTCOMES = ("accepted", "refused")
 NOTIFICATION_STATES = ("pending", "delivered", "dead")
 ATTEMPT_RESULTS = ("acknowledged", "retryable", "uncertain", "not_sent", "rejected")
+LINK_UP_METRIC = "ecr_terminal_link_up"
+
+
+class LinkCollector(Collector):
+    """``ecr_terminal_link_up{terminal}``, read from the links at each scrape: 1 up, 0 any
+    other state (down, connecting, disconnected); no series for a link not known yet."""
+
+    def __init__(self, links: TerminalLinks) -> None:
+        self.links = links
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        known = [row for row in self.links.rows() if row.link is not None]
+        if not known:  # not even HELP/TYPE: the metric is absent, not empty
+            return
+        family = GaugeMetricFamily(
+            LINK_UP_METRIC,
+            "1 when the terminal's link is up, 0 otherwise; per configured terminal.",
+            labels=["terminal"],
+        )
+        for row in known:
+            family.add_metric([row.terminal], 1.0 if row.up else 0.0)
+        yield family
 
 
 class Metrics:
@@ -89,9 +117,6 @@ class Metrics:
             registry=r,
         )
         # Absent until known: registered at the first value.
-        self._link_up = Gauge(
-            "ecr_terminal_link_up", "1 when the terminal link is up, 0 otherwise.", registry=None
-        )
         self._last_accepted = Gauge(
             "ecr_last_accepted_payment_timestamp_seconds",
             "When the last accepted payment was journaled (epoch seconds).",
@@ -137,12 +162,9 @@ class Metrics:
 
     # -- the operator's figures ---------------------------------------------------
 
-    def link_state(self, up: bool) -> None:
-        self._present(self._link_up, "link").set(1 if up else 0)
-
-    @property
-    def link_known(self) -> bool:
-        return "link" in self._late_registered
+    def watch_links(self, links: TerminalLinks) -> None:
+        """Serve ``ecr_terminal_link_up`` from ``links`` (once per agent: one owner)."""
+        self.registry.register(LinkCollector(links))
 
     def payment_accepted(self, at: float) -> None:
         gauge = self._present(self._last_accepted, "last_accepted")

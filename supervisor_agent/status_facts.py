@@ -2,10 +2,12 @@
 
 One function gathers them so the page, the JSON and the terminal never tell
 different stories.  Transactions come from the journal (masked as the live
-events are: live_feed.transaction_facts), the outbox counts from the outbox, the
-link from tp-manager's ``check`` (or, when it does not answer, the last link
-event), and ``last_event_id`` lets the page follow ``/events`` from exactly where
-these facts were read.
+events are: live_feed.transaction_facts), the outbox counts from the outbox, and
+``last_event_id`` lets the page follow ``/events`` from exactly where these facts
+were read.  Each configured terminal is asked ``check`` at once (bounded by
+``CHECK_TIMEOUT_S``); the answers go to the terminals' links (terminal_links.py),
+and the page's terminal rows are read from there, the record the link gauge reads:
+a terminal tp-manager does not answer for keeps its last told state.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import structlog
 
 from common.commands import check as check_contract
 from common.terminals import DEFAULT_TERMINAL
-from supervisor_agent import event_log
 from supervisor_agent.api.settings import ApiSettings
 from supervisor_agent.client import CommandFailed, TerminalClient
 from supervisor_agent.event_log import EventLog
@@ -31,12 +32,15 @@ from supervisor_agent.live_feed import transaction_facts
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.outbox import NotificationState
 from supervisor_agent.recent_problems import RecentProblems
+from supervisor_agent.terminal_links import UNKNOWN, TerminalLinks
 
 log = structlog.get_logger(__name__)
 
 RECENT_TRANSACTIONS = 20
 CHECK_TIMEOUT_S = 3.0  # the page must not hang on a terminal that does not answer
 METRICS_REFRESH_S = 15.0  # a Prometheus scrape interval
+
+Checked = check_contract.CheckReply | CommandFailed | ValueError  # an answer, or why none
 
 
 def journal_bytes(path: Path) -> int:
@@ -56,36 +60,35 @@ class StatusSource:
     journal: Journal
     client: TerminalClient
     events: EventLog
+    links: TerminalLinks
     problems: RecentProblems | None = None
     started_at: float = field(default_factory=time.time)
 
-    async def _check(self) -> check_contract.CheckReply | CommandFailed | ValueError:
+    async def _check(self, terminal: str) -> Checked:
+        """tp-manager's ``check`` of one configured terminal; its answer goes to the links."""
+        props = {} if terminal == DEFAULT_TERMINAL else {"terminal": terminal}
+        token = self.links.asking(terminal)
         try:
-            raw = await self.client.call(check_contract.NAME, {}, timeout=CHECK_TIMEOUT_S)
-            return check_contract.CheckReply.from_wire(raw)
+            raw = await self.client.call(check_contract.NAME, props, timeout=CHECK_TIMEOUT_S)
+            reply = check_contract.CheckReply.from_wire(raw)
         except (CommandFailed, ValueError) as exc:
             return exc
+        self.links.answered(terminal, token, reply.link, reply.detail)
+        return reply
 
-    async def _link(self) -> dict[str, Any]:
-        reply = await self._check()
+    async def _check_all(self, terminals: list[str]) -> dict[str, Checked]:
+        replies = await asyncio.gather(*(self._check(key) for key in terminals))
+        return dict(zip(terminals, replies, strict=True))
+
+    def _link(self, reply: Checked) -> dict[str, Any]:
+        """The configured terminal's section: its check, or its last told link."""
         if isinstance(reply, Exception):
-            exc = reply
-            links = (event_log.LINK_UP, event_log.LINK_DOWN)
-            known = max(  # the configured terminal's: named terminals publish theirs too
-                (
-                    e
-                    for e in self.events.after(0)
-                    if e.name in links
-                    and e.data.get("terminal", DEFAULT_TERMINAL) == DEFAULT_TERMINAL
-                ),
-                key=lambda e: e.seq,
-                default=None,
-            )
+            known = self.links.get(DEFAULT_TERMINAL)
             return {
-                "link": known.data.get("link") if known else "unknown",
+                "link": known.link if known and known.link else UNKNOWN,
                 "busy": None,
                 "responding": None,
-                "detail": f"tp-manager did not answer the check: {getattr(exc, 'code', exc)}",
+                "detail": f"tp-manager did not answer the check: {getattr(reply, 'code', reply)}",
             }
         return {
             "link": reply.link,
@@ -127,13 +130,11 @@ class StatusSource:
         )
 
     async def refresh_metrics(self, metrics: Metrics) -> None:
-        """The gauges read from disk; the link from ``check`` until an event tells it."""
+        """The gauges read from disk; a terminal's link from ``check`` until it is known
+        (then its events tell each change)."""
         metrics.set_journal_facts(*await asyncio.to_thread(self._metric_facts))
         metrics.set_notification_states(await asyncio.to_thread(self.journal.outbox.counts))
-        if not metrics.link_known:
-            reply = await self._check()
-            if not isinstance(reply, Exception):
-                metrics.link_state(reply.link == "up")
+        await self._check_all(self.links.unknown())
 
     async def keep_metrics_fresh(
         self, metrics: Metrics, interval_s: float = METRICS_REFRESH_S
@@ -148,7 +149,7 @@ class StatusSource:
 
     async def collect(self) -> dict[str, Any]:
         last_event_id = f"{self.events.boot}-{self.events.last_seq}"  # before reading anything
-        link = await self._link()
+        replies = await self._check_all(self.links.keys)
         stored = await asyncio.to_thread(self._read_journal)
         now = time.time()
         return {
@@ -158,8 +159,9 @@ class StatusSource:
             "terminal": {
                 "protocol": self.settings.terminal_protocol,
                 "serial_number": self.settings.serial_number or None,
-                **link,
+                **self._link(replies[DEFAULT_TERMINAL]),
             },
+            "terminals": [row.to_dict() for row in self.links.rows()],
             "agent": {"started_at": self.started_at, "uptime_s": round(now - self.started_at, 1)},
             **stored,
             "problems": self.problems.lines() if self.problems else [],

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from common import paths
 from common.concert_v2_line import DEFAULT_KEEPALIVE_INTERVAL_S, Parity, SerialLine
 from common.concert_v3_profiles import DEFAULT_PROFILE
+from common.config.rules import host_port
 from common.terminals import TerminalSpec
 
 CONCERT_V2 = "concert-v2"
@@ -122,6 +123,16 @@ class ConnectorConfig:
         """The Concert V3 terminal's host and port (loopback when simulated)."""
         host = self.terminal_host or SIMULATOR
         return ("127.0.0.1" if host == SIMULATOR else host), self.terminal_port
+
+    @property
+    def terminal_location(self) -> str:
+        """Where the configured terminal is: ``host:port`` (Concert V3), else its serial device.
+
+        What tp-manager's ``info`` reports as the device and the status page shows."""
+        if self.terminal_protocol == CONCERT_V3:
+            host, port = self.terminal_address
+            return host_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return self.device_path
 
     @property
     def version_type(self) -> str:

@@ -22,6 +22,7 @@ from supervisor_agent.live_feed import LiveFeed
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.recent_problems import RecentProblems
 from supervisor_agent.status_facts import StatusSource
+from supervisor_agent.terminal_links import TerminalLinks
 
 
 @dataclass
@@ -42,12 +43,16 @@ class OperatorView:
         problems: RecentProblems | None = None,
         heartbeat_s: float = HEARTBEAT_S,
     ) -> OperatorView:
-        """A fresh event log fed by ``journal``'s writes (tp-manager's events: ``feed``)."""
+        """A fresh event log fed by ``journal``'s writes (tp-manager's events: ``feed``),
+        and the terminals' links, which ``metrics`` (if given) serves as its link gauge."""
         events = EventLog()
-        feed = LiveFeed(events, metrics)
+        links = TerminalLinks.of(settings)  # the one record the gauge and the page read
+        if metrics is not None:
+            metrics.watch_links(links)
+        feed = LiveFeed(events, metrics, links)
         journal.observers.add(feed.journal_changed)
         journal.outbox.observers.add(feed.outbox_changed)
-        status = StatusSource(settings, journal, client, events, problems)
+        status = StatusSource(settings, journal, client, events, links, problems)
         return cls(events, feed, status, heartbeat_s)
 
     def install(self, app: web.Application) -> None:

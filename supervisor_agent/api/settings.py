@@ -42,6 +42,7 @@ class ApiSettings:
     authorization_threshold: Decimal | None = None  # major units; None: never forced
     serial_number: str = ""
     terminal_protocol: str = "concert-v2"
+    terminal_location: str = ""  # the configured terminal's device, or host:port (Concert V3)
     allowed_terminals: tuple[str, ...] = ()  # "host:port" the POS API may target
     terminals: tuple[TerminalSpec, ...] = ()  # named in the config (common/terminals.py)
     pos_number: int = 1
@@ -113,6 +114,7 @@ def api_settings(config: Any) -> ApiSettings:
         authorization_threshold=None if threshold is None else Decimal(str(threshold)),
         serial_number=str(get("serial_number", "")),
         terminal_protocol=str(get("terminal_protocol", "concert-v2")),
+        terminal_location=str(get("terminal_location", "")),
         allowed_terminals=_tuple(get("allowed_terminals")),
         terminals=tuple(get("terminals", ())),
         pos_number=int(get("pos_number", 1)),

@@ -10,14 +10,17 @@ import zmq
 import zmq.asyncio
 
 from common import messages
+from common.config.model import CONCERT_V2
 from common.messages import Event
+from common.terminals import TerminalSpec
 from supervisor_agent import event_log
 from supervisor_agent.event_log import EventLog
 from supervisor_agent.events import EventSubscriber
 from supervisor_agent.live_feed import LiveFeed
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.sse_client import SseEvent
-from tests.api.conftest import RecordingTpManager
+from supervisor_agent.terminal_links import TerminalLinks
+from tests.api.conftest import RecordingTpManager, settings
 from tests.operator.conftest import collect, for_order, names, serve_operator
 
 PUB_TRIES = 200
@@ -153,7 +156,11 @@ async def test_tp_manager_events_reach_the_log_and_the_link_metric() -> None:
     pub.setsockopt(zmq.LINGER, 0)
     pub.bind("tcp://127.0.0.1:*")
     log, metrics = EventLog(boot="b"), Metrics()
-    feed = LiveFeed(log, metrics)
+    links = TerminalLinks.of(
+        settings(terminals=(TerminalSpec("lane2", CONCERT_V2, device="/dev/x"),))
+    )
+    metrics.watch_links(links)
+    feed = LiveFeed(log, metrics, links)
     subscriber = EventSubscriber(
         pub.getsockopt_string(zmq.LAST_ENDPOINT), feed.tp_manager_handlers(), ctx
     )
@@ -175,8 +182,8 @@ async def test_tp_manager_events_reach_the_log_and_the_link_metric() -> None:
             if log.latest(event_log.LINK_UP) is not None:
                 break
             await asyncio.sleep(0.05)
-        assert "ecr_terminal_link_up 1.0" in metrics.render().splitlines()
-        # a named terminal's link: in the stream with its id, not in the configured one's gauge
+        assert 'ecr_terminal_link_up{terminal="default"} 1.0' in metrics.render().splitlines()
+        # a named terminal's link: in the stream with its id, and its own series
         named = {"terminal": "lane2", "link": "down", "detail": "keep-alive: silent"}
         await pub.send_multipart(Event(messages.EVENT_LINK_DOWN, named).frames())
         for _ in range(PUB_TRIES):
@@ -195,4 +202,6 @@ async def test_tp_manager_events_reach_the_log_and_the_link_metric() -> None:
     assert all(d in (cable, named) for d in downs)
     waiting = log.latest(event_log.TRANSACTION_WAITING_FOR_CARD)
     assert waiting is not None and waiting.data == {"order_id": "W", "amount": 999}
-    assert "ecr_terminal_link_up 1.0" in metrics.render().splitlines()
+    lines = metrics.render().splitlines()
+    assert 'ecr_terminal_link_up{terminal="default"} 1.0' in lines
+    assert 'ecr_terminal_link_up{terminal="lane2"} 0.0' in lines

@@ -13,7 +13,8 @@ import pytest
 
 from supervisor_agent.journal import TxState
 from supervisor_agent.metrics import Metrics
-from tests.api.conftest import RecordingTpManager
+from supervisor_agent.terminal_links import TerminalLinks
+from tests.api.conftest import RecordingTpManager, settings
 from tests.operator.conftest import serve_operator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,14 +68,13 @@ async def test_every_metric_the_rules_use_is_served_by_the_agent(tpm: RecordingT
             served.base_url + "/", json={"amount": "9.99", "order_id": "M-1"}
         )
         assert paid.status == 200
-        served.metrics.link_state(True)
-        await served.operator.status.refresh_metrics(served.metrics)
+        await served.operator.status.refresh_metrics(served.metrics)  # checks the link
         async with served.session.get(served.base_url + "/metrics") as scraped:
             text = await scraped.text()
     exported = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
     assert _rule_metric_names() <= exported, _rule_metric_names() - exported
     lines = text.splitlines()
-    assert "ecr_terminal_link_up 1.0" in lines
+    assert 'ecr_terminal_link_up{terminal="default"} 1.0' in lines
     assert any(
         line.startswith("ecr_journal_size_bytes ") and not line.endswith(" 0.0") for line in lines
     )
@@ -83,13 +83,14 @@ async def test_every_metric_the_rules_use_is_served_by_the_agent(tpm: RecordingT
 
 def test_unknown_facts_are_absent_rather_than_zero() -> None:
     """A link nobody reported and a shop that never took a payment must not alert."""
-    text = Metrics().render()
-    assert "ecr_terminal_link_up " not in text
+    metrics, links = Metrics(), TerminalLinks.of(settings())
+    metrics.watch_links(links)
+    text = metrics.render()
+    assert "ecr_terminal_link_up" not in text
     assert "ecr_last_accepted_payment_timestamp_seconds " not in text
-    metrics = Metrics()
     metrics.transaction_finished(str(TxState.ACCEPTED))
-    metrics.link_state(False)
-    assert "ecr_terminal_link_up 0.0" in metrics.render().splitlines()
+    links.told("default", "down", "cable")
+    assert 'ecr_terminal_link_up{terminal="default"} 0.0' in metrics.render().splitlines()
 
 
 def test_the_log_shipping_example_reads_the_connector_logs() -> None:

@@ -102,10 +102,7 @@ def _concert_v2(
 
 def describe_device(config: ConnectorConfig) -> str:
     """What ``info`` reports as the device: the serial path, or host:port."""
-    if config.terminal_protocol == CONCERT_V3:
-        host, port = config.terminal_address
-        return host_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-    return config.device_path
+    return config.terminal_location
 
 
 LateAnswer = Callable[[str, PaymentResult], None]  # (terminal key, the answer)

@@ -1,0 +1,130 @@
+"""Each configured terminal's link as the agent knows it: the one owner of that fact.
+
+tp-manager publishes every change of a terminal's link (``link.up`` / ``link.down``,
+with the terminal's key: ``default`` or a ``terminals.<id>`` id); the agent's event
+subscriber hands them here (live_feed.py).  Events are hints that a subscriber can
+miss (PUB drops what it sends while the agent is away), so a ``check`` answer tells
+the state too (status_facts.py): at start, while a terminal is still unknown, and each
+time the status page is read.  The link gauge (metrics.py, ``ecr_terminal_link_up``,
+read at scrape time) and the status page's terminal rows both read this, so they never
+tell different stories.
+
+* **Unknown until told**: before an event or a check answer, a terminal's link is
+  ``None``: the gauge has no series for it (an alert never fires on a guess) and the
+  page shows ``unknown``.
+* **Bounded**: only configured terminals have a row (the default one and the config's
+  named ones); an event for any other key (a Concert V3 terminal only an order named) is
+  not kept here, so the gauge's series are as many as the config's terminals.
+* **No stale answer wins**: a check answer is taken only if no event for that terminal
+  arrived while the check was in flight (the event is then newer than the answer: the
+  two travel on different sockets, so their order is not guaranteed).
+* **Since**: when the agent learned the current state (the event's arrival, or the
+  check answer that first told it); a state told again does not move it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Final
+
+from common.terminals import DEFAULT_TERMINAL
+
+if TYPE_CHECKING:  # metrics.py imports this module; the API package imports metrics.py
+    from supervisor_agent.api.settings import ApiSettings
+
+LINK_UP: Final = "up"  # tp-manager's LinkState values: disconnected, connecting, up, down
+LINK_DOWN: Final = "down"
+UNKNOWN: Final = "unknown"  # what the page shows for a link nobody told yet
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalLink:
+    """One configured terminal and its link (``link`` None: unknown)."""
+
+    terminal: str  # its key: ``default`` or its id in the config
+    protocol: str  # concert-v2 | concert-v3
+    location: str  # the serial device, or host:port
+    link: str | None = None
+    since: float | None = None
+    detail: str = ""
+
+    @property
+    def up(self) -> bool:
+        return self.link == LINK_UP
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "terminal": self.terminal,
+            "protocol": self.protocol,
+            "location": self.location,
+            "link": self.link or UNKNOWN,
+            "since": self.since,
+            "detail": self.detail,
+        }
+
+
+class TerminalLinks:
+    """Thread-safe: events arrive on the event loop, the gauge is read by any scrape."""
+
+    def __init__(
+        self, terminals: Iterable[TerminalLink], clock: Callable[[], float] = time.time
+    ) -> None:
+        self._rows = {t.terminal: t for t in terminals}
+        self._told = dict.fromkeys(self._rows, 0)  # events per terminal: a check's token
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, settings: ApiSettings) -> TerminalLinks:
+        """The configured terminal (the seeds' keys) first, then the named ones."""
+        default = TerminalLink(
+            DEFAULT_TERMINAL, settings.terminal_protocol, settings.terminal_location
+        )
+        named = (TerminalLink(s.id, s.protocol, s.address) for s in settings.terminals)
+        return cls([default, *named])
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self._rows)
+
+    def rows(self) -> list[TerminalLink]:
+        with self._lock:
+            return list(self._rows.values())
+
+    def get(self, terminal: str) -> TerminalLink | None:
+        with self._lock:
+            return self._rows.get(terminal)
+
+    def unknown(self) -> list[str]:
+        with self._lock:
+            return [key for key, row in self._rows.items() if row.link is None]
+
+    def told(self, terminal: str, link: str, detail: str) -> bool:
+        """A link event; False when ``terminal`` is not a configured one (not kept)."""
+        with self._lock:
+            if terminal not in self._rows:
+                return False
+            self._told[terminal] += 1
+            self._set(terminal, link, detail)
+            return True
+
+    def asking(self, terminal: str) -> int:
+        """Before a ``check``: the token :meth:`answered` compares."""
+        with self._lock:
+            return self._told.get(terminal, 0)
+
+    def answered(self, terminal: str, token: int, link: str, detail: str) -> bool:
+        """A ``check`` answer, taken unless an event for ``terminal`` came since ``token``."""
+        with self._lock:
+            if terminal not in self._rows or self._told[terminal] != token:
+                return False
+            self._set(terminal, link, detail)
+            return True
+
+    def _set(self, terminal: str, link: str, detail: str) -> None:
+        row = self._rows[terminal]
+        since = row.since if row.link == link else self._clock()
+        self._rows[terminal] = replace(row, link=link, since=since, detail=detail)
