@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -31,13 +32,14 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def serve_operator(
-    tpm: RecordingTpManager, heartbeat_s: float = 15.0
+    tpm: RecordingTpManager, heartbeat_s: float = 15.0, **overrides: Any
 ) -> AsyncIterator[Served]:
+    """``overrides``: ApiSettings fields (``terminals``...)."""
     async with own_journal() as (journal, notifier):
         client = TerminalClient(tpm.endpoint)
         await client.start()
         metrics = Metrics()
-        api_settings = settings()
+        api_settings = settings(**overrides)
         operator = OperatorView.for_app(
             api_settings, client, journal, metrics=metrics, heartbeat_s=heartbeat_s
         )
