@@ -28,6 +28,7 @@ STATE_STYLES = {
     "unknown": "bold red",
     "failed": "yellow",
     "up": "green",
+    "down": "bold red",
     "delivered": "green",
     "dead": "bold red",
     "pending": "yellow",
@@ -104,6 +105,19 @@ def render(facts: dict[str, Any], console: Console) -> None:
         f"{_when(outbox.get('oldest_pending_at'))}",
     )
     console.print(summary)
+    links = Table(title="Terminals", title_justify="left", expand=False)
+    for column in ("terminal", "link", "since", "protocol", "where", "detail"):
+        links.add_column(column)
+    for row in facts.get("terminals", []):
+        links.add_row(
+            escape(str(row.get("terminal"))),
+            _styled(row.get("link")),
+            _when(row.get("since")),
+            escape(str(row.get("protocol"))),
+            escape(str(row.get("location") or "—")),
+            escape(str(row.get("detail") or "")),
+        )
+    console.print(links)
     table = Table(title="Last transactions", title_justify="left", expand=False)
     for column in ("time", "order", "amount", "state", "card", "HiPay"):
         table.add_column(column, justify="right" if column == "amount" else "left")

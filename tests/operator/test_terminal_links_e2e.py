@@ -5,8 +5,8 @@ simulator on a pty as the configured terminal), plus two Concert V3 terminals na
 the config (``lane2``, ``lane3``), each a ``simulate --protocol concert-v3`` process on
 its own loopback port.  ``lane3``'s simulator is killed by its pid; the status page, open
 in a real headless Chromium, shows ``lane3`` down and the others up, live and after a
-reload, and ``GET /metrics`` has one ``ecr_terminal_link_up`` series per terminal
-saying the same.
+reload, ``GET /metrics`` has one ``ecr_terminal_link_up`` series per terminal and
+``ecr-connector status`` one row per terminal, saying the same.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ import pytest
 from common import paths
 from tests.api.conftest import basic
 from tests.operator.browser import chromium_path, headless_chromium
+from tests.operator.terminal import ecr_connector
 from tests.stack import Stack, alive, hipay_stub, ready_command, running_stack, wait_for
 
 LINK_TIMEOUT_S = 60.0
 PAGE_TIMEOUT_S = 30.0
+CLI_TIMEOUT_S = 90.0
 KIOSK = (1024, 600)
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
@@ -64,6 +66,11 @@ def link_gauges(stack: Stack) -> dict[str, str]:
         for line in str(text).splitlines()
         if line.startswith(prefix)
     }
+
+
+def row_of(text: str, terminal: str) -> str:
+    """The line of ``ecr-connector status``'s Terminals table for ``terminal``."""
+    return next(line for line in text.splitlines() if f" {terminal} " in line)
 
 
 def _link_in_page(terminal: str) -> str:
@@ -159,6 +166,12 @@ async def test_a_lane_whose_terminal_is_gone_shows_down_beside_the_lanes_that_ar
             assert down == {"default": "1.0", "lane2": "1.0", "lane3": "0.0"}
             rows = await asyncio.to_thread(links_of, stack)
             assert rows["lane3"]["link"] == "down" and rows["lane2"]["link"] == "up"
+            run = await asyncio.to_thread(
+                ecr_connector, ["status", "--config", str(stack.config_path)], CLI_TIMEOUT_S
+            )
+            assert run.returncode == 0, run.text  # the configured terminal's link is up
+            assert " down " in row_of(run.text, "lane3"), run.text
+            assert " up " in row_of(run.text, "lane2"), run.text
     ARTIFACTS.mkdir(exist_ok=True)
     for shot in (live, loaded):
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
