@@ -4,10 +4,11 @@ One function gathers them so the page, the JSON and the terminal never tell
 different stories.  Transactions come from the journal (masked as the live
 events are: live_feed.transaction_facts), the outbox counts from the outbox, and
 ``last_event_id`` lets the page follow ``/events`` from exactly where these facts
-were read.  Each configured terminal is asked ``check`` at once (bounded by
-``CHECK_TIMEOUT_S``); the answers go to the terminals' links (terminal_links.py),
-and the page's terminal rows are read from there, the record the link gauge reads:
-a terminal tp-manager does not answer for keeps its last told state.
+were read.  Each configured terminal whose link is unknown or not heard of for a
+while (``TerminalLinks.due``: a check can hold a terminal busy) is asked ``check`` at
+once (bounded by ``CHECK_TIMEOUT_S``); the answers go to the terminals' links
+(terminal_links.py), and the page's terminal rows are read from there, the record the
+link gauge reads: a terminal tp-manager does not answer for keeps its last told state.
 """
 
 from __future__ import annotations
@@ -80,15 +81,19 @@ class StatusSource:
         replies = await asyncio.gather(*(self._check(key) for key in terminals))
         return dict(zip(terminals, replies, strict=True))
 
-    def _link(self, reply: Checked) -> dict[str, Any]:
-        """The configured terminal's section: its check, or its last told link."""
-        if isinstance(reply, Exception):
+    def _link(self, reply: Checked | None) -> dict[str, Any]:
+        """The configured terminal's section: its check (None: not asked, its link was
+        heard of recently), or its last told link."""
+        if reply is None or isinstance(reply, Exception):
             known = self.links.get(DEFAULT_TERMINAL)
+            detail = known.detail if known else ""
+            if reply is not None:
+                detail = f"tp-manager did not answer the check: {getattr(reply, 'code', reply)}"
             return {
                 "link": known.link if known and known.link else UNKNOWN,
                 "busy": None,
                 "responding": None,
-                "detail": f"tp-manager did not answer the check: {getattr(reply, 'code', reply)}",
+                "detail": detail,
             }
         return {
             "link": reply.link,
@@ -149,7 +154,7 @@ class StatusSource:
 
     async def collect(self) -> dict[str, Any]:
         last_event_id = f"{self.events.boot}-{self.events.last_seq}"  # before reading anything
-        replies = await self._check_all(self.links.keys)
+        replies = await self._check_all(self.links.due())
         stored = await asyncio.to_thread(self._read_journal)
         now = time.time()
         return {
@@ -159,7 +164,7 @@ class StatusSource:
             "terminal": {
                 "protocol": self.settings.terminal_protocol,
                 "serial_number": self.settings.serial_number or None,
-                **self._link(replies[DEFAULT_TERMINAL]),
+                **self._link(replies.get(DEFAULT_TERMINAL)),
             },
             "terminals": [row.to_dict() for row in self.links.rows()],
             "agent": {"started_at": self.started_at, "uptime_s": round(now - self.started_at, 1)},

@@ -4,8 +4,8 @@ tp-manager publishes every change of a terminal's link (``link.up`` / ``link.dow
 with the terminal's key: ``default`` or a ``terminals.<id>`` id); the agent's event
 subscriber hands them here (live_feed.py).  Events are hints that a subscriber can
 miss (PUB drops what it sends while the agent is away), so a ``check`` answer tells
-the state too (status_facts.py): at start, while a terminal is still unknown, and each
-time the status page is read.  The link gauge (metrics.py, ``ecr_terminal_link_up``,
+the state too (status_facts.py): at start, while a terminal is still unknown, and when
+the status page is read, for a link not heard of lately.  The link gauge (metrics.py, ``ecr_terminal_link_up``,
 read at scrape time) and the status page's terminal rows both read this, so they never
 tell different stories.
 
@@ -20,6 +20,12 @@ tell different stories.
   two travel on different sockets, so their order is not guaranteed).
 * **Since**: when the agent learned the current state (the event's arrival, or the
   check answer that first told it); a state told again does not move it.
+* **Learned**: when the agent last heard anything of the link (any event or answer).
+  The status page asks ``check`` only of terminals unknown or not heard of for
+  :data:`RECHECK_AFTER_S` (:meth:`TerminalLinks.due`): a check of an idle Concert V3
+  terminal is an exchange that holds it busy, and the page reloads after every
+  finished payment, so checking every terminal at every load would refuse payments
+  (409 TERMINAL_BUSY) in a busy shop while someone watches the page.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ if TYPE_CHECKING:  # metrics.py imports this module; the API package imports met
 LINK_UP: Final = "up"  # tp-manager's LinkState values: disconnected, connecting, up, down
 LINK_DOWN: Final = "down"
 UNKNOWN: Final = "unknown"  # what the page shows for a link nobody told yet
+RECHECK_AFTER_S: Final = 60.0  # a link not heard of for this long is checked again
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,7 @@ class TerminalLink:
     link: str | None = None
     since: float | None = None
     detail: str = ""
+    learned_at: float | None = None  # the last event or answer about it
 
     @property
     def up(self) -> bool:
@@ -102,6 +110,16 @@ class TerminalLinks:
         with self._lock:
             return [key for key, row in self._rows.items() if row.link is None]
 
+    def due(self, max_age_s: float = RECHECK_AFTER_S) -> list[str]:
+        """The terminals to ``check``: unknown, or not heard of for ``max_age_s``."""
+        oldest = self._clock() - max_age_s
+        with self._lock:
+            return [
+                key
+                for key, row in self._rows.items()
+                if row.learned_at is None or row.learned_at <= oldest
+            ]
+
     def told(self, terminal: str, link: str, detail: str) -> bool:
         """A link event; False when ``terminal`` is not a configured one (not kept)."""
         with self._lock:
@@ -125,6 +143,6 @@ class TerminalLinks:
             return True
 
     def _set(self, terminal: str, link: str, detail: str) -> None:
-        row = self._rows[terminal]
-        since = row.since if row.link == link else self._clock()
-        self._rows[terminal] = replace(row, link=link, since=since, detail=detail)
+        row, now = self._rows[terminal], self._clock()
+        since = row.since if row.link == link else now
+        self._rows[terminal] = replace(row, link=link, since=since, detail=detail, learned_at=now)

@@ -118,16 +118,17 @@ async def test_the_page_is_self_contained_and_its_facts_cannot_break_out(
     assert json.loads(embedded) == {"order_id": "</script><script>alert(1)</script>"}
 
 
+async def unavailable_check(request: Request) -> Reply:
+    return Reply.failure(request.id, "LINK_DOWN", "tp-manager is restarting")
+
+
 async def test_without_tp_manager_the_page_shows_the_configured_terminals_last_link(
     tpm: RecordingTpManager,
 ) -> None:
     """When ``check`` fails the page falls back on the last link event, and that must be
     the configured terminal's: named terminals publish their own link events too."""
 
-    async def unavailable(request: Request) -> Reply:
-        return Reply.failure(request.id, "LINK_DOWN", "tp-manager is restarting")
-
-    tpm.responders["check"] = unavailable
+    tpm.responders["check"] = unavailable_check
     async with serve_operator(tpm) as served:
         handle = served.operator.feed.tp_manager_handlers()
         silent = {"link": "down", "detail": "keep-alive: the terminal answered none of 3 ENQs"}
@@ -137,4 +138,15 @@ async def test_without_tp_manager_the_page_shows_the_configured_terminals_last_l
         async with served.session.get(served.base_url + "/status.json") as facts:
             body = await facts.json()
     assert body["terminal"]["link"] == "down"
-    assert "did not answer the check" in body["terminal"]["detail"]
+    assert body["terminal"]["detail"] == silent["detail"]  # heard of just now: not re-asked
+
+
+async def test_a_failed_check_shows_the_last_told_link_and_why_it_was_not_confirmed(
+    tpm: RecordingTpManager,
+) -> None:
+    tpm.responders["check"] = unavailable_check
+    async with serve_operator(tpm) as served:
+        async with served.session.get(served.base_url + "/status.json") as facts:
+            body = await facts.json()
+    assert body["terminal"]["link"] == "unknown"
+    assert "did not answer the check: LINK_DOWN" in body["terminal"]["detail"]

@@ -105,6 +105,37 @@ async def test_the_first_check_makes_each_link_known_and_a_state_told_again_keep
         assert gauges(served)["lane3"] == "1.0"
 
 
+async def test_page_loads_check_only_links_not_heard_of_lately(tpm: RecordingTpManager) -> None:
+    """A check can hold an idle Concert V3 terminal busy, and the page reloads after every
+    finished payment: loads within RECHECK_AFTER_S of the last news ask nothing."""
+    async with serve_operator(tpm, terminals=LANES) as served:
+        for _ in range(3):
+            async with served.session.get(served.base_url + "/status.json") as facts:
+                assert facts.status == 200
+        asked = [r.properties.get("terminal") for r in tpm.received if r.command == "check"]
+        assert sorted(asked, key=str) == sorted([None, "lane2", "lane3"], key=str)  # once each
+
+
+def test_a_link_is_due_for_a_check_when_unknown_or_not_heard_of_for_the_max_age() -> None:
+    now = [1000.0]
+    links = TerminalLinks(
+        [
+            TerminalLink("default", CONCERT_V2, "/dev/ttyACM0"),
+            TerminalLink("lane2", CONCERT_V3, "192.0.2.20:8888"),
+        ],
+        clock=lambda: now[0],
+    )
+    assert links.due(60.0) == ["default", "lane2"]
+    links.told("default", "up", "open")
+    token = links.asking("lane2")
+    links.answered("lane2", token, "down", "refused")
+    assert links.due(60.0) == []
+    now[0] += 30.0
+    links.told("default", "up", "open")  # the same state told again is news too
+    now[0] += 31.0
+    assert links.due(60.0) == ["lane2"]
+
+
 def test_since_is_when_the_agent_learned_the_current_state() -> None:
     ticks = iter(range(100, 200))
     links = TerminalLinks(
@@ -115,11 +146,11 @@ def test_since_is_when_the_agent_learned_the_current_state() -> None:
     token = links.asking("default")
     assert links.answered("default", token, "up", "answered")
     assert links.get("default") == TerminalLink(
-        "default", CONCERT_V2, "/dev/ttyACM0", "up", 100, "answered"
+        "default", CONCERT_V2, "/dev/ttyACM0", "up", 100, "answered", learned_at=102
     )
     links.told("default", "down", "cable")
     assert links.get("default") == TerminalLink(
-        "default", CONCERT_V2, "/dev/ttyACM0", "down", 101, "cable"
+        "default", CONCERT_V2, "/dev/ttyACM0", "down", 103, "cable", learned_at=103
     )
     assert not links.answered("default", token, "up", "stale")  # an event came since
     assert not links.told("lane9", "up", "")  # not configured: not kept
@@ -146,7 +177,3 @@ async def test_a_check_answer_does_not_undo_an_event_that_came_while_it_was_aske
         async with asyncio.timeout(ANSWER_TIMEOUT_S):
             await refresh
         assert gauges(served) == {"default": "0.0"}
-        tpm.responders["check"] = default_responder
-        async with served.session.get(served.base_url + "/status.json") as facts:
-            body = await facts.json()  # a check with no event meanwhile: its answer stands
-        assert body["terminals"][0]["link"] == "up" and gauges(served) == {"default": "1.0"}
