@@ -31,10 +31,6 @@ def program_err_log(data_dir: Path, program: str) -> Path:
 LOG_FILE_ENV = "ECR_CONNECTOR_LOG_FILE"
 
 
-def journal_path(data_dir: Path) -> Path:
-    return data_dir / "journal.sqlite3"
-
-
 def supervisord_pidfile(data_dir: Path) -> Path:
     return run_dir(data_dir) / "supervisord.pid"
 
