@@ -111,10 +111,6 @@ class FrameReceiver:
         self._buf = bytearray()
         self._garbage = 0
 
-    @property
-    def in_frame(self) -> bool:
-        return self._state is not _RxState.IDLE
-
     def feed(self, data: bytes | bytearray) -> list[Event]:
         events: list[Event] = []
         for byte in bytes(data):
