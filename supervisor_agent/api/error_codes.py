@@ -252,7 +252,3 @@ def lookup(code: str) -> ErrorCode:
 def describe(code: str) -> str:
     entry = CODES.get(code)
     return entry.description if entry else ""
-
-
-def all_codes() -> list[ErrorCode]:
-    return list(_TABLE)
