@@ -31,6 +31,11 @@ def program_err_log(data_dir: Path, program: str) -> Path:
 LOG_FILE_ENV = "ECR_CONNECTOR_LOG_FILE"
 
 
+def notifier_lock(data_dir: Path) -> Path:
+    """Held (``flock``) by the one HiPay notifier this data directory may have."""
+    return run_dir(data_dir) / "notifier.lock"
+
+
 def supervisord_pidfile(data_dir: Path) -> Path:
     return run_dir(data_dir) / "supervisord.pid"
 
