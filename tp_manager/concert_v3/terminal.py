@@ -131,31 +131,6 @@ class ConcertV3Terminal:
         self._doing = "a transaction"
         self._cancel_requested = False
 
-    @classmethod
-    def from_settings(
-        cls, settings: ConcertV3Settings, on_link_state: LinkStateCallback | None = None
-    ) -> ConcertV3Terminal:
-        s = settings
-        return cls(
-            s.host,
-            s.port,
-            s.version,
-            register_id=s.register_id,
-            pos_number=s.pos_number,
-            contracts=s.contracts,
-            transaction_timeout=s.transaction_timeout,
-            connect_timeout=s.connect_timeout,
-            probe_timeout=s.probe_timeout,
-            settle=s.settle,
-            echo_grace=s.echo_grace,
-            profile=s.profile,
-            on_link_state=on_link_state,
-        )
-
-    @property
-    def settings(self) -> ConcertV3Settings:
-        return self._settings
-
     @property
     def link_state(self) -> LinkState:
         return self._link
