@@ -114,17 +114,6 @@ class Profile:
         """How this family's ``AF`` reads; an unknown or missing one is "other"."""
         return self.failures.get(af or "", UNKNOWN_FAILURE)
 
-    def optional_tags(self) -> frozenset[str]:
-        """Request tags beyond the mandatory six this profile may send (CC aside)."""
-        tags = set()
-        if self.reference:
-            tags.add("CF")
-        if self.answer_mode:
-            tags.add("BA")
-        if self.tickets is not None:
-            tags.add("CK")
-        return frozenset(tags)
-
 
 DEFAULT_PROFILE: Final = "default"
 _PAYXPERT_ACTIONS: Final = frozenset(

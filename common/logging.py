@@ -103,11 +103,6 @@ def add_problem_listener(listener: ProblemListener) -> None:
     _listeners.append(listener)
 
 
-def remove_problem_listener(listener: ProblemListener) -> None:
-    with contextlib.suppress(ValueError):
-        _listeners.remove(listener)
-
-
 class _LineHandler(logging.Handler):
     """The process's one output, shared by structlog (its lines arrive rendered, through
     :meth:`line`) and the stdlib root logger (records, rendered by the formatter)."""

@@ -31,8 +31,9 @@ def program_err_log(data_dir: Path, program: str) -> Path:
 LOG_FILE_ENV = "ECR_CONNECTOR_LOG_FILE"
 
 
-def journal_path(data_dir: Path) -> Path:
-    return data_dir / "journal.sqlite3"
+def notifier_lock(data_dir: Path) -> Path:
+    """Held (``flock``) by the one HiPay notifier this data directory may have."""
+    return run_dir(data_dir) / "notifier.lock"
 
 
 def supervisord_pidfile(data_dir: Path) -> Path:

@@ -124,7 +124,7 @@ async def serve(config: ConnectorConfig) -> int:
         journal.outbox,
         HipayEndpoint(config.hipay_url, config.hipay_login or "", password),
         metrics=metrics,
-        lock_path=paths.run_dir(config.data_dir) / "notifier.lock",
+        lock_path=paths.notifier_lock(config.data_dir),
     )
     try:
         await notifier.start()

@@ -60,7 +60,6 @@ log = structlog.get_logger(__name__)
 
 NOTIFY_PATH = "/v1/connector/order"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-LOCK_FILENAME = "notifier.lock"
 
 DELIVER_NOW_BUDGET_S = 3.0
 ANSWER_LOG_MAX_CHARS = 300

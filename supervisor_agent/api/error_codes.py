@@ -3,12 +3,13 @@
 docs/error-codes.md is this table for humans; a test keeps the two in step and
 checks that every ``TerminalError`` code of tp-manager is listed here.
 
-``outcome_unknown`` marks codes after which the customer *may* have been
-charged (the terminal had the transaction when contact was lost): the register
-must check the terminal or HiPay before asking the customer to pay again.  It is
-read from :mod:`common.commands.errors`, the table both processes share; one
-failure may still say otherwise (``money_may_have_moved`` in its reply), and the
-payment answer's ``transactionState`` is always the one to trust.
+The page's *outcome unknown* column marks codes after which the customer *may*
+have been charged (the terminal had the transaction when contact was lost): the
+register must check the terminal or HiPay before asking the customer to pay again.
+It is not kept here: it is :data:`common.commands.errors.MONEY_MAY_HAVE_MOVED`, the
+table both processes share (codes only the API answers never reached tp-manager:
+no); one failure may still say otherwise (``money_may_have_moved`` in its reply),
+and the payment answer's ``transactionState`` is always the one to trust.
 ``http_status`` is the status used when the code is answered as an error
 (maintenance routes, 4xx); a payment that reached the terminal answers 200
 with ``paymentStatus`` FAILURE and the code in ``errorCode`` instead.
@@ -18,19 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.commands.errors import MONEY_MAY_HAVE_MOVED
-
 
 @dataclass(frozen=True, slots=True)
 class ErrorCode:
     code: str
     http_status: int
     description: str
-
-    @property
-    def outcome_unknown(self) -> bool:
-        """From the channel's one table (common.commands.errors); API-only codes: no."""
-        return MONEY_MAY_HAVE_MOVED.get(self.code, False)
 
 
 # Request errors (never reach tp-manager).
@@ -252,7 +246,3 @@ def lookup(code: str) -> ErrorCode:
 def describe(code: str) -> str:
     entry = CODES.get(code)
     return entry.description if entry else ""
-
-
-def all_codes() -> list[ErrorCode]:
-    return list(_TABLE)

@@ -28,7 +28,8 @@ from common.money import MoneyError, currency
 
 SCHEMA_REF = "#/components/schemas/{model}"
 ORDER_ID_MAX = 64
-ORDER_ID_PATTERN = r"^[\x21-\x7e]{1,64}$"  # printable ASCII, no spaces: it goes in logs and URLs
+# Printable ASCII, no spaces: an order id goes in logs and URLs.
+ORDER_ID_PATTERN = rf"^[\x21-\x7e]{{1,{ORDER_ID_MAX}}}$"
 
 
 class TransactionTypeName(enum.StrEnum):
@@ -138,7 +139,7 @@ def _order_id(value: Any) -> Any:
     if not re.fullmatch(ORDER_ID_PATTERN, value):
         raise PydanticCustomError(
             "order_id",
-            "order id must be 1 to 64 printable ASCII characters without spaces",
+            f"order id must be 1 to {ORDER_ID_MAX} printable ASCII characters without spaces",
         )
     return value
 
@@ -150,7 +151,7 @@ OrderId = Annotated[
         {
             "type": "string",
             "pattern": ORDER_ID_PATTERN,
-            "description": "Printable ASCII, no spaces, at most 64 characters.",
+            "description": f"Printable ASCII, no spaces, at most {ORDER_ID_MAX} characters.",
             "examples": ["Order_12345"],
         }
     ),

@@ -31,10 +31,16 @@ def test_every_channel_error_code_is_in_the_table() -> None:
     assert set(codes.MONEY_MAY_HAVE_MOVED) - set(error_codes.CODES) == set()
 
 
+def outcome_unknown(code: str) -> bool:
+    """The page's column: the channel's table; a code only the API answers never
+    reached tp-manager, so no money moved."""
+    return codes.MONEY_MAY_HAVE_MOVED.get(code, False)
+
+
 def test_outcome_unknown_matches_money_may_have_moved() -> None:
     for _, cls in inspect.getmembers(terminal_errors, inspect.isclass):
         if issubclass(cls, terminal_errors.TerminalError) and cls.money_may_have_moved:
-            assert error_codes.CODES[cls.code].outcome_unknown, cls.code
+            assert outcome_unknown(cls.code), cls.code
 
 
 def test_doc_table_is_the_code_table() -> None:
@@ -43,7 +49,8 @@ def test_doc_table_is_the_code_table() -> None:
         match = re.match(r"^\| `([A-Z_]+)` \| (\d{3}) \| (yes|no) \|", line)
         if match:
             rows[match.group(1)] = (int(match.group(2)), match.group(3) == "yes")
-    expected = {e.code: (e.http_status, e.outcome_unknown) for e in error_codes.all_codes()}
+    table = error_codes.CODES
+    expected = {code: (e.http_status, outcome_unknown(code)) for code, e in table.items()}
     assert rows == expected
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import structlog
 
-from common.logging import LogFileSpec, configure_logging, remove_problem_listener
+from common.logging import LogFileSpec, configure_logging
 from common.redact import REDACTED, luhn_ok
 from supervisor_agent.api.flavours.parts import generate_order_id
 from tp_manager.concert_v3.messages import build_request, encode_request
@@ -272,17 +272,19 @@ def test_the_log_file_is_private_rotated_and_never_splits_a_line(tmp_path: Path)
     assert records[-1]["event"] == "library line, card 4111 11## #### 1111"
 
 
-def test_the_status_page_gets_the_warnings_as_logged(capture: tuple[Any, Capture]) -> None:
+def test_the_status_page_gets_the_warnings_as_logged(
+    capture: tuple[Any, Capture], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from supervisor_agent.recent_problems import RecentProblems
 
+    # The listeners are the process's (the agent installs one for good): this test's
+    # list goes away with the test, so no later test's lines reach its listener.
+    monkeypatch.setattr("common.logging._listeners", [])
     problems = RecentProblems.install()
-    try:
-        log = structlog.get_logger("tests.backbone.test_logging")
-        log.info("test.fine", order_id=ORDER_ID)
-        log.warning("test.slow", order_id=ORDER_ID, error=f"login {HIPAY_PASSWORD} refused")
-        logging.getLogger("aiohttp.server").error("Error handling request, card %s", PANS[0])
-    finally:
-        remove_problem_listener(problems.add)
+    log = structlog.get_logger("tests.backbone.test_logging")
+    log.info("test.fine", order_id=ORDER_ID)
+    log.warning("test.slow", order_id=ORDER_ID, error=f"login {HIPAY_PASSWORD} refused")
+    logging.getLogger("aiohttp.server").error("Error handling request, card %s", PANS[0])
     assert [(p["level"], p["event"]) for p in problems.lines()] == [
         ("error", "Error handling request, card 411111######1111"),
         ("warning", "test.slow"),

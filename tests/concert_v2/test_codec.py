@@ -1,23 +1,26 @@
-"""Concert V2 codec: bytes and strings in, typed values or typed errors out."""
+"""Concert V2 codec: bytes and strings in, typed values or typed errors out.
+
+The driver only writes requests and reads answers; the other direction is the
+simulator's own codec (tp_manager/simulator/concert_v2_codec.py), written apart, so
+the cross-checks here fail if either side misreads the wire.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from tp_manager.concert_v2 import codec
 from tp_manager.concert_v2.codec import (
     decode_answer,
-    decode_frame,
-    decode_request,
     encode_frame,
     encode_request,
     lrc,
     mask_pans,
     to_payment_result,
 )
+from tp_manager.concert_v2.link import BadFrame, BadFrameReason, Frame, FrameReceiver
+from tp_manager.simulator import concert_v2_codec as sim
 from tp_manager.terminal.errors import (
     AmountOutOfRange,
-    BadChecksum,
     InvalidRequest,
     MalformedMessage,
 )
@@ -51,7 +54,7 @@ def test_lrc_is_xor_of_bytes() -> None:
 def test_encode_frame_layout() -> None:
     frame = encode_frame("AB")
     assert frame == STX + b"AB" + ETX + bytes([0x41 ^ 0x42 ^ 0x03])
-    assert decode_frame(frame) == "AB"
+    assert frame == sim.build_frame("AB")
 
 
 def test_encode_frame_refuses_control_characters() -> None:
@@ -61,27 +64,14 @@ def test_encode_frame_refuses_control_characters() -> None:
         encode_frame("é")
 
 
-def test_decode_frame_bad_lrc() -> None:
-    frame = bytearray(encode_frame("0100000999"))
-    frame[-1] ^= 0x01
-    with pytest.raises(BadChecksum):
-        decode_frame(bytes(frame))
-
-
-@pytest.mark.parametrize(
-    "frame",
-    [
-        b"",
-        b"\x02",
-        b"AB\x03\x00",
-        b"\x02AB",
-        b"\x02AB\x03",
-        b"\x02A\xe9\x03" + bytes([0x41 ^ 0xE9 ^ 3]),
-    ],
-)
-def test_decode_frame_malformed(frame: bytes) -> None:
-    with pytest.raises(MalformedMessage):
-        decode_frame(frame)
+def test_the_receiver_reads_the_simulator_frames() -> None:
+    # Cutting a byte stream into frames (noise, truncation...) is pinned in test_link.py.
+    good = sim.build_frame("0100000999")
+    bad = sim.build_frame("0100000999", corrupt_lrc=True)  # the bad-lrc-once scenario
+    assert FrameReceiver().feed(good + bad) == [
+        Frame("0100000999"),
+        BadFrame(BadFrameReason.BAD_LRC, len(bad)),
+    ]
 
 
 # --- requests ----------------------------------------------------------------------
@@ -154,13 +144,20 @@ def test_invalid_payment_mode() -> None:
         encode_request(req(), payment_mode="ab")
 
 
-def test_decode_request_inverse() -> None:
+def test_the_simulator_reads_the_driver_request() -> None:
     original = req(private="ORDER42", pos_number=7, force_authorization=True)
-    decoded = decode_request(encode_request(original, payment_mode="2"))
-    assert decoded.request == original
-    assert decoded.payment_mode == "2"
-    with pytest.raises(MalformedMessage):
-        decode_request("01" + "X" * 32)
+    parsed = sim.parse_request(encode_request(original, payment_mode="2").encode("ascii"))
+    assert parsed == sim.V2Request(
+        pos="07",
+        amount=999,
+        answer_flag="1",
+        payment_mode="2",
+        transaction_type="0",
+        currency="978",
+        private="ORDER42   ",
+        delay="A010",
+        authorization="B011",
+    )
 
 
 # --- answers -----------------------------------------------------------------------
@@ -182,7 +179,6 @@ def test_decode_short_answer() -> None:
     assert answer.private == "ORDER42"
     assert answer.report is None and answer.masked_pan is None
     assert answer.raw == SHORT_OK
-    assert not answer.full
 
 
 @pytest.mark.parametrize(
@@ -206,7 +202,6 @@ def test_full_answer_masks_pan_everywhere() -> None:
     text = "010000025001" + report + "978          "
     assert len(text) == 80
     answer = decode_answer(text)
-    assert answer.full
     assert answer.masked_pan == "497010######7890"
     assert PAN not in (answer.report or "")
     assert PAN not in answer.raw
@@ -269,16 +264,10 @@ def test_malformed_answer_error_does_not_quote_a_pan() -> None:
     assert PAN not in str(info.value)
 
 
-def test_encode_answer_inverse() -> None:
-    text = codec.encode_answer(
-        status=PaymentStatus.REFUSED,
-        amount=12,
-        currency_numeric="826",
-        pos_number=3,
-        payment_mode="C",
-        private="abc",
-        report=report_with("x"),
-    )
+def test_the_driver_reads_the_simulator_answer() -> None:
+    sent = req(amount=12, currency_numeric="826", pos_number=3, private="abc")
+    parsed = sim.parse_request(encode_request(sent, payment_mode="C").encode("ascii"))
+    text = sim.build_answer(parsed, sim.STATUS_REFUSED, sequence=5)
     answer = decode_answer(text)
     assert (answer.status, answer.amount, answer.currency_numeric) == (
         PaymentStatus.REFUSED,
@@ -286,3 +275,6 @@ def test_encode_answer_inverse() -> None:
         "826",
     )
     assert (answer.pos_number, answer.payment_mode, answer.private) == (3, "C", "abc")
+    assert answer.report == sim.build_report(parsed, sim.STATUS_REFUSED, sequence=5)
+    assert answer.masked_pan == "513000XXXXXX5678"  # the simulator's card for mode C
+    assert answer.raw == text

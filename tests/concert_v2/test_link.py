@@ -79,8 +79,12 @@ def test_receiver_frame_in_any_chunking() -> None:
     events = []
     for i in range(len(ANSWER)):
         events += rx.feed(ANSWER[i : i + 1])
-        assert rx.in_frame == (i < len(ANSWER) - 1)
-    assert events == whole
+        assert events == ([] if i < len(ANSWER) - 1 else whole)
+    assert rx.reset() == []  # nothing left half read
+    for cut in range(1, len(ANSWER)):  # every proper prefix is held as a partial frame
+        partial = FrameReceiver()
+        assert partial.feed(ANSWER[:cut]) == []
+        assert partial.reset() == [BadFrame(BadFrameReason.TRUNCATED, cut)]
 
 
 def test_receiver_bad_lrc() -> None:
@@ -120,9 +124,8 @@ def test_receiver_truncated_by_new_stx_or_control_byte() -> None:
 def test_receiver_truncated_by_deadline() -> None:
     rx = FrameReceiver()
     assert rx.feed(ANSWER[:10]) == []
-    assert rx.in_frame
     assert rx.reset() == [BadFrame(BadFrameReason.TRUNCATED, 10)]
-    assert not rx.in_frame
+    assert rx.reset() == []  # dropped once: nothing held any more
     assert rx.feed(ANSWER) == [Frame(ANSWER_TEXT)]
 
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from tp_manager.concert_v3 import ConcertV3Terminal
-from tp_manager.concert_v3.codec import FieldStreamDecoder
+from tp_manager.concert_v3.codec import Field, FieldStreamDecoder
 from tp_manager.concert_v3.messages import MANDATORY_REQUEST_TAGS
 from tp_manager.simulator.concert_v3 import run_tcp_simulator
 from tp_manager.simulator.scenarios import Scenario
@@ -95,6 +95,14 @@ async def start_server() -> AsyncIterator[StartServer]:
         server.close()
     for writer in writers:
         writer.transport.abort()
+
+
+def decode_whole(data: bytes) -> tuple[Field, ...]:
+    """One whole message through the driver's decoder, fed at once (the transport feeds
+    it segment by segment; test_codec_properties checks any split gives the same)."""
+    decoder = FieldStreamDecoder()
+    decoder.feed(data)
+    return decoder.finish()
 
 
 async def read_request(reader: asyncio.StreamReader) -> FieldStreamDecoder:

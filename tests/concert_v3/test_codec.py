@@ -14,7 +14,6 @@ from tp_manager.concert_v3.codec import (
     NonAsciiByte,
     TruncatedMessage,
     answer_progress,
-    decode_fields,
     encode_field,
     encode_fields,
 )
@@ -39,6 +38,8 @@ from tp_manager.terminal.model import (
     TransactionType,
 )
 
+from .conftest import decode_whole
+
 REQUEST = PaymentRequest(amount=999, currency_numeric="978")
 SENT = build_request(REQUEST)
 
@@ -53,7 +54,7 @@ def test_encode_field_pads_the_length() -> None:
 
 def test_decode_whole_message() -> None:
     data = b"CZ0040301CB003999AA016497010######1234"
-    assert decode_fields(data) == (
+    assert decode_whole(data) == (
         ("CZ", "0301"),
         ("CB", "999"),
         ("AA", "497010######1234"),
@@ -78,7 +79,7 @@ def test_decode_whole_message() -> None:
 )
 def test_malformed_input_is_a_typed_error(data: bytes, error: type, text: str) -> None:
     with pytest.raises(error, match=text) as caught:
-        decode_fields(data)
+        decode_whole(data)
     assert isinstance(caught.value, MalformedMessage)
     assert caught.value.code == "MALFORMED_MESSAGE"
 

@@ -26,7 +26,6 @@ from common.redact import mask_pans
 from tp_manager.concert_v2 import constants as c
 from tp_manager.terminal.errors import (
     AmountOutOfRange,
-    BadChecksum,
     InvalidRequest,
     MalformedMessage,
 )
@@ -44,14 +43,12 @@ TRANSACTION_CODES: dict[TransactionType, str] = {
     TransactionType.CREDIT: "1",
     TransactionType.CANCEL: "2",
 }
-_TRANSACTION_BY_CODE = {v: k for k, v in TRANSACTION_CODES.items()}
 
 STATUS_CODES: dict[str, PaymentStatus] = {
     "0": PaymentStatus.ACCEPTED,
     "7": PaymentStatus.REFUSED,
     "9": PaymentStatus.NOT_VERIFIED,
 }
-STATUS_CHARS: dict[PaymentStatus, str] = {v: k for k, v in STATUS_CODES.items()}
 _FAILURE_BY_STATUS = {
     PaymentStatus.REFUSED: FailureReason.REFUSED,
     PaymentStatus.NOT_VERIFIED: FailureReason.OTHER,
@@ -89,25 +86,6 @@ def encode_frame(message: str) -> bytes:
         raise InvalidRequest("a Concert V2 message must be printable ASCII")
     body = message.encode("ascii") + bytes([c.ETX])
     return bytes([c.STX]) + body + bytes([lrc(body)])
-
-
-def decode_frame(frame: bytes) -> str:
-    """Check one complete frame and return its message.
-
-    For a byte stream with control bytes and noise, use ``link.FrameReceiver``;
-    this is for a frame already cut out.
-    """
-    if len(frame) < 3 or frame[0] != c.STX:
-        raise MalformedMessage(f"frame does not start with STX ({len(frame)} bytes)")
-    if frame[-2] != c.ETX:
-        raise MalformedMessage(f"frame is truncated or has no ETX ({len(frame)} bytes)")
-    body = frame[1:-1]
-    if lrc(body) != frame[-1]:
-        raise BadChecksum(f"LRC mismatch: got 0x{frame[-1]:02x}, computed 0x{lrc(body):02x}")
-    raw = body[:-1]
-    if any(b < 0x20 or b > 0x7E for b in raw):
-        raise MalformedMessage("frame message holds non-printable or non-ASCII bytes")
-    return raw.decode("ascii")
 
 
 # --- requests ------------------------------------------------------------------
@@ -162,37 +140,6 @@ def encode_request(request: PaymentRequest, payment_mode: str = DEFAULT_PAYMENT_
     return message
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedRequest:
-    """A request read back (used by tests and diagnostics, not by the driver)."""
-
-    request: PaymentRequest
-    payment_mode: str
-
-
-def decode_request(text: str) -> DecodedRequest:
-    """Parse a 34-character request; the inverse of :func:`encode_request`."""
-    if len(text) != c.REQUEST_LENGTH or not is_printable_ascii(text):
-        raise MalformedMessage(f"request must be {c.REQUEST_LENGTH} printable characters")
-    m = re.fullmatch(
-        r"(?P<pos>[0-9]{2})(?P<amount>[0-9]{8})(?P<flag>[01])(?P<mode>[0-9A-Z])"
-        r"(?P<type>[012])(?P<cur>[0-9]{3})(?P<private>.{10})A01(?P<delay>[01])B01(?P<auth>[01])",
-        text,
-    )
-    if m is None:
-        raise MalformedMessage("request fields do not match the Concert V2 layout")
-    request = PaymentRequest(
-        amount=int(m["amount"]),
-        currency_numeric=m["cur"],
-        transaction_type=_TRANSACTION_BY_CODE[m["type"]],
-        force_authorization=m["auth"] == "1",
-        pos_number=int(m["pos"]),
-        full_answer=m["flag"] == ANSWER_FULL,
-        private=m["private"].rstrip(" "),
-    )
-    return DecodedRequest(request=request, payment_mode=m["mode"])
-
-
 # --- answers -------------------------------------------------------------------
 
 
@@ -218,10 +165,6 @@ class Answer:
     report: str | None
     masked_pan: str | None
     raw: str
-
-    @property
-    def full(self) -> bool:
-        return self.report is not None
 
 
 def decode_answer(text: str) -> Answer:
@@ -263,31 +206,6 @@ def decode_answer(text: str) -> Answer:
         report=masked_report,
         masked_pan=masked_pan,
         raw=raw,
-    )
-
-
-def encode_answer(
-    *,
-    status: PaymentStatus,
-    amount: int,
-    currency_numeric: str,
-    pos_number: int = 1,
-    payment_mode: str = DEFAULT_PAYMENT_MODE,
-    private: str = "",
-    report: str | None = None,
-) -> str:
-    """Build an answer message (tests, diagnostics); the inverse of :func:`decode_answer`."""
-    if report is not None and (len(report) != c.REPORT_LENGTH or not is_printable_ascii(report)):
-        raise InvalidRequest(f"report must be {c.REPORT_LENGTH} printable characters")
-    if len(private) > c.PRIVATE_LENGTH or not is_printable_ascii(private):
-        raise InvalidRequest("private field must be at most 10 printable characters")
-    if not 0 <= amount <= c.AMOUNT_MAX or not 0 <= pos_number <= c.POS_NUMBER_MAX:
-        raise InvalidRequest("amount or POS number does not fit its field")
-    if not re.fullmatch(r"[0-9]{3}", currency_numeric) or len(payment_mode) != 1:
-        raise InvalidRequest("currency must be 3 digits and payment mode 1 character")
-    return (
-        f"{pos_number:02d}{STATUS_CHARS[status]}{amount:08d}{payment_mode}"
-        f"{report or ''}{currency_numeric}{private.ljust(c.PRIVATE_LENGTH)}"
     )
 
 

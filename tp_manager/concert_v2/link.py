@@ -111,10 +111,6 @@ class FrameReceiver:
         self._buf = bytearray()
         self._garbage = 0
 
-    @property
-    def in_frame(self) -> bool:
-        return self._state is not _RxState.IDLE
-
     def feed(self, data: bytes | bytearray) -> list[Event]:
         events: list[Event] = []
         for byte in bytes(data):
@@ -127,7 +123,8 @@ class FrameReceiver:
         events: list[Event] = []
         self._flush_garbage(events)
         if self._state is not _RxState.IDLE:
-            events.append(BadFrame(BadFrameReason.TRUNCATED, len(self._buf) + 1))
+            etx = 1 if self._state is _RxState.AWAIT_LRC else 0  # read, but not kept in _buf
+            events.append(BadFrame(BadFrameReason.TRUNCATED, 1 + len(self._buf) + etx))
         self._state = _RxState.IDLE
         self._buf.clear()
         return events

@@ -4,8 +4,7 @@ A message is a run of fields, each ``tag`` (2 chars) + ``length`` (3 digits,
 zero-padded) + ``value`` (1..999 chars), with no frame around the whole and no
 terminator.  TCP may deliver it in any number of segments, so decoding is a
 byte-at-a-time state machine (:class:`FieldStreamDecoder`) that is fed bytes as
-they arrive; :func:`decode_fields` is the same machine fed once, so whole and
-incremental decoding cannot disagree.
+they arrive.
 
 Strictness (every violation raises a :class:`MalformedMessage` subclass, at
 the first offending byte, whatever the segmentation):
@@ -42,7 +41,6 @@ from tp_manager.terminal.errors import InvalidRequest, MalformedMessage
 
 TAG_SIZE: Final = 2
 LENGTH_SIZE: Final = 3
-HEADER_SIZE: Final = TAG_SIZE + LENGTH_SIZE
 MIN_VALUE_SIZE: Final = 1
 MAX_VALUE_SIZE: Final = 999
 STATUS_TAG: Final = "AE"
@@ -189,13 +187,6 @@ class FieldStreamDecoder:
                 self._length_digits.clear()
                 self._value.clear()
                 self._state = _State.TAG
-
-
-def decode_fields(data: bytes) -> tuple[Field, ...]:
-    """Decode one whole message; raise a :class:`MalformedMessage` subclass if it is not."""
-    decoder = FieldStreamDecoder()
-    decoder.feed(data)
-    return decoder.finish()
 
 
 def encode_field(tag: str, value: str) -> bytes:

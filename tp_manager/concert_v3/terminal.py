@@ -14,15 +14,14 @@ naming the profile.  Each of these holds the busy flag like a payment: never two
 exchanges on one terminal.
 
 Orders may name their terminal (POS API ``host_information`` / ``protocol``):
-:meth:`ConcertV3Terminal.with_target` gives a copy with the same settings aimed
-at another address.  Copies do not share the busy flag: each one serialises its
-own transactions, and the terminal itself refuses a second connection.
+tp_manager/terminal/factory.py gives each terminal its own driver, built once and kept.
+Drivers do not share the busy flag: each one serialises its own transactions, and
+the terminal itself refuses a second connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -131,43 +130,6 @@ class ConcertV3Terminal:
         self._order_id: str | None = None
         self._doing = "a transaction"
         self._cancel_requested = False
-
-    @classmethod
-    def from_settings(
-        cls, settings: ConcertV3Settings, on_link_state: LinkStateCallback | None = None
-    ) -> ConcertV3Terminal:
-        s = settings
-        return cls(
-            s.host,
-            s.port,
-            s.version,
-            register_id=s.register_id,
-            pos_number=s.pos_number,
-            contracts=s.contracts,
-            transaction_timeout=s.transaction_timeout,
-            connect_timeout=s.connect_timeout,
-            probe_timeout=s.probe_timeout,
-            settle=s.settle,
-            echo_grace=s.echo_grace,
-            profile=s.profile,
-            on_link_state=on_link_state,
-        )
-
-    @property
-    def settings(self) -> ConcertV3Settings:
-        return self._settings
-
-    def with_target(
-        self, host: str, port: int = DEFAULT_PORT, version: str | None = None
-    ) -> ConcertV3Terminal:
-        """A copy of this terminal's settings aimed at ``host:port`` (and maybe a version)."""
-        settings = dataclasses.replace(
-            self._settings,
-            host=host,
-            port=port,
-            version=self._settings.version if version is None else version,
-        )
-        return ConcertV3Terminal.from_settings(settings, self._on_link_state)
 
     @property
     def link_state(self) -> LinkState:

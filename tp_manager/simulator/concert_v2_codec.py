@@ -30,8 +30,6 @@ STATUS_NOT_VERIFIED = "9"
 ANSWER_FULL = "1"
 ANSWER_SHORT = "0"
 TRANSACTION_TYPES = frozenset("0124")  # debit, credit, refund/cancel, auto
-DELAY_VALUES = frozenset({"A010", "A011"})  # answer at end of transaction / at once
-AUTHORIZATION_VALUES = frozenset({"B010", "B011"})  # terminal decides / forced
 
 _REQUEST = re.compile(
     r"(?P<pos>[0-9]{2})"
@@ -41,8 +39,8 @@ _REQUEST = re.compile(
     r"(?P<transaction_type>[0-9])"
     r"(?P<currency>[0-9]{3})"
     r"(?P<private>[\x20-\x7e]{10})"
-    r"(?P<delay>A01[01])"
-    r"(?P<authorization>B01[01])"
+    r"(?P<delay>A01[01])"  # A010: answer at the end of the transaction, A011: at once
+    r"(?P<authorization>B01[01])"  # B010: the terminal decides, B011: forced
 )
 
 
