@@ -5,9 +5,9 @@ with the terminal's key: ``default`` or a ``terminals.<id>`` id); the agent's ev
 subscriber hands them here (live_feed.py).  Events are hints that a subscriber can
 miss (PUB drops what it sends while the agent is away), so a ``check`` answer tells
 the state too (status_facts.py): at start, while a terminal is still unknown, and when
-the status page is read, for a link not heard of lately.  The link gauge (metrics.py, ``ecr_terminal_link_up``,
-read at scrape time) and the status page's terminal rows both read this, so they never
-tell different stories.
+the status page is read, for a link not heard of lately.  The link gauge (metrics.py,
+``ecr_terminal_link_up``, read at scrape time) and the status page's terminal rows both
+read this, so they never tell different stories.
 
 * **Unknown until told**: before an event or a check answer, a terminal's link is
   ``None``: the gauge has no series for it (an alert never fires on a guess) and the

@@ -10,7 +10,9 @@ import time
 
 import pytest
 
+from common.concert_v3_profiles import profile_named
 from tp_manager.concert_v3 import Contract
+from tp_manager.concert_v3 import terminal as v3_terminal
 from tp_manager.concert_v3.codec import BadTag, encode_fields
 from tp_manager.concert_v3.transport import connect_error
 from tp_manager.simulator.scenarios import Scenario
@@ -38,6 +40,7 @@ from tp_manager.terminal.model import (
 
 from .conftest import (
     LOOPBACK,
+    READY_TIMEOUT_S,
     StartServer,
     StartSimulator,
     dead_port,
@@ -48,6 +51,7 @@ from .conftest import (
 )
 
 EUR = "978"
+SILENT_SERVER_S = 60.0
 
 
 def eur(amount: int, **kwargs: object) -> PaymentRequest:
@@ -472,3 +476,88 @@ async def test_outer_cancellation_is_not_turned_into_cancelled(
     with pytest.raises(asyncio.CancelledError):
         await paying
     assert not term.busy
+
+
+# --- a check and a payment on one terminal -------------------------------------------
+
+
+async def gated_proxy(
+    start_server: StartServer, target_port: int, first_answer_held: asyncio.Event
+) -> tuple[int, asyncio.Event]:
+    """A TCP relay to the simulator that holds the first connection's answer until the
+    returned gate opens; ``first_answer_held`` is set once that answer is waiting."""
+    gate = asyncio.Event()
+    connections = 0
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        hold = connections == 1
+        up_reader, up_writer = await asyncio.open_connection(LOOPBACK, target_port)
+
+        async def upstream() -> None:
+            for _ in range(1000):  # bounded: a request is a few chunks
+                chunk = await reader.read(1024)
+                if not chunk:
+                    break
+                up_writer.write(chunk)
+                await up_writer.drain()
+
+        async def downstream() -> None:
+            for _ in range(1000):
+                chunk = await up_reader.read(1024)
+                if not chunk:
+                    break
+                if hold:
+                    first_answer_held.set()
+                    await gate.wait()
+                writer.write(chunk)
+                await writer.drain()
+
+        try:
+            await asyncio.gather(upstream(), downstream())
+        finally:
+            up_writer.transport.abort()
+
+    return await start_server(relay), gate
+
+
+async def test_a_payment_waits_for_an_identification_instead_of_being_turned_away(
+    start_simulator: StartSimulator, start_server: StartServer
+) -> None:
+    """The status page's check identifies the terminal; a customer paying at that moment
+    is served once the identification is answered, not refused TERMINAL_BUSY."""
+    held = asyncio.Event()
+    port, gate = await gated_proxy(start_server, await start_simulator(), held)
+    term = terminal(port, profile=profile_named("castles"))
+    check = asyncio.create_task(term.check())
+    async with asyncio.timeout(READY_TIMEOUT_S):
+        await held.wait()  # the terminal has answered; the answer is on its way
+    assert not term.busy  # tp-manager lets the order through to the driver
+    payment = asyncio.create_task(term.pay(eur(999, order_id="during-check")))
+    for _ in range(20):  # it would have raised TerminalBusy at its first step
+        await asyncio.sleep(0)
+    assert not payment.done()
+    gate.set()
+    async with asyncio.timeout(READY_TIMEOUT_S):
+        status = await check
+        result = await payment
+    assert status.responding is True and "CD=I" in status.detail
+    assert result.accepted and result.amount == 999
+
+
+async def test_an_identification_the_terminal_never_answers_ends_on_its_own_timer(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not on the payment's 120 s: a payment may be waiting behind it."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(SILENT_SERVER_S)  # never answers; aborted after the test
+
+    monkeypatch.setattr(v3_terminal, "IDENTIFICATION_ANSWER_S", 0.3)
+    port = await start_server(silent)
+    term = terminal(port, profile=profile_named("castles"), transaction_timeout=120.0)
+    async with asyncio.timeout(SILENT_SERVER_S / 2):
+        status = await term.check()
+    assert status.responding is False and not term.busy

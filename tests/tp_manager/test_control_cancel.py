@@ -18,12 +18,15 @@ from pathlib import Path
 import zmq.asyncio
 
 from common.commands import results as results_contract
+from supervisor_agent.client import TerminalClient
 from tests.simulator.conftest import StartSim
 from tests.tp_manager.conftest import agent, tp_manager
 
 CANCELS = 300  # cancels at varying points of a call: many land as a reply arrives
 STOP_BOUND_S = 5.0  # a cancelled task ends at once; this only bounds a failure
 TRANSACTION_TIMEOUT_S = 5.0
+CALIBRATION_CALLS = 5
+MAX_TURNS_PER_CALL = 100_000  # bounds the calibration; a call takes tens to thousands
 
 
 async def stop_for_good(task: asyncio.Task[None]) -> None:
@@ -33,6 +36,22 @@ async def stop_for_good(task: asyncio.Task[None]) -> None:
         await asyncio.wait({task}, timeout=0.01)
         if task.done():
             return
+
+
+async def loop_turns_per_call(client: TerminalClient) -> int:
+    """How many turns of the event loop one call takes on this machine now: the cancels
+    are spread over two calls' worth, so some land as replies arrive however fast or
+    loaded the machine is."""
+    turns = []
+    for _ in range(CALIBRATION_CALLS):
+        call = asyncio.create_task(client.call(results_contract.NAME))
+        taken = 0
+        while not call.done() and taken < MAX_TURNS_PER_CALL:
+            await asyncio.sleep(0)
+            taken += 1
+        await call
+        turns.append(taken)
+    return sorted(turns)[len(turns) // 2]
 
 
 async def test_a_loop_calling_tp_manager_stops_when_cancelled_as_a_reply_arrives(
@@ -51,9 +70,10 @@ async def test_a_loop_calling_tp_manager_stops_when_cancelled_as_a_reply_arrives
                 await client.call(results_contract.NAME)
                 replies += 1
 
+        spread = 2 * await loop_turns_per_call(client) + 1
         for attempt in range(CANCELS):
             task = asyncio.create_task(calls_until_cancelled())
-            for _ in range(attempt % 13):  # cancel at a different point of a call each time
+            for _ in range(attempt % spread):  # cancel at a different point of a call
                 await asyncio.sleep(0)
             task.cancel()
             try:

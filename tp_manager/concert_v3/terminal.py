@@ -11,7 +11,10 @@ to identify itself, ``reset`` reboots it, ``telecollect`` runs its remote collec
 and :meth:`ConcertV3Terminal.transaction_status` asks for a past payment's outcome
 (status recovery, tp_manager/status_recovery.py); without, they answer NOT_SUPPORTED
 naming the profile.  Each of these holds the busy flag like a payment: never two
-exchanges on one terminal.
+exchanges on one terminal.  A payment that arrives during an identification (a
+``check``: the status page, the agent's start, ``GET /check``) waits for its answer
+instead of being turned away busy: the check is a look, the customer is real.  Reboot
+and remote collection are an operator's acts and keep the terminal busy.
 
 Orders may name their terminal (POS API ``host_information`` / ``protocol``):
 tp_manager/terminal/factory.py gives each terminal its own driver, built once and kept.
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import structlog
@@ -42,6 +45,7 @@ from tp_manager.terminal.errors import (
     NotSupported,
     TerminalBusy,
     TerminalError,
+    TransactionTimeout,
 )
 from tp_manager.terminal.model import (
     LinkState,
@@ -54,6 +58,9 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_PORT: Final = 8888
 CANCEL_WAIT_S: Final = 2.0  # how long cancel() waits for the exchange to unwind
+# An identification involves no customer: a terminal answers it at once or not at all.
+# This bounds how long it holds the terminal (and a payment waiting behind it).
+IDENTIFICATION_ANSWER_S: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +137,8 @@ class ConcertV3Terminal:
         self._order_id: str | None = None
         self._doing = "a transaction"
         self._cancel_requested = False
+        self._identified = asyncio.Event()  # cleared while an identification runs
+        self._identified.set()
 
     @property
     def link_state(self) -> LinkState:
@@ -137,7 +146,9 @@ class ConcertV3Terminal:
 
     @property
     def busy(self) -> bool:
-        return self._busy
+        """Whether an order must be turned away: not during an identification, which a
+        payment waits for (:meth:`pay`)."""
+        return self._busy and self._identified.is_set()
 
     def busy_reason(self) -> str:
         if self._order_id is None:
@@ -156,6 +167,9 @@ class ConcertV3Terminal:
         self._set_link(LinkState.DISCONNECTED, "closed")
 
     async def pay(self, request: PaymentRequest) -> PaymentResult:
+        # an identification ends within its own exchange timeouts; then this pays, unless
+        # another exchange took the terminal meanwhile
+        await self._identified.wait()
         if self._busy:
             raise TerminalBusy(self.busy_reason())
         self._busy = True
@@ -285,19 +299,28 @@ class ConcertV3Terminal:
             "(docs/terminals.md) or run it from the terminal's menu"
         )
 
-    async def _act(self, fields: tuple[messages.Field, ...], doing: str) -> dict[str, str]:
-        """One exchange that is not a payment, under the busy flag; the answer's fields."""
+    async def _act(
+        self,
+        fields: tuple[messages.Field, ...],
+        doing: str,
+        answer_timeout_s: float | None = None,
+    ) -> dict[str, str]:
+        """One exchange that is not a payment, under the busy flag; the answer's fields
+        (within the transaction timeout, or ``answer_timeout_s`` when shorter)."""
         if self._busy:
             raise TerminalBusy(self.busy_reason())
         self._busy, self._doing, self._order_id = True, doing, None
         s = self._settings
+        timeouts = s.timeouts()
+        if answer_timeout_s is not None and answer_timeout_s < timeouts.transaction:
+            timeouts = replace(timeouts, transaction=answer_timeout_s)
         try:
             exchanged = await transport.exchange(
                 s.host,
                 s.port,
                 messages.encode_request(fields),
                 [tag for tag, _ in fields],
-                s.timeouts(),
+                timeouts,
             )
         except (LinkDown, LinkLost) as exc:
             self._set_link(LinkState.DOWN, exc.message)
@@ -307,7 +330,9 @@ class ConcertV3Terminal:
         self._set_link(LinkState.UP, "answered")
         return dict(messages.mask_answer(exchanged.fields))
 
-    async def action(self, action: Action, what: str) -> dict[str, str]:
+    async def action(
+        self, action: Action, what: str, answer_timeout_s: float | None = None
+    ) -> dict[str, str]:
         """Run a ``CD`` action the profile takes (NOT_SUPPORTED otherwise)."""
         if not self.profile.takes(action):
             raise self._unsupported(action, what)
@@ -318,7 +343,7 @@ class ConcertV3Terminal:
             register_id=s.register_id,
             pos_number=s.pos_number or messages.MIN_POS_NUMBER,
         )
-        answer = await self._act(fields, what)
+        answer = await self._act(fields, what, answer_timeout_s)
         log.info("concert_v3.action.done", action=str(action), ae=answer.get(messages.TAG_STATUS))
         return answer
 
@@ -393,10 +418,22 @@ class ConcertV3Terminal:
         )
 
     async def _identify(self) -> TerminalStatus:
+        if self._busy:  # took the terminal while this check was called
+            return TerminalStatus(
+                self.protocol, self._link, True, None, "transaction in flight; not probing"
+            )
+        self._identified.clear()
         try:
-            answer = await self.action(Action.IDENTIFICATION, "identification")
+            answer = await self.action(
+                Action.IDENTIFICATION, "identification", IDENTIFICATION_ANSWER_S
+            )
         except (LinkDown, LinkLost) as exc:
             return TerminalStatus(self.protocol, self._link, False, False, exc.message)
+        except TransactionTimeout:  # connected, but no answer: no customer is involved
+            detail = f"identification (CD=I) unanswered within {IDENTIFICATION_ANSWER_S:g} s"
+            return TerminalStatus(self.protocol, self._link, False, False, detail)
+        finally:
+            self._identified.set()
         ae = answer.get(messages.TAG_STATUS)
         return TerminalStatus(
             protocol=self.protocol,
