@@ -9,10 +9,18 @@ pyzmq's asyncio sockets, pyserial-asyncio) works on any loop that implements
 
 Tests that drive ``serve()`` inside pytest's own loop run on the standard loop, so the
 code paths stay loop-agnostic; the processes started under supervisord run on this one.
+
+:func:`started` is what each process calls once it serves: the objects made by its
+start (modules, models, the app) live as long as the process, yet every full garbage
+collection walked them all: 35,000 objects in tp-manager and 60,000 in the agent, 20
+and 57 ms on this project's 2-vCPU test machine, a pause that landed on whichever
+payment was running (the p99 of the benchmarks).  ``gc.freeze`` moves them out of the
+collector's sight; what a payment makes is still collected as before.
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -24,3 +32,12 @@ T = TypeVar("T")
 def run(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` to completion on a new uvloop event loop (as ``asyncio.run`` does)."""
     return uvloop.run(main)
+
+
+def started() -> None:
+    """The process serves: its start's objects are kept out of later collections.
+
+    No ``gc.collect()`` first: it would pause the first payments as long as the
+    collection it saves (the start's few cycles stay, a fixed amount).
+    """
+    gc.freeze()

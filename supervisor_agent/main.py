@@ -188,6 +188,7 @@ async def serve(config: ConnectorConfig) -> int:
         flavour=config.api_flavour,
         hipay=config.hipay_url,
     )
+    event_loop.started()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

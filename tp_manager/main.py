@@ -94,6 +94,7 @@ async def serve(config: ConnectorConfig) -> int:
         asyncio.create_task(ctx.shutdown_requested.wait()),
     ]
     log.info("tp_manager.started", protocol=terminal.protocol, device=ctx.device)
+    event_loop.started()
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for w in waiters:
         w.cancel()
