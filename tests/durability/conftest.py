@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,3 +140,38 @@ async def stub() -> AsyncIterator[Stub]:
     finally:
         await session.close()
         await runner.cleanup()
+
+
+QUEUE_WAIT_S = 10.0  # bounds each wait on the writer thread; a healthy one takes ms
+POLL_S = 0.005
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + QUEUE_WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {QUEUE_WAIT_S:g} s"
+        await asyncio.sleep(POLL_S)
+
+
+async def cancel_while_queued(journal: Journal, write: Callable[[], Awaitable[Any]]) -> None:
+    """Start ``write`` while the journal's writer is held, cancel its caller once the job
+    is queued (not started), then let the writer go: what a stop cancelling a handler
+    does to a write in flight.  The caller then checks that the write landed anyway."""
+    with journal._db.read():  # the writer takes a first job and waits for the connection
+        first = journal._db.submit(lambda conn: None)
+        await _until(lambda: not journal._db._jobs.qsize(), "the writer took the first job")
+        task = asyncio.ensure_future(write())
+        await _until(lambda: bool(journal._db._jobs.qsize()), "the write was queued")
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        else:
+            raise AssertionError("the write's caller was not cancelled")
+    first.result(timeout=QUEUE_WAIT_S)
+
+
+async def until_landed(condition: Callable[[], bool], what: str) -> None:
+    """Wait (bounded) for a write that outlived its cancelled caller."""
+    await _until(condition, f"{what} never landed")

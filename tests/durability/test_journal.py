@@ -35,7 +35,14 @@ from supervisor_agent.journal import (
 )
 from supervisor_agent.outbox import NotificationState
 
-from .conftest import CONTEXT, accepted_result, canonical_request, finish_order
+from .conftest import (
+    CONTEXT,
+    accepted_result,
+    cancel_while_queued,
+    canonical_request,
+    finish_order,
+    until_landed,
+)
 
 FULL_PAN = "4111111111111111"  # the classic Luhn-valid test number
 
@@ -481,20 +488,12 @@ async def test_a_finish_whose_caller_is_cancelled_still_lands(journal: Journal) 
     """The terminal has answered: a stop cancelling the payment's handler while its
     outcome waits for the writer must not drop the outcome (the row would stay open)."""
     await _begin(journal, "ORDER_1")
-    with journal._db.read():  # the writer takes a first job and waits for the connection
-        first = journal._db.submit(lambda conn: None)
-        while journal._db._jobs.qsize():  # noqa: ASYNC110 (another thread empties it)
-            await asyncio.sleep(0.005)
-        task = asyncio.create_task(journal.finish("ORDER_1", TxState.ACCEPTED, accepted_result()))
-        while not journal._db._jobs.qsize():  # noqa: ASYNC110 (queued, not started)
-            await asyncio.sleep(0.005)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    first.result(timeout=10)
-    deadline = time.monotonic() + 10
-    while (row := journal.get("ORDER_1")) is not None and not row.finished:
-        assert time.monotonic() < deadline, "the outcome never landed"
-        await asyncio.sleep(0.02)
+    await cancel_while_queued(
+        journal, lambda: journal.finish("ORDER_1", TxState.ACCEPTED, accepted_result())
+    )
+    await until_landed(
+        lambda: (done := journal.get("ORDER_1")) is not None and done.finished, "outcome"
+    )
+    row = journal.get("ORDER_1")
     assert row is not None and row.state is TxState.ACCEPTED
     assert journal.outbox.get_by_order("ORDER_1") is not None

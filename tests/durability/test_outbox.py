@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from supervisor_agent.journal import BeginKind, Journal, TxState
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.outbox import NotificationState
 
-from .conftest import CONTEXT, finish_order
+from .conftest import CONTEXT, cancel_while_queued, finish_order, until_landed
 
 
 def _ids(journal: Journal, *order_ids: str) -> list[int]:
@@ -148,29 +147,18 @@ async def test_an_attempt_whose_recorder_is_cancelled_still_lands(journal: Journ
     happened, so its row must say so (else it is sent again and counted short)."""
     await finish_order(journal, "O1")
     (nid,) = _ids(journal, "O1")
-    with journal._db.read():  # the writer takes a first job and waits for the connection
-        first = journal._db.submit(lambda conn: None)
-        while journal._db._jobs.qsize():  # noqa: ASYNC110 (another thread empties it)
-            await asyncio.sleep(0.005)
-        task = asyncio.create_task(
-            journal.outbox.record_attempt(
-                nid,
-                state=NotificationState.DELIVERED,
-                status=200,
-                error=None,
-                possibly_received=True,
-            )
-        )
-        while not journal._db._jobs.qsize():  # noqa: ASYNC110 (queued, not started)
-            await asyncio.sleep(0.005)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    first.result(timeout=10)
-    deadline = time.monotonic() + 10
-    while (note := journal.outbox.get(nid)) is not None and not note.sent:
-        assert time.monotonic() < deadline, "the attempt never landed"
-        await asyncio.sleep(0.02)
+    await cancel_while_queued(
+        journal,
+        lambda: journal.outbox.record_attempt(
+            nid,
+            state=NotificationState.DELIVERED,
+            status=200,
+            error=None,
+            possibly_received=True,
+        ),
+    )
+    await until_landed(lambda: (n := journal.outbox.get(nid)) is not None and n.sent, "attempt")
+    note = journal.outbox.get(nid)
     assert note is not None and (note.attempts, note.attempts_received) == (1, 1)
 
 
