@@ -22,7 +22,6 @@ import signal
 import subprocess
 import sys
 import time
-import xmlrpc.client
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,6 +222,8 @@ def supervise(conf_path: Path, config: ConnectorConfig, programs: list[str]) -> 
     watch.mark(programs)
     supervisord = [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(conf_path)]
     proc = subprocess.Popen(supervisord)  # fixed argv, no shell
+    # imported while supervisord starts (about 70 ms): not on the way to its start
+    import xmlrpc.client
 
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
