@@ -9,6 +9,9 @@ pyzmq's asyncio sockets, pyserial-asyncio) works on any loop that implements
 
 Tests that drive ``serve()`` inside pytest's own loop run on the standard loop, so the
 code paths stay loop-agnostic; the processes started under supervisord run on this one.
+uvloop has wheels for x86_64 and 64-bit ARM only; elsewhere (a 32-bit ARM kiosk board)
+pyproject.toml does not ask for it, rather than make the install compile libuv, and the
+processes run on asyncio's own loop, which is the same code, only slower.
 
 :func:`started` is what each process calls once it serves: the objects made by its
 start (modules, models, the app) live as long as the process, yet every full garbage
@@ -20,17 +23,23 @@ collector's sight; what a payment makes is still collected as before.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-import uvloop
+try:
+    import uvloop
+except ImportError:  # no wheel for this machine (pyproject.toml's marker): asyncio's loop
+    uvloop = None  # type: ignore[assignment]
 
 T = TypeVar("T")
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` to completion on a new uvloop event loop (as ``asyncio.run`` does)."""
+    """Run ``main`` to completion on a new event loop, uvloop's where it is installed."""
+    if uvloop is None:
+        return asyncio.run(main)
     return uvloop.run(main)
 
 
