@@ -1,14 +1,24 @@
-"""Reading a request body: JSON only, 64 KiB at most, 32 levels deep at most, an object.
+"""Reading a request body: JSON only, 64 KiB at most, 32 levels deep at most, an object,
+whole within 10 s.
 
 The size is enforced while reading (a chunked body has no Content-Length to
 trust), so an oversized body costs at most 64 KiB of memory.  The nesting depth
 is checked on the text before it is parsed: the JSON parser recurses once per
 level and raises ``RecursionError`` near 1000, which would be a 500; no body of
 any seed is more than a few levels deep, so a deep one is refused by name.
+
+The time is bounded too: a register sends its body with its head, in milliseconds.  One
+whose body stops short of its ``Content-Length`` (a client that crashed mid-send, a
+proxy that holds the rest) would otherwise hold its handler and connection for as long
+as TCP keeps the socket, counted against its address's connection cap; it gets 408
+``BODY_TIMEOUT`` after :data:`BODY_READ_TIMEOUT_S`, with ``Connection: close`` (aiohttp
+closes it once its lingering for the rest of the body, 10 s at most, ends).
+Nothing has been journaled or sent to the terminal by then.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -21,6 +31,7 @@ from supervisor_agent.api.wire_json import JsonSyntaxError, loads
 MAX_BODY_BYTES = 64 * 1024
 READ_CHUNK_BYTES = 16 * 1024
 MAX_JSON_DEPTH = 32  # nested arrays/objects; the deepest seed body (a cart line) has 3
+BODY_READ_TIMEOUT_S = 10.0  # from the first read to the body's end
 
 # What the depth scan looks at: an escape (two characters, skipped whole, so an
 # escaped quote does not end a string), a quote, or a bracket.
@@ -48,13 +59,26 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if declared is not None and declared > MAX_BODY_BYTES:
         raise _too_large(declared)
     raw = bytearray()
-    while True:
-        chunk = await request.content.read(READ_CHUNK_BYTES)
-        if not chunk:
-            break
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise _too_large(None)
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            while True:
+                chunk = await request.content.read(READ_CHUNK_BYTES)
+                if not chunk:
+                    break
+                raw += chunk
+                if len(raw) > MAX_BODY_BYTES:
+                    raise _too_large(None)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            error_codes.BODY_TIMEOUT,
+            f"the body did not arrive within {BODY_READ_TIMEOUT_S:g} s "
+            f"({len(raw)} of {declared if declared is not None else 'an unknown number of'} "
+            "bytes)",
+            path="(body)",
+            rule="read_timeout",
+            headers={"Connection": "close"},
+        ) from None
     charset = request.charset or "utf-8"
     try:
         text = bytes(raw).decode(charset)

@@ -38,6 +38,7 @@ ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
 TICKET_NOT_FOUND = "TICKET_NOT_FOUND"
 METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
 BODY_TOO_LARGE = "BODY_TOO_LARGE"
+BODY_TIMEOUT = "BODY_TIMEOUT"
 UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
 INVALID_JSON = "INVALID_JSON"
 MALFORMED_HTTP = "MALFORMED_HTTP"
@@ -102,6 +103,7 @@ _TABLE: list[ErrorCode] = [
     ),
     ErrorCode(TERMINAL_BUSY, 409, "Another payment is in flight on the terminal; nothing sent."),
     ErrorCode(BODY_TOO_LARGE, 413, "The body is larger than 64 KiB."),
+    ErrorCode(BODY_TIMEOUT, 408, "The body did not arrive whole within 10 s; nothing was sent."),
     ErrorCode(
         STORAGE_UNAVAILABLE,
         503,

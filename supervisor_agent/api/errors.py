@@ -70,7 +70,10 @@ class ApiError(Exception):
         return {"error": error}
 
     def response(self) -> web.Response:
-        return json_response(self.body(), status=self.status, headers=self.headers)
+        response = json_response(self.body(), status=self.status, headers=self.headers)
+        if self.headers.get("Connection", "").lower() == "close":
+            response.force_close()  # aiohttp would keep the connection for the header alone
+        return response
 
 
 def preview(value: Any) -> Any:

@@ -71,6 +71,7 @@ _ERRORS = {
     404: "ORDER_NOT_FOUND: no such order in the journal",
     409: "TERMINAL_BUSY (a payment is in flight on the terminal), IN_PROGRESS (same order_id"
     " still at the terminal) or ORDER_ID_REUSED (same order_id, another payment)",
+    408: "BODY_TIMEOUT: the body did not arrive whole within 10 s",
     413: "Body larger than 64 KiB",
     415: "Body is not application/json",
     429: "TOO_MANY_ATTEMPTS: too many wrong credentials from this address for this user; "
@@ -86,7 +87,7 @@ _ERRORS = {
 TRANSPORT_ERRORS = (400, 503)
 # ... and any authenticated one these.
 AUTHENTICATED_ERRORS = (*TRANSPORT_ERRORS, 401, 403, 429, 500)
-PAYMENT_ERRORS = (*AUTHENTICATED_ERRORS, 409, 413, 415)
+PAYMENT_ERRORS = (*AUTHENTICATED_ERRORS, 408, 409, 413, 415)
 MAINTENANCE_ERRORS = AUTHENTICATED_ERRORS
 TERMINAL_ERRORS = (501, 502, 503, 504)
 LOOKUP_ERRORS = (*AUTHENTICATED_ERRORS, 404, 409)

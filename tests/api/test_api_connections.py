@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from common.config import load_config
 from common.config.loader import DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+from supervisor_agent.api import bodies
 from supervisor_agent.api.server import MAX_FIELD_BYTES, ServerLimits
 from supervisor_agent.api.settings import api_settings
 from supervisor_agent.api.wire_json import loads
@@ -237,3 +238,35 @@ async def test_malformed_http_is_json_and_one_log_line(
     assert [e for e in logs if e["log_level"] in ("warning", "error")] == []
     assert [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING] == []
     assert api.tpm.received == []
+
+
+# --- slow bodies
+
+SHORT_BODY_TIMEOUT_S = 0.3
+
+
+async def test_a_body_that_stops_short_gets_a_json_408_and_nothing_is_paid(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bodies, "BODY_READ_TIMEOUT_S", SHORT_BODY_TIMEOUT_S)
+    body = b'{"amount": "9.99", "order_id": "half-sent"}'
+    head = (
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: {basic()}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    async with raw(api) as (reader, writer):
+        writer.write(head + body[:10])  # the rest never comes
+        await writer.drain()
+        async with asyncio.timeout(CLOSED_WITHIN_S):
+            answer_head = await reader.readuntil(b"\r\n\r\n")
+            length = int(answer_head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            answer = loads(await reader.readexactly(length))
+    status = int(answer_head.split(b" ", 2)[1])
+    assert b"connection: close" in answer_head.lower()  # closed once aiohttp stops lingering
+    err = assert_error(answer, 408, "BODY_TIMEOUT")
+    assert err["details"] == {"path": "(body)", "rule": "read_timeout"}
+    assert "10 of 43 bytes" in err["message"]
+    assert status == 408
+    assert api.tpm.received == []  # the terminal was never asked
+    status, _, _ = await api.get("/transactions/half-sent")
+    assert status == 404  # and nothing was journaled
