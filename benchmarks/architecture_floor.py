@@ -70,6 +70,18 @@ def ready(announce: str = "") -> None:
     print(f"READY {announce}".strip(), flush=True)
 
 
+async def serve_post(handler: Any) -> int:
+    """``POST /`` answered by ``handler`` on a free loopback port, without an access log."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_post("/", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return int(runner.addresses[0][1])
+
+
 async def api_role(control: str, hipay_url: str, db_path: str, without: frozenset[str]) -> None:
     import aiohttp
     import zmq
@@ -118,13 +130,7 @@ async def api_role(control: str, hipay_url: str, db_path: str, without: frozense
             }
         )
 
-    app = web.Application()
-    app.router.add_post("/", pay)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    port = await serve_post(pay)
     ready(f"port={port}")
     await asyncio.Event().wait()  # until the benchmark stops this process
 
@@ -150,14 +156,9 @@ async def hipay_role() -> None:
         await request.read()
         return web.json_response({})
 
-    app = web.Application()
-    app.router.add_post("/", order)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    ready(f"url=http://127.0.0.1:{runner.addresses[0][1]}/")
-    await asyncio.Event().wait()
+    port = await serve_post(order)
+    ready(f"url=http://127.0.0.1:{port}/")
+    await asyncio.Event().wait()  # until the benchmark stops this process
 
 
 def run_role(args: argparse.Namespace) -> None:
