@@ -77,11 +77,18 @@ def _show(status: state.Status) -> str:
     return text
 
 
+def followed_after(current: state.Status) -> int:
+    """The run number the command's run comes after: a run already under way (the daily
+    one, or another ``--now``) is the one it follows, since the agent runs one at a time
+    and would find nothing more to do after it."""
+    return current.run if current.final else current.run - 1
+
+
 def now(config: ConnectorConfig, wait_s: float) -> int:
     if not config.update_url:
         print("update: self-update is off (no update_url in the config)")
         return EXIT_FAILED
-    before = state.read_status(config.data_dir).run
+    before = followed_after(state.read_status(config.data_dir))
     try:
         rpc(paths.supervisord_socket(config.data_dir)).supervisor.signalProcess(AGENT, "USR1")
     except (OSError, xmlrpc.client.Fault) as exc:

@@ -63,7 +63,18 @@ class UpdateCycle:
         return status
 
     async def run(self) -> Status:
-        """One run; returns the status it ended with (``switching``: the switcher goes on)."""
+        """One run; returns the status it ended with (``switching``: the switcher goes on).
+
+        While an earlier run's switch is under way (its marker is there until the switcher
+        ends, and ``run`` clears one a stop left behind) a run does nothing and returns
+        that run's status: a second hand-over would only meet the switcher already running
+        (supervisord's ``ALREADY_STARTED``) and end ``switch_failed`` for no fault.  This
+        happens when ``update --now`` comes during the daily run.
+        """
+        if versions.pending_switch(self.data_dir).exists():
+            under_way = state.read_status(self.data_dir)
+            log.info("update.switch_under_way", to=under_way.available, run=under_way.run)
+            return under_way
         status = Status(run=state.read_status(self.data_dir).run + 1, running=self.running)
         self._save(status, "checking")
         feed = Feed.for_connector(self.url, self.root, self.data_dir)

@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 
 from common import __version__, paths, versions
 from supervisor_agent.update import state
+from supervisor_agent.update.cli import followed_after
 from supervisor_agent.update.cycle import UpdateCycle, switch_starter
 from supervisor_agent.update.feed import Feed, Reason
 from supervisor_agent.update.state import Status
@@ -178,3 +179,24 @@ async def test_a_version_rolled_back_before_is_not_tried_again(site: Feedsite) -
     assert status.state == "skipped"
     assert [e["event"] for e in logs] == ["update.skipped"]
     assert_running_version_kept(site)
+
+
+async def test_a_run_while_a_switch_is_under_way_does_nothing(site: Feedsite) -> None:
+    """``update --now`` during the daily run: the switcher already runs; starting it again
+    would end ``switch_failed`` (supervisord: ALREADY_STARTED) for no fault."""
+    site.release()
+    site.repo.sign_all()
+    handed_over = Status(run=7, state="switching", running=__version__, available=NEWER)
+    state.write_status(site.data_dir, handed_over)
+    versions.pending_switch(site.data_dir).write_text('{"from": "base", "to": "99.0.0"}')
+    status, logs = await run_cycle(site)
+    assert (status.run, status.state, status.available) == (7, "switching", NEWER)
+    assert [e["event"] for e in logs] == ["update.switch_under_way"]
+    assert state.read_status(site.data_dir).run == 7  # no new run was written
+
+
+def test_update_now_follows_a_run_already_under_way() -> None:
+    assert followed_after(Status(run=7, state="waiting_for_payment")) == 6
+    assert followed_after(Status(run=7, state="switching")) == 6
+    assert followed_after(Status(run=7, state="up_to_date")) == 7
+    assert followed_after(Status()) == 0  # never ran: "off"
