@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import json
 import os
 import select
@@ -274,6 +275,12 @@ def running_stack(tmp_path: Path, **overrides: Any) -> Iterator[Stack]:
         yield stack
 
 
+def far_from_now() -> str:
+    """An ``update_time`` 12 hours away: the daily run (plus its jitter of up to 10 min)
+    never fires during a test, whatever the hour; update tests ask with ``--now``."""
+    return (dt.datetime.now() + dt.timedelta(hours=12)).strftime("%H:%M")
+
+
 @contextlib.contextmanager
 def launched_stack(tmp_path: Path, **overrides: Any) -> Iterator[Stack]:
     """``ecr-connector run`` just launched, nothing waited for: the benchmarks time the
@@ -289,7 +296,7 @@ def launched_stack(tmp_path: Path, **overrides: Any) -> Iterator[Stack]:
         "hipay_password": "hipay-pass",
         "environment": "stage",
         "authorization_threshold": 100,
-        "update_time": "03:00",
+        "update_time": far_from_now(),
         "data_dir": str(data_dir),
         "transaction_timeout": 20,
     }
