@@ -161,4 +161,14 @@ def main(args: argparse.Namespace) -> int:
     else:
         console.print(f"[bold]ECR connector[/] at {target.base_url}  ({time.strftime('%H:%M:%S')})")
         render(facts, console)
-    return 0 if facts["terminal"].get("link") == "up" else 1
+    return exit_code(facts)
+
+
+def exit_code(facts: dict[str, Any]) -> int:
+    """0 when the links are up, 1 when one is not: the configured terminal's, or a named
+    terminal's known to be down (one not heard of yet does not count), so a script
+    watching a shop with several lanes learns of any lane.  (2: the API did not answer.)"""
+    if facts["terminal"].get("link") != "up":
+        return 1
+    lanes = facts.get("terminals") or []
+    return 1 if any(t.get("link") not in ("up", "unknown") for t in lanes) else 0
