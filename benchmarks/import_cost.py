@@ -39,21 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's code first (see benchmarks/harness.py)
 
 from benchmarks.harness import git_revision, load_average, machine_line, use_this_repo  # noqa: E402
+from common.lean import NOT_AT_START  # noqa: E402
 
 DEFAULT_REPEATS: Final = 5
-NEVER_AT_START: Final = (
-    "tuf",
-    "securesystemslib",
-    "cryptography",
-    "urllib3",
-    "supervisor",
-    "xmlrpc",
-    "rich",
-    "pygments",
-    "questionary",
-    "prompt_toolkit",
-    "iso4217",
-)
 
 # Run in the child: the start up to its work, then what it holds, as JSON on stdout.
 PROBE: Final = """
@@ -117,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         samples = [probe(target) for _ in range(max(1, args.repeats))]
         report = samples[-1][0]
         cpu = statistics.median(cpu for _, cpu in samples)
-        held = [p for p in NEVER_AT_START if p in report["held"]]
+        held = [p for p in NOT_AT_START if p in report["held"]]
         if name not in ("tp-manager", "supervisor-agent"):
             held = ["(not judged: not a payment program)"]
         if name in ("tp-manager", "supervisor-agent"):

@@ -15,6 +15,25 @@ import sys
 
 CONSOLE_ONLY = ("rich",)
 
+# What the two programs hold only where it is used, never at their start: the self-update
+# at its first run (tuf and its crypto), supervisord's client for GET /stop, the
+# command-line tools' console and prompts, the ISO 4217 table at the first currency
+# look-up.  tests/backbone/test_lean_imports.py holds the programs to it and
+# benchmarks/import_cost.py reports it.
+NOT_AT_START = (
+    "tuf",
+    "securesystemslib",
+    "cryptography",
+    "urllib3",
+    "supervisor",
+    "xmlrpc",
+    "rich",
+    "pygments",
+    "questionary",
+    "prompt_toolkit",
+    "iso4217",
+)
+
 
 def leave_out_console_libraries() -> None:
     """Before anything imports structlog; a library already imported stays."""

@@ -17,22 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from common.lean import NOT_AT_START
+
 ROOT = Path(__file__).resolve().parents[2]
 
-# Held only where used: the self-update at its first run, supervisord's client for
-# GET /stop, the command-line tools' console and prompts.
-NOT_AT_START = (
-    "tuf",
-    "securesystemslib",
-    "cryptography",
-    "urllib3",
-    "supervisor",
-    "xmlrpc",
-    "rich",
-    "pygments",
-    "questionary",
-    "prompt_toolkit",
-)
 
 PROBE = """
 import contextlib, io, json, runpy, sys
