@@ -48,7 +48,7 @@ class TerminalSpec:
     profile: str = DEFAULT_PROFILE  # Concert V3 profile (common/concert_v3_profiles.py)
     device: str | None = None  # Concert V2 serial device
     line: SerialLine = DEFAULT_LINE  # Concert V2: how its port is opened
-    keepalive_interval: float | None = None  # Concert V2: idle seconds between probes; None: off
+    keepalive_interval: float | None = None  # idle seconds between link probes; None: off
 
     @property
     def address(self) -> str:

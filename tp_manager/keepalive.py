@@ -1,19 +1,25 @@
-"""Keep a Concert V2 link awake, and learn it is gone before a customer does.
+"""Keep a terminal's link awake, and learn it is gone before a customer does.
 
-Terminals left idle for hours can put their USB link to sleep; a register that sends an
-ENQ/EOT probe every few minutes keeps it awake and learns early that the link is gone
-(OCA pos #701).  As zigpy/bellows run their watchdog in the application above the
-radio driver, this lives above the Concert V2 driver: the link layer frames the probe
-(``link.Probe``: ENQ, ACK, EOT, its timers and tries) and the driver runs it and owns
-the link state; this module decides *when* to probe and what no answer *means*:
+Concert V2: terminals left idle for hours can put their USB link to sleep; a register
+that sends an ENQ/EOT probe every few minutes keeps it awake and learns early that the
+link is gone (OCA pos #701).  Concert V3 opens a connection per transaction, so nothing
+is kept open between payments: a terminal switched off or unplugged from the network
+would otherwise show only when the next customer's payment cannot connect.  The same
+watch opens (and closes) a TCP connection to it after the same idle time.
 
-* a probe goes out after ``interval_s`` seconds without a byte on the line -- every
-  payment resets that, so a busy shop is never probed, and a probe never starts while
-  the line is in use;
-* a terminal that answers none of the probe's ENQs is reported silent: the driver
-  reports its link down (``link.down`` on tp-manager's PUB socket, ``check``, the status
-  page, the link gauge) and reopens the port; it is then probed every ``retry_s``, and
-  its first answer -- to a probe, or to a payment's ENQ -- reports the link up again;
+As zigpy/bellows run their watchdog in the application above the radio driver, this
+lives above the drivers: a driver runs its probe and owns the link state (Concert V2's
+link layer frames it: ``link.Probe``, ENQ, ACK, EOT, its timers and tries; Concert V3's
+is one bounded TCP connect); this module decides *when* to probe and what no answer
+*means*:
+
+* a probe goes out after ``interval_s`` seconds without an exchange with the terminal --
+  every payment resets that, so a busy shop is never probed, and a probe never starts
+  while the terminal is in use;
+* a terminal that answers no probe is reported silent: its link is reported down
+  (``link.down`` on tp-manager's PUB socket, ``check``, the status page, the link
+  gauge; a Concert V2 port is reopened); it is then probed every ``retry_s``, and its
+  first answer -- to a probe, or to a payment -- reports the link up again;
 * a probe cut short (a payment took the line, the port went away) is no verdict.
 """
 
@@ -27,7 +33,7 @@ from typing import Final, Protocol
 
 import structlog
 
-from tp_manager.concert_v2.link import Probed
+from tp_manager.terminal.model import Probed
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +45,7 @@ NOT_RUN_PAUSE_S: Final = 1.0
 
 
 class KeptAlive(Protocol):
-    """What the keep-alive needs from a driver (ConcertV2Terminal)."""
+    """What the keep-alive needs from a driver (ConcertV2Terminal, ConcertV3Terminal)."""
 
     @property
     def silent(self) -> bool: ...
@@ -47,6 +53,10 @@ class KeptAlive(Protocol):
     def idle_for(self) -> float | None: ...
 
     async def keepalive_probe(self) -> Probed | None: ...
+
+    def silence_detail(self, verdict: Probed, idle_s: float, retry_s: float) -> str:
+        """What the operator reads when ``verdict`` found the terminal silent."""
+        ...
 
     def report_silent(self, detail: str) -> bool: ...
 
@@ -143,10 +153,7 @@ class KeepAlive:
         if was_silent:
             log.debug("tp_manager.keepalive.still_silent", terminal=self.key)
             return
-        detail = (
-            f"the terminal answered none of {verdict.tries} keep-alive ENQs after "
-            f"{idle or 0:.0f} s idle: port reopened, probed every {self.retry_s:g} s"
-        )
+        detail = self.terminal.silence_detail(verdict, idle or 0.0, self.retry_s)
         if not self.terminal.report_silent(detail):
             return  # a payment took the line meanwhile: its own ENQ tells
         self._silent_since = time.monotonic()

@@ -62,7 +62,8 @@ FIELD_RULES: Final[Mapping[str, Callable[[Any], Any]]] = {
     **serial_line.RULES,  # Concert V2: baudRate, dataBits, parity, stopBits, rtscts...
 }
 V3_ONLY: Final = ("host", "port", "version", "profile")
-V2_ONLY: Final = ("device", *serial_line.RULES)
+# keepalive_interval is both protocols' (tp_manager/keepalive.py): the rest is the line's
+V2_ONLY: Final = ("device", *(k for k in serial_line.RULES if k != serial_line.KEEPALIVE_INTERVAL))
 _FIELD_NAMES: Final = {_fold(f): f for f in FIELD_RULES}
 FIELDS_HINT: Final = ", ".join(FIELD_RULES)
 
@@ -80,8 +81,8 @@ def build(
     c: Collector, default_version: str, line: SerialLine, keepalive: float | None
 ) -> tuple[TerminalSpec, ...]:
     """Every named terminal, in the order the file names them; problems go to ``c``.
-    A Concert V2 terminal's line and keep-alive start from ``line`` and ``keepalive``
-    (the top level's)."""
+    A Concert V2 terminal's line starts from ``line``, and every terminal's keep-alive
+    from ``keepalive`` (the top level's)."""
     ids = list(dict.fromkeys(key.split(".")[1] for key in c.raw if key.startswith(SECTION + ".")))
     specs: list[TerminalSpec] = []
     for each in ids:
@@ -127,6 +128,7 @@ def build(
                 port=value("port", DEFAULT_PORT),
                 version=value("version", default_version),
                 profile=value("profile", DEFAULT_PROFILE),
+                keepalive_interval=serial_line.resolve_keepalive(c, key, keepalive),
             )
         )
     _check_unique_addresses(c, specs)

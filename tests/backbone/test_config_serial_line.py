@@ -180,10 +180,11 @@ terminals:
     keepalive_interval: off
   lane3: {protocol: concert-v2, device: /dev/ttyUSB3, baudRate: 19200, keepalive_interval: 300}
   lane4: {protocol: concert-v3, host: 192.168.1.24}
+  lane5: {protocol: concert-v3, host: 192.168.1.25, keepalive_interval: off}
 """
 
 
-def test_named_concert_v2_terminals_start_from_the_top_level_and_take_their_own_keys(
+def test_named_terminals_start_from_the_top_level_and_take_their_own_keys(
     tmp_path: Path,
 ) -> None:
     config = load_config(write(tmp_path, BASE_YAML + NAMED))
@@ -198,7 +199,9 @@ def test_named_concert_v2_terminals_start_from_the_top_level_and_take_their_own_
         SerialLine(19200, 7, "even", 1),
         300.0,
     )
-    assert specs["lane4"].keepalive_interval is None  # Concert V3 keeps no line open
+    # Concert V3 keeps no line open, but its link is watched the same way (TCP connect)
+    assert specs["lane4"].keepalive_interval == 60.0
+    assert specs["lane5"].keepalive_interval is None
 
 
 def test_named_terminal_keys_are_checked_and_named_in_full(tmp_path: Path) -> None:
@@ -216,7 +219,6 @@ def test_named_terminal_keys_are_checked_and_named_in_full(tmp_path: Path) -> No
         "terminals.lane1.dataBits": "is 8, but serial_profile rs232-7e1 (7E1) sets 7: remove "
         "dataBits (the profile sets it) or choose another serial_profile",
         "terminals.lane2.serial_profile": "does not apply to a concert-v3 terminal",
-        "terminals.lane2.keepalive_interval": "does not apply to a concert-v3 terminal",
         "terminals.lane3.rtscts": "must be true or false (yes/no, on/off, 1/0 accepted) "
         "(got 'sometimes')",
     }

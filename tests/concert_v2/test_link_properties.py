@@ -29,13 +29,12 @@ from tp_manager.concert_v2.link import (
     LinkTimeouts,
     Listener,
     Probe,
-    Probed,
     Released,
     Send,
 )
 from tp_manager.simulator import concert_v2_codec as sim
 from tp_manager.terminal.errors import ProtocolError, TerminalError
-from tp_manager.terminal.model import PaymentRequest, PaymentStatus, TransactionType
+from tp_manager.terminal.model import PaymentRequest, PaymentStatus, Probed, TransactionType
 
 PRINTABLE = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
 private_field = st.text(PRINTABLE, max_size=10).map(lambda s: s.rstrip(" "))

@@ -19,7 +19,12 @@ from tp_manager.context import ServerContext
 from tp_manager.result_store import ResultStore
 from tp_manager.server import ControlServer
 from tp_manager.terminal.errors import TerminalNotAllowed
-from tp_manager.terminal.factory import TargetTerminals, build_terminal, describe_device
+from tp_manager.terminal.factory import (
+    TargetTerminals,
+    build_keepalives,
+    build_terminal,
+    describe_device,
+)
 
 from .conftest import StartSimulator
 
@@ -57,6 +62,33 @@ def test_the_configured_terminal_is_the_default_and_others_must_be_listed(
         targets(TerminalTarget("192.0.2.7", 9999, "0301"))
     with pytest.raises(TerminalNotAllowed, match="protocol version"):
         targets(TerminalTarget("192.0.2.7", 8888, "0399"))
+
+
+def test_configured_concert_v3_terminals_have_their_link_watched(tmp_path: Path) -> None:
+    """Each configured terminal gets the idle watch at its interval (``off``: none);
+    terminals reached only through an order's address are not configured: none."""
+    terminals = {
+        "lane1": {"protocol": "concert-v3", "host": "127.0.0.1", "port": 9001},
+        "lane2": {
+            "protocol": "concert-v3",
+            "host": "127.0.0.1",
+            "port": 9002,
+            "keepalive_interval": "off",
+        },
+    }
+    config = v3_config(
+        tmp_path,
+        8888,
+        keepalive_interval=120,
+        terminals=terminals,
+        allowed_terminals=["192.0.2.7:8888"],
+    )
+    targets = TargetTerminals(config, build_terminal(config, lambda state, detail: None))
+    targets(TerminalTarget("192.0.2.7", 8888, "0301"))  # built on demand, not configured
+    watched = {
+        keepalive.key: keepalive.interval_s for keepalive in build_keepalives(config, targets)
+    }
+    assert watched == {"default": 120.0, "lane1": 120.0}
 
 
 async def test_tp_manager_refuses_a_target_not_allowed_and_pays_an_allowed_one(

@@ -52,6 +52,7 @@ from tp_manager.terminal.errors import (
     TerminalNotResponding,
     TransactionTimeout,
 )
+from tp_manager.terminal.model import Probed  # a probe's verdict, shared with Concert V3
 
 # --- receiver events -------------------------------------------------------------
 
@@ -218,17 +219,6 @@ class Completed:
 @dataclass(frozen=True, slots=True)
 class Failed:
     error: TerminalError
-
-
-@dataclass(frozen=True, slots=True)
-class Probed:
-    """A probe's verdict.  ``cut_short``: it stopped before its tries were used (a
-    payment took the line, the port went away), so no answer does not prove a silent
-    terminal: the payment's own ENQ, or the next probe, tells."""
-
-    responding: bool
-    tries: int = 1  # ENQs sent
-    cut_short: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,6 @@ from tp_manager.concert_v2.link import (
     Milestone,
     Note,
     Probe,
-    Probed,
     Released,
     Send,
     StartTimer,
@@ -78,6 +77,7 @@ from tp_manager.terminal.model import (
     LinkState,
     PaymentRequest,
     PaymentResult,
+    Probed,
     TerminalStatus,
     Timings,
     TransactionType,
@@ -275,6 +275,12 @@ class ConcertV2Terminal:
         if self.idle_for() is None:
             return None
         return await self._probe(tries=self.probe_tries)
+
+    def silence_detail(self, verdict: Probed, idle_s: float, retry_s: float) -> str:
+        return (
+            f"the terminal answered none of {verdict.tries} keep-alive ENQs after "
+            f"{idle_s:.0f} s idle: port reopened, probed every {retry_s:g} s"
+        )
 
     def report_silent(self, detail: str) -> bool:
         """The terminal does not answer: report the link down and reopen the port (a USB

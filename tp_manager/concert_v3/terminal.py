@@ -11,10 +11,12 @@ to identify itself, ``reset`` reboots it, ``telecollect`` runs its remote collec
 and :meth:`ConcertV3Terminal.transaction_status` asks for a past payment's outcome
 (status recovery, tp_manager/status_recovery.py); without, they answer NOT_SUPPORTED
 naming the profile.  Each of these holds the busy flag like a payment: never two
-exchanges on one terminal.  A payment that arrives during an identification (a
-``check``: the status page, the agent's start, ``GET /check``) waits for its answer
-instead of being turned away busy: the check is a look, the customer is real.  Reboot
-and remote collection are an operator's acts and keep the terminal busy.
+exchanges on one terminal.  A payment that arrives during a *look* -- an identification
+or a TCP connect probe (a ``check``: the status page, the agent's start, ``GET /check``;
+or the idle link watch, tp_manager/keepalive.py) -- waits for it to end instead of being
+turned away busy: the look is brief, the customer is real, and a terminal that takes one
+connection at a time must not see the payment's connect while the probe's is open.
+Reboot and remote collection are an operator's acts and keep the terminal busy.
 
 Orders may name their terminal (POS API ``host_information`` / ``protocol``):
 tp_manager/terminal/factory.py gives each terminal its own driver, built once and kept.
@@ -25,6 +27,7 @@ the terminal itself refuses a second connection.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
@@ -51,6 +54,7 @@ from tp_manager.terminal.model import (
     LinkState,
     PaymentRequest,
     PaymentResult,
+    Probed,
     TerminalStatus,
 )
 
@@ -137,8 +141,9 @@ class ConcertV3Terminal:
         self._order_id: str | None = None
         self._doing = "a transaction"
         self._cancel_requested = False
-        self._identified = asyncio.Event()  # cleared while an identification runs
-        self._identified.set()
+        self._look_done = asyncio.Event()  # cleared while a look (identification, probe) runs
+        self._look_done.set()
+        self._last_exchange = time.monotonic()  # the end of the last exchange or probe
 
     @property
     def link_state(self) -> LinkState:
@@ -146,9 +151,9 @@ class ConcertV3Terminal:
 
     @property
     def busy(self) -> bool:
-        """Whether an order must be turned away: not during an identification, which a
-        payment waits for (:meth:`pay`)."""
-        return self._busy and self._identified.is_set()
+        """Whether an order must be turned away: not during a look (identification, TCP
+        probe), which a payment waits for (:meth:`pay`)."""
+        return self._busy and self._look_done.is_set()
 
     def busy_reason(self) -> str:
         if self._order_id is None:
@@ -167,9 +172,9 @@ class ConcertV3Terminal:
         self._set_link(LinkState.DISCONNECTED, "closed")
 
     async def pay(self, request: PaymentRequest) -> PaymentResult:
-        # an identification ends within its own exchange timeouts; then this pays, unless
-        # another exchange took the terminal meanwhile
-        await self._identified.wait()
+        # a look ends within its own timeouts; then this pays, unless another exchange
+        # took the terminal meanwhile
+        await self._look_done.wait()
         if self._busy:
             raise TerminalBusy(self.busy_reason())
         self._busy = True
@@ -181,6 +186,7 @@ class ConcertV3Terminal:
             self._busy = False
             self._inflight = None
             self._cancel_requested = False
+            self._last_exchange = time.monotonic()
 
     def _payment_fields(self, request: PaymentRequest) -> tuple[messages.Field, ...]:
         s = self._settings
@@ -327,6 +333,7 @@ class ConcertV3Terminal:
             raise
         finally:
             self._busy, self._doing = False, "a transaction"
+            self._last_exchange = time.monotonic()
         self._set_link(LinkState.UP, "answered")
         return dict(messages.mask_answer(exchanged.fields))
 
@@ -385,16 +392,27 @@ class ConcertV3Terminal:
         """Identify the terminal (profiles that take it) or probe with a TCP connect +
         close, when idle; never while a transaction runs."""
         if self._busy:
-            return TerminalStatus(
-                protocol=self.protocol,
-                link=self._link,
-                busy=True,
-                responding=None,
-                detail="transaction in flight; not probing",
-            )
+            return self._busy_status()
         if self.profile.takes(Action.IDENTIFICATION):
             return await self._identify()
+        return await self._probe()
+
+    def _busy_status(self) -> TerminalStatus:
+        return TerminalStatus(
+            protocol=self.protocol,
+            link=self._link,
+            busy=True,
+            responding=None,
+            detail="transaction in flight; not probing",
+        )
+
+    async def _probe(self) -> TerminalStatus:
+        """A TCP connect + close, held as a look: a payment arriving meanwhile waits."""
+        if self._busy:  # took the terminal while this check was called
+            return self._busy_status()
         s = self._settings
+        self._busy, self._doing, self._order_id = True, "a link probe", None
+        self._look_done.clear()
         try:
             connect_ms = await transport.probe(s.host, s.port, s.probe_timeout)
         except LinkDown as exc:
@@ -403,26 +421,61 @@ class ConcertV3Terminal:
             return TerminalStatus(
                 protocol=self.protocol,
                 link=self._link,
-                busy=self._busy,
+                busy=False,
                 responding=False,
                 detail=exc.message,
             )
+        finally:
+            self._busy, self._doing = False, "a transaction"
+            self._last_exchange = time.monotonic()
+            self._look_done.set()
         self._set_link(LinkState.UP, "probe connected")
         log.debug("concert_v3.probe.ok", host=s.host, port=s.port, connect_ms=round(connect_ms, 1))
         return TerminalStatus(
             protocol=self.protocol,
             link=self._link,
-            busy=self._busy,
+            busy=False,
             responding=True,
             detail=f"TCP connect to {self._target} in {connect_ms:.0f} ms",
         )
 
+    # -- the idle link watch (tp_manager/keepalive.py) -------------------------------
+
+    @property
+    def silent(self) -> bool:
+        """The last exchange or probe could not reach the terminal."""
+        return self._link is LinkState.DOWN
+
+    def idle_for(self) -> float | None:
+        """Seconds since the last exchange or probe ended; None while one runs."""
+        if self._busy:
+            return None
+        return max(0.0, time.monotonic() - self._last_exchange)
+
+    async def keepalive_probe(self) -> Probed | None:
+        """One TCP connect + close (never identification: a watch every few minutes
+        should not make the terminal do anything); None when the terminal is in use."""
+        if self._busy:
+            return None
+        status = await self._probe()
+        if status.responding is None:  # a transaction took the terminal first
+            return None
+        return Probed(responding=status.responding)
+
+    def silence_detail(self, verdict: Probed, idle_s: float, retry_s: float) -> str:
+        return (
+            f"no TCP connection to {self._target} after {idle_s:.0f} s idle: "
+            f"probed every {retry_s:g} s"
+        )
+
+    def report_silent(self, detail: str) -> bool:
+        """The probe already reported the link down; False if it has come back since."""
+        return self._link is LinkState.DOWN
+
     async def _identify(self) -> TerminalStatus:
         if self._busy:  # took the terminal while this check was called
-            return TerminalStatus(
-                self.protocol, self._link, True, None, "transaction in flight; not probing"
-            )
-        self._identified.clear()
+            return self._busy_status()
+        self._look_done.clear()
         try:
             answer = await self.action(
                 Action.IDENTIFICATION, "identification", IDENTIFICATION_ANSWER_S
@@ -433,7 +486,7 @@ class ConcertV3Terminal:
             detail = f"identification (CD=I) unanswered within {IDENTIFICATION_ANSWER_S:g} s"
             return TerminalStatus(self.protocol, self._link, False, False, detail)
         finally:
-            self._identified.set()
+            self._look_done.set()
         ae = answer.get(messages.TAG_STATUS)
         return TerminalStatus(
             protocol=self.protocol,

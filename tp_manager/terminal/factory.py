@@ -187,8 +187,9 @@ class TargetTerminals:
 
 
 def build_keepalives(config: ConnectorConfig, targets: TargetTerminals) -> list[KeepAlive]:
-    """A keep-alive (not started) for each Concert V2 terminal whose interval is not off:
-    the configured one (``keepalive_interval``) and the named ones (theirs)."""
+    """A keep-alive (not started) for each configured terminal whose interval is not off:
+    the configured one (``keepalive_interval``) and the named ones (theirs).  Concert V2
+    probes with ENQ/EOT, Concert V3 with a TCP connect (tp_manager/keepalive.py)."""
     wanted: list[tuple[str, Terminal, float | None]] = [
         (DEFAULT_TERMINAL, targets.default, config.keepalive_interval),
         *((s.id, targets.named[s.id], s.keepalive_interval) for s in config.terminals),
@@ -196,5 +197,5 @@ def build_keepalives(config: ConnectorConfig, targets: TargetTerminals) -> list[
     return [
         KeepAlive(driver, key, interval)
         for key, driver, interval in wanted
-        if isinstance(driver, ConcertV2Terminal) and interval is not None
+        if isinstance(driver, ConcertV2Terminal | ConcertV3Terminal) and interval is not None
     ]

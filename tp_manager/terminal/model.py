@@ -25,6 +25,7 @@ __all__ = [
     "PaymentRequest",
     "PaymentResult",
     "PaymentStatus",
+    "Probed",
     "TerminalStatus",
     "TerminalTarget",
     "Timings",
@@ -48,3 +49,15 @@ class TerminalStatus:
     busy: bool
     responding: bool | None = None  # did the terminal answer a probe just now
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Probed:
+    """A keep-alive probe's verdict (tp_manager/keepalive.py): a Concert V2 ENQ/ACK, a
+    Concert V3 TCP connect.  ``cut_short``: it stopped before its tries were used (a
+    payment took the line, the port went away), so no answer does not prove a silent
+    terminal: the payment's own exchange, or the next probe, tells."""
+
+    responding: bool
+    tries: int = 1  # ENQs sent (Concert V2), connects tried (Concert V3)
+    cut_short: bool = False
