@@ -58,8 +58,25 @@ def _iso() -> Any:
     return Currency
 
 
+# The codes already looked up: ISO 4217 is a fixed table, so a code's answer never changes,
+# and only valid codes are kept (a few hundred at most).  A payment looks its currency up
+# five times (validation, order, journal, live events); the table's look-up is an Enum
+# call of several microseconds, this a dict read.
+_LOOKED_UP: dict[str, CurrencyInfo] = {}
+
+
 def currency(code: str) -> CurrencyInfo:
     """Look up an ISO 4217 alphabetic code (case-sensitive, as the seeds' enum is)."""
+    if type(code) is str:
+        known = _LOOKED_UP.get(code)
+        if known is not None:
+            return known
+        info = _LOOKED_UP[code] = _look_up(code)
+        return info
+    return _look_up(code)  # a str subclass (an enum member): looked up, never kept
+
+
+def _look_up(code: str) -> CurrencyInfo:
     if not isinstance(code, str) or not re.fullmatch(r"[A-Z]{3}", code):
         raise MoneyError(f"currency must be a 3-letter ISO 4217 code, got {code!r}")
     if code in _LEGACY:
