@@ -43,13 +43,39 @@ STREAM_GAP = "stream.gap"
 _ORDER_HINTS = frozenset({TERMINAL_BUSY, TRANSACTION_WAITING_FOR_CARD})
 
 
-@dataclass(frozen=True, slots=True)
 class LiveEvent:
-    id: str
-    seq: int
-    name: str
-    data: dict[str, Any]
-    time: float
+    """One event of the log.  Its ``data`` may be made when first read (``make``): a
+    transaction's facts are rendered from its journal row, a frozen record, only if a
+    stream or the status page ever reads them; most events of a till nobody watches never
+    are.  Made once (then the row is let go), the same for every reader."""
+
+    __slots__ = ("_data", "_make", "id", "name", "seq", "time")
+
+    def __init__(
+        self,
+        id: str,
+        seq: int,
+        name: str,
+        data: dict[str, Any] | None,
+        time: float,
+        make: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.id = id
+        self.seq = seq
+        self.name = name
+        self.time = time
+        self._data = data
+        self._make = make
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data = self._data
+        if data is None:
+            make = self._make
+            assert make is not None
+            data = make()  # two readers racing make the same dict: the row is frozen
+            self._data, self._make = data, None
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "event": self.name, "time": self.time, "data": self.data}
@@ -86,7 +112,22 @@ class EventLog:
 
     def publish(self, name: str, data: dict[str, Any]) -> LiveEvent | None:
         """Append an event and wake the streams; None when it was a stale hint."""
-        order_id = data.get("order_id")
+        return self._append(name, data.get("order_id"), dict(data), None)
+
+    def publish_made(
+        self, name: str, order_id: str, make: Callable[[], dict[str, Any]]
+    ) -> LiveEvent | None:
+        """:meth:`publish` of an order's event whose data ``make`` renders when first read
+        (it must give the same dict whenever it is called: made from frozen values)."""
+        return self._append(name, order_id, None, make)
+
+    def _append(
+        self,
+        name: str,
+        order_id: object,
+        data: dict[str, Any] | None,
+        make: Callable[[], dict[str, Any]] | None,
+    ) -> LiveEvent | None:
         with self._lock:
             if isinstance(order_id, str):
                 if name in _ORDER_HINTS and order_id in self._finished:
@@ -99,7 +140,7 @@ class EventLog:
                         self._finished.popitem(last=False)
             self._seq += 1
             event = LiveEvent(
-                f"{self.boot}-{self._seq}", self._seq, name, dict(data), self._clock()
+                f"{self.boot}-{self._seq}", self._seq, name, data, self._clock(), make
             )
             self._buffer.append(event)
         self._wake_streams()

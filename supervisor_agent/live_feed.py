@@ -1,11 +1,13 @@
 """What feeds the live events: the journal's writes, the outbox's and tp-manager's PUB.
 
-No second truth: a transaction's events are made from the journal row right after
-it was written (``transaction.started`` when the row goes ``at_terminal``,
+No second truth: a transaction's events are made from the journal row as it was
+written (``transaction.started`` when the row goes ``at_terminal``,
 ``transaction.finished`` with the journal's final state, ``transaction.reconciled``
 when a late verdict replaced ``unknown``), and notification events from the outbox
-row.  tp-manager's own ``transaction.finished`` is not forwarded: its ``status`` is
-the terminal's, which the journal turns into the state registers see.
+row.  The row is a frozen record: its facts are rendered when an event is first read
+(``EventLog.publish_made``), never on the payment's path when nobody watches.
+tp-manager's own ``transaction.finished`` is not forwarded: its ``status`` is the
+terminal's, which the journal turns into the state registers see.
 
 From tp-manager's PUB (through the agent's one subscriber, events.py) come what
 only it knows: the link, the terminal busy/idle, and that the terminal has the
@@ -16,6 +18,7 @@ payment in hand (its ``transaction.started``, shown as
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from common import messages
@@ -29,6 +32,13 @@ from supervisor_agent.journal import TransactionRecord, TxState
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.outbox import Notification, NotificationState
 from supervisor_agent.terminal_links import LINK_DOWN, LINK_UP, TerminalLinks
+
+# The journal's changes that are live events (observers.py names them).
+_TRANSACTION_EVENTS = {
+    "at_terminal": event_log.TRANSACTION_STARTED,
+    "finished": event_log.TRANSACTION_FINISHED,
+    "reconciled": event_log.TRANSACTION_RECONCILED,
+}
 
 
 def amount_text(minor: Any, code: Any) -> str | None:
@@ -78,13 +88,11 @@ class LiveFeed:
     # -- journal and outbox observers (any thread) ----------------------------
 
     def journal_changed(self, change: str, record: TransactionRecord) -> None:
-        facts = transaction_facts(record)
-        if change == "at_terminal":
-            self.events.publish(event_log.TRANSACTION_STARTED, facts)
-        elif change == "finished":
-            self.events.publish(event_log.TRANSACTION_FINISHED, facts)
-        elif change == "reconciled":
-            self.events.publish(event_log.TRANSACTION_RECONCILED, facts)
+        name = _TRANSACTION_EVENTS.get(change)
+        if name is not None:
+            # the row is frozen: its facts are rendered when a reader first asks, not on
+            # the payment's path (most events of a till nobody watches are never read)
+            self.events.publish_made(name, record.order_id, partial(transaction_facts, record))
         if self.metrics is not None and record.state is TxState.ACCEPTED:
             self.metrics.payment_accepted(record.updated_at)
 

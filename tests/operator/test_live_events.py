@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
 import zmq
 import zmq.asyncio
 
@@ -13,10 +14,11 @@ from common import messages
 from common.config.model import CONCERT_V2
 from common.messages import Event
 from common.terminals import TerminalSpec
-from supervisor_agent import event_log
+from supervisor_agent import event_log, live_feed
 from supervisor_agent.event_log import EventLog
 from supervisor_agent.events import EventSubscriber
-from supervisor_agent.live_feed import LiveFeed
+from supervisor_agent.journal import TransactionRecord, TxState
+from supervisor_agent.live_feed import LiveFeed, transaction_facts
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.sse_client import SseEvent
 from supervisor_agent.terminal_links import TerminalLinks
@@ -116,6 +118,43 @@ def test_a_terminal_hint_after_the_journal_finished_the_order_is_dropped() -> No
     assert log.publish(event_log.TERMINAL_IDLE, {"order_id": "O"}) is not None
     log.publish(event_log.TRANSACTION_STARTED, {"order_id": "O"})  # a failed order paid again
     assert log.publish(event_log.TRANSACTION_WAITING_FOR_CARD, {"order_id": "O"}) is not None
+
+
+def test_a_journal_row_s_facts_are_made_once_when_first_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = EventLog(boot="b")
+    feed = LiveFeed(log)
+    now = 1_700_000_000.0
+    row = TransactionRecord(
+        order_id="L",
+        flavour="desktop",
+        request={"order_id": "L", "amount": 999, "currency": "EUR", "transaction_type": "debit"},
+        state=TxState.ACCEPTED,
+        result={"masked_pan": "4970101234561234"},
+        error_code=None,
+        error_message=None,
+        created_at=now,
+        updated_at=now,
+        finished_at=now,
+    )
+    calls: list[TransactionRecord] = []
+
+    def counted(record: TransactionRecord) -> dict[str, object]:
+        calls.append(record)
+        return transaction_facts(record)
+
+    monkeypatch.setattr(live_feed, "transaction_facts", counted)
+    feed.journal_changed("finished", row)
+    assert calls == []  # nothing rendered on the payment's path
+    (event,) = log.after(0)
+    assert event.name == event_log.TRANSACTION_FINISHED
+    assert event.data == transaction_facts(row) and event.to_dict()["data"] is event.data
+    assert event.data["amount_text"] == "9.99 EUR"
+    assert event.data["masked_pan"] == "497010######1234"
+    assert calls == [row]  # made once, whoever reads it next
+    # the order is finished for the hints, as with an event published with its data
+    assert log.publish(event_log.TRANSACTION_WAITING_FOR_CARD, {"order_id": "L"}) is None
 
 
 async def test_an_idle_stream_gets_heartbeats(tpm: RecordingTpManager) -> None:
