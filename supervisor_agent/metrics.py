@@ -125,16 +125,19 @@ class Metrics:
         self._late_registered: set[str] = set()
         self._last_accepted_at = 0.0
         self._guard = threading.Lock()
-        for outcome in TRANSACTION_OUTCOMES:
-            self._transactions.labels(outcome)
+        # Every known series exists from the start (a 0, not an absent series); their
+        # children are kept, so a payment's counts are not a labels() look-up (a lock,
+        # a validation) each.
+        self._by_outcome = {o: self._transactions.labels(o) for o in TRANSACTION_OUTCOMES}
         for outcome in RECONCILED_OUTCOMES:
             self._reconciled.labels(outcome)
         for state in NOTIFICATION_STATES:
             self._states.labels(state)
-        for result in ATTEMPT_RESULTS:
-            self._attempts.labels(result)
+        self._by_result = {r: self._attempts.labels(r) for r in ATTEMPT_RESULTS}
 
     def _present(self, gauge: Gauge, name: str) -> Gauge:
+        if name in self._late_registered:  # once registered, always: no lock to read it
+            return gauge
         with self._guard:
             if name not in self._late_registered:
                 self.registry.register(gauge)
@@ -144,14 +147,16 @@ class Metrics:
     # -- the hand-written version's methods ------------------------------------
 
     def transaction_finished(self, outcome: str) -> None:
-        self._transactions.labels(str(outcome)).inc()
+        child = self._by_outcome.get(outcome)
+        (child or self._transactions.labels(str(outcome))).inc()
 
     def transaction_reconciled(self, outcome: str) -> None:
         """An ``unknown`` payment given the terminal's late verdict."""
         self._reconciled.labels(str(outcome)).inc()
 
     def notification_attempt(self, result: str) -> None:
-        self._attempts.labels(result).inc()
+        child = self._by_result.get(result)
+        (child or self._attempts.labels(result)).inc()
 
     def delivery_latency(self, seconds: float) -> None:
         self._delivery.observe(seconds)
