@@ -19,14 +19,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 
-from common.logging import LogFileSpec, configure_logging
+from common.logging import LogFileSpec, UtcStamper, configure_logging
 from common.redact import REDACTED, luhn_ok
 from supervisor_agent.api.flavours.parts import generate_order_id
 from tp_manager.concert_v3.messages import build_request, encode_request
@@ -386,3 +386,34 @@ def test_the_simulator_logs_json_lines_on_stderr(tmp_path: Path) -> None:
     received = _by_event(records)["simulator.concert_v3.request.received"]
     assert received["amount"] == 899
     assert received["logger"] == "tp_manager.simulator.concert_v3"
+
+
+def test_the_timestamp_is_the_text_structlog_s_iso_utc_stamper_writes() -> None:
+    """``UtcStamper`` formats a second once; every line's text is still what
+    ``TimeStamper(fmt="iso", utc=True)`` makes of the same instant (microseconds floored,
+    none written at .000000), across seconds, a new year, and back in time."""
+    instants = [
+        1_764_476_190_123_456_789,  # 2025-11-30T04:16:30.123456Z
+        1_764_476_190_999_999_999,  # same second, last microsecond
+        1_764_476_191_000_000_000,  # the next second, exactly: no fraction
+        1_764_476_191_000_000_999,  # under a microsecond past it: no fraction either
+        1_764_476_191_000_001_000,
+        1_798_761_599_999_999_000,  # 2026-12-31T23:59:59.999999Z
+        1_798_761_600_000_500_000,  # 2027-01-01
+        1_764_476_190_000_000_000,  # back to an earlier second
+        0,
+    ]
+    clock = iter(instants)
+    stamper = UtcStamper(clock=lambda: next(clock))
+    for ns in instants:
+        second, rest = divmod(ns, 1_000_000_000)
+        moment = datetime.fromtimestamp(second, UTC).replace(microsecond=rest // 1000)
+        expected = moment.isoformat().replace("+00:00", "Z")  # what TimeStamper writes
+        assert stamper(None, "info", {})["timestamp"] == expected
+
+
+def test_the_timestamp_follows_the_clock() -> None:
+    before = datetime.now(UTC)
+    stamp = UtcStamper()(None, "info", {})["timestamp"]
+    after = datetime.now(UTC)
+    assert before <= datetime.fromisoformat(stamp.replace("Z", "+00:00")) <= after
