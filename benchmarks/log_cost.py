@@ -4,7 +4,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/log_cost.py [--lines N]
 
-The lines are the seven a payment writes (three in tp-manager, four in the agent; their
+The lines are the five a payment writes (one in tp-manager, four in the agent; their
 fields as logged, with a masked PAN and an order id), logged through
 ``common.logging.configure_logging`` exactly as the processes log: structlog, the stdlib
 root handler, the redaction, the JSON rendering, a write to a file in a temporary
@@ -39,7 +39,7 @@ REPEATS = 5  # the median of these is printed
 SECRETS = ("api-Secret-42", "hipay-Secret-99")
 ORDER_ID = "ECR_20261129_230109526_866a43"
 
-# (logger name, event, fields): the seven lines of one payment, as the processes log them
+# (logger name, event, fields): the five lines of one payment, as the processes log them
 PAYMENT_LINES: list[tuple[str, str, dict[str, Any]]] = [
     (
         "supervisor_agent.api.payment",
@@ -54,26 +54,20 @@ PAYMENT_LINES: list[tuple[str, str, dict[str, Any]]] = [
         },
     ),
     (
-        "tp_manager.concert_v2.terminal",
-        "concert_v2.pay.start",
-        {"amount": 999, "currency": "978", "type": "debit", "order_id": ORDER_ID},
-    ),
-    (
-        "tp_manager.concert_v2.terminal",
-        "concert_v2.pay.done",
+        "tp_manager.commands.pay",
+        "tp_manager.transaction.finished",
         {
+            "duration_ms": 9.1,
+            "order_id": ORDER_ID,
             "status": "accepted",
             "amount": 999,
             "currency": "978",
+            "transaction_type": "debit",
+            "failure_reason": None,
+            "payment_application": None,
             "masked_pan": "497010XXXXXX1234",
-            "total_ms": 4.294,
-            "order_id": ORDER_ID,
+            "terminal_ms": 4.3,
         },
-    ),
-    (
-        "tp_manager.commands.pay",
-        "tp_manager.transaction.finished",
-        {"duration_ms": 9.1, "order_id": ORDER_ID, "status": "accepted", "amount": 999},
     ),
     (
         "supervisor_agent.api.payment",
@@ -195,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{calls * n} lines x {REPEATS} runs (median), {size / written:.0f} B per line"
     )
     width = max(len(name) for name, _ in rows)
-    print(f"{'step':<{width}}  {'µs/line':>8}  {'µs/payment (7 lines)':>20}")
+    print(f"{'step':<{width}}  {'µs/line':>8}  {f'µs/payment ({n} lines)':>20}")
     print("-" * (width + 32))
     for name, us in rows:
         print(f"{name:<{width}}  {us:>8.1f}  {us * n:>20.1f}")

@@ -6,6 +6,14 @@ phases; the benchmark prints the median of each gap.  An event a process no long
 (renamed, or below the log level) leaves its two neighbouring phases blank, and the
 benchmark says which event was missing.  Medians of phases do not add up to the median of
 the round trip.
+
+tp-manager logs one line per payment, ``tp_manager.transaction.finished``, at its end (the
+drivers' start and done lines are at debug, off the measured path).  Two points inside
+tp-manager are derived from that line: :data:`DRIVER_CALLED` is its timestamp less its
+``duration_ms`` (tp-manager calls the driver, after the result store's begin), and
+:data:`DRIVER_ANSWERED` adds the driver's ``terminal_ms`` to that (the answer is read and
+decoded).  Both use tp-manager's monotonic clock for the gaps, the line's wall clock for
+the point.
 """
 
 from __future__ import annotations
@@ -24,12 +32,15 @@ from typing import Any, Final
 CLIENT_SENT: Final = "client.sent"
 CLIENT_RECEIVED: Final = "client.received"
 ACCESS_LOG: Final = "api.request"  # logged without order_id: matched by time
+TP_MANAGER_FINISHED: Final = "tp_manager.transaction.finished"
+DRIVER_CALLED: Final = "driver.called"  # derived from TP_MANAGER_FINISHED: less duration_ms
+DRIVER_ANSWERED: Final = "driver.answered"  # DRIVER_CALLED + terminal_ms
 CHAIN: Final[tuple[str, ...]] = (
     CLIENT_SENT,
     "api.payment.started",
-    "concert_v2.pay.start",
-    "concert_v2.pay.done",
-    "tp_manager.transaction.finished",
+    DRIVER_CALLED,
+    DRIVER_ANSWERED,
+    TP_MANAGER_FINISHED,
     "api.payment.finished",
     "hipay.notify.delivered",
     ACCESS_LOG,
@@ -39,10 +50,12 @@ PHASE_NAMES: Final[dict[tuple[str, str], str]] = {
     (CLIENT_SENT, "api.payment.started"): (
         "HTTP in, auth, validation, journal begin + at_terminal"
     ),
-    ("api.payment.started", "concert_v2.pay.start"): "ZeroMQ to tp-manager, pay dispatch",
-    ("concert_v2.pay.start", "concert_v2.pay.done"): "V2 driver, pty, simulator",
-    ("concert_v2.pay.done", "tp_manager.transaction.finished"): "tp-manager after the answer",
-    ("tp_manager.transaction.finished", "api.payment.finished"): "ZeroMQ back, journal finish",
+    ("api.payment.started", DRIVER_CALLED): (
+        "ZeroMQ to tp-manager, pay dispatch, result store begin"
+    ),
+    (DRIVER_CALLED, DRIVER_ANSWERED): "V2 driver, pty, simulator",
+    (DRIVER_ANSWERED, TP_MANAGER_FINISHED): "tp-manager after the answer",
+    (TP_MANAGER_FINISHED, "api.payment.finished"): "ZeroMQ back, journal finish",
     ("api.payment.finished", "hipay.notify.delivered"): "HiPay notification (stub)",
     ("hipay.notify.delivered", ACCESS_LOG): "after HiPay: answer built",
     (ACCESS_LOG, CLIENT_RECEIVED): "HTTP out to the register",
@@ -95,6 +108,21 @@ def read_lines(log_dir: Path) -> Iterator[LogLine | tuple[str, int]]:
                 yield LogLine(at, str(entry.get("event", "")), entry, len(raw), source)
 
 
+def _driver_points(finished: LogLine) -> dict[str, float]:
+    """:data:`DRIVER_CALLED` and :data:`DRIVER_ANSWERED` of a tp-manager finished line, where
+    it has the durations (``terminal_ms`` only with a verdict)."""
+    points: dict[str, float] = {}
+    duration = finished.fields.get("duration_ms")
+    if not isinstance(duration, int | float):
+        return points
+    called = finished.at - duration / 1000.0
+    points[DRIVER_CALLED] = called
+    terminal = finished.fields.get("terminal_ms")
+    if isinstance(terminal, int | float):
+        points[DRIVER_ANSWERED] = called + terminal / 1000.0
+    return points
+
+
 @dataclass
 class LogIndex:
     """The log lines of a run, by order id and by time."""
@@ -112,7 +140,11 @@ class LogIndex:
             index.timed.append(line)
             order_id = line.fields.get("order_id")
             if isinstance(order_id, str) and line.event in CHAIN:
-                index.by_order.setdefault(order_id, {}).setdefault(line.event, line.at)
+                events = index.by_order.setdefault(order_id, {})
+                events.setdefault(line.event, line.at)
+                if line.event == TP_MANAGER_FINISHED:
+                    for event, at in _driver_points(line).items():
+                        events.setdefault(event, at)
             if line.event == ACCESS_LOG and line.fields.get("path") == "/":
                 index.access_times.append(line.at)
         index.access_times.sort()

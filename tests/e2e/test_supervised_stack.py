@@ -81,7 +81,7 @@ def paying(
         yield payment
 
 
-PAY_STARTED = ("tp-manager", '"concert_v2.pay.start"')
+PAY_STARTED = ("simulator", '"simulator.concert_v2.request"')  # the terminal has it
 NEVER_ANSWERED = ("simulator", '"simulator.concert_v2.never_answer"')
 
 

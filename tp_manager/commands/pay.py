@@ -56,6 +56,10 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
     ctx.publish(messages.EVENT_TRANSACTION_STARTED, {**order, "amount": request.amount})
     started = time.monotonic()
     outcome: dict[str, Any] = {**order}
+    logged = {  # the request, as the driver's start line (debug) said it
+        "currency": request.currency_numeric,
+        "transaction_type": str(request.transaction_type),
+    }
     verdict: dict[str, Any] = {}  # what the terminal said, beyond the status
     try:
         result = await terminal.pay(request)
@@ -71,6 +75,7 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
         verdict = {
             "failure_reason": result.failure_reason and str(result.failure_reason),
             "payment_application": result.payment_application,
+            "masked_pan": result.masked_pan,
             "terminal_ms": round(result.timings.total_ms, 1),
         }
         return result.to_dict()
@@ -79,4 +84,10 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
         ctx.publish(messages.EVENT_TRANSACTION_FINISHED, {**outcome, "duration_ms": duration_ms})
         ctx.publish(messages.EVENT_TERMINAL_IDLE, order)
         # tp-manager's one line per payment: the driver's own lines are at debug
-        log.info("tp_manager.transaction.finished", duration_ms=duration_ms, **outcome, **verdict)
+        log.info(
+            "tp_manager.transaction.finished",
+            duration_ms=duration_ms,
+            **outcome,
+            **logged,
+            **verdict,
+        )

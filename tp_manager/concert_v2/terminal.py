@@ -330,7 +330,7 @@ class ConcertV2Terminal:
         self._order_id = request.order_id
         self._marks = {"start": time.monotonic()}
         self._session = exchange
-        log.info(
+        log.debug(  # tp_manager.transaction.finished is the payment's info line
             "concert_v2.pay.start",
             amount=request.amount,
             currency=request.currency_numeric,
@@ -386,7 +386,7 @@ class ConcertV2Terminal:
         ]
         if mismatch:
             log.warning("concert_v2.pay.answer_mismatch", fields=mismatch)
-        log.info(
+        log.debug(
             "concert_v2.pay.done",
             status=str(result.status),
             amount=result.amount,
