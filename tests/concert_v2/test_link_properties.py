@@ -15,7 +15,7 @@ from tp_manager.concert_v2.codec import (
     encode_request,
     lrc,
 )
-from tp_manager.concert_v2.constants import AMOUNT_MAX, Timer
+from tp_manager.concert_v2.constants import AMOUNT_MAX, ControlCode, Timer
 from tp_manager.concert_v2.link import (
     BadFrame,
     BadFrameReason,
@@ -75,6 +75,84 @@ def test_receiver_accepts_any_bytes_in_any_chunks(chunks: list[bytes]) -> None:
     for event in rx.reset():
         assert isinstance(event, BadFrame)
     assert rx.reset() == []  # nothing held after a reset
+
+
+class ByteAtATimeReceiver:
+    """The receiver's rules as protocol-notes.md words them, one byte at a time: the
+    reference the run-by-run :class:`FrameReceiver` must agree with."""
+
+    def __init__(self, max_message_length: int) -> None:
+        self.max = max_message_length
+        self.state = "idle"
+        self.body = bytearray()
+        self.garbage = 0
+
+    def feed(self, data: bytes) -> list[object]:
+        events: list[object] = []
+        for byte in data:
+            self.byte(byte, events)
+        self.flush(events)
+        return events
+
+    def flush(self, events: list[object]) -> None:
+        if self.garbage:
+            events.append(BadFrame(BadFrameReason.GARBAGE, self.garbage))
+            self.garbage = 0
+
+    def byte(self, byte: int, events: list[object]) -> None:
+        if self.state == "lrc":
+            self.state = "idle"
+            body, size = bytes(self.body), len(self.body) + 3
+            self.body.clear()
+            if lrc(body + b"\x03") != byte:
+                events.append(BadFrame(BadFrameReason.BAD_LRC, size))
+            elif any(b < 0x20 or b > 0x7E for b in body):
+                events.append(BadFrame(BadFrameReason.NON_ASCII, size))
+            else:
+                events.append(Frame(body.decode("ascii")))
+            return
+        if self.state == "frame":
+            if byte == 0x03:
+                self.state = "lrc"
+                return
+            if byte in SIGNIFICANT:
+                events.append(BadFrame(BadFrameReason.TRUNCATED, len(self.body) + 1))
+                self.body.clear()
+                self.state = "idle"
+            elif len(self.body) >= self.max:
+                events.append(BadFrame(BadFrameReason.TOO_LONG, len(self.body) + 1))
+                self.body.clear()
+                self.state = "idle"
+                self.garbage = 1
+                return
+            else:
+                self.body.append(byte)
+                return
+        if byte == 0x02:
+            self.flush(events)
+            self.state = "frame"
+        elif byte in SIGNIFICANT:
+            self.flush(events)
+            events.append(ControlByte(ControlCode(byte)))
+        else:
+            self.garbage += 1
+
+
+SIGNIFICANT = frozenset({0x02, 0x04, 0x05, 0x06, 0x15})  # STX, EOT, ENQ, ACK, NAK
+# Bytes drawn mostly from what the receiver reacts to, so frames, cuts and noise mix.
+wire_bytes = st.lists(
+    st.one_of(
+        st.sampled_from([0x02, 0x03, 0x04, 0x05, 0x06, 0x15, 0x41, 0x00]), st.integers(0, 255)
+    ),
+    max_size=80,
+).map(bytes)
+
+
+@given(st.lists(wire_bytes, max_size=8), st.integers(1, 12))
+def test_receiver_agrees_with_the_byte_at_a_time_rules(chunks: list[bytes], limit: int) -> None:
+    rx, reference = FrameReceiver(max_message_length=limit), ByteAtATimeReceiver(limit)
+    for chunk in chunks:
+        assert rx.feed(chunk) == reference.feed(chunk)
 
 
 @given(st.text(PRINTABLE, max_size=120), st.binary(max_size=30), st.integers(1, 10))

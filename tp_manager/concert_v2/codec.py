@@ -62,6 +62,10 @@ ANSWER_FULL = "1"
 ANSWER_SHORT = "0"
 
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
+_CURRENCY = re.compile(r"[0-9]{3}")
+_PAYMENT_MODE = re.compile(r"[0-9A-Z]")
+_ANSWER_HEAD = re.compile(r"(?P<pos>[0-9]{2})(?P<status>.)(?P<amount>[0-9]{8})(?P<mode>.)")
+_ANSWER_TAIL = re.compile(r"(?P<cur>[0-9]{3})(?P<private>.{10})")
 _MASKED_PAN = re.compile(r"(?<![0-9])[0-9]{0,6}[#*Xx]{3,13}[0-9]{4}(?![0-9])")
 
 
@@ -107,7 +111,7 @@ def validate_request(request: PaymentRequest, payment_mode: str = DEFAULT_PAYMEN
     if not c.POS_NUMBER_MIN <= pos <= c.POS_NUMBER_MAX:
         raise InvalidRequest(f"POS number {pos} is outside {c.POS_NUMBER_MIN}..{c.POS_NUMBER_MAX}")
     cur = request.currency_numeric
-    if not isinstance(cur, str) or not re.fullmatch(r"[0-9]{3}", cur):
+    if not isinstance(cur, str) or not _CURRENCY.fullmatch(cur):
         raise InvalidRequest("currency must be a 3-digit ISO 4217 numeric code")
     if request.transaction_type not in TRANSACTION_CODES:
         raise InvalidRequest(f"transaction type {request.transaction_type!r} is not supported")
@@ -116,7 +120,7 @@ def validate_request(request: PaymentRequest, payment_mode: str = DEFAULT_PAYMEN
         raise InvalidRequest(f"private field must be at most {c.PRIVATE_LENGTH} characters")
     if not is_printable_ascii(private):
         raise InvalidRequest("private field must be printable ASCII")
-    if not (isinstance(payment_mode, str) and re.fullmatch(r"[0-9A-Z]", payment_mode)):
+    if not (isinstance(payment_mode, str) and _PAYMENT_MODE.fullmatch(payment_mode)):
         raise InvalidRequest("payment mode must be one character 0-9 or A-Z")
 
 
@@ -181,13 +185,13 @@ def decode_answer(text: str) -> Answer:
             f"answer is {len(text)} characters, expected {c.SHORT_ANSWER_LENGTH} (short) "
             f"or {c.FULL_ANSWER_LENGTH} (full)"
         )
-    m = re.fullmatch(r"(?P<pos>[0-9]{2})(?P<status>.)(?P<amount>[0-9]{8})(?P<mode>.)", head)
+    m = _ANSWER_HEAD.fullmatch(head)
     if m is None:
         raise MalformedMessage("answer POS number or amount is not digits")
     status = STATUS_CODES.get(m["status"])
     if status is None:
         raise MalformedMessage(f"answer status {m['status']!r} is not 0, 7 or 9")
-    t = re.fullmatch(r"(?P<cur>[0-9]{3})(?P<private>.{10})", tail)
+    t = _ANSWER_TAIL.fullmatch(tail)
     if t is None:
         raise MalformedMessage("answer currency is not 3 digits")
     masked_report: str | None = None

@@ -34,6 +34,7 @@ machine ends after a bounded number of timeouts whatever bytes arrive.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,10 +100,25 @@ class _RxState(enum.Enum):
     AWAIT_LRC = enum.auto()
 
 
+# The bytes a frame's body ends at (ETX, or STX / a control byte that cuts it short),
+# and those that mean something outside a frame (ETX there is noise, like any other).
+_FRAME_STOP = re.compile(rb"[\x02\x03\x04\x05\x06\x15]")
+_IDLE_STOP = re.compile(rb"[\x02\x04\x05\x06\x15]")
+_NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
+# One event per control byte, built once: they are immutable.
+_CONTROL_EVENTS: dict[int, ControlByte] = {int(code): ControlByte(code) for code in ControlCode}
+_EOT_EVENT = _CONTROL_EVENTS[c.EOT]
+_ENQ_EVENT = _CONTROL_EVENTS[c.ENQ]
+_ACK_EVENT = _CONTROL_EVENTS[c.ACK]
+_NAK_EVENT = _CONTROL_EVENTS[c.NAK]
+
+
 class FrameReceiver:
     """Cut a Concert V2 byte stream into events; any input is accepted.
 
-    Garbage runs are reported once per run (a run ends at a significant byte or
+    A chunk is scanned run by run, not byte by byte: a frame's body up to its ETX (or
+    the byte that cuts it short) and a run of noise are each one regex search and one
+    copy.  Garbage runs are reported once per run (a run ends at a significant byte or
     at the end of the chunk given to ``feed``).
     """
 
@@ -114,8 +130,17 @@ class FrameReceiver:
 
     def feed(self, data: bytes | bytearray) -> list[Event]:
         events: list[Event] = []
-        for byte in bytes(data):
-            self._feed_byte(byte, events)
+        data = bytes(data)
+        at, size = 0, len(data)
+        while at < size:
+            state = self._state
+            if state is _RxState.IN_FRAME:
+                at = self._feed_body(data, at, events)
+            elif state is _RxState.AWAIT_LRC:
+                self._end_frame(data[at], events)
+                at += 1
+            else:
+                at = self._feed_idle(data, at, events)
         self._flush_garbage(events)
         return events
 
@@ -135,49 +160,59 @@ class FrameReceiver:
             events.append(BadFrame(BadFrameReason.GARBAGE, self._garbage))
             self._garbage = 0
 
-    def _feed_byte(self, byte: int, events: list[Event]) -> None:
-        state = self._state
-        if state is _RxState.AWAIT_LRC:
-            self._state = _RxState.IDLE
-            body = bytes(self._buf) + bytes([c.ETX])
-            size = len(body) + 2
+    def _feed_body(self, data: bytes, at: int, events: list[Event]) -> int:
+        """Inside a frame: keep the body up to the next significant byte; where to go on."""
+        stop = _FRAME_STOP.search(data, at)
+        end = len(data) if stop is None else stop.start()
+        room = self._max - len(self._buf)
+        if end - at > room:
+            # Too long to be a Concert V2 frame: the byte past the limit and what
+            # follows are noise until the next significant byte.
+            events.append(BadFrame(BadFrameReason.TOO_LONG, self._max + 1))
             self._buf.clear()
-            if lrc(body) != byte:
-                events.append(BadFrame(BadFrameReason.BAD_LRC, size))
-            elif any(b < 0x20 or b > 0x7E for b in body[:-1]):
-                events.append(BadFrame(BadFrameReason.NON_ASCII, size))
-            else:
-                events.append(Frame(body[:-1].decode("ascii")))
-            return
-        if state is _RxState.IN_FRAME:
-            if byte == c.ETX:
-                self._state = _RxState.AWAIT_LRC
-            elif byte == c.STX or byte in c.CONTROL_BYTES:
-                events.append(BadFrame(BadFrameReason.TRUNCATED, len(self._buf) + 1))
-                self._buf.clear()
-                self._state = _RxState.IDLE
-                self._feed_idle(byte, events)
-            elif len(self._buf) >= self._max:
-                # Too long to be a Concert V2 frame: what follows is noise until
-                # the next significant byte.
-                events.append(BadFrame(BadFrameReason.TOO_LONG, len(self._buf) + 1))
-                self._buf.clear()
-                self._state = _RxState.IDLE
-                self._garbage = 1
-            else:
-                self._buf.append(byte)
-            return
-        self._feed_idle(byte, events)
+            self._state = _RxState.IDLE
+            self._garbage = 1
+            return at + room + 1
+        self._buf += data[at:end]
+        if stop is None:
+            return end
+        if data[end] == c.ETX:
+            self._state = _RxState.AWAIT_LRC
+            return end + 1
+        # STX or a control byte: the frame was cut short; the byte is read again, idle
+        events.append(BadFrame(BadFrameReason.TRUNCATED, len(self._buf) + 1))
+        self._buf.clear()
+        self._state = _RxState.IDLE
+        return end
 
-    def _feed_idle(self, byte: int, events: list[Event]) -> None:
-        if byte == c.STX:
-            self._flush_garbage(events)
-            self._state = _RxState.IN_FRAME
-        elif byte in c.CONTROL_BYTES:
-            self._flush_garbage(events)
-            events.append(ControlByte(ControlCode(byte)))
+    def _end_frame(self, check: int, events: list[Event]) -> None:
+        """The LRC byte after ETX: the frame, or why it is unusable."""
+        self._state = _RxState.IDLE
+        body = bytes(self._buf)
+        self._buf.clear()
+        size = len(body) + 3  # STX, ETX, LRC
+        if lrc(body) ^ c.ETX != check:
+            events.append(BadFrame(BadFrameReason.BAD_LRC, size))
+        elif _NOT_PRINTABLE.search(body) is not None:
+            events.append(BadFrame(BadFrameReason.NON_ASCII, size))
         else:
-            self._garbage += 1
+            events.append(Frame(body.decode("ascii")))
+
+    def _feed_idle(self, data: bytes, at: int, events: list[Event]) -> int:
+        """Outside a frame: count noise up to the next STX or control byte; where to go on."""
+        stop = _IDLE_STOP.search(data, at)
+        if stop is None:
+            self._garbage += len(data) - at
+            return len(data)
+        where = stop.start()
+        self._garbage += where - at
+        self._flush_garbage(events)
+        byte = data[where]
+        if byte == c.STX:
+            self._state = _RxState.IN_FRAME
+        else:
+            events.append(_CONTROL_EVENTS[byte])
+        return where + 1
 
 
 # --- effects ---------------------------------------------------------------------
@@ -300,7 +335,7 @@ class AnswerReceiver:
     def on_event(self, event: Event) -> list[Effect]:
         phase = self.phase
         if phase is _ReceivePhase.WAIT_ENQ:
-            if event == ControlByte(ControlCode.ENQ):
+            if event == _ENQ_EVENT:
                 self.phase = _ReceivePhase.WAIT_FRAME
                 return [
                     Send(_ACK, "ack"),
@@ -333,7 +368,7 @@ class AnswerReceiver:
                 return self._fail(err)
             return [_ignored(event, phase.value)]
         if phase is _ReceivePhase.WAIT_EOT:
-            if event == ControlByte(ControlCode.EOT):
+            if event == _EOT_EVENT:
                 return self._complete()
             if isinstance(event, Frame):
                 # Our ACK was lost: the terminal resent the same answer.
@@ -498,21 +533,21 @@ class Exchange(_Session):
                 self.phase = ExchangePhase.DONE
             return out
         if phase is ExchangePhase.SEND_ENQ:
-            if event == ControlByte(ControlCode.ACK):
+            if event == _ACK_EVENT:
                 self.phase = ExchangePhase.SEND_FRAME
                 return [
                     Milestone("enq_acked"),
                     Send(self._frame, "request"),
                     StartTimer(Timer.CONTROL_BYTE, self._t.control_byte),
                 ]
-            if event == ControlByte(ControlCode.NAK):
+            if event == _NAK_EVENT:
                 return self._retry_enq("nak")
             return [_ignored(event, phase.value)]
         if phase is ExchangePhase.SEND_FRAME:
-            if event == ControlByte(ControlCode.ACK):
+            if event == _ACK_EVENT:
                 self.phase = ExchangePhase.RECEIVE
                 return [Send(_EOT, "eot"), Milestone("request_acked"), *self._answer.begin()]
-            if event == ControlByte(ControlCode.NAK):
+            if event == _NAK_EVENT:
                 return self._resend_frame("nak")
             return [_ignored(event, phase.value)]
         return []
