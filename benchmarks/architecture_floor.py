@@ -17,6 +17,9 @@ connector:
   figure compares with the connector's *added* latency).
 * *hipay*: an aiohttp server answering ``{}``.
 
+Both ZeroMQ ends are the connector's own asyncio adapter (``common/loop_socket.py``),
+so the floor carries what the connector's channel costs and nothing of its logic.
+
 Each runs in its own process, on uvloop or on asyncio's loop (``--loop``), and the
 table gives the client-side latency and the CPU per payment of *api* + *terminal*
 (``/proc/<pid>/stat``), the figures the targets name.  Run:
@@ -85,16 +88,16 @@ async def serve_post(handler: Any) -> int:
 async def api_role(control: str, hipay_url: str, db_path: str, without: frozenset[str]) -> None:
     import aiohttp
     import zmq
-    import zmq.asyncio
     from aiohttp import web
+
+    from common.loop_socket import LoopSocket
 
     db = sqlite3.connect(db_path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     db.execute(SCHEMA)
-    zctx = zmq.asyncio.Context()
-    dealer = zctx.socket(zmq.DEALER)
-    dealer.connect(control)
+    dealer = LoopSocket(zmq.Context(), zmq.DEALER)  # the connector's own adapter
+    dealer.sock.connect(control)
     session = aiohttp.ClientSession()
     lock = asyncio.Lock()  # one request at a time on the DEALER, as the client's ids would
 
@@ -109,8 +112,9 @@ async def api_role(control: str, hipay_url: str, db_path: str, without: frozense
             result = {"order_id": order_id, "status": "accepted", "amount": 999}
         else:
             async with lock:
-                await dealer.send(json.dumps({"command": "pay", "order_id": order_id}).encode())
-                result = json.loads(await dealer.recv())
+                ask = json.dumps({"command": "pay", "order_id": order_id}).encode()
+                await dealer.send_multipart([ask])
+                result = json.loads((await dealer.recv_multipart())[-1])
         if "journal" not in without:
             db.execute(
                 "UPDATE payments SET state = ?, result = ? WHERE order_id = ?",
@@ -137,10 +141,11 @@ async def api_role(control: str, hipay_url: str, db_path: str, without: frozense
 
 async def terminal_role(control: str) -> None:
     import zmq
-    import zmq.asyncio
 
-    router = zmq.asyncio.Context().socket(zmq.ROUTER)
-    router.bind(control)
+    from common.loop_socket import LoopSocket
+
+    router = LoopSocket(zmq.Context(), zmq.ROUTER)
+    router.sock.bind(control)
     ready()
     while True:  # until the benchmark stops this process
         identity, payload = await router.recv_multipart()

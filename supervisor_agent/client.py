@@ -24,11 +24,11 @@ from typing import Any
 
 import structlog
 import zmq
-import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from common import messages
 from common.commands import errors as codes
+from common.loop_socket import LoopSocket
 from common.messages import Reply, Request
 
 log = structlog.get_logger(__name__)
@@ -72,28 +72,29 @@ class TerminalClient:
     def __init__(
         self,
         endpoint: str,
-        context: zmq.asyncio.Context | None = None,
+        context: zmq.Context[Any] | None = None,
         on_connected: Callable[[], None] | None = None,
     ) -> None:
         """``on_connected`` runs each time tp-manager (re)appears: a new process may hold
         verdicts the agent has not collected (reconciler.py)."""
         self.endpoint = endpoint
         self.on_connected = on_connected
-        self._ctx = context or zmq.asyncio.Context.instance()
-        self._sock: zmq.asyncio.Socket | None = None
-        self._monitor: zmq.asyncio.Socket | None = None
+        self._ctx = context or zmq.Context.instance()
+        self._sock: LoopSocket | None = None
+        self._monitor: LoopSocket | None = None
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.IMMEDIATE, 1)
-        sock.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
-        sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-        self._monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
-        sock.connect(self.endpoint)
+        sock = LoopSocket(self._ctx, zmq.DEALER)
+        raw = sock.sock  # options, monitor and connect before the first await
+        raw.setsockopt(zmq.LINGER, 0)
+        raw.setsockopt(zmq.IMMEDIATE, 1)
+        raw.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
+        raw.setsockopt(zmq.RECONNECT_IVL, 100)
+        raw.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        self._monitor = sock.open_monitor(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        raw.connect(self.endpoint)
         self._sock = sock
         self._tasks = [
             asyncio.create_task(self._receive_loop(), name="terminal-client-recv"),
@@ -110,7 +111,7 @@ class TerminalClient:
         self._fail_pending(ChannelUnavailable("client closed"))
         if self._sock is not None:
             with contextlib.suppress(zmq.ZMQError):
-                self._sock.disable_monitor()
+                self._sock.sock.disable_monitor()
             self._sock.close(linger=0)
             self._sock = None
         if self._monitor is not None:

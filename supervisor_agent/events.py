@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 import zmq
-import zmq.asyncio
 
 from common import messages
+from common.loop_socket import LoopSocket
 from common.messages import Event
 
 log = structlog.get_logger(__name__)
@@ -28,22 +29,23 @@ class EventSubscriber:
         self,
         endpoint: str,
         handlers: dict[str, Handler],
-        context: zmq.asyncio.Context | None = None,
+        context: zmq.Context[Any] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.handlers = handlers
-        self._ctx = context or zmq.asyncio.Context.instance()
-        self._sock: zmq.asyncio.Socket | None = None
+        self._ctx = context or zmq.Context.instance()
+        self._sock: LoopSocket | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        sock = self._ctx.socket(zmq.SUB)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        sock = LoopSocket(self._ctx, zmq.SUB)
+        raw = sock.sock  # options and connect before the first await
+        raw.setsockopt(zmq.LINGER, 0)
+        raw.setsockopt(zmq.RECONNECT_IVL, 100)
+        raw.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         for topic in self.handlers:
-            sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
-        sock.connect(self.endpoint)
+            raw.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        raw.connect(self.endpoint)
         self._sock = sock
         self._task = asyncio.create_task(self._receive(), name="event-subscriber")
 

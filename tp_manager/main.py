@@ -16,7 +16,7 @@ import signal
 import sys
 
 import structlog
-import zmq.asyncio
+import zmq
 
 from common import event_loop, paths
 from common.config import ConfigError, ConnectorConfig, load_config_arg
@@ -77,7 +77,7 @@ async def serve(config: ConnectorConfig) -> int:
         terminal_factory=targets,
     )
     ctx.recovery = StatusRecovery(ctx.recovered)
-    zctx = zmq.asyncio.Context()
+    zctx = zmq.Context()
     server = ControlServer(ctx, config.control_endpoint, config.events_endpoint, zctx)
     await server.start()
     for each in targets.all():

@@ -17,11 +17,11 @@ from typing import Any
 
 import structlog
 import zmq
-import zmq.asyncio
 
 from common import commands, messages
 from common.commands import errors as codes
 from common.commands import pay as pay_contract
+from common.loop_socket import LoopSocket
 from common.messages import Event, Reply, Request
 from tp_manager.commands import CommandError, Handler, load_handlers
 from tp_manager.context import ServerContext
@@ -50,14 +50,14 @@ class ControlServer:
         ctx: ServerContext,
         control_endpoint: str,
         events_endpoint: str,
-        zmq_context: zmq.asyncio.Context | None = None,
+        zmq_context: zmq.Context[Any] | None = None,
     ) -> None:
         self.ctx = ctx
         self.control_endpoint = control_endpoint
         self.events_endpoint = events_endpoint
-        self._zctx = zmq_context or zmq.asyncio.Context.instance()
+        self._zctx = zmq_context or zmq.Context.instance()
         self._handlers: dict[str, Handler] = load_handlers()
-        self._router: zmq.asyncio.Socket | None = None
+        self._router: LoopSocket | None = None
         self._pub: zmq.Socket[bytes] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -66,14 +66,14 @@ class ControlServer:
         for endpoint in (self.control_endpoint, self.events_endpoint):
             prepare_ipc_endpoint(endpoint)
         # PUB is never awaited (publish is synchronous and a PUB never blocks): a plain
-        # socket on the same context skips the asyncio wrapper's future per send
+        # socket, not even on the event loop
         pub = zmq.Socket(self._zctx, zmq.PUB)
         pub.setsockopt(zmq.LINGER, 0)
         pub.bind(self.events_endpoint)
-        router = self._zctx.socket(zmq.ROUTER)
-        router.setsockopt(zmq.LINGER, REPLY_LINGER_MS)
-        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        router.bind(self.control_endpoint)
+        router = LoopSocket(self._zctx, zmq.ROUTER)
+        router.sock.setsockopt(zmq.LINGER, REPLY_LINGER_MS)
+        router.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        router.sock.bind(self.control_endpoint)
         for endpoint in (self.control_endpoint, self.events_endpoint):
             if endpoint.startswith("ipc://"):
                 os.chmod(endpoint.removeprefix("ipc://"), 0o600)
