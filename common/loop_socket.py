@@ -43,6 +43,17 @@ _MS_PER_S: Final = 1000.0
 _monitor_numbers = itertools.count()  # a process-wide unique inproc address per monitor
 
 
+def send_now(sock: zmq.Socket[bytes], frames: Sequence[bytes]) -> None:
+    """Send ``frames`` as one message without waiting: ``zmq.Again`` when there is no
+    room (a message is all or nothing).  pyzmq's ``send_multipart(flags=NOBLOCK)`` does
+    the same through an enum operation per frame (``SNDMORE | flags``); tp-manager's PUB
+    sends this way too."""
+    send = sock.send
+    for frame in frames[:-1]:
+        send(frame, _MORE_NOBLOCK)
+    send(frames[-1], _NOBLOCK)
+
+
 class _PendingSend:
     """A send that found no room: its frames, its waiter, its ``SNDTIMEO`` timer."""
 
@@ -123,7 +134,7 @@ class LoopSocket:
             raise zmq.ZMQError(zmq.ENOTSOCK)
         if not self._senders:
             try:
-                self._send(frames)
+                send_now(self.sock, frames)
             except zmq.Again:
                 pass
             else:
@@ -186,13 +197,6 @@ class LoopSocket:
             frames.append(frame.bytes)
         return frames
 
-    def _send(self, frames: Sequence[bytes]) -> None:
-        """Raises ``zmq.Again`` when there is no room; a message is all or nothing."""
-        send = self.sock.send
-        for frame in frames[:-1]:
-            send(frame, _MORE_NOBLOCK)
-        send(frames[-1], _NOBLOCK)
-
     def _on_signal(self) -> None:
         """The reader callback: with a receive waiting, the signal is most likely its
         message, so take it before the ``EVENTS`` read rather than after one (a read
@@ -243,7 +247,7 @@ class LoopSocket:
                 if pending.timer is not None:
                     pending.timer.cancel()
                 try:
-                    self._send(pending.frames)
+                    send_now(sock, pending.frames)
                 except zmq.ZMQError as exc:
                     pending.future.set_exception(exc)
                 else:

@@ -21,7 +21,7 @@ import zmq
 from common import commands, messages
 from common.commands import errors as codes
 from common.commands import pay as pay_contract
-from common.loop_socket import LoopSocket
+from common.loop_socket import LoopSocket, send_now
 from common.messages import Event, Reply, Request
 from tp_manager.commands import CommandError, Handler, load_handlers
 from tp_manager.context import ServerContext
@@ -90,7 +90,7 @@ class ControlServer:
         if self._pub is None:
             return
         try:
-            self._pub.send_multipart(Event(name, data).frames(), flags=zmq.NOBLOCK)
+            send_now(self._pub, Event(name, data).frames())
         except zmq.ZMQError as exc:  # events are best effort; commands are not
             log.warning("tp_manager.event.dropped", event_name=name, error=str(exc))
 
