@@ -1,7 +1,8 @@
 """The serial port under the Concert V2 link: open, read into a callback, write, close.
 
 The port is opened with pyserial (so open errors carry an errno we can map to a
-typed fault) and then driven by pyserial-asyncio's transport on the event loop.
+typed fault) and then driven by pyserial-asyncio's transport on the event loop; a write
+the port takes at once skips the transport's queue (:meth:`SerialTransport.write`).
 A read error (EIO/ENXIO when a USB terminal is unplugged or the other end of a
 pty is closed) or an end of file ends the connection with :class:`LinkLost`.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import getpass
+import os
 import termios
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -201,11 +203,29 @@ class SerialTransport:
         return self._transport is not None and not self.closed.is_set()
 
     def write(self, data: bytes) -> None:
+        """Send ``data`` without blocking: at once when the port takes it, else queued.
+
+        pyserial-asyncio (0.6) queues every write and arms a writer callback for it: an
+        ``add_writer``, a loop turn and a ``remove_writer`` per frame, ten frames and
+        control bytes a payment.  A port whose queue is empty takes a frame of a few
+        dozen bytes whole (its buffer holds kilobytes), so it is written here; what it
+        does not take, and anything after it, goes through the transport's queue, in
+        order.  The port's descriptor is non-blocking (pyserial opens it so).
+        """
         if not self.is_open:
             raise map_io_error(None, self.settings.port)
-        assert self._transport is not None
+        transport = self._transport
+        assert transport is not None and self._port is not None
         try:
-            self._transport.write(data)  # type: ignore[attr-defined]
+            if transport.get_write_buffer_size() == 0:  # type: ignore[attr-defined]
+                try:
+                    sent = os.write(self._port.fileno(), data)
+                except BlockingIOError:  # the port's buffer is full: queue it all
+                    sent = 0
+                if sent == len(data):
+                    return
+                data = data[sent:]
+            transport.write(data)  # type: ignore[attr-defined]
         except (OSError, serial.SerialException) as exc:
             raise map_io_error(exc, self.settings.port) from exc
 
