@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -65,6 +66,23 @@ def test_any_bytes_decode_or_raise_message_error(raw: bytes) -> None:
             decode(raw)
         except MessageError:
             pass
+
+
+def test_what_the_wire_carries_is_standard_json() -> None:
+    """Keys that are not strings go out as strings (as the standard library wrote them);
+    a float that is not a number goes out as null, never as the bare NaN standard JSON
+    lacks; a number JSON cannot carry as an integer of 64 bits is refused, not sent."""
+    result: dict[Any, Any] = {"amount": 999, 7: "seven", "ratio": float("nan")}
+    raw = Reply.success("r1", result).encode()
+    assert json.loads(raw, parse_constant=pytest.fail) == {
+        "id": "r1",
+        "ok": True,
+        "result": {"amount": 999, "7": "seven", "ratio": None},
+    }
+    with pytest.raises(TypeError):
+        Request("pay", {"amount": 2**64}).encode()
+    with pytest.raises(MessageError):
+        Reply.decode(b'{"id": "r1", "ok": true, "result": {"ratio": NaN}}')
 
 
 def test_event_frames_round_trip() -> None:
