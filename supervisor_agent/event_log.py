@@ -69,12 +69,14 @@ class LiveEvent:
 
     @property
     def data(self) -> dict[str, Any]:
-        data = self._data
+        # ``make`` read before ``data``, as they are written in the other order: a reader
+        # in another thread that finds ``make`` gone finds the data it made
+        make, data = self._make, self._data
         if data is None:
-            make = self._make
             assert make is not None
             data = make()  # two readers racing make the same dict: the row is frozen
-            self._data, self._make = data, None
+            self._data = data
+            self._make = None
         return data
 
     def to_dict(self) -> dict[str, Any]:
