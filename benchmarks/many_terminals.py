@@ -20,8 +20,14 @@ Two setups:
 * ``burst``: each round posts one payment to every terminal at the same moment, the
   customer taking 0 s: the worst case, every lane's payment queued behind the others.
 * ``lanes``: each terminal is a lane paying ``--rounds`` customers one after the other,
-  each customer taking ``--customer-seconds``, the lanes starting at random moments
-  within one customer time: up to N payments in flight, arriving spread as in a shop.
+  each customer taking ``--customer-seconds`` at the terminal, the lanes starting at random
+  moments within one customer time: up to N payments in flight, arriving spread as in a
+  shop.  Between two customers the cashier scans the next basket: a random time, drawn
+  for each customer from 0 to twice ``--scan-seconds`` (seeded, the same run after run).
+  ``--scan-seconds 0`` gives *lockstep* lanes: two lanes whose start offsets fall within
+  a few milliseconds of each other then meet at every round, which no shop sees (its
+  customers never take exactly the same time) and which makes the slowest percentiles
+  the story of those few lanes.
 
 *Added latency* is the register's round trip minus the driver's own exchange with the
 terminal (``terminal_ms`` of tp-manager's ``tp_manager.transaction.finished`` line; the
@@ -56,6 +62,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TERMINALS = 50
 DEFAULT_ROUNDS = 5
 DEFAULT_CUSTOMER_S = 2.0  # lanes: a quick customer; a real one takes 5-20 s
+DEFAULT_SCAN_S = 1.0  # lanes: mean time between two customers (a quick basket)
 TARGET_P99_MS = 20.0  # the issue's target for the added latency
 DEFAULT_NOTIFICATION_BUDGET_S = 3.0  # the config's default
 TRANSACTION_TIMEOUT_S = 30.0
@@ -85,6 +92,7 @@ class Setup:
     rounds: int
     customer_s: float
     budget_s: float
+    scan_s: float = 0.0  # lanes: mean time between two customers; 0 = lockstep
     round_trips: dict[str, float] = field(default_factory=dict)  # order id -> ms
     terminal_ms: dict[str, float] = field(default_factory=dict)
     wrong: list[str] = field(default_factory=list)
@@ -97,6 +105,11 @@ class Setup:
 
     def orders(self, name: str) -> list[str]:
         return [f"{self.name.upper()}-{r}-{name}" for r in range(self.rounds)]
+
+    @property
+    def label(self) -> str:
+        text = f"{self.terminals} V3 {self.name} x{self.rounds}, cust {self.customer_s:g} s"
+        return text + (f", scan {self.scan_s:g} s" if self.name == "lanes" else "")
 
 
 # --- the simulators' process --------------------------------------------------------
@@ -184,8 +197,11 @@ async def drive(setup: Setup, pay: Any) -> None:
         spread = random.Random(SEED)
 
         async def lane(name: str) -> None:
+            scans = random.Random(f"{SEED}-{name}")  # its own: draws independent of timing
             await asyncio.sleep(spread.uniform(0, setup.customer_s))
-            for order_id in setup.orders(name):
+            for r, order_id in enumerate(setup.orders(name)):
+                if r and setup.scan_s:
+                    await asyncio.sleep(scans.uniform(0, 2 * setup.scan_s))
                 await one(name, order_id)
 
         await asyncio.gather(*(lane(n) for n in setup.names))
@@ -338,8 +354,7 @@ def print_row(setup: Setup, layout: str) -> None:
         if order_id in setup.terminal_ms
     ]
     totals = list(setup.round_trips.values())
-    label = f"{setup.terminals} V3 {setup.name} x{setup.rounds}, cust {setup.customer_s:g} s"
-    cells = f"{label:31} {len(totals):>4} {len(setup.wrong):>4}"
+    cells = f"{setup.label:40} {len(totals):>4} {len(setup.wrong):>4}"
     if totals and added:
         cells += (
             f" {percentile(totals, 50):7.1f} {percentile(totals, 99):7.1f}"
@@ -367,6 +382,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="lanes: each customer's time at the terminal (burst: always 0)",
     )
     parser.add_argument(
+        "--scan-seconds",
+        type=float,
+        default=DEFAULT_SCAN_S,
+        help="lanes: mean time between two customers, each drawn from 0 to twice this "
+        "(0: lockstep lanes)",
+    )
+    parser.add_argument(
         "--notification-budget",
         type=float,
         default=DEFAULT_NOTIFICATION_BUDGET_S,
@@ -389,16 +411,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.rounds,
             0.0 if name == "burst" else args.customer_seconds,
             args.notification_budget,
+            0.0 if name == "burst" else args.scan_seconds,
         )
         for name in names
     ]
     layout = "one process" if args.in_process else "separate processes"
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
-        f"{'setup':31} {'ok':>4} {'bad':>4} {'rt50':>7} {'rt99':>7} "
+        f"{'setup':40} {'ok':>4} {'bad':>4} {'rt50':>7} {'rt99':>7} "
         f"{'add50':>7} {'add95':>7} {'add99':>7} {'pay/s':>6}"
     )
-    print("-" * 88)
+    print("-" * 97)
     for setup in setups:
         with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
             run = run_in_process if args.in_process else run_processes
