@@ -25,6 +25,11 @@ PAN_KEEP_FIRST = 6
 PAN_KEEP_LAST = 4
 MASK_CHAR = "#"
 REDACTED = "[redacted]"
+# A configured secret shorter than this ("pwd", the seeds' example API password) is also
+# a piece of ordinary words, names and numbers: replaced everywhere, it would cut up every
+# log line holding those letters (event names included) and show by the pattern of the
+# cuts what the secret is.  Such a secret is replaced only where it stands alone.
+SHORT_SECRET_CHARS = 8
 
 # A grouped number must not start or end inside a longer digit run: a match ending
 # mid-run would leave the rest of the run (maybe 13 digits) unmasked.
@@ -122,6 +127,12 @@ def _has_whitespace(text: str) -> bool:
     return " " in text or not text.isprintable()
 
 
+@lru_cache(maxsize=8)  # the configured passwords: two per process
+def _standing_alone(secret: str) -> re.Pattern[str]:
+    """``secret`` where no letter, digit or underscore touches either end of it."""
+    return re.compile(rf"(?<!\w){re.escape(secret)}(?!\w)")
+
+
 def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
     """Free text fit for a log: no credential, no card number, no known secret value.
 
@@ -130,7 +141,10 @@ def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
     running them all, for a fraction of the cost on the short values a log line holds."""
     for secret in secrets:
         if secret and secret in text:
-            text = text.replace(secret, REDACTED)
+            if len(secret) >= SHORT_SECRET_CHARS:
+                text = text.replace(secret, REDACTED)
+            else:
+                text = _standing_alone(secret).sub(REDACTED, text)
     if _has_whitespace(text):
         text = _AUTH_VALUE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     if "://" in text:

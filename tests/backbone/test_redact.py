@@ -103,7 +103,7 @@ FRAGMENTS = (
     "u:pw@",
     "ECR_20261129_230109526_866a43",
     "2026-11-29T23:01:09.577005Z",
-    "sekrit",
+    "sekrit-pass",
 )
 TEXTS = st.lists(
     st.sampled_from(FRAGMENTS) | st.text(alphabet="0123456789 -:/@aB\t\u2003\u00a0#_", max_size=6),
@@ -140,9 +140,21 @@ def test_a_text_turned_away_holds_no_card_number(text: str) -> None:
 @settings(max_examples=200, deadline=None)
 @given(TEXTS)
 def test_the_fast_path_redacts_exactly_as_every_pattern_does(text: str) -> None:
-    secrets = ("sekrit",)
+    secrets = ("sekrit-pass",)  # at least SHORT_SECRET_CHARS: replaced anywhere
     assert redact_text(text, secrets) == _reference_redact_text(text, secrets)
     assert redact({"k": text, "password": text}, secrets) == {
         "k": _reference_redact_text(text, secrets),
         "password": REDACTED if text else text,
     }
+
+
+def test_a_short_secret_is_replaced_only_where_it_stands_alone() -> None:
+    """The seeds' example API password is ``pwd``: replacing it inside words would cut up
+    event names and paths, and show what the password is by where the cuts fall."""
+    secrets = ("pwd", "p")
+    line = "tp_manager.started path=/srv/pwdx user=log pass=pwd url-part:p@ p"
+    assert redact_text(line, secrets) == (
+        "tp_manager.started path=/srv/pwdx user=log pass=[redacted] url-part:[redacted]@ [redacted]"
+    )
+    long_secret = "hunter22-long"
+    assert redact_text(f"x{long_secret}y", (long_secret,)) == "x[redacted]y"
