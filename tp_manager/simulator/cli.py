@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from common import event_loop
 from tp_manager.simulator.scenarios import Scenario, magic_amount_table
 
 PROTOCOL_V2 = "concert-v2"
@@ -116,7 +117,7 @@ def main(args: argparse.Namespace) -> int:
         server = _v2_server(args)
     if server is None:
         return EXIT_USAGE
-    return asyncio.run(_serve_until_signal(server))
+    return event_loop.run(_serve_until_signal(server))
 
 
 def parse_listen(text: str) -> tuple[str, int]:
