@@ -20,7 +20,7 @@ import socket
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, cast
 
 import structlog
 
@@ -52,7 +52,6 @@ PROBE_TIMEOUT_S: Final = 2.0  # check(): connect + close
 ANSWER_SETTLE_S: Final = 0.1  # after a complete answer, wait this long for trailing fields
 ECHO_GRACE_S: Final = 1.0  # accept an answer missing an echoed field after this much quiet
 CLOSE_TIMEOUT_S: Final = 1.0  # wait for our FIN to be handled before giving up
-READ_CHUNK: Final = 4096
 MAX_ANSWER_BYTES: Final = 64 * 1024  # far above any real answer; stops a babbling peer
 
 _UNREACHABLE_ERRNOS: Final = frozenset(
@@ -102,12 +101,90 @@ def connect_error(exc: OSError, host: str, port: int) -> LinkDown:
     return LinkDown(f"cannot connect to terminal at {where}: {exc}")
 
 
-async def open_connection(
-    host: str, port: int, connect_s: float
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+class _Connection(asyncio.Protocol):
+    """One TCP connection's events, as they come: bytes, the peer's end, the loss.
+
+    It only moves bytes: what they mean is the :class:`_AnswerReader`'s, which hears of
+    them the moment the event loop reads them (no stream buffer, no reader task woken per
+    read, no timeout context per read).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.reader: _AnswerReader | None = None
+        # what came before a reader was attached, in order: bytes, or an end (None for
+        # the peer's close, the error of a loss), as a stream would have buffered it
+        self._early: list[bytes | Exception | None] = []
+        self.lost = False
+        self.lost_error: Exception | None = None
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self._loop = loop
+        self._drained: asyncio.Future[None] | None = None  # while the kernel's buffer is full
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not registered as asyncio.Transport subclasses
+        self.transport = cast(asyncio.Transport, transport)
+
+    def attach(self, reader: _AnswerReader) -> None:
+        """From now on the connection's events go to ``reader``, the earlier ones first."""
+        self.reader = reader
+        early, self._early = self._early, []
+        for event in early:
+            if isinstance(event, bytes):
+                reader.received(event)
+            else:
+                reader.ended(event)
+
+    def data_received(self, data: bytes) -> None:
+        if self.reader is not None:
+            self.reader.received(data)
+        else:
+            self._early.append(data)
+
+    def eof_received(self) -> bool:
+        if self.reader is not None:
+            self.reader.ended(None)
+        else:
+            self._early.append(None)
+        return True  # half-closed: we close when done, as a stream would
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost, self.lost_error = True, exc
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self._resume()
+        if self.reader is not None:
+            self.reader.ended(exc)
+        else:
+            self._early.append(exc)
+
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        self._resume()
+
+    def _resume(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait for room to write; ``ConnectionResetError`` (or the loss's own error)
+        once the connection is lost, as a stream's ``drain`` raises."""
+        if self._drained is not None:
+            await self._drained
+        if self.lost:
+            raise self.lost_error or ConnectionResetError("Connection lost")
+
+
+async def _connect(host: str, port: int, connect_s: float) -> tuple[asyncio.Transport, _Connection]:
+    loop = asyncio.get_running_loop()
+    connection = _Connection(loop)
     try:
         async with asyncio.timeout(connect_s):
-            return await asyncio.open_connection(host, port)
+            await loop.create_connection(lambda: connection, host, port)
     except TimeoutError:
         raise ConnectTimeout(
             f"no TCP connection to terminal at {host}:{port} within {connect_s:g} s "
@@ -115,26 +192,30 @@ async def open_connection(
         ) from None
     except OSError as exc:
         raise connect_error(exc, host, port) from None
+    assert connection.transport is not None
+    return connection.transport, connection
 
 
-async def _close(writer: asyncio.StreamWriter, *, abort: bool) -> None:
+async def _close(transport: asyncio.Transport, connection: _Connection, *, abort: bool) -> None:
     if abort:
-        writer.transport.abort()
+        transport.abort()
         return
-    writer.close()
+    transport.close()
+    if connection.closed.done():
+        return
     try:
         async with asyncio.timeout(CLOSE_TIMEOUT_S):
-            await writer.wait_closed()
-    except (TimeoutError, OSError):
-        writer.transport.abort()
+            await connection.closed
+    except TimeoutError:
+        transport.abort()
 
 
 async def probe(host: str, port: int, connect_s: float = PROBE_TIMEOUT_S) -> float:
     """Connect and close at once; the connect time in ms, or a :class:`LinkDown` error."""
     started = time.monotonic()
-    _reader, writer = await open_connection(host, port, connect_s)
+    transport, connection = await _connect(host, port, connect_s)
     elapsed = (time.monotonic() - started) * 1000
-    await _close(writer, abort=False)
+    await _close(transport, connection, abort=False)
     return elapsed
 
 
@@ -153,29 +234,30 @@ async def exchange(
     """Run one request/answer exchange; the connection is closed whatever happens."""
     progress = progress if progress is not None else ExchangeProgress()
     started = time.monotonic()
-    reader, writer = await open_connection(host, port, timeouts.connect)
+    transport, connection = await _connect(host, port, timeouts.connect)
     progress.connected = True
     connect_ms = _ms(started)
     log.debug("concert_v3.tcp.connected", host=host, port=port, connect_ms=round(connect_ms, 1))
+    reader = _AnswerReader(host, port, echo_tags, timeouts, progress)
+    connection.attach(reader)
     clean = False
     try:
         sending = time.monotonic()
         try:
-            writer.write(payload)
+            transport.write(payload)
             progress.request_sent = True
-            await writer.drain()
+            await connection.drain()
         except (ConnectionResetError, BrokenPipeError) as exc:
             raise ConnectionReset(
                 f"terminal at {host}:{port} reset the connection while the request was sent: {exc}"
             ) from None
         request_ms = _ms(sending)
         log.debug("concert_v3.request.sent", bytes=len(payload))
-        fields, segments, first_byte_at = await _read_answer(
-            reader, host, port, echo_tags, timeouts, progress
-        )
+        fields, segments, first_byte_at = await reader.answer()
         clean = True
     finally:
-        await _close(writer, abort=not clean)
+        reader.stop()
+        await _close(transport, connection, abort=not clean)
     wait_ms = (first_byte_at - sending) * 1000 - request_ms
     return Exchange(
         fields=fields,
@@ -189,68 +271,156 @@ async def exchange(
     )
 
 
-async def _read_answer(
-    reader: asyncio.StreamReader,
-    host: str,
-    port: int,
-    echo_tags: Collection[str],
-    timeouts: ExchangeTimeouts,
-    progress: ExchangeProgress,
-) -> tuple[tuple[Field, ...], int, float]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeouts.transaction
-    decoder = FieldStreamDecoder()
-    segments = 0
-    total = 0
-    first_byte_at: float | None = None
-    # Each pass either reads at least one byte or ends the loop, and the total is
-    # capped by MAX_ANSWER_BYTES and the deadline, so the loop is bounded.
-    while True:
-        state = answer_progress(decoder, echo_tags)
-        remaining = deadline - loop.time()
-        if state is AnswerProgress.COMPLETE:
-            wait = min(timeouts.settle, remaining)
-        elif state is AnswerProgress.USABLE:
-            wait = min(timeouts.echo_grace, remaining)
-        else:
-            wait = remaining
+class _AnswerReader:
+    """The module docstring's reading rule, driven by the connection's events.
+
+    Bytes are decoded as they arrive; after each arrival one timer is set for what the
+    answer's state allows: the transaction deadline while it is ``PARTIAL``, the settle
+    time once ``COMPLETE``, the echo grace while ``USABLE`` (never past the deadline).
+    The timer firing, the peer's end or a bad byte ends reading with the answer or an
+    error; bytes after that are not read.  Its callbacks run in the context the
+    connection was made in (the payment's log context).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        echo_tags: Collection[str],
+        timeouts: ExchangeTimeouts,
+        progress: ExchangeProgress,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._host, self._port = host, port
+        self._echo_tags = echo_tags
+        self._timeouts = timeouts
+        self._progress = progress
+        self._decoder = FieldStreamDecoder()
+        self._state = AnswerProgress.PARTIAL
+        self._segments = 0
+        self._total = 0
+        self._first_byte_at: float | None = None
+        self._deadline: float | None = None  # set once the request is sent
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._done: asyncio.Future[tuple[tuple[Field, ...], int, float]] = (
+            self._loop.create_future()
+        )
+
+    async def answer(self) -> tuple[tuple[Field, ...], int, float]:
+        """The answer's fields, the reads that brought them, when its first byte came."""
+        self._deadline = self._loop.time() + self._timeouts.transaction
+        self._arm()
+        return await self._done
+
+    def stop(self) -> None:
+        """No more timers, and nothing more to hear (the exchange ended or was cancelled):
+        an end that comes later, or one nobody awaited (the peer reset the connection
+        before the request was sent), is not reported twice."""
+        self._cancel_timer()
+        if not self._done.done():
+            self._done.cancel()
+        elif not self._done.cancelled():
+            self._done.exception()  # seen: the exchange raised its own error
+
+    def received(self, chunk: bytes) -> None:
+        if self._done.done():
+            return
+        if self._first_byte_at is None:
+            self._first_byte_at = time.monotonic()
+        self._segments += 1
+        self._total += len(chunk)
+        self._progress.answer_bytes = self._total
+        log.debug("concert_v3.answer.segment", bytes=len(chunk), total=self._total)
+        if self._total > MAX_ANSWER_BYTES:
+            self._fail(MalformedMessage(f"answer longer than {MAX_ANSWER_BYTES} bytes"))
+            return
         try:
-            if wait <= 0:
-                raise TimeoutError
-            async with asyncio.timeout(wait):
-                chunk = await reader.read(READ_CHUNK)
-        except TimeoutError:
-            if state is AnswerProgress.PARTIAL:
-                raise _timeout_error(host, port, timeouts, decoder) from None
-            break
-        except (ConnectionResetError, BrokenPipeError) as exc:
-            raise ConnectionReset(
-                f"terminal at {host}:{port} reset the connection after {total} answer bytes: {exc}"
-            ) from None
-        if not chunk:
-            if state is AnswerProgress.PARTIAL:
-                raise _closed_error(host, port, decoder)
-            break
-        if first_byte_at is None:
-            first_byte_at = time.monotonic()
-        segments += 1
-        total += len(chunk)
-        progress.answer_bytes = total
-        log.debug("concert_v3.answer.segment", bytes=len(chunk), total=total)
-        if total > MAX_ANSWER_BYTES:
-            raise MalformedMessage(f"answer longer than {MAX_ANSWER_BYTES} bytes")
-        decoder.feed(chunk)
-        if _is_acknowledgement(decoder, echo_tags):
+            self._decoder.feed(chunk)
+        except MalformedMessage as exc:
+            self._fail(exc)
+            return
+        if _is_acknowledgement(self._decoder, self._echo_tags):
             # BA=1 style "taken into account": the result follows on this connection.
             log.warning("concert_v3.answer.unexpected_ack")
-            decoder = FieldStreamDecoder()
-    fields = decoder.finish()
-    if state is AnswerProgress.USABLE:
-        missing = sorted(set(echo_tags) - decoder.tags)
-        log.warning("concert_v3.answer.echo_missing", missing=missing)
-    assert first_byte_at is not None  # not PARTIAL implies bytes were read
-    log.debug("concert_v3.answer.received", bytes=total, segments=segments, fields=len(fields))
-    return fields, segments, first_byte_at
+            self._decoder = FieldStreamDecoder()
+        self._state = answer_progress(self._decoder, self._echo_tags)
+        self._arm()
+
+    def ended(self, exc: Exception | None) -> None:
+        """The peer closed (``exc`` None) or the connection was lost."""
+        if self._done.done():
+            return
+        if exc is None:
+            if self._state is AnswerProgress.PARTIAL:
+                self._fail(_closed_error(self._host, self._port, self._decoder))
+            else:
+                self._finish()
+        elif isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+            self._fail(
+                ConnectionReset(
+                    f"terminal at {self._host}:{self._port} reset the connection after "
+                    f"{self._total} answer bytes: {exc}"
+                )
+            )
+        else:
+            self._fail(exc)
+
+    def _arm(self) -> None:
+        deadline = self._deadline
+        if deadline is None or self._done.done():
+            return  # the request is not sent yet: its answer() sets the first timer
+        state = self._state
+        now = self._loop.time()
+        if state is AnswerProgress.COMPLETE:
+            at = min(now + self._timeouts.settle, deadline)
+        elif state is AnswerProgress.USABLE:
+            at = min(now + self._timeouts.echo_grace, deadline)
+        else:
+            at = deadline
+        if at <= now:
+            self._quiet()
+            return
+        if self._timer is not None:
+            if at == self._timer_at:
+                return  # still the deadline
+            self._timer.cancel()
+        self._timer, self._timer_at = self._loop.call_at(at, self._quiet), at
+
+    def _quiet(self) -> None:
+        """Nothing came in the time the state allowed."""
+        self._timer = None
+        if self._done.done():
+            return
+        if self._state is AnswerProgress.PARTIAL:
+            self._fail(_timeout_error(self._host, self._port, self._timeouts, self._decoder))
+        else:
+            self._finish()
+
+    def _fail(self, exc: BaseException) -> None:
+        self._cancel_timer()
+        self._done.set_exception(exc)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _finish(self) -> None:
+        self._cancel_timer()
+        decoder = self._decoder
+        fields = decoder.finish()
+        if self._state is AnswerProgress.USABLE:
+            missing = sorted(set(self._echo_tags) - decoder.tags)
+            log.warning("concert_v3.answer.echo_missing", missing=missing)
+        assert self._first_byte_at is not None  # not PARTIAL implies bytes were read
+        log.debug(
+            "concert_v3.answer.received",
+            bytes=self._total,
+            segments=self._segments,
+            fields=len(fields),
+        )
+        self._done.set_result((fields, self._segments, self._first_byte_at))
 
 
 def _is_acknowledgement(decoder: FieldStreamDecoder, echo_tags: Collection[str]) -> bool:
