@@ -42,8 +42,9 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+import orjson
 import structlog
 
 from common import paths, terminals
@@ -75,6 +76,17 @@ CREATE TABLE IF NOT EXISTS payments (
     late INTEGER NOT NULL DEFAULT 0
 )
 """
+
+
+def _to_json(data: dict[str, Any]) -> str:
+    """A record's request or result as JSON text: orjson (the control channel's encoder,
+    several times faster than ``json.dumps``, twice a payment on the writer thread); the
+    standard library for what orjson refuses (an integer beyond 64 bits from a bad peer,
+    which the terminal refuses later).  Read back with ``json.loads`` either way."""
+    try:
+        return orjson.dumps(data).decode()
+    except TypeError:
+        return json.dumps(data)
 
 
 class RecordState(enum.StrEnum):
@@ -168,7 +180,7 @@ class ResultRecords:
                 (
                     order_id,
                     terminal,
-                    json.dumps(pay_contract.to_properties(request)),
+                    _to_json(pay_contract.to_properties(request)),
                     self._clock(),
                     RecordState.STARTED,
                 ),
@@ -304,7 +316,7 @@ class ResultRecords:
     def _set_verdict(self, record: int, result: PaymentResult, *, late: bool) -> None:
         self._conn.execute(
             "UPDATE payments SET state = ?, result = ?, answered_at = ?, late = ? WHERE id = ?",
-            (RecordState.VERDICT, json.dumps(result.to_dict()), self._clock(), late, record),
+            (RecordState.VERDICT, _to_json(result.to_dict()), self._clock(), late, record),
         )
 
     def _close_earlier(self, record: int) -> None:
