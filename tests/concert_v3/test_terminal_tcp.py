@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import io
+import json
 import socket
 import time
 
 import pytest
+import structlog
 
 from common.concert_v3_profiles import profile_named
+from common.logging import configure_logging
 from tp_manager.concert_v3 import Contract
 from tp_manager.concert_v3 import terminal as v3_terminal
 from tp_manager.concert_v3.codec import BadTag, encode_fields
@@ -368,6 +372,27 @@ async def test_answer_without_echo_is_accepted_after_grace(start_server: StartSe
     assert time.monotonic() - started >= 0.2
     assert result.accepted and result.amount == 321 and result.currency_numeric == EUR
     assert result.merchant_contract == "7654321"  # no CG: taken from the configured contract
+
+
+async def test_answer_warnings_carry_the_payment_s_log_context(start_server: StartServer) -> None:
+    """The answer is read in the connection's callbacks, not in the payment's task: their
+    lines still carry what the control server bound (order id, command)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(encode_fields([("AE", "10")]))  # no echo: a warning after the grace
+        await writer.drain()
+        await asyncio.sleep(2)
+
+    port = await start_server(handler)
+    stream = io.StringIO()
+    configure_logging("tp-manager", "info", stream=stream)  # tests/conftest.py restores it
+    with structlog.contextvars.bound_contextvars(command="pay", order_id="CTX-1"):
+        result = await terminal(port, echo_grace=0.1).pay(eur(100))
+    assert result.accepted
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    [warning] = [line for line in lines if line["event"] == "concert_v3.answer.echo_missing"]
+    assert (warning["order_id"], warning["command"]) == ("CTX-1", "pay")
 
 
 async def test_full_pan_from_terminal_is_masked(start_server: StartServer) -> None:
