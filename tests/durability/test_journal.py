@@ -19,6 +19,7 @@ from supervisor_agent import hipay_payload
 from supervisor_agent.journal import (
     CHECKPOINT_BACKSTOP_PAGES,
     CHECKPOINT_IDLE_S,
+    CHECKPOINT_MIN_COMMITS,
     INTERRUPTED,
     JOURNAL_FILENAME,
     MIGRATIONS,
@@ -464,15 +465,7 @@ async def test_attempt_bookkeeping_commits_without_fsync_and_outcomes_with_it(
         reopened.close()
 
 
-async def test_the_wal_is_checkpointed_when_the_writer_is_idle_not_inside_a_commit(
-    journal: Journal,
-) -> None:
-    with journal._db.read() as conn:
-        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
-            CHECKPOINT_BACKSTOP_PAGES
-        )
-    before = journal._db.commits.checkpoints
-    await finish_order(journal, "ORDER_1")
+async def _checkpoint_seen(journal: Journal, before: int) -> None:
     deadline = time.monotonic() + 10
     while journal._db.commits.checkpoints == before and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.02)
@@ -480,8 +473,37 @@ async def test_the_wal_is_checkpointed_when_the_writer_is_idle_not_inside_a_comm
     with journal._db.read() as conn:  # everything committed is in the main file now
         busy, wal_pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     assert busy == 0 and wal_pages == copied
+
+
+async def test_the_wal_is_checkpointed_when_the_writer_is_idle_not_inside_a_commit(
+    journal: Journal,
+) -> None:
+    """A few payments' commits wait in the WAL through short pauses (a payment's wait for
+    the terminal is one); once CHECKPOINT_MIN_COMMITS wait, the next pause copies them."""
+    with journal._db.read() as conn:
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
+            CHECKPOINT_BACKSTOP_PAGES
+        )
+    before = journal._db.commits.checkpoints
+    await finish_order(journal, "ORDER_1")
+    await asyncio.sleep(CHECKPOINT_IDLE_S * 3)  # a short pause, few commits: none yet
+    assert journal._db.commits.checkpoints == before
+    for _ in range(CHECKPOINT_MIN_COMMITS - journal._db._since_checkpoint):
+        await journal._db.transact_async(lambda conn: None)
+    await _checkpoint_seen(journal, before)
     await asyncio.sleep(CHECKPOINT_IDLE_S * 3)  # idle with nothing new: no checkpoint again
     assert journal._db.commits.checkpoints == before + 1
+
+
+async def test_a_quiet_writer_checkpoints_its_few_commits(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fewer than CHECKPOINT_MIN_COMMITS commits are copied once the writer has been quiet
+    for CHECKPOINT_QUIET_S (shortened here)."""
+    monkeypatch.setattr("supervisor_agent.journal.CHECKPOINT_QUIET_S", CHECKPOINT_IDLE_S * 2)
+    before = journal._db.commits.checkpoints
+    await finish_order(journal, "ORDER_1")
+    await _checkpoint_seen(journal, before)
 
 
 async def test_a_finish_whose_caller_is_cancelled_still_lands(journal: Journal) -> None:
