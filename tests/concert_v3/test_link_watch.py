@@ -8,7 +8,9 @@ switched off while idle shows only when the next customer's payment cannot conne
 * stopped while idle, it is reported down by the next probe (``link.down``, before any
   payment is tried), probed every ``retry_s`` meanwhile, and up again once it listens;
 * a probe is a *look*: a payment arriving while it runs waits for it, never refused
-  busy, and the probe never opens a connection while a payment has one.
+  busy, and the probe never opens a connection while a payment has one;
+* a check arriving during a probe waits for it, then looks itself: a terminal that died
+  meanwhile is reported down, not up as the probe found it.
 """
 
 from __future__ import annotations
@@ -123,3 +125,34 @@ async def test_no_probe_while_a_payment_runs(start_simulator: StartSimulator) ->
     assert await driver.keepalive_probe() is None  # no verdict: the terminal is in use
     assert (await paying).status is PaymentStatus.ACCEPTED
     assert driver.idle_for() is not None
+
+
+async def test_a_check_arriving_during_a_probe_waits_and_looks_itself(
+    start_simulator: StartSimulator,
+) -> None:
+    """The operator's check is of now: not the state the look under way started from."""
+    port = await start_simulator()
+    driver = terminal(port)
+    await driver.start()
+    probe = asyncio.create_task(driver.keepalive_probe())
+    await asyncio.sleep(0)  # the probe has started: it is connecting
+    status = await driver.check()
+    assert probe.done()  # it waited for the probe ...
+    assert not status.busy and status.responding  # ... and answered from its own look
+    assert status.link is LinkState.UP
+
+
+async def test_a_check_during_a_probe_finds_a_terminal_that_died_meanwhile() -> None:
+    task, port = await serve_simulator(0)
+    try:
+        driver = terminal(port)
+        await driver.start()
+        probe = asyncio.create_task(driver.keepalive_probe())
+        await asyncio.sleep(0)  # the probe has started ...
+        await stop(task)  # ... and the terminal is switched off
+        status = await driver.check()
+        assert probe.done()
+        assert status.link is LinkState.DOWN and status.responding is False, status
+        assert not status.busy
+    finally:
+        await stop(task)

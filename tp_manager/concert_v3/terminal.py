@@ -390,7 +390,14 @@ class ConcertV3Terminal:
 
     async def check(self) -> TerminalStatus:
         """Identify the terminal (profiles that take it) or probe with a TCP connect +
-        close, when idle; never while a transaction runs."""
+        close, when idle; never while a transaction runs.
+
+        A check that arrives during another look (the link watch's probe, the status
+        page's check) waits for it, then looks itself: answered from the look under way,
+        it would report the link as that look found it at its start, "up" for a terminal
+        that died meanwhile."""
+        while not self._look_done.is_set():  # each look ends within its own timeouts
+            await self._look_done.wait()
         if self._busy:
             return self._busy_status()
         if self.profile.takes(Action.IDENTIFICATION):
