@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import bisect
 import contextlib
 import importlib
 import json
@@ -105,6 +106,8 @@ class Setup:
     wrong: list[str] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU s, measured phase
     wall_s: float = 0.0
+    sent: dict[str, tuple[float, float]] = field(default_factory=dict)  # id -> epoch s out, back
+    slowest: list[str] = field(default_factory=list)  # where the slowest payments' time went
 
     @property
     def names(self) -> list[str]:
@@ -189,10 +192,11 @@ async def drive(setup: Setup, pay: Any) -> None:
     """Post every payment of the setup through ``pay(terminal, order_id) -> ok``."""
 
     async def one(name: str, order_id: str) -> None:
-        started = time.perf_counter()
+        started, sent_at = time.perf_counter(), time.time()
         ok = await pay(name, order_id)
         if ok:
             setup.round_trips[order_id] = (time.perf_counter() - started) * 1000
+            setup.sent[order_id] = (sent_at, time.time())
         else:
             setup.wrong.append(order_id)
 
@@ -245,7 +249,50 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def run_processes(setup: Setup, workdir: Path) -> None:
+# The gaps between a payment's log lines (benchmarks/log_phases.py), the terminal's own
+# exchange left out: (from, to, label).
+SLOW_GAPS: tuple[tuple[str, str, str], ...] = (
+    ("client.sent", "api.payment.started", "in"),
+    ("api.payment.started", "driver.called", "to driver"),
+    ("driver.answered", "tp_manager.transaction.finished", "tp after"),
+    ("tp_manager.transaction.finished", "api.payment.finished", "back+journal"),
+    ("api.payment.finished", "hipay.notify.delivered", "HiPay"),
+    ("hipay.notify.delivered", "client.received", "out"),
+)
+NEIGHBOUR_S = 0.02  # another payment sent this close to one meets it in the connector
+
+
+def slowest_payments(setup: Setup, log_dir: Path, count: int) -> list[str]:
+    """Where the ``count`` slowest payments' added latency went, phase by phase, from the
+    processes' log lines; and how many other payments were sent within
+    :data:`NEIGHBOUR_S` of each (the ones whose CPU it shared)."""
+    log_phases = imported("benchmarks.log_phases")
+    index = log_phases.LogIndex.load(Path(log_dir))
+    added = {
+        order_id: ms - setup.terminal_ms[order_id]
+        for order_id, ms in setup.round_trips.items()
+        if order_id in setup.terminal_ms and order_id in setup.sent
+    }
+    sent_times = sorted(sent for sent, _ in setup.sent.values())
+    lines = []
+    for order_id in sorted(added, key=added.__getitem__, reverse=True)[:count]:
+        sent_at, received_at = setup.sent[order_id]
+        events = index.events_of(log_phases.Payment(order_id, sent_at, received_at))
+        gaps = " ".join(
+            f"{label} {(events[end] - events[start]) * 1000:.1f}"
+            for start, end, label in SLOW_GAPS
+            if start in events and end in events
+        )
+        lo = bisect.bisect_left(sent_times, sent_at - NEIGHBOUR_S)
+        hi = bisect.bisect_right(sent_times, sent_at + NEIGHBOUR_S)
+        lines.append(
+            f"{order_id}: added {added[order_id]:.1f} ms = {gaps}; "
+            f"{hi - lo - 1} other payments sent within {NEIGHBOUR_S * 1000:g} ms"
+        )
+    return lines
+
+
+async def run_processes(setup: Setup, workdir: Path, slowest: int = 0) -> None:
     import aiohttp
 
     stack_helper = imported("tests.stack")
@@ -303,6 +350,8 @@ async def run_processes(setup: Setup, workdir: Path) -> None:
                 setup.cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
         data_dir = stack.data_dir
         setup.terminal_ms = terminal_ms_from_log(stack.logs("tp-manager"))
+    if slowest:
+        setup.slowest = slowest_payments(setup, imported("common.paths").log_dir(data_dir), slowest)
     check_ledgers(setup, json.loads(ledger_path.read_text()))
     journal = journal_module.Journal.open(data_dir)
     try:
@@ -375,6 +424,10 @@ def print_row(setup: Setup, layout: str) -> None:
         print(f"    {len(totals) - len(added)} payments without the driver's terminal_ms")
     if setup.wrong:
         print(f"    not correct: {setup.wrong[:10]}")
+    if setup.slowest:
+        print("    slowest (ms):")
+        for line in setup.slowest:
+            print(f"      {line}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -402,6 +455,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds an answer waits for HiPay (the config's notification_budget)",
     )
     parser.add_argument("--in-process", action="store_true", help="the one-process layout")
+    parser.add_argument(
+        "--slowest",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also print where the N slowest payments' added latency went (from the logs)",
+    )
     parser.add_argument("--workdir", help="where the journal goes (its filesystem sets fsync cost)")
     parser.add_argument("--serve-simulators", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--ledgers", help=argparse.SUPPRESS)
@@ -431,8 +491,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("-" * 97)
     for setup in setups:
         with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-            run = run_in_process if args.in_process else run_processes
-            run_loop(run(setup, Path(tmp)))
+            if args.in_process:
+                run_loop(run_in_process(setup, Path(tmp)))
+            else:
+                run_loop(run_processes(setup, Path(tmp), args.slowest))
         print_row(setup, layout)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
