@@ -39,7 +39,6 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from common import event_loop
 from common.logging import configure_logging
 
 log = structlog.get_logger(__name__)
@@ -254,7 +253,7 @@ def main(args: argparse.Namespace) -> int:
     # the product's JSON lines, on stderr: stdout carries only the READY line
     configure_logging("hipay-stub", "info", secrets=[args.password], stream=sys.stderr)
     try:
-        return event_loop.run(_serve(args))
+        return asyncio.run(_serve(args))
     except OSError as exc:
         print(f"hipay-stub: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

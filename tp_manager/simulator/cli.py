@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common import event_loop
 from tp_manager.simulator.scenarios import Scenario, magic_amount_table
 
 PROTOCOL_V2 = "concert-v2"
@@ -117,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
         server = _v2_server(args)
     if server is None:
         return EXIT_USAGE
-    return event_loop.run(_serve_until_signal(server))
+    return asyncio.run(_serve_until_signal(server))
 
 
 def parse_listen(text: str) -> tuple[str, int]:
