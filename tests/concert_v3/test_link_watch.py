@@ -27,7 +27,7 @@ from tp_manager.concert_v3 import ConcertV3Terminal
 from tp_manager.keepalive import KeepAlive
 from tp_manager.simulator.concert_v3 import run_tcp_simulator
 from tp_manager.simulator.scenarios import Scenario
-from tp_manager.terminal.model import LinkState, PaymentRequest, PaymentStatus
+from tp_manager.terminal.model import LinkState, PaymentRequest, PaymentStatus, Probed
 
 INTERVAL_S = 0.2  # idle seconds before a probe (production: 180)
 
@@ -59,6 +59,15 @@ async def serve_simulator(port: int) -> tuple[asyncio.Task[None], int]:
     )
     async with asyncio.timeout(WAIT_S):
         return task, await ready
+
+
+async def probing(port: int) -> tuple[ConcertV3Terminal, asyncio.Task[Probed | None]]:
+    """A started driver for the terminal on ``port``, and its idle probe, under way."""
+    driver = terminal(port)
+    await driver.start()
+    probe = asyncio.create_task(driver.keepalive_probe())
+    await asyncio.sleep(0)  # the probe has started: it is connecting
+    return driver, probe
 
 
 async def stop(task: asyncio.Task[None]) -> None:
@@ -102,11 +111,7 @@ async def test_an_idle_terminal_switched_off_is_reported_down_then_up_again(
 async def test_a_payment_arriving_during_a_probe_waits_for_it(
     start_simulator: StartSimulator,
 ) -> None:
-    port = await start_simulator()
-    driver = terminal(port)
-    await driver.start()
-    probe = asyncio.create_task(driver.keepalive_probe())
-    await asyncio.sleep(0)  # the probe has started: it is connecting
+    driver, probe = await probing(await start_simulator())
     assert driver.idle_for() is None  # a look is under way ...
     assert not driver.busy  # ... and an order is not turned away for it
     result = await driver.pay(request("DURING-PROBE"))
@@ -131,11 +136,7 @@ async def test_a_check_arriving_during_a_probe_waits_and_looks_itself(
     start_simulator: StartSimulator,
 ) -> None:
     """The operator's check is of now: not the state the look under way started from."""
-    port = await start_simulator()
-    driver = terminal(port)
-    await driver.start()
-    probe = asyncio.create_task(driver.keepalive_probe())
-    await asyncio.sleep(0)  # the probe has started: it is connecting
+    driver, probe = await probing(await start_simulator())
     status = await driver.check()
     assert probe.done()  # it waited for the probe ...
     assert not status.busy and status.responding  # ... and answered from its own look
@@ -145,11 +146,8 @@ async def test_a_check_arriving_during_a_probe_waits_and_looks_itself(
 async def test_a_check_during_a_probe_finds_a_terminal_that_died_meanwhile() -> None:
     task, port = await serve_simulator(0)
     try:
-        driver = terminal(port)
-        await driver.start()
-        probe = asyncio.create_task(driver.keepalive_probe())
-        await asyncio.sleep(0)  # the probe has started ...
-        await stop(task)  # ... and the terminal is switched off
+        driver, probe = await probing(port)
+        await stop(task)  # the terminal is switched off while the probe runs
         status = await driver.check()
         assert probe.done()
         assert status.link is LinkState.DOWN and status.responding is False, status
