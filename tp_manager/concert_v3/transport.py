@@ -340,11 +340,13 @@ class _AnswerReader:
         except MalformedMessage as exc:
             self._fail(exc)
             return
-        if _is_acknowledgement(self._decoder, self._echo_tags):
+        state = answer_progress(self._decoder, self._echo_tags)
+        if state is AnswerProgress.COMPLETE and _is_acknowledgement(self._decoder):
             # BA=1 style "taken into account": the result follows on this connection.
             log.warning("concert_v3.answer.unexpected_ack")
             self._decoder = FieldStreamDecoder()
-        self._state = answer_progress(self._decoder, self._echo_tags)
+            state = AnswerProgress.PARTIAL  # nothing of the result yet
+        self._state = state
         self._arm()
 
     def ended(self, exc: Exception | None) -> None:
@@ -423,9 +425,8 @@ class _AnswerReader:
         self._done.set_result((fields, self._segments, self._first_byte_at))
 
 
-def _is_acknowledgement(decoder: FieldStreamDecoder, echo_tags: Collection[str]) -> bool:
-    if answer_progress(decoder, echo_tags) is not AnswerProgress.COMPLETE:
-        return False
+def _is_acknowledgement(decoder: FieldStreamDecoder) -> bool:
+    """A complete answer that only says the request was taken into account."""
     return dict(decoder.fields).get(TAG_STATUS) == STATUS_ACKNOWLEDGED
 
 
