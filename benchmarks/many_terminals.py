@@ -10,10 +10,11 @@ Run from the repository root::
 By default every part runs in its own process, as in a shop: ``ecr-connector run`` under
 supervisord (the agent and tp-manager, each its own process), the N+1 simulators in one
 helper process (``--serve-simulators``, loopback TCP, one ledger each), the HiPay stub in
-its own, and the registers (aiohttp, one keep-alive connection per lane, all from
-127.0.0.1 as a POS backend driving every lane) in this one.  ``--in-process`` runs the
-connector's parts, the simulators and the registers in this process's one event loop
-instead (tests/terminals/conftest.py), which then measures itself as much as the connector.
+its own, and the registers (register_http.LaneRegister: raw HTTP/1.1, one keep-alive
+connection per lane, all from 127.0.0.1 as a POS backend driving every lane) in this
+one.  ``--in-process`` runs the connector's parts, the simulators and the registers in
+this process's one event loop instead (tests/terminals/conftest.py), which then
+measures itself as much as the connector.
 
 Two setups:
 
@@ -34,20 +35,20 @@ figures (``--no-warmup`` counts them): a start leaves lazy set-up to the first p
 which fast_path.py measures as a start's cost.  ``--slowest N`` prints where the N slowest
 payments' added latency went, phase by phase from the processes' log lines.
 
-*Added latency* is the register's round trip minus the driver's own exchange with the
-terminal (``terminal_ms`` of tp-manager's ``tp_manager.transaction.finished`` line; the
-journal's ``timings.total_ms`` in-process): the API, the journal's fsyncs, ZeroMQ both ways,
-tp-manager's own work and the HiPay notification the answer waits for.  A payment is
-*correct* when it is accepted, journaled on its own terminal, and that terminal's simulator
-saw exactly one request per customer.  Percentiles are nearest-rank.  Exit status 1 if
-any payment was not correct.
+*Added latency* is the register's round trip, timed on the wire (from just before the
+request is written to the arrival of its answer's last byte), minus the driver's own
+exchange with the terminal (``terminal_ms`` of tp-manager's
+``tp_manager.transaction.finished`` line; the journal's ``timings.total_ms`` in-process):
+the API, the journal's fsyncs, ZeroMQ both ways, tp-manager's own work and the HiPay
+notification the answer waits for.  A payment is *correct* when it is accepted,
+journaled on its own terminal, and that terminal's simulator saw exactly one request per
+customer.  Percentiles are nearest-rank.  Exit status 1 if any payment was not correct.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import bisect
 import contextlib
 import importlib
@@ -59,6 +60,7 @@ import signal
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +98,16 @@ def run_loop(main: Any) -> Any:
     simulators and the registers share the machine's cores with the connector, and the
     less CPU they take, the less their own cost shows in the connector's latency."""
     return imported("common.event_loop").run(main)
+
+
+@dataclass(frozen=True, slots=True)
+class Trip:
+    """One payment as its register saw it."""
+
+    ok: bool  # accepted, and (in-process) journaled on its own terminal
+    ms: float  # the round trip
+    sent_at: float  # epoch s, to line up with the log times
+    received_at: float
 
 
 @dataclass
@@ -210,9 +222,9 @@ async def warm_up(setup: Setup, pay: Any) -> None:
 
     async def one(name: str) -> None:
         order_id = setup.all_orders(name)[0]
-        started = time.perf_counter()
-        if await pay(name, order_id):
-            setup.warmup_trips[order_id] = (time.perf_counter() - started) * 1000
+        trip = await pay(name, order_id)
+        if trip.ok:
+            setup.warmup_trips[order_id] = trip.ms
         else:
             setup.wrong.append(order_id)
 
@@ -221,14 +233,13 @@ async def warm_up(setup: Setup, pay: Any) -> None:
 
 
 async def drive(setup: Setup, pay: Any) -> None:
-    """Post every payment of the setup through ``pay(terminal, order_id) -> ok``."""
+    """Post every payment of the setup through ``pay(terminal, order_id) -> Trip``."""
 
     async def one(name: str, order_id: str) -> None:
-        started, sent_at = time.perf_counter(), time.time()
-        ok = await pay(name, order_id)
-        if ok:
-            setup.round_trips[order_id] = (time.perf_counter() - started) * 1000
-            setup.sent[order_id] = (sent_at, time.time())
+        trip = await pay(name, order_id)
+        if trip.ok:
+            setup.round_trips[order_id] = trip.ms
+            setup.sent[order_id] = (trip.sent_at, trip.received_at)
         else:
             setup.wrong.append(order_id)
 
@@ -325,8 +336,7 @@ def slowest_payments(setup: Setup, log_dir: Path, count: int) -> list[str]:
 
 
 async def run_processes(setup: Setup, workdir: Path, slowest: int = 0) -> None:
-    import aiohttp
-
+    LaneRegister = imported("benchmarks.register_http").LaneRegister
     stack_helper = imported("tests.stack")
     journal_module = imported("supervisor_agent.journal")
     with (
@@ -363,24 +373,24 @@ async def run_processes(setup: Setup, workdir: Path, slowest: int = 0) -> None:
                 "agent": stack.pid_of("supervisor-agent"),
                 "supervisord": stack.proc.pid,
             }
-            auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-            headers = {"Authorization": auth, "Content-Type": "application/json"}
-            timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
-            connector = aiohttp.TCPConnector(limit=0)
-            async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            port = urllib.parse.urlsplit(stack.base_url).port
+            assert port is not None
+            registers = {name: LaneRegister(port, USER, PASSWORD, name) for name in setup.names}
 
-                async def pay(name: str, order_id: str) -> bool:
-                    body = {"amount": AMOUNT_TEXT, "order_id": order_id, "terminal": name}
-                    async with session.post(
-                        stack.base_url + "/", data=json.dumps(body), headers=headers
-                    ) as resp:
-                        answer = await resp.json()
-                    return resp.status == 200 and answer.get("transactionState") == "accepted"
+            async def pay(name: str, order_id: str) -> Trip:
+                reply = await registers[name].pay(order_id, AMOUNT_TEXT, HTTP_TIMEOUT_S)
+                ok = reply.status == 200 and isinstance(reply.body, dict)
+                ok = ok and reply.body.get("transactionState") == "accepted"
+                return Trip(ok, reply.elapsed_ms, reply.sent_at, reply.received_at)
 
+            try:
                 await warm_up(setup, pay)
                 before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                 await drive(setup, pay)
                 setup.cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+            finally:
+                for register in registers.values():
+                    register.close()
         data_dir = stack.data_dir
         setup.terminal_ms = terminal_ms_from_log(stack.logs("tp-manager"))
     if slowest:
@@ -413,13 +423,15 @@ async def run_in_process(setup: Setup, workdir: Path) -> None:
         transaction_timeout=TRANSACTION_TIMEOUT_S,
     ) as running:
 
-        async def pay(name: str, order_id: str) -> bool:
+        async def pay(name: str, order_id: str) -> Trip:
+            started, sent_at = time.perf_counter(), time.time()
             status, body = await running.pay(name, order_id)
+            ms, received_at = (time.perf_counter() - started) * 1000, time.time()
             record = running.journal.get(order_id)
             if status != 200 or body.get("transactionState") != "accepted" or record is None:
-                return False
+                return Trip(False, ms, sent_at, received_at)
             setup.terminal_ms[order_id] = float(record.result["timings"]["total_ms"])
-            return bool(record.terminal == name)
+            return Trip(record.terminal == name, ms, sent_at, received_at)
 
         await warm_up(setup, pay)
         before = time.process_time()
