@@ -49,8 +49,8 @@ async def test_payments_share_one_kept_alive_connection(
     finally:
         register.close()
     assert [r.status for r in replies] == [200, 200, 200]
-    assert [r.body["orderId"] for r in replies] == ["o0", "o1", "o2"]  # type: ignore[index]
-    assert len(replies[0].body["padding"]) == 100_000  # type: ignore[index]  # many reads
+    assert [r.body["orderId"] for r in replies] == ["o0", "o1", "o2"]
+    assert len(replies[0].body["padding"]) == 100_000  # many reads
     assert len(peers) == 1  # one connection for the lane
     assert [o["terminal"] for o in orders] == ["t07"] * 3
     assert orders[0]["amount"] == "9.99"
