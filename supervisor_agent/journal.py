@@ -309,13 +309,54 @@ class CommitCounts:
     checkpoints: int = 0  # WAL checkpoints the writer ran while idle
 
 
+def _settle(waiter: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """On the waiter's loop: hand a job's outcome over, unless its caller gave up."""
+    if waiter.done():
+        return
+    if ok:
+        waiter.set_result(value)
+    else:
+        waiter.set_exception(value)
+
+
 @dataclass(slots=True)
 class _Job:
-    """One unit of work for the writer thread, and where its outcome goes."""
+    """One unit of work for the writer thread, and where its outcome goes.
+
+    A thread waits on a ``concurrent.futures.Future``; an event loop on a future of its
+    own (``waiter``), settled through ``call_soon_threadsafe``: a payment's three
+    commits each crossed threads through ``asyncio.wrap_future`` before, whose chained
+    pair of futures and condition variable cost the agent's event loop about twice the
+    CPU of the hand-over itself.
+    """
 
     work: Callable[[sqlite3.Connection], Any]
     durable: bool
-    future: Future[Any]
+    future: Future[Any] | None = None  # a thread waits (submit, transact)
+    waiter: asyncio.Future[Any] | None = None  # an event loop waits (transact_async)
+
+    def claim(self) -> bool:
+        """The writer starts the job; False if its caller gave up first (it is dropped).
+
+        A waiter is read from the writer's thread: a cancel landing just after this
+        runs the job anyway, and its outcome is dropped (as a Future already running).
+        """
+        if self.future is not None:
+            return self.future.set_running_or_notify_cancel()
+        return self.waiter is None or not self.waiter.cancelled()
+
+    def settle(self, ok: bool, value: Any) -> None:
+        """Hand the outcome to whoever waits; nothing if it was handed over already."""
+        if self.future is not None:
+            if self.future.done():
+                return
+            if ok:
+                self.future.set_result(value)
+            else:
+                self.future.set_exception(value)
+        elif self.waiter is not None:
+            with suppress(RuntimeError):  # its loop is closed: nobody waits any more
+                self.waiter.get_loop().call_soon_threadsafe(_settle, self.waiter, ok, value)
 
 
 class Database:
@@ -395,13 +436,13 @@ class Database:
         if self._closed:
             raise JournalError(f"{self.path} is closed")
         future: Future[T] = Future()
-        self._jobs.put(_Job(work, durable, future))
+        self._jobs.put(_Job(work, durable, future=future))
         return future
 
     def transact(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
         """Run ``work`` in a write transaction on the writer thread and wait for it."""
         if threading.current_thread() is self._writer:  # a job's own callback: no queue
-            ok, value = self._run_alone(_Job(work, durable, Future()))
+            ok, value = self._run_alone(_Job(work, durable))
             if not ok:
                 raise value
             return cast(T, value)
@@ -419,8 +460,11 @@ class Database:
         Cancelling the caller drops a job the writer has not started, unless
         ``even_if_cancelled``: then the job commits whatever becomes of its caller.
         """
-        future = asyncio.wrap_future(self.submit(work, durable=durable))
-        return await (asyncio.shield(future) if even_if_cancelled else future)
+        if self._closed:
+            raise JournalError(f"{self.path} is closed")
+        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put(_Job(work, durable, waiter=waiter))
+        return await (asyncio.shield(waiter) if even_if_cancelled else waiter)
 
     def _write_loop(self) -> None:
         while True:
@@ -446,13 +490,12 @@ class Database:
             except BaseException as exc:  # never let the writer die: fail the batch
                 log.exception("journal.writer_failed")
                 for each in batch:
-                    if not each.future.done():
-                        each.future.set_exception(exc)
+                    each.settle(False, exc)
             if stop:
                 return
 
     def _commit(self, batch: list[_Job]) -> None:
-        live = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        live = [job for job in batch if job.claim()]
         if not live:
             return
         with self._lock:
@@ -463,10 +506,7 @@ class Database:
                 outcomes = [self._run_alone(job) for job in live]
             self.commits.jobs += len(live)
         for job, (ok, value) in zip(live, outcomes, strict=True):
-            if ok:
-                job.future.set_result(value)
-            else:
-                job.future.set_exception(value)
+            job.settle(ok, value)
 
     def _run_alone(self, job: _Job) -> tuple[bool, Any]:
         self._synchronous(job.durable)

@@ -519,3 +519,17 @@ async def test_a_finish_whose_caller_is_cancelled_still_lands(journal: Journal) 
     row = journal.get("ORDER_1")
     assert row is not None and row.state is TxState.ACCEPTED
     assert journal.outbox.get_by_order("ORDER_1") is not None
+
+
+async def test_a_begin_whose_caller_is_cancelled_before_the_writer_took_it_is_dropped(
+    journal: Journal,
+) -> None:
+    """Nothing was sent to the terminal: a claim whose caller gave up while it waited in
+    the writer's queue is not written (the register gets no answer, and may post again)."""
+    await cancel_while_queued(
+        journal,
+        lambda: journal.begin("ORDER_1", canonical_request("ORDER_1"), flavour="pos-api"),
+    )
+    await finish_order(journal, "ORDER_2")  # the writer ran every job queued before it
+    assert journal.get("ORDER_1") is None
+    assert journal.get("ORDER_2") is not None
