@@ -546,6 +546,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in names
     ]
     layout = "one process" if args.in_process else "separate processes"
+    harness = imported("benchmarks.harness")
+    print(harness.machine_line("ECR connector many terminals"))
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"{'setup':40} {'ok':>4} {'bad':>4} {'rt50':>7} {'rt99':>7} "
@@ -561,9 +563,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_row(setup, layout)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
+        "reference loop after: {:.1f} us best, {:.1f} us median".format(
+            *harness.reference_loop_us()
+        )
+    )
+    print(
         "\nms; rt50/rt99: the register's round trip; add50..add99: the latency the connector "
         "adds to the terminal's own exchange (round trip minus the driver's terminal_ms); "
-        f"target add99 < {TARGET_P99_MS:g} ms; pay/s: payments answered per second of the run."
+        f"target add99 < {TARGET_P99_MS:g} ms; pay/s: payments answered per second of the run; "
+        "reference loop: how fast Python ran on this machine before and after (a VM's slow "
+        "spell raises every figure, the unchanged code's CPU per payment with it)."
     )
     return 0 if all(not s.wrong and s.round_trips for s in setups) else 1
 
