@@ -324,10 +324,10 @@ class _Job:
     """One unit of work for the writer thread, and where its outcome goes.
 
     A thread waits on a ``concurrent.futures.Future``; an event loop on a future of its
-    own (``waiter``), settled through ``call_soon_threadsafe``: a payment's three
-    commits each crossed threads through ``asyncio.wrap_future`` before, whose chained
-    pair of futures and condition variable cost the agent's event loop about twice the
-    CPU of the hand-over itself.
+    own (``waiter``), settled through ``call_soon_threadsafe``.  A payment's three
+    commits each cross threads this way: ``asyncio.wrap_future`` around a
+    ``concurrent.futures.Future`` would add a chained pair of futures and a condition
+    variable, about twice the CPU of the hand-over itself.
     """
 
     work: Callable[[sqlite3.Connection], Any]
