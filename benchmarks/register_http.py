@@ -85,13 +85,7 @@ class Register:
                 if len(data) > MAX_HEADER_BYTES:
                     raise ConnectionError("headers too long")
             head, _, rest = data.partition(HEADER_END)
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split()[1])
-            length = None
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value.strip())
+            status, length = _status_and_length(head)
             while length is None or len(rest) < length:
                 chunk = sock.recv(RECV_BYTES)
                 if not chunk:
@@ -104,6 +98,17 @@ class Register:
             return status, text
 
 
+def _status_and_length(head: bytes) -> tuple[int, int | None]:
+    """An answer's status and Content-Length (None: none given) from its head."""
+    lines = head.decode("latin-1").split("\r\n")
+    status, length = int(lines[0].split()[1]), None
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+    return status, length
+
+
 def _head_of(data: bytes | bytearray) -> tuple[int, int, int] | None:
     """(status, where the body starts, its length) once a whole head is in ``data``."""
     end = data.find(HEADER_END)
@@ -111,13 +116,10 @@ def _head_of(data: bytes | bytearray) -> tuple[int, int, int] | None:
         if len(data) > MAX_HEADER_BYTES:
             raise ConnectionError("headers too long")
         return None
-    lines = bytes(data[:end]).decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            return status, end + len(HEADER_END), int(value.strip())
-    raise ConnectionError("an answer without Content-Length on a kept-alive connection")
+    status, length = _status_and_length(bytes(data[:end]))
+    if length is None:
+        raise ConnectionError("an answer without Content-Length on a kept-alive connection")
+    return status, end + len(HEADER_END), length
 
 
 class _LaneProtocol(asyncio.Protocol):
