@@ -7,8 +7,9 @@ phases; the benchmark prints the median of each gap.  An event a process no long
 benchmark says which event was missing.  Medians of phases do not add up to the median of
 the round trip.
 
-tp-manager logs one line per payment, ``tp_manager.transaction.finished``, at its end (the
-drivers' start and done lines are at debug, off the measured path).  Two points inside
+tp-manager logs one line per payment, ``tp_manager.transaction.finished``, at its end, just
+after the reply left (the drivers' start and done lines are at debug, off the measured
+path): the points derived from it lie a little late, by the reply's send.  Two points inside
 tp-manager are derived from that line: :data:`DRIVER_CALLED` is its timestamp less its
 ``duration_ms`` (tp-manager calls the driver, after the result store's begin), and
 :data:`DRIVER_ANSWERED` adds the driver's ``terminal_ms`` to that (the answer is read and

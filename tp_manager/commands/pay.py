@@ -13,6 +13,7 @@ status recovery where the terminal can tell (tp_manager/status_recovery.py).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -81,13 +82,22 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
         return result.to_dict()
     finally:
         duration_ms = round((time.monotonic() - started) * 1000, 1)
-        ctx.publish(messages.EVENT_TRANSACTION_FINISHED, {**outcome, "duration_ms": duration_ms})
-        ctx.publish(messages.EVENT_TERMINAL_IDLE, order)
-        # tp-manager's one line per payment: the driver's own lines are at debug
-        log.info(
-            "tp_manager.transaction.finished",
-            duration_ms=duration_ms,
-            **outcome,
-            **logged,
-            **verdict,
-        )
+
+        def tell() -> None:
+            ctx.publish(
+                messages.EVENT_TRANSACTION_FINISHED, {**outcome, "duration_ms": duration_ms}
+            )
+            ctx.publish(messages.EVENT_TERMINAL_IDLE, order)
+            # tp-manager's one line per payment: the driver's own lines are at debug
+            log.info(
+                "tp_manager.transaction.finished",
+                duration_ms=duration_ms,
+                **outcome,
+                **logged,
+                **verdict,
+            )
+
+        # after the reply: it leaves in this same step of the task (the server sends it as
+        # soon as this returns), and the agent journals it while these events and the
+        # line are made here, on the other core
+        asyncio.get_running_loop().call_soon(tell)
