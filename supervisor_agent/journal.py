@@ -495,9 +495,23 @@ class Database:
                 return
 
     def _commit(self, batch: list[_Job]) -> None:
+        """Commit what ``batch`` still holds; its bookkeeping first, in a commit of its own.
+
+        A bookkeeping job (a HiPay attempt written down, which a register's answer waits
+        for) grouped with durable ones would wait for their fsync, which it does not
+        need.  Its own commit costs no fsync, so it goes ahead.  Reordering a batch is
+        safe: each caller waits for its job before it queues another, so the jobs of
+        one batch were all in flight at once, in no order anyone relies on.
+        """
         live = [job for job in batch if job.claim()]
-        if not live:
-            return
+        bookkeeping = [job for job in live if not job.durable]
+        if bookkeeping and len(bookkeeping) < len(live):
+            self._commit_group(bookkeeping)
+            self._commit_group([job for job in live if job.durable])
+        elif live:
+            self._commit_group(live)
+
+    def _commit_group(self, live: list[_Job]) -> None:
         with self._lock:
             outcomes = self._run_grouped(live) if len(live) > 1 else None
             if outcomes is None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from supervisor_agent import hipay_payload
+from supervisor_agent import journal as journal_module
 from supervisor_agent.journal import (
     CHECKPOINT_BACKSTOP_PAGES,
     CHECKPOINT_IDLE_S,
@@ -342,22 +343,22 @@ async def _queued(journal: Journal, calls: list[Callable[[], Awaitable[object]]]
     connection, so that they queue up behind the writer; then let it commit them.
     Returns each call's result, or the exception it raised."""
     submitted: list[object] = []
-    submit = journal._db.submit
 
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        future = submit(*args, **kwargs)
-        submitted.append(future)
-        return future
+    class Counted(journal_module._Job):  # every job is made, then queued in the same step
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            submitted.append(self)
 
-    journal._db.submit = counted  # type: ignore[method-assign]
+    journal_module._Job = Counted  # type: ignore[misc]
     try:
         with journal._db.read():  # the writer takes a job, then waits for the connection
             tasks = [asyncio.create_task(call()) for call in calls]
             deadline = time.monotonic() + 10
             while len(submitted) < len(calls) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.005)
+            assert len(submitted) == len(calls), "the calls did not all queue up"
     finally:
-        journal._db.submit = submit  # type: ignore[method-assign]
+        journal_module._Job = Counted.__base__  # type: ignore[misc]
     return list(await asyncio.gather(*tasks, return_exceptions=True))
 
 
@@ -384,6 +385,43 @@ async def test_jobs_queued_behind_a_commit_share_one_and_keep_their_own_outcomes
     after = journal._db.commits
     assert after.jobs - before.jobs == 8
     assert after.durable - before.durable <= 2  # the first job alone, then the seven
+
+
+async def test_bookkeeping_queued_with_durable_jobs_commits_first_without_their_fsync(
+    journal: Journal,
+) -> None:
+    await finish_order(journal, "ORDER_1")
+    note = journal.outbox.get_by_order("ORDER_1")
+    assert note is not None
+    order: list[str] = []  # the order the callers learned their outcomes in
+    journal.observers.add(lambda change, row: order.append(f"{change}:{row.order_id}"))
+    journal.outbox.observers.add(lambda change, row: order.append(f"{change}:{row.order_id}"))
+    before = dataclasses.replace(journal._db.commits)
+
+    def delivered() -> Awaitable[object]:
+        return journal.outbox.record_attempt(
+            note.id,
+            state=NotificationState.DELIVERED,
+            status=200,
+            error=None,
+            possibly_received=True,
+        )
+
+    calls: list[Callable[[], Awaitable[object]]] = [
+        functools.partial(_begin, journal, "ORDER_2", terminal="T2"),  # the writer holds it
+        functools.partial(_begin, journal, "ORDER_3", terminal="T3"),
+        delivered,  # queued after ORDER_3's begin, committed before it
+    ]
+    outcomes = await _queued(journal, calls)
+    assert not any(isinstance(o, BaseException) for o in outcomes), outcomes
+    after = journal._db.commits
+    # the attempt in a commit of its own, with no fsync, before ORDER_3's (which may
+    # share ORDER_2's, if the writer woke after all three queued up)
+    assert after.bookkeeping - before.bookkeeping == 1
+    assert after.durable - before.durable in (1, 2)
+    assert order.index("attempt:ORDER_1") < order.index("at_terminal:ORDER_3"), order
+    row = journal.outbox.get_by_order("ORDER_1")
+    assert row is not None and row.state is NotificationState.DELIVERED
 
 
 async def test_a_sqlite_error_in_a_group_fails_its_job_only(journal: Journal) -> None:
