@@ -9,12 +9,14 @@ Run from the repository root::
 
 By default every part runs in its own process, as in a shop: ``ecr-connector run`` under
 supervisord (the agent and tp-manager, each its own process), the N+1 simulators in one
-helper process (``--serve-simulators``, loopback TCP, one ledger each), the HiPay stub in
-its own, and the registers (register_http.LaneRegister: raw HTTP/1.1, one keep-alive
-connection per lane, all from 127.0.0.1 as a POS backend driving every lane) in this
-one.  ``--in-process`` runs the connector's parts, the simulators and the registers in
-this process's one event loop instead (tests/terminals/conftest.py), which then
-measures itself as much as the connector.
+helper process (``--serve-simulators``, loopback TCP, one ledger each), HiPay in its own
+(hipay_standin.py: a raw HTTP/1.1 server that acknowledges each notification in a few
+tens of microseconds and counts them; ``--hipay stub`` puts the product's aiohttp stub,
+about 1 ms a notification, in its place), and the registers (register_http.LaneRegister:
+raw HTTP/1.1, one keep-alive connection per lane, all from 127.0.0.1 as a POS backend
+driving every lane) in this one.  ``--in-process`` runs the connector's parts, the
+simulators and the registers in this process's one event loop instead
+(tests/terminals/conftest.py), which then measures itself as much as the connector.
 
 Two setups:
 
@@ -41,8 +43,9 @@ exchange with the terminal (``terminal_ms`` of tp-manager's
 ``tp_manager.transaction.finished`` line; the journal's ``timings.total_ms`` in-process):
 the API, the journal's fsyncs, ZeroMQ both ways, tp-manager's own work and the HiPay
 notification the answer waits for.  A payment is *correct* when it is accepted,
-journaled on its own terminal, and that terminal's simulator saw exactly one request per
-customer.  Percentiles are nearest-rank.  Exit status 1 if any payment was not correct.
+journaled on its own terminal, that terminal's simulator saw exactly one request per
+customer, and (with the stand-in) HiPay acknowledged its notification exactly once.
+Percentiles are nearest-rank.  Exit status 1 if any payment was not correct.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ LINK_UP_TIMEOUT_S = 60.0
 AMOUNT_TEXT, AMOUNT_MINOR = "9.99", "999"
 SEED = 15  # the lanes' start offsets: the same spread run after run
 USER, PASSWORD = "register", "s3cret-pass"
+HIPAY_LOGIN, HIPAY_PASSWORD = "hipay-login", "hipay-pass"
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -200,6 +204,32 @@ async def serve_simulators(count: int, pay_seconds: float) -> list[list[str]]:
     return [[request.get("CB", "") for request in ledger.requests] for ledger in ledgers]
 
 
+@dataclass(frozen=True)
+class Hipay:
+    """Where HiPay listens, with the credentials the connector sends it; ``counts``: the
+    stand-in's acknowledgements per order, written when it stops (None for the stub)."""
+
+    url: str
+    login: str
+    password: str
+    counts: Path | None
+
+
+@contextlib.contextmanager
+def hipay(workdir: Path, which: str) -> Iterator[Hipay]:
+    """HiPay in its own process: the lean stand-in (benchmarks/hipay_standin.py), or the
+    product's aiohttp stub (``ecr-connector hipay-stub``) for comparison."""
+    if which == "stub":
+        with imported("tests.stack").hipay_stub(workdir) as stub:
+            yield Hipay(stub.url, stub.login, stub.password, None)
+        return
+    counts = workdir / "hipay-counts.json"
+    argv = [sys.executable, str(REPO / "benchmarks" / "hipay_standin.py")]
+    argv += ["--login", HIPAY_LOGIN, "--password", HIPAY_PASSWORD, "--counts", str(counts)]
+    with imported("tests.stack").ready_command(argv, workdir / "hipay.err") as (_, port):
+        yield Hipay(f"http://127.0.0.1:{port}", HIPAY_LOGIN, HIPAY_PASSWORD, counts)
+
+
 @contextlib.contextmanager
 def simulators(workdir: Path, count: int, pay_seconds: float) -> Iterator[tuple[list[int], Path]]:
     """The simulators' process; yields their ports and where their ledgers will be."""
@@ -260,6 +290,14 @@ async def drive(setup: Setup, pay: Any) -> None:
 
         await asyncio.gather(*(lane(n) for n in setup.names))
     setup.wall_s = time.perf_counter() - started
+
+
+def check_notifications(setup: Setup, counts: dict[str, int]) -> None:
+    """HiPay acknowledged each payment's notification exactly once."""
+    for name in setup.names:
+        for order_id in setup.all_orders(name):
+            if counts.get(order_id) != 1:
+                setup.wrong.append(f"{order_id}: HiPay acknowledged {counts.get(order_id, 0)}")
 
 
 def check_ledgers(setup: Setup, ledgers: list[list[str]]) -> None:
@@ -335,13 +373,15 @@ def slowest_payments(setup: Setup, log_dir: Path, count: int) -> list[str]:
     return lines
 
 
-async def run_processes(setup: Setup, workdir: Path, slowest: int = 0) -> None:
+async def run_processes(
+    setup: Setup, workdir: Path, slowest: int = 0, which_hipay: str = "standin"
+) -> None:
     LaneRegister = imported("benchmarks.register_http").LaneRegister
     stack_helper = imported("tests.stack")
     journal_module = imported("supervisor_agent.journal")
     with (
         simulators(workdir, setup.terminals + 1, setup.customer_s) as (ports, ledger_path),
-        stack_helper.hipay_stub(workdir) as stub,
+        hipay(workdir, which_hipay) as notified,
     ):
         named = {
             name: {"protocol": "concert-v3", "host": "127.0.0.1", "port": port}
@@ -356,9 +396,9 @@ async def run_processes(setup: Setup, workdir: Path, slowest: int = 0) -> None:
             terminals=named,
             api_username=USER,
             api_password=PASSWORD,
-            hipay_base_url=stub.url + "/",
-            hipay_login=stub.login,
-            hipay_password=stub.password,
+            hipay_base_url=notified.url + "/",
+            hipay_login=notified.login,
+            hipay_password=notified.password,
             notification_budget=setup.budget_s,
             transaction_timeout=TRANSACTION_TIMEOUT_S,
         ) as stack:
@@ -396,6 +436,8 @@ async def run_processes(setup: Setup, workdir: Path, slowest: int = 0) -> None:
     if slowest:
         setup.slowest = slowest_payments(setup, imported("common.paths").log_dir(data_dir), slowest)
     check_ledgers(setup, json.loads(ledger_path.read_text()))
+    if notified.counts is not None:
+        check_notifications(setup, json.loads(notified.counts.read_text()))
     journal = journal_module.Journal.open(data_dir)
     try:
         for name in setup.names:
@@ -512,6 +554,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--in-process", action="store_true", help="the one-process layout")
     parser.add_argument(
+        "--hipay",
+        choices=["standin", "stub"],
+        default="standin",
+        help="separate processes: HiPay is the lean stand-in (benchmarks/hipay_standin.py, "
+        "the default) or the product's aiohttp stub (ecr-connector hipay-stub)",
+    )
+    parser.add_argument(
         "--warmup",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -559,7 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.in_process:
                 run_loop(run_in_process(setup, Path(tmp)))
             else:
-                run_loop(run_processes(setup, Path(tmp), args.slowest))
+                run_loop(run_processes(setup, Path(tmp), args.slowest, args.hipay))
         print_row(setup, layout)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
