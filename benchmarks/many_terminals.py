@@ -35,7 +35,8 @@ Two setups:
 Before either, each lane pays one warm-up customer, all lanes at once, kept out of the
 figures (``--no-warmup`` counts them): a start leaves lazy set-up to the first payments,
 which fast_path.py measures as a start's cost.  ``--slowest N`` prints where the N slowest
-payments' added latency went, phase by phase from the processes' log lines.
+payments' added latency went, phase by phase from the processes' log lines, and
+``--phases`` each phase's percentiles over every payment.
 
 *Added latency* is the register's round trip, timed on the wire (from just before the
 request is written to the arrival of its answer's last byte), minus the driver's own
@@ -131,6 +132,7 @@ class Setup:
     wall_s: float = 0.0
     sent: dict[str, tuple[float, float]] = field(default_factory=dict)  # id -> epoch s out, back
     slowest: list[str] = field(default_factory=list)  # where the slowest payments' time went
+    phases: list[str] = field(default_factory=list)  # each phase's percentiles (--phases)
 
     @property
     def names(self) -> list[str]:
@@ -343,38 +345,77 @@ SLOW_GAPS: tuple[tuple[str, str, str], ...] = (
 NEIGHBOUR_S = 0.02  # another payment sent this close to one meets it in the connector
 
 
-def slowest_payments(setup: Setup, log_dir: Path, count: int) -> list[str]:
-    """Where the ``count`` slowest payments' added latency went, phase by phase, from the
-    processes' log lines; and how many other payments were sent within
-    :data:`NEIGHBOUR_S` of each (the ones whose CPU it shared)."""
+def phase_gaps(setup: Setup, log_dir: Path) -> dict[str, dict[str, float]]:
+    """Each counted payment's :data:`SLOW_GAPS` in ms (label -> ms), from the processes'
+    log lines; a gap whose line is missing is left out."""
     log_phases = imported("benchmarks.log_phases")
     index = log_phases.LogIndex.load(Path(log_dir))
-    added = {
+    gaps: dict[str, dict[str, float]] = {}
+    for order_id, (sent_at, received_at) in setup.sent.items():
+        events = index.events_of(log_phases.Payment(order_id, sent_at, received_at))
+        gaps[order_id] = {
+            label: (events[end] - events[start]) * 1000
+            for start, end, label in SLOW_GAPS
+            if start in events and end in events
+        }
+    return gaps
+
+
+def added_ms(setup: Setup) -> dict[str, float]:
+    return {
         order_id: ms - setup.terminal_ms[order_id]
         for order_id, ms in setup.round_trips.items()
         if order_id in setup.terminal_ms and order_id in setup.sent
     }
+
+
+def slowest_payments(setup: Setup, gaps: dict[str, dict[str, float]], count: int) -> list[str]:
+    """Where the ``count`` slowest payments' added latency went, phase by phase; and how
+    many other payments were sent within :data:`NEIGHBOUR_S` of each (the ones whose CPU
+    it shared)."""
+    added = added_ms(setup)
     sent_times = sorted(sent for sent, _ in setup.sent.values())
     lines = []
     for order_id in sorted(added, key=added.__getitem__, reverse=True)[:count]:
-        sent_at, received_at = setup.sent[order_id]
-        events = index.events_of(log_phases.Payment(order_id, sent_at, received_at))
-        gaps = " ".join(
-            f"{label} {(events[end] - events[start]) * 1000:.1f}"
-            for start, end, label in SLOW_GAPS
-            if start in events and end in events
-        )
+        sent_at, _ = setup.sent[order_id]
+        phases = " ".join(f"{label} {ms:.1f}" for label, ms in gaps[order_id].items())
         lo = bisect.bisect_left(sent_times, sent_at - NEIGHBOUR_S)
         hi = bisect.bisect_right(sent_times, sent_at + NEIGHBOUR_S)
         lines.append(
-            f"{order_id}: added {added[order_id]:.1f} ms = {gaps}; "
+            f"{order_id}: added {added[order_id]:.1f} ms = {phases}; "
             f"{hi - lo - 1} other payments sent within {NEIGHBOUR_S * 1000:g} ms"
         )
     return lines
 
 
+def phase_table(setup: Setup, gaps: dict[str, dict[str, float]]) -> list[str]:
+    """Each phase's p50/p90/p99 over every counted payment, and its mean over the payments
+    at or above the added p95: which phases the slow ones lost their time in."""
+    added = added_ms(setup)
+    if not added:
+        return []
+    p95 = percentile(list(added.values()), 95)
+    top = [order_id for order_id, ms in added.items() if ms >= p95]
+    lines = [f"{'phase':14} {'p50':>6} {'p90':>6} {'p99':>6} {'max':>6}  mean of the >= p95"]
+    for _, _, label in SLOW_GAPS:
+        values = [g[label] for g in gaps.values() if label in g]
+        if not values:
+            continue
+        in_top = [gaps[o][label] for o in top if label in gaps[o]]
+        mean_top = sum(in_top) / len(in_top) if in_top else math.nan
+        lines.append(
+            f"{label:14} {percentile(values, 50):6.2f} {percentile(values, 90):6.2f} "
+            f"{percentile(values, 99):6.2f} {max(values):6.2f}  {mean_top:6.2f}"
+        )
+    return lines
+
+
 async def run_processes(
-    setup: Setup, workdir: Path, slowest: int = 0, which_hipay: str = "standin"
+    setup: Setup,
+    workdir: Path,
+    slowest: int = 0,
+    which_hipay: str = "standin",
+    phases: bool = False,
 ) -> None:
     LaneRegister = imported("benchmarks.register_http").LaneRegister
     stack_helper = imported("tests.stack")
@@ -433,8 +474,10 @@ async def run_processes(
                     register.close()
         data_dir = stack.data_dir
         setup.terminal_ms = terminal_ms_from_log(stack.logs("tp-manager"))
-    if slowest:
-        setup.slowest = slowest_payments(setup, imported("common.paths").log_dir(data_dir), slowest)
+    if slowest or phases:
+        gaps = phase_gaps(setup, imported("common.paths").log_dir(data_dir))
+        setup.slowest = slowest_payments(setup, gaps, slowest)
+        setup.phases = phase_table(setup, gaps) if phases else []
     check_ledgers(setup, json.loads(ledger_path.read_text()))
     if notified.counts is not None:
         check_notifications(setup, json.loads(notified.counts.read_text()))
@@ -522,6 +565,10 @@ def print_row(setup: Setup, layout: str) -> None:
         )
     if setup.wrong:
         print(f"    not correct: {setup.wrong[:10]}")
+    if setup.phases:
+        print("    phases (ms, from the log lines; the terminal's own exchange left out):")
+        for line in setup.phases:
+            print(f"      {line}")
     if setup.slowest:
         print("    slowest (ms):")
         for line in setup.slowest:
@@ -573,6 +620,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="N",
         help="also print where the N slowest payments' added latency went (from the logs)",
     )
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="also print each phase's percentiles over every payment (from the logs)",
+    )
     parser.add_argument("--workdir", help="where the journal goes (its filesystem sets fsync cost)")
     parser.add_argument("--serve-simulators", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--ledgers", help=argparse.SUPPRESS)
@@ -608,7 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.in_process:
                 run_loop(run_in_process(setup, Path(tmp)))
             else:
-                run_loop(run_processes(setup, Path(tmp), args.slowest, args.hipay))
+                run_loop(run_processes(setup, Path(tmp), args.slowest, args.hipay, args.phases))
         print_row(setup, layout)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
