@@ -35,7 +35,7 @@ from supervisor_agent.journal import (
     TxError,
     TxState,
 )
-from supervisor_agent.outbox import NotificationState
+from supervisor_agent.outbox import Notification, NotificationState
 
 from .conftest import (
     CONTEXT,
@@ -66,6 +66,21 @@ def test_fresh_file_is_migrated_from_zero_in_wal_mode(tmp_path: Path) -> None:
         assert {"transactions", "outbox", "schema_version"} <= tables
     finally:
         conn.close()
+
+
+async def _queued_notification(journal: Journal, order_id: str) -> Notification:
+    """A payment accepted and journaled; its notification, as queued in the outbox."""
+    await finish_order(journal, order_id)
+    note = journal.outbox.get_by_order(order_id)
+    assert note is not None
+    return note
+
+
+async def _acknowledged(journal: Journal, note: Notification) -> Notification:
+    """HiPay acknowledged ``note`` at the first attempt: the notifier's bookkeeping."""
+    return await journal.outbox.record_attempt(
+        note.id, state=NotificationState.DELIVERED, status=200, error=None, possibly_received=True
+    )
 
 
 async def test_reopening_keeps_data_and_does_not_migrate_again(tmp_path: Path) -> None:
@@ -306,13 +321,7 @@ async def test_purge_deletes_only_old_delivered_transactions(tmp_path: Path) -> 
         await finish_order(journal, "RECENT_DELIVERED")
         recent = journal.outbox.get_by_order("RECENT_DELIVERED")
         assert recent is not None
-        await journal.outbox.record_attempt(
-            recent.id,
-            state=NotificationState.DELIVERED,
-            status=200,
-            error=None,
-            possibly_received=True,
-        )
+        await _acknowledged(journal, recent)
 
         assert journal.purge() == 1  # default retention: 13 months
         assert journal.get("OLD_DELIVERED") is None
@@ -327,9 +336,7 @@ async def test_purge_deletes_only_old_delivered_transactions(tmp_path: Path) -> 
 
 
 async def test_payload_json_is_exactly_what_was_queued(journal: Journal) -> None:
-    await finish_order(journal, "ORDER_1")
-    note = journal.outbox.get_by_order("ORDER_1")
-    assert note is not None
+    note = await _queued_notification(journal, "ORDER_1")
     assert json.loads(note.payload_json) == note.payload
     assert "raw" not in note.payload["terminal_result"]
     assert "card_expiry" not in note.payload["terminal_result"]
@@ -349,6 +356,7 @@ async def _queued(journal: Journal, calls: list[Callable[[], Awaitable[object]]]
             super().__init__(*args, **kwargs)
             submitted.append(self)
 
+    made = journal_module._Job
     journal_module._Job = Counted  # type: ignore[misc]
     try:
         with journal._db.read():  # the writer takes a job, then waits for the connection
@@ -358,7 +366,7 @@ async def _queued(journal: Journal, calls: list[Callable[[], Awaitable[object]]]
                 await asyncio.sleep(0.005)
             assert len(submitted) == len(calls), "the calls did not all queue up"
     finally:
-        journal_module._Job = Counted.__base__  # type: ignore[misc]
+        journal_module._Job = made  # type: ignore[misc]
     return list(await asyncio.gather(*tasks, return_exceptions=True))
 
 
@@ -390,27 +398,17 @@ async def test_jobs_queued_behind_a_commit_share_one_and_keep_their_own_outcomes
 async def test_bookkeeping_queued_with_durable_jobs_commits_first_without_their_fsync(
     journal: Journal,
 ) -> None:
-    await finish_order(journal, "ORDER_1")
-    note = journal.outbox.get_by_order("ORDER_1")
-    assert note is not None
+    note = await _queued_notification(journal, "ORDER_1")
     order: list[str] = []  # the order the callers learned their outcomes in
     journal.observers.add(lambda change, row: order.append(f"{change}:{row.order_id}"))
     journal.outbox.observers.add(lambda change, row: order.append(f"{change}:{row.order_id}"))
     before = dataclasses.replace(journal._db.commits)
 
-    def delivered() -> Awaitable[object]:
-        return journal.outbox.record_attempt(
-            note.id,
-            state=NotificationState.DELIVERED,
-            status=200,
-            error=None,
-            possibly_received=True,
-        )
-
     calls: list[Callable[[], Awaitable[object]]] = [
         functools.partial(_begin, journal, "ORDER_2", terminal="T2"),  # the writer holds it
         functools.partial(_begin, journal, "ORDER_3", terminal="T3"),
-        delivered,  # queued after ORDER_3's begin, committed before it
+        # queued after ORDER_3's begin, committed before it
+        functools.partial(_acknowledged, journal, note),
     ]
     outcomes = await _queued(journal, calls)
     assert not any(isinstance(o, BaseException) for o in outcomes), outcomes
@@ -482,13 +480,9 @@ async def test_begin_at_terminal_is_one_durable_commit(journal: Journal) -> None
 async def test_attempt_bookkeeping_commits_without_fsync_and_outcomes_with_it(
     journal: Journal,
 ) -> None:
-    await finish_order(journal, "ORDER_1")
-    note = journal.outbox.get_by_order("ORDER_1")
-    assert note is not None
+    note = await _queued_notification(journal, "ORDER_1")
     before = dataclasses.replace(journal._db.commits)
-    await journal.outbox.record_attempt(
-        note.id, state=NotificationState.DELIVERED, status=200, error=None, possibly_received=True
-    )
+    await _acknowledged(journal, note)
     after = dataclasses.replace(journal._db.commits)
     assert (after.durable, after.bookkeeping) == (before.durable, before.bookkeeping + 1)
     with journal._db.read() as conn:  # and the connection is back to FULL for the rest
