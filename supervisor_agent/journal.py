@@ -309,8 +309,9 @@ class CommitCounts:
     checkpoints: int = 0  # WAL checkpoints the writer ran while idle
 
 
-def _settle(waiter: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    """On the waiter's loop: hand a job's outcome over, unless its caller gave up."""
+def _settle(waiter: asyncio.Future[Any] | Future[Any], ok: bool, value: Any) -> None:
+    """Hand a job's outcome over, unless it was already (or its caller gave up); an
+    event loop's future is settled on its own loop."""
     if waiter.done():
         return
     if ok:
@@ -348,12 +349,7 @@ class _Job:
     def settle(self, ok: bool, value: Any) -> None:
         """Hand the outcome to whoever waits; nothing if it was handed over already."""
         if self.future is not None:
-            if self.future.done():
-                return
-            if ok:
-                self.future.set_result(value)
-            else:
-                self.future.set_exception(value)
+            _settle(self.future, ok, value)
         elif self.waiter is not None:
             with suppress(RuntimeError):  # its loop is closed: nobody waits any more
                 self.waiter.get_loop().call_soon_threadsafe(_settle, self.waiter, ok, value)
