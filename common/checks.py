@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from common import paths
 from common.config import ConfigError, ConnectorConfig, load_config_arg
+from common.config.loader import socket_room_problem
 from common.config.model import CONCERT_V3
 
 # Below this the journal and the logs (10 MB x 10 per program) may fill the disk mid-day.
@@ -293,7 +294,12 @@ def check_supervisord_sockets(data_dir: Path) -> CheckResult:
             f"stop it first (`supervisorctl -c {run_dir / 'supervisord.conf'} shutdown`), "
             "or use another data_dir",
         )
-    probe = run_dir / f".doctor-{os.getpid()}.sock"
+    too_deep = socket_room_problem(data_dir)
+    if too_deep:
+        return _failed(name, f"data_dir {data_dir} {too_deep}", "set data_dir to a shorter path")
+    # no longer than supervisord's own socket name, so that a data_dir whose sockets fit
+    # is never refused because the probe's path would not
+    probe = run_dir / f".{os.getpid():x}.sock"
     try:
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -302,7 +308,7 @@ def check_supervisord_sockets(data_dir: Path) -> CheckResult:
         where = _nearest_existing(run_dir)
         return _failed(
             name,
-            f"cannot make a socket in {run_dir} ({exc.strerror})",
+            f"cannot make a socket in {run_dir} ({exc.strerror or exc})",
             f"give user {_user()} write access to {where}, or set data_dir to a folder it owns",
         )
     finally:
