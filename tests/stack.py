@@ -285,7 +285,7 @@ def far_from_now() -> str:
 def launched_stack(tmp_path: Path, **overrides: Any) -> Iterator[Stack]:
     """``ecr-connector run`` just launched, nothing waited for: the benchmarks time the
     start themselves.  Stopped, with every pid it started, whatever happened."""
-    data_dir = tmp_path / "data"
+    data_dir = Path(overrides.get("data_dir", tmp_path / "data"))
     config: dict[str, Any] = {
         "serial_port": "simulator",
         "serial_number": "SN-TEST-0001",

@@ -65,6 +65,9 @@ CONTRACT_NAMES = ("proxy", "nfc")
 CONTRACT_FIELDS = ("payment_application", "merchant_id", "rank")
 SECRET_KEYS = frozenset({"api_password", "hipay_password"})
 RUN_SOCKETS = ("control.sock", "events.sock")  # the default ZeroMQ endpoints, under data_dir/run
+# supervisord binds its socket as "<path>.<its pid>" and then links it in place, so that
+# name must fit a unix socket path too: "." and 7 digits, Linux's largest pid (4194304)
+SUPERVISORD_BIND_SUFFIX_BYTES = len(".4194304")
 
 # canonical key -> the other spellings the seeds use (matched after folding)
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -309,18 +312,27 @@ def _endpoint(c: _Collector, key: str, run_dir: Path, filename: str) -> str:
 def socket_room_problem(data_dir: Path) -> str | None:
     """The rule ``data_dir`` breaks when its unix sockets would not fit a sockaddr_un.
 
-    supervisord's socket is made there whatever the ZeroMQ endpoints are, so it counts too.
+    supervisord's socket is made there whatever the ZeroMQ endpoints are, so it counts too,
+    with the temporary name supervisord binds first (:data:`SUPERVISORD_BIND_SUFFIX_BYTES`).
     """
     run_dir = paths.run_dir(data_dir)
-    sockets = [paths.supervisord_socket(data_dir), *(run_dir / name for name in RUN_SOCKETS)]
-    longest = max(sockets, key=lambda sock: len(bytes(sock)))
-    size = len(bytes(longest))
-    if size > rules.MAX_IPC_PATH_BYTES:
+    needs = {paths.supervisord_socket(data_dir): SUPERVISORD_BIND_SUFFIX_BYTES}
+    needs.update({run_dir / name: 0 for name in RUN_SOCKETS})
+    sock, extra = max(needs.items(), key=lambda item: len(bytes(item[0])) + item[1])
+    size = len(bytes(sock))
+    if size + extra <= rules.MAX_IPC_PATH_BYTES:
+        return None
+    if extra:
         return (
-            f"is too deep for the connector's unix sockets: {longest} is {size} bytes, over the "
-            f"{rules.MAX_IPC_PATH_BYTES} a unix socket path allows; use a shorter data_dir"
+            f"is too deep for the connector's unix sockets: {sock} is {size} bytes, and "
+            f"supervisord binds it first as {sock}.PID ({size + extra} bytes with the longest "
+            f"pid), over the {rules.MAX_IPC_PATH_BYTES} a unix socket path allows; use a "
+            "shorter data_dir"
         )
-    return None
+    return (
+        f"is too deep for the connector's unix sockets: {sock} is {size} bytes, over the "
+        f"{rules.MAX_IPC_PATH_BYTES} a unix socket path allows; use a shorter data_dir"
+    )
 
 
 def _check_socket_room(c: _Collector, data_dir: Path) -> None:

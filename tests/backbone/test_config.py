@@ -726,17 +726,19 @@ def test_an_absolute_data_dir_is_kept(tmp_path: Path) -> None:
 
 
 def test_a_data_dir_too_deep_for_the_unix_sockets(tmp_path: Path) -> None:
-    # <data_dir>/run/supervisor.sock is the longest socket: data_dir may be 87 bytes at most.
-    fits = "/" + "d" * 86
+    # <data_dir>/run/supervisor.sock is the longest socket, and supervisord binds it first
+    # as <that>.<pid> (up to 8 bytes more): data_dir may be 79 bytes at most.
+    fits = "/" + "d" * 78
     assert load_config(write(tmp_path, BASE_YAML + f"data_dir: {fits}\n")).data_dir == Path(fits)
 
-    too_deep = "/" + "d" * 87
+    too_deep = "/" + "d" * 79
     path = write(tmp_path, BASE_YAML + f"data_dir: {too_deep}\n", "deep.yml")
     error = load_error(path)
     assert str(error) == (
         f"config file {path}: key 'data_dir' (line {NEXT}): is too deep for the connector's "
-        f"unix sockets: {too_deep}/run/supervisor.sock is 108 bytes, over the 107 a unix "
-        "socket path allows; use a shorter data_dir"
+        f"unix sockets: {too_deep}/run/supervisor.sock is 100 bytes, and supervisord binds "
+        f"it first as {too_deep}/run/supervisor.sock.PID (108 bytes with the longest pid), "
+        "over the 107 a unix socket path allows; use a shorter data_dir"
     )
 
 

@@ -25,7 +25,7 @@ from common.checks import (
     check_serial_device,
     check_supervisord_sockets,
 )
-from common.config.loader import socket_room_problem
+from common.config.loader import SUPERVISORD_BIND_SUFFIX_BYTES, socket_room_problem
 from common.config.rules import MAX_IPC_PATH_BYTES
 from tests.install.conftest import (
     IS_ROOT,
@@ -206,6 +206,10 @@ def test_a_run_folder_this_user_may_not_write_fails(tmp_path: Path) -> None:
     assert f"cannot make a socket in {run_dir}" in result.detail
 
 
+# supervisord's socket path at its longest: supervisord binds it as "<path>.<pid>" first
+DEEPEST_SOCKET_BYTES = MAX_IPC_PATH_BYTES - SUPERVISORD_BIND_SUFFIX_BYTES
+
+
 def _data_dir_with_socket_path_of(tmp_path: Path, size: int) -> Path:
     """A data_dir whose supervisord socket path is ``size`` bytes long."""
     short = tmp_path / "d"
@@ -217,7 +221,7 @@ def _data_dir_with_socket_path_of(tmp_path: Path, size: int) -> Path:
 def test_a_data_dir_whose_sockets_just_fit_passes(tmp_path: Path) -> None:
     """The check's own probe socket must fit wherever the real sockets fit: a probe with
     a longer name refused such a data_dir ("cannot make a socket ... (None)")."""
-    data_dir = _data_dir_with_socket_path_of(tmp_path, MAX_IPC_PATH_BYTES)
+    data_dir = _data_dir_with_socket_path_of(tmp_path, DEEPEST_SOCKET_BYTES)
     assert socket_room_problem(data_dir) is None  # the config takes it
     result = check_supervisord_sockets(data_dir)
     assert result.status is CheckStatus.OK, result
@@ -225,10 +229,11 @@ def test_a_data_dir_whose_sockets_just_fit_passes(tmp_path: Path) -> None:
 
 
 def test_a_data_dir_too_deep_for_its_sockets_fails_naming_the_rule(tmp_path: Path) -> None:
-    data_dir = _data_dir_with_socket_path_of(tmp_path, MAX_IPC_PATH_BYTES + 1)
+    data_dir = _data_dir_with_socket_path_of(tmp_path, DEEPEST_SOCKET_BYTES + 1)
     result = check_supervisord_sockets(data_dir)
     assert result.status is CheckStatus.FAILED
-    assert f"{MAX_IPC_PATH_BYTES + 1} bytes, over the {MAX_IPC_PATH_BYTES}" in result.detail
+    assert f"({MAX_IPC_PATH_BYTES + 1} bytes with the longest pid)" in result.detail
+    assert f"over the {MAX_IPC_PATH_BYTES} a unix socket path allows" in result.detail
     assert "shorter" in result.detail
     assert "None" not in result.detail
 

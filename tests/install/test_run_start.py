@@ -13,6 +13,8 @@ import subprocess
 from pathlib import Path
 
 from common import paths
+from common.config.loader import SUPERVISORD_BIND_SUFFIX_BYTES, socket_room_problem
+from common.config.rules import MAX_IPC_PATH_BYTES
 from common.start_watch import FAST_DEATH_S
 from common.supervisord import START_RETRIES
 from tests.install.conftest import CONNECTOR, connector, write_config
@@ -82,6 +84,21 @@ def test_a_program_that_dies_at_start_is_named_with_its_reason_and_run_gives_up(
     log = (paths.log_dir(data_dir) / "supervisord.log").read_text()
     # once given up, supervisord may already have spawned one more try (then stopped it)
     assert log.count("spawned: 'supervisor-agent'") >= START_RETRIES + 1
+
+
+def test_the_deepest_data_dir_the_config_takes_runs(tmp_path: Path) -> None:
+    """supervisord binds its socket as "<path>.<pid>" first: the config's limit on data_dir
+    leaves it that room (a deeper data_dir passed the config, then supervisord refused to
+    start: "AF_UNIX path too long")."""
+    short = tmp_path / "d"
+    grow = MAX_IPC_PATH_BYTES - SUPERVISORD_BIND_SUFFIX_BYTES
+    grow -= len(bytes(paths.supervisord_socket(short)))
+    data_dir = tmp_path / ("d" * (1 + grow))
+    assert socket_room_problem(data_dir) is None
+    assert socket_room_problem(tmp_path / ("d" * (2 + grow))) is not None  # one byte more
+    with running_stack(tmp_path, data_dir=str(data_dir)) as stack:
+        stack.wait_running(["tp-manager", "supervisor-agent"])
+        assert paths.supervisord_socket(data_dir).exists()
 
 
 def test_a_clean_stop_leaves_no_socket_or_link_and_supervisord_asks_a_password(
