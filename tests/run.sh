@@ -23,7 +23,8 @@ fi
 # The suite runs on PYTEST_WORKERS processes (pytest-xdist; 3 by default, 0 for one
 # process): most tests wait on processes and sockets, not on a core.  Its temporary
 # folders go under a short base of their own: a test's data_dir holds the connector's unix
-# sockets, whose paths may be at most 107 bytes, and pytest's own base is 20 bytes longer.
+# sockets, whose paths have little room (docs/configuration.md, data_dir), and pytest's own
+# base (/tmp/pytest-of-USER/pytest-N/popen-gwN/) leaves too little of it.
 # Kept when a test failed, to look at; removed otherwise.
 basetemp="$(mktemp -d /tmp/ecr-tests.XXXXXX)"
 status=0

@@ -322,15 +322,14 @@ def socket_room_problem(data_dir: Path) -> str | None:
     size = len(bytes(sock))
     if size + extra <= rules.MAX_IPC_PATH_BYTES:
         return None
+    detail = f"{sock} is {size} bytes"
     if extra:
-        return (
-            f"is too deep for the connector's unix sockets: {sock} is {size} bytes, and "
-            f"supervisord binds it first as {sock}.PID ({size + extra} bytes with the longest "
-            f"pid), over the {rules.MAX_IPC_PATH_BYTES} a unix socket path allows; use a "
-            "shorter data_dir"
+        detail += (
+            f", and supervisord binds it first as {sock}.PID ({size + extra} bytes with the "
+            "longest pid)"
         )
     return (
-        f"is too deep for the connector's unix sockets: {sock} is {size} bytes, over the "
+        f"is too deep for the connector's unix sockets: {detail}, over the "
         f"{rules.MAX_IPC_PATH_BYTES} a unix socket path allows; use a shorter data_dir"
     )
 

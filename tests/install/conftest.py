@@ -21,12 +21,26 @@ from typing import Any
 
 import yaml
 
+from common import paths
+from common.config.loader import SUPERVISORD_BIND_SUFFIX_BYTES
+from common.config.rules import MAX_IPC_PATH_BYTES
 from tests.stack import REPO
+
+# supervisord's socket path at its longest: supervisord binds it as "<path>.<pid>" first
+DEEPEST_SOCKET_BYTES = MAX_IPC_PATH_BYTES - SUPERVISORD_BIND_SUFFIX_BYTES
 
 CONNECTOR = Path(sys.executable).with_name("ecr-connector")
 COMMAND_TIMEOUT_S = 60.0
 NOBODY = 65534
 IS_ROOT = os.geteuid() == 0
+
+
+def data_dir_with_socket_path_of(tmp_path: Path, size: int) -> Path:
+    """A data_dir under ``tmp_path`` whose supervisord socket path is ``size`` bytes long."""
+    short = tmp_path / "d"
+    grow = size - len(bytes(paths.supervisord_socket(short)))
+    assert grow >= 0, "tmp_path is already too deep for this test"
+    return tmp_path / ("d" * (1 + grow))
 
 
 def write_config(directory: Path, **values: Any) -> Path:

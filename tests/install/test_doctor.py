@@ -25,12 +25,14 @@ from common.checks import (
     check_serial_device,
     check_supervisord_sockets,
 )
-from common.config.loader import SUPERVISORD_BIND_SUFFIX_BYTES, socket_room_problem
+from common.config.loader import socket_room_problem
 from common.config.rules import MAX_IPC_PATH_BYTES
 from tests.install.conftest import (
+    DEEPEST_SOCKET_BYTES,
     IS_ROOT,
     as_unprivileged,
     connector,
+    data_dir_with_socket_path_of,
     line_of,
     pty_device,
     write_config,
@@ -206,22 +208,10 @@ def test_a_run_folder_this_user_may_not_write_fails(tmp_path: Path) -> None:
     assert f"cannot make a socket in {run_dir}" in result.detail
 
 
-# supervisord's socket path at its longest: supervisord binds it as "<path>.<pid>" first
-DEEPEST_SOCKET_BYTES = MAX_IPC_PATH_BYTES - SUPERVISORD_BIND_SUFFIX_BYTES
-
-
-def _data_dir_with_socket_path_of(tmp_path: Path, size: int) -> Path:
-    """A data_dir whose supervisord socket path is ``size`` bytes long."""
-    short = tmp_path / "d"
-    grow = size - len(bytes(paths.supervisord_socket(short)))
-    assert grow >= 0, "tmp_path is already too deep for this test"
-    return tmp_path / ("d" * (1 + grow))
-
-
 def test_a_data_dir_whose_sockets_just_fit_passes(tmp_path: Path) -> None:
     """The check's own probe socket must fit wherever the real sockets fit: a probe with
     a longer name refused such a data_dir ("cannot make a socket ... (None)")."""
-    data_dir = _data_dir_with_socket_path_of(tmp_path, DEEPEST_SOCKET_BYTES)
+    data_dir = data_dir_with_socket_path_of(tmp_path, DEEPEST_SOCKET_BYTES)
     assert socket_room_problem(data_dir) is None  # the config takes it
     result = check_supervisord_sockets(data_dir)
     assert result.status is CheckStatus.OK, result
@@ -229,7 +219,7 @@ def test_a_data_dir_whose_sockets_just_fit_passes(tmp_path: Path) -> None:
 
 
 def test_a_data_dir_too_deep_for_its_sockets_fails_naming_the_rule(tmp_path: Path) -> None:
-    data_dir = _data_dir_with_socket_path_of(tmp_path, DEEPEST_SOCKET_BYTES + 1)
+    data_dir = data_dir_with_socket_path_of(tmp_path, DEEPEST_SOCKET_BYTES + 1)
     result = check_supervisord_sockets(data_dir)
     assert result.status is CheckStatus.FAILED
     assert f"({MAX_IPC_PATH_BYTES + 1} bytes with the longest pid)" in result.detail

@@ -13,11 +13,16 @@ import subprocess
 from pathlib import Path
 
 from common import paths
-from common.config.loader import SUPERVISORD_BIND_SUFFIX_BYTES, socket_room_problem
-from common.config.rules import MAX_IPC_PATH_BYTES
+from common.config.loader import socket_room_problem
 from common.start_watch import FAST_DEATH_S
 from common.supervisord import START_RETRIES
-from tests.install.conftest import CONNECTOR, connector, write_config
+from tests.install.conftest import (
+    CONNECTOR,
+    DEEPEST_SOCKET_BYTES,
+    connector,
+    data_dir_with_socket_path_of,
+    write_config,
+)
 from tests.stack import (
     REPO,
     START_TIMEOUT_S,
@@ -90,12 +95,10 @@ def test_the_deepest_data_dir_the_config_takes_runs(tmp_path: Path) -> None:
     """supervisord binds its socket as "<path>.<pid>" first: the config's limit on data_dir
     leaves it that room (a deeper data_dir passed the config, then supervisord refused to
     start: "AF_UNIX path too long")."""
-    short = tmp_path / "d"
-    grow = MAX_IPC_PATH_BYTES - SUPERVISORD_BIND_SUFFIX_BYTES
-    grow -= len(bytes(paths.supervisord_socket(short)))
-    data_dir = tmp_path / ("d" * (1 + grow))
+    data_dir = data_dir_with_socket_path_of(tmp_path, DEEPEST_SOCKET_BYTES)
     assert socket_room_problem(data_dir) is None
-    assert socket_room_problem(tmp_path / ("d" * (2 + grow))) is not None  # one byte more
+    deeper = data_dir_with_socket_path_of(tmp_path, DEEPEST_SOCKET_BYTES + 1)
+    assert socket_room_problem(deeper) is not None
     with running_stack(tmp_path, data_dir=str(data_dir)) as stack:
         stack.wait_running(["tp-manager", "supervisor-agent"])
         assert paths.supervisord_socket(data_dir).exists()
