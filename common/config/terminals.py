@@ -41,7 +41,7 @@ def v3_version(value: Any) -> str:
         return protocol_version(rules.required_text(value))
     except ValueError:
         raise ValueError(
-            "must be ConcertV3.1 or ConcertV3.2 (or the CZ code 0300, 0301, 0302)"
+            "must be ConcertV3.1 or ConcertV3.2 (or the CZ code 0300, 0301, 0302, 0310, 0320)"
         ) from None
 
 

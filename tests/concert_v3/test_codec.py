@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from common.concert_v3_versions import protocol_name
 from tp_manager.concert_v3.codec import (
     AnswerProgress,
     BadLength,
@@ -187,6 +188,14 @@ def test_protocol_versions() -> None:
     assert protocol_version("0300") == "0300"
     with pytest.raises(ValueError, match="AppNepting"):
         protocol_version("AppNepting")
+
+
+def test_versions_without_a_pos_api_name_are_named_none() -> None:
+    """0310 and 0320 are configurable; the agent's notifications then carry no protocol
+    (its pos_context asks protocol_name for every Concert V3 configuration)."""
+    assert protocol_version("0320") == "0320" and protocol_version("0310") == "0310"
+    assert protocol_name("0302") == "ConcertV3.2"
+    assert protocol_name("0310") is None and protocol_name("0320") is None
 
 
 @pytest.mark.parametrize("register_id", ["SHORT", "THIRTEENCHARS", "ECRCONNECTÖR"])

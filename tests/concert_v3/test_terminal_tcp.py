@@ -200,6 +200,18 @@ async def test_configured_pos_number_register_id_and_version_name(
     assert result.pos_number == 7
 
 
+@pytest.mark.parametrize("version", ["0300", "0301", "0302", "0310", "0320"])
+async def test_every_version_seen_on_the_wire_pays(
+    start_simulator: StartSimulator, version: str
+) -> None:
+    """The protocol notes saw 0310 and 0320 on the wire too: a terminal that speaks one of
+    them must be configurable, and its CZ sent as is."""
+    port = await start_simulator()
+    result = await terminal(port, version=version).pay(eur(100))
+    assert result.accepted
+    assert dict(decode_whole(result.raw.encode("ascii")))["CZ"] == version
+
+
 async def test_check_probes_and_start_sets_link_state(start_simulator: StartSimulator) -> None:
     port = await start_simulator()
     term = terminal(port)
