@@ -12,7 +12,9 @@ try, the order stays ``unknown`` for a person to check, as before.
 
 Each try is one short exchange that takes the terminal's busy flag: it never runs
 beside a payment on the same terminal; a try that finds the terminal busy waits for
-the next one.
+the next one.  A question waits for its answer only briefly (the driver's own bound,
+and never past the budget): it involves no customer, and a payment arriving meanwhile
+is turned away busy.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ class StatusTerminal(Protocol):
     @property
     def recovers_status(self) -> bool: ...
 
-    async def transaction_status(self, request: PaymentRequest) -> PaymentResult | None: ...
+    async def transaction_status(
+        self, request: PaymentRequest, answer_timeout_s: float | None = None
+    ) -> PaymentResult | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +103,12 @@ class StatusRecovery:
                 break
             await asyncio.sleep(delay)
             delay = t.spacing_s
+            left = deadline - loop.time()
+            if left <= 0:
+                break
             log.info("tp_manager.status.asking", order_id=order_id, attempt=attempt)
-            try:
-                verdict = await terminal.transaction_status(request)
+            try:  # the question's own wait is part of the budget
+                verdict = await terminal.transaction_status(request, left)
             except TerminalError as exc:  # busy, unreachable: the next try may do better
                 log.info("tp_manager.status.try_failed", order_id=order_id, code=exc.code)
                 continue

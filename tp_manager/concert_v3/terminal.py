@@ -65,6 +65,9 @@ CANCEL_WAIT_S: Final = 2.0  # how long cancel() waits for the exchange to unwind
 # An identification involves no customer: a terminal answers it at once or not at all.
 # This bounds how long it holds the terminal (and a payment waiting behind it).
 IDENTIFICATION_ANSWER_S: Final = 5.0
+# A status question (CD=T) involves no customer either, and holds the terminal as long as
+# it waits: the next customer's payment would be turned away busy meanwhile.
+STATUS_ANSWER_S: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,16 +377,23 @@ class ConcertV3Terminal:
     def recovers_status(self) -> bool:
         return self.profile.takes(Action.STATUS) and self.profile.reference
 
-    async def transaction_status(self, request: PaymentRequest) -> PaymentResult | None:
+    async def transaction_status(
+        self, request: PaymentRequest, answer_timeout_s: float | None = None
+    ) -> PaymentResult | None:
         """Ask the terminal for the outcome of the payment ``request`` (``CD=T``, named by
-        its ``CF``); None when it has no verdict for it."""
+        its ``CF``); None when it has no verdict for it.  The answer is awaited
+        :data:`STATUS_ANSWER_S` at most, or ``answer_timeout_s`` when shorter (what is
+        left of status recovery's budget)."""
         if not self.recovers_status:
             raise self._unsupported(Action.STATUS, "transaction status")
         payment = self._payment_fields(request)
         status = messages.build_status_request(payment)
         if status is None:
             raise NotSupported(f"order {request.order_id!r} cannot be named in CF")
-        answer = await self._act(status, f"the status of order {request.order_id}")
+        wait = (
+            STATUS_ANSWER_S if answer_timeout_s is None else min(answer_timeout_s, STATUS_ANSWER_S)
+        )
+        answer = await self._act(status, f"the status of order {request.order_id}", wait)
         return messages.parse_status_answer(
             tuple(answer.items()), payment, profile=self.profile, contracts=self._settings.contracts
         )
