@@ -41,6 +41,27 @@ def answering(**answer: str) -> Handler:
 
 
 @pytest.mark.parametrize(
+    "answer",
+    [
+        {"AE": "01", "AF": "09"},  # format error: the question was not understood
+        {"AE": "01", "AF": "77"},  # a code this profile does not know: no such transaction?
+        {"AE": "01"},  # no verdict for that reference
+    ],
+    ids=["format-error", "unknown-af", "no-af"],
+)
+async def test_a_status_answer_that_says_nothing_of_the_payment_is_no_verdict(
+    start_server: StartServer, answer: dict[str, str]
+) -> None:
+    """The status answer's AF says why the *question* failed as much as how the payment
+    ended: only codes that describe a payment's outcome are a verdict.  Anything else
+    leaves the order unknown, for a person to check, rather than 'failed' while the
+    customer may have paid."""
+    port = await start_server(answering(**answer))
+    verdict = await terminal(port, profile=PAYXPERT).transaction_status(payment())
+    assert verdict is None
+
+
+@pytest.mark.parametrize(
     ("answer", "status", "reason"),
     [
         ({"AE": "10", "AC": "123456"}, PaymentStatus.ACCEPTED, None),

@@ -267,6 +267,17 @@ def _status(
     return profile.reading(None)
 
 
+def outcome_failure(af: str | None, profile: Profile) -> bool:
+    """Whether ``AF`` in a status answer tells how the payment ended.  No ``AF`` (no
+    verdict: no such transaction, still at the customer), a code the profile does not
+    know, or a format error (the *question* was not understood) says nothing about the
+    payment: read as a verdict, it would turn an unknown payment, maybe paid, into a
+    failed one."""
+    if af is None or af not in profile.failures:
+        return False
+    return profile.reading(af)[1] is not FailureReason.FORMAT_ERROR
+
+
 def parse_status_answer(
     fields: Sequence[Field],
     payment: Sequence[Field],
@@ -276,9 +287,9 @@ def parse_status_answer(
     timings: Timings | None = None,
 ) -> PaymentResult | None:
     """The verdict a ``CD=T`` answer gives for ``payment``, or None when it gives none:
-    another reference echoed, or ``AE=01`` without ``AF`` (the terminal has no verdict
-    for it: unknown, still at the customer).  Its ``CD`` echo is ``T``: the payment's own
-    type is read from what was sent."""
+    another reference echoed, or ``AE=01`` without an ``AF`` that tells how a payment
+    ended (:func:`outcome_failure`).  Its ``CD`` echo is ``T``: the payment's own type is
+    read from what was sent."""
     answer = as_mapping(fields)
     sent = as_mapping(payment)
     if answer.get(TAG_PRIVATE) != sent.get(TAG_PRIVATE):
@@ -286,7 +297,9 @@ def parse_status_answer(
         return None
     if answer.get(TAG_STATUS) not in (STATUS_DONE, STATUS_NOT_DONE):
         return None
-    if answer.get(TAG_STATUS) == STATUS_NOT_DONE and TAG_FAILURE not in answer:
+    if answer.get(TAG_STATUS) == STATUS_NOT_DONE and not outcome_failure(
+        answer.get(TAG_FAILURE), profile
+    ):
         return None
     as_payment = [
         (tag, sent[tag] if tag == TAG_TRANSACTION_TYPE else value) for tag, value in fields
