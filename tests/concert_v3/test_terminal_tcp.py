@@ -296,6 +296,57 @@ async def test_reset_at_once(start_server: StartServer) -> None:
         await terminal(port).pay(eur(100))
 
 
+async def test_reset_after_a_complete_answer_keeps_the_answer(start_server: StartServer) -> None:
+    """A terminal that ends with a TCP RST instead of a FIN (SO_LINGER 0, common in
+    embedded stacks) after a whole answer: the answer stands, as after a close; reading
+    it as 'connection reset' made an accepted payment unknown."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = dict((await read_request(reader)).fields)
+        writer.write(_answer_to(request, AE="10", AC="123456"))
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        reset(writer)
+
+    port = await start_server(handler)
+    result = await terminal(port, settle=SILENT_SERVER_S).pay(eur(100))
+    assert result.accepted and result.authorization_number == "123456"
+
+
+async def test_reset_after_an_answer_without_cb_keeps_the_answer(
+    start_server: StartServer,
+) -> None:
+    """After a red-button cancel some terminals answer without CB; then the RST."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = dict((await read_request(reader)).fields)
+        del request["CB"]
+        writer.write(_answer_to(request, AE="01", AF="11"))
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        reset(writer)
+
+    port = await start_server(handler)
+    result = await terminal(port, echo_grace=SILENT_SERVER_S).pay(eur(100))
+    assert result.status is PaymentStatus.NOT_VERIFIED
+    assert result.failure_reason is FailureReason.ABANDONED and result.amount == 100
+
+
+async def test_reset_inside_an_answer_is_unknown(start_server: StartServer) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = dict((await read_request(reader)).fields)
+        data = _answer_to(request, AE="10", AC="123456")
+        writer.write(data[:-3])  # ends inside AC
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        reset(writer)
+
+    port = await start_server(handler)
+    with pytest.raises(ConnectionReset) as caught:
+        await terminal(port).pay(eur(100))
+    assert caught.value.money_may_have_moved
+
+
 async def test_silent_server_times_out(start_server: StartServer) -> None:
     async def handler(reader: asyncio.StreamReader, _writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

@@ -9,7 +9,10 @@ Reading follows the completeness rule of :mod:`tp_manager.concert_v3.codec`:
 read until the answer is ``COMPLETE`` and then keep reading while bytes still
 come within ``settle`` seconds (trailing fields in a later segment); accept a
 ``USABLE`` answer (status present, an echo missing) once the line has been quiet
-for ``echo_grace`` seconds; a close by the terminal ends reading at once.
+for ``echo_grace`` seconds; a close by the terminal ends reading at once.  A reset
+(RST: embedded stacks often close with SO_LINGER 0) is a close too once the answer is
+``USABLE`` or ``COMPLETE``: nothing more can come, and the answer stands; inside the
+answer it is :class:`ConnectionReset` (the customer may have paid).
 """
 
 from __future__ import annotations
@@ -353,12 +356,13 @@ class _AnswerReader:
         """The peer closed (``exc`` None) or the connection was lost."""
         if self._done.done():
             return
-        if exc is None:
+        reset = isinstance(exc, (ConnectionResetError, BrokenPipeError))
+        if exc is None or (reset and self._state is not AnswerProgress.PARTIAL):
             if self._state is AnswerProgress.PARTIAL:
                 self._fail(_closed_error(self._host, self._port, self._decoder))
             else:
                 self._finish()
-        elif isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        elif reset:
             self._fail(
                 ConnectionReset(
                     f"terminal at {self._host}:{self._port} reset the connection after "
