@@ -13,7 +13,8 @@ made here, in one place:
   an unknown AF or no AF are ``NOT_VERIFIED``: the payment did not happen, but no
   one refused the card.  An unknown AE is ``NOT_VERIFIED`` too.
 * ``AA`` (card number) is re-masked if a terminal sends more than the first 6
-  and last 4 digits in clear, in the result and in ``raw``.
+  and last 4 digits in clear, in the result and in ``raw``; so are card numbers in the
+  tickets ``AK`` carries (tp_manager/concert_v3/tickets.py).
 * ``merchant_contract`` is ``CG`` when the terminal sends it, else the
   configured contract whose payment application is the answer's ``CC``.  The
   contract rank is not carried by the protocol and is not reported.
@@ -32,7 +33,7 @@ from common.concert_v3_profiles import ACTION_CODES, PROFILES, Action, Profile
 from common.concert_v3_versions import DEFAULT_VERSION, protocol_version
 from common.redact import mask_card_field
 from tp_manager.concert_v3.codec import Field, as_mapping, encode_fields
-from tp_manager.concert_v3.tickets import decode_tickets
+from tp_manager.concert_v3.tickets import Tickets, decode_tickets
 from tp_manager.terminal.errors import AmountOutOfRange, InvalidRequest, MalformedMessage
 from tp_manager.terminal.model import (
     FailureReason,
@@ -236,6 +237,19 @@ def mask_answer(fields: Sequence[Field]) -> tuple[Field, ...]:
     return tuple(masked)
 
 
+def _kept(fields: Sequence[Field], tickets: Tickets | None) -> tuple[Field, ...]:
+    """The answer as the journal may keep it: ``AK`` with its tickets' card numbers
+    masked, or left out when it did not decode (no one can tell what it holds)."""
+    kept: list[Field] = []
+    for tag, value in fields:
+        if tag == TAG_TICKET:
+            if tickets is None:
+                continue
+            value = tickets.wire
+        kept.append((tag, value))
+    return tuple(kept)
+
+
 def _echoed_int(answer: Mapping[str, str], tag: str, sent: int) -> int:
     text = answer.get(tag)
     if text is None:
@@ -356,6 +370,6 @@ def parse_answer(
         ticket_format=tickets.format if tickets else None,
         customer_ticket=tickets.customer if tickets else None,
         merchant_ticket=tickets.merchant if tickets else None,
-        raw=encode_fields(safe).decode("ascii"),
+        raw=encode_fields(_kept(safe, tickets)).decode("ascii"),
         timings=timings or Timings(),
     )

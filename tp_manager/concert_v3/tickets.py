@@ -6,7 +6,10 @@ always base64 on the wire.  ``AK`` holds one ticket, or, when both copies come, 
 ``ZT`` field per copy inside it (tag, 3-digit length, value), customer first: that is
 this connector's reading of "possibly wrapped in a ZT tag" (docs/terminals.md).  A
 ticket that does not decode is dropped with a warning: the payment's verdict stands
-without it.  Card numbers in a ticket are masked again (common.redact).
+without it.  Card numbers in a ticket are masked again (common.redact), in the decoded
+text and in the ``AK`` the journal keeps in the raw answer (:attr:`Tickets.wire`: the
+masked text encoded again, as it came); an ``AK`` that does not decode is not kept at
+all, since no one can tell what it holds.
 """
 
 from __future__ import annotations
@@ -36,29 +39,36 @@ class Tickets:
     format: str  # TEXT | HTML
     customer: str | None
     merchant: str | None
+    wire: str  # the AK value with the tickets' card numbers masked, wrapped as it came
 
 
-def _unwrap(value: str) -> list[str]:
-    """``ZT``-wrapped parts, or the value itself when it is not wrapped."""
+def _unwrap(value: str) -> tuple[list[str], bool]:
+    """``ZT``-wrapped parts, or the value itself when it is not wrapped; whether it was."""
     parts: list[str] = []
     rest = value
     while rest.startswith(WRAP_TAG) and rest[2:WRAP_HEADER].isdigit():
         size = int(rest[2:WRAP_HEADER])
         parts.append(rest[WRAP_HEADER : WRAP_HEADER + size])
         rest = rest[WRAP_HEADER + size :]
-    return parts if parts and not rest else [value]
+    return (parts, True) if parts and not rest else ([value], False)
 
 
-def _decode(part: str, html: bool) -> str:
+def _decode(part: str, html: bool) -> tuple[str, str]:
+    """The ticket's text, card numbers masked, and the charset it was written in."""
     data = base64.b64decode(part, validate=True)
+    charset = "latin-1"
     if html:
         try:
-            text = data.decode(HTML_ENCODING)
+            text, charset = data.decode(HTML_ENCODING), HTML_ENCODING
         except UnicodeDecodeError:
-            text = data.decode("latin-1")
+            text = data.decode(charset)
     else:
-        text = data.decode("latin-1")
-    return mask_pans(text, luhn=True)[0]
+        text = data.decode(charset)
+    return mask_pans(text, luhn=True)[0], charset
+
+
+def _encode(text: str, charset: str) -> str:
+    return base64.b64encode(text.encode(charset)).decode("ascii")
 
 
 def decode_tickets(ak: str | None, ck: str | None) -> Tickets | None:
@@ -66,11 +76,15 @@ def decode_tickets(ak: str | None, ck: str | None) -> Tickets | None:
     if not ak or not ck or len(ck) != CK_SIZE:
         return None
     html = ck[2] == TicketFormat.HTML
+    parts, wrapped = _unwrap(ak)
     try:
-        texts = [_decode(part, html) for part in _unwrap(ak)]
+        decoded = [_decode(part, html) for part in parts]
     except (binascii.Error, ValueError) as exc:
         log.warning("concert_v3.ticket.undecodable", error=str(exc), size=len(ak))
         return None
+    texts = [text for text, _ in decoded]
+    encoded = [_encode(text, charset) for text, charset in decoded]
+    wire = "".join(f"{WRAP_TAG}{len(e):03d}{e}" for e in encoded) if wrapped else encoded[0]
     copies = ck[1]
     customer: str | None
     merchant: str | None
@@ -79,4 +93,4 @@ def decode_tickets(ak: str | None, ck: str | None) -> Tickets | None:
     else:
         customer = texts[0]
         merchant = texts[1] if copies == TicketCopies.BOTH and len(texts) > 1 else None
-    return Tickets(format=HTML if html else TEXT, customer=customer, merchant=merchant)
+    return Tickets(format=HTML if html else TEXT, customer=customer, merchant=merchant, wire=wire)
