@@ -484,6 +484,82 @@ async def test_unexpected_acknowledgement_then_result(start_server: StartServer)
     assert result.status is PaymentStatus.REFUSED
 
 
+async def test_acknowledgement_and_result_in_one_segment(start_server: StartServer) -> None:
+    """A quick terminal's ``AE=11`` and its result can reach the register in one TCP
+    segment: the result starts where the acknowledgement's first tag comes again."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = dict((await read_request(reader)).fields)
+        writer.write(_answer_to(request, AE="11") + _answer_to(request, AE="01", AF="04"))
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    port = await start_server(handler)
+    result = await terminal(port).pay(eur(100))
+    assert result.status is PaymentStatus.REFUSED and result.failure_reason is FailureReason.REFUSED
+
+
+def _ack_without_cb(request: dict[str, str]) -> bytes:
+    return _answer_to({tag: value for tag, value in request.items() if tag != "CB"}, AE="11")
+
+
+async def test_acknowledgement_missing_an_echo_is_not_the_result(
+    start_server: StartServer,
+) -> None:
+    """An ``AE=11`` that does not echo every field is still only 'taken into account':
+    read as the answer after the echo grace, it made a payment the customer was about to
+    make 'not verified'."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = dict((await read_request(reader)).fields)
+        writer.write(_ack_without_cb(request))
+        await writer.drain()
+        await asyncio.sleep(0.3)  # the customer pays, well past the echo grace
+        writer.write(_answer_to(request, AE="10", AC="123456"))
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    port = await start_server(handler)
+    result = await terminal(port, echo_grace=0.05).pay(eur(100))
+    assert result.accepted and result.authorization_number == "123456"
+
+
+async def test_acknowledgement_missing_an_echo_then_result_byte_by_byte(
+    start_server: StartServer,
+) -> None:
+    """The result's first tag split across two segments, right after an acknowledgement
+    that cannot be seen to be whole (no CB): its two bytes still start the result."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = dict((await read_request(reader)).fields)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        data = _ack_without_cb(request) + _answer_to(request, AE="01", AF="04")
+        for at in range(len(data)):
+            writer.write(data[at : at + 1])
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(1)
+
+    port = await start_server(handler)
+    result = await terminal(port, echo_grace=SILENT_SERVER_S).pay(eur(100))
+    assert result.status is PaymentStatus.REFUSED and result.amount == 100
+
+
+async def test_close_after_only_an_acknowledgement_is_link_lost(
+    start_server: StartServer,
+) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = dict((await read_request(reader)).fields)
+        writer.write(_ack_without_cb(request))
+        await writer.drain()
+        writer.close()
+
+    port = await start_server(handler)
+    with pytest.raises(LinkLost) as caught:
+        await terminal(port, echo_grace=SILENT_SERVER_S).pay(eur(100))
+    assert caught.value.money_may_have_moved
+
+
 async def test_malformed_answer_from_server(start_server: StartServer) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

@@ -73,7 +73,11 @@ class BadValue(MalformedMessage):
 
 
 class DuplicateTag(MalformedMessage):
-    """The same tag twice in one message."""
+    """The same tag twice in one message (``tag``): raised at the tag's second byte."""
+
+    def __init__(self, tag: str, message: str) -> None:
+        super().__init__(message)
+        self.tag = tag
 
 
 class TruncatedMessage(MalformedMessage):
@@ -179,7 +183,7 @@ class FieldStreamDecoder:
             if len(self._tag) == TAG_SIZE:
                 tag = self._tag.decode("ascii")
                 if tag in self._tags:
-                    raise DuplicateTag(f"tag {tag} appears twice (offset {self._offset - 1})")
+                    raise DuplicateTag(tag, f"tag {tag} appears twice (offset {self._offset - 1})")
                 self._state = _State.LENGTH
         elif self._state is _State.LENGTH:
             if byte not in _DIGIT_BYTES:

@@ -12,7 +12,10 @@ come within ``settle`` seconds (trailing fields in a later segment); accept a
 for ``echo_grace`` seconds; a close by the terminal ends reading at once.  A reset
 (RST: embedded stacks often close with SO_LINGER 0) is a close too once the answer is
 ``USABLE`` or ``COMPLETE``: nothing more can come, and the answer stands; inside the
-answer it is :class:`ConnectionReset` (the customer may have paid).
+answer it is :class:`ConnectionReset` (the customer may have paid).  An ``AE=11``
+("taken into account") is never the answer, even one that does not echo every field:
+the result follows on the same connection, later or in the same segment (it begins
+where a tag of the acknowledgement comes again).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import structlog
 
 from tp_manager.concert_v3.codec import (
     AnswerProgress,
+    DuplicateTag,
     Field,
     FieldStreamDecoder,
     answer_progress,
@@ -339,18 +343,39 @@ class _AnswerReader:
             self._fail(MalformedMessage(f"answer longer than {MAX_ANSWER_BYTES} bytes"))
             return
         try:
-            self._decoder.feed(chunk)
+            self._feed(chunk)
         except MalformedMessage as exc:
             self._fail(exc)
             return
         state = answer_progress(self._decoder, self._echo_tags)
-        if state is AnswerProgress.COMPLETE and _is_acknowledgement(self._decoder):
+        if state is not AnswerProgress.PARTIAL and _is_acknowledgement(self._decoder):
             # BA=1 style "taken into account": the result follows on this connection.
-            log.warning("concert_v3.answer.unexpected_ack")
-            self._decoder = FieldStreamDecoder()
+            if state is AnswerProgress.COMPLETE:  # the acknowledgement is whole
+                log.warning("concert_v3.answer.unexpected_ack")
+                self._decoder = FieldStreamDecoder()
+            # else it may still lack an echo: kept, until its first tag comes again
             state = AnswerProgress.PARTIAL  # nothing of the result yet
         self._state = state
         self._arm()
+
+    def _feed(self, chunk: bytes) -> None:
+        """Decode ``chunk``; where a tag of an acknowledgement (``AE=11``) comes again,
+        the result begins (both may come in one segment)."""
+        data = chunk
+        while True:  # bounded: each pass after the first consumes a whole field at least
+            before = self._decoder.byte_count
+            try:
+                self._decoder.feed(data)
+                return
+            except DuplicateTag as exc:
+                if not _is_acknowledgement(self._decoder):
+                    raise
+                log.warning("concert_v3.answer.unexpected_ack")
+                # the decoder stopped on the tag's second byte; its first may have come
+                # in an earlier segment: the new message starts with the whole tag
+                second = self._decoder.byte_count - before
+                data = exc.tag.encode("ascii") + data[second + 1 :]
+                self._decoder = FieldStreamDecoder()
 
     def ended(self, exc: Exception | None) -> None:
         """The peer closed (``exc`` None) or the connection was lost."""
