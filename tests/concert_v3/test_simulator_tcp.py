@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import base64
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,21 @@ def test_simulator_is_independent_of_the_driver() -> None:
         m for m in imported if m.startswith(("tp_manager.concert_v3", "tp_manager.terminal"))
     }
     assert not forbidden
+
+
+@pytest.mark.parametrize(
+    ("amount", "numeric", "printed"),
+    [(500, "392", "MONTANT 500 JPY"), (1_234, "048", "MONTANT 1,234 BHD")],
+    ids=["JPY", "BHD"],
+)
+async def test_the_ticket_prints_the_amount_in_its_own_currency(
+    start_simulator: StartSimulator, amount: int, numeric: str, printed: str
+) -> None:
+    """The simulated ticket reads CB with CE's exponent: it printed every amount as
+    hundredths of EUR (500 JPY as 'MONTANT 5,00 EUR')."""
+    port = await start_simulator()
+    request = [*REQUEST, ("CK", "100")]
+    request = [(t, str(amount) if t == "CB" else numeric if t == "CE" else v) for t, v in request]
+    answer = await exchange(port, encode_fields(request), until_tag="AK")
+    ticket = base64.b64decode(answer["AK"]).decode("latin-1")
+    assert printed in ticket.splitlines()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from common.concert_v3_profiles import ACTION_CODES, PROFILES, Profile
+from common.money import MoneyError, currency_by_numeric, format_major
 
 PAYMENT_CODES: Final = frozenset({"0", "1", "2"})  # debit, credit, cancel
 STATUS_CODE: Final = "T"  # CD: status of a past transaction
@@ -86,15 +87,24 @@ def _encode(text: str, html_format: bool) -> str:
     return base64.b64encode(text.encode("latin-1")).decode("ascii")
 
 
+def _printed_amount(answer: dict[str, str]) -> str:
+    """CB in CE's own unit (500 JPY, 1,234 BHD), as the terminal prints it."""
+    minor = int(answer.get("CB", "0"))
+    try:
+        cur = currency_by_numeric(answer.get("CE", ""))
+    except MoneyError:  # a code ISO 4217 does not know: the minor units, as they came
+        return f"{minor} ({answer.get('CE', '?')})"
+    return f"{format_major(minor, cur, decimal_comma=True)} {cur.alpha}"
+
+
 def ticket_text(answer: dict[str, str], copy: str) -> str:
     who = "TICKET CLIENT" if copy == COPY_CUSTOMER else "TICKET COMMERCANT"
     verdict = "PAIEMENT ACCEPTÉ" if answer.get("AE") == "10" else "PAIEMENT REFUSÉ"
-    amount = int(answer.get("CB", "0"))
     lines = [
         TICKET_SHOP,
         who,
         f"CARTE {answer.get('AA', '')}",
-        f"MONTANT {amount // 100},{amount % 100:02d} EUR",
+        f"MONTANT {_printed_amount(answer)}",
         verdict,
     ]
     if answer.get("AC"):
