@@ -18,7 +18,12 @@ from common.logging import configure_logging
 from tp_manager.concert_v3 import Contract
 from tp_manager.concert_v3 import terminal as v3_terminal
 from tp_manager.concert_v3.codec import BadTag, encode_fields
-from tp_manager.concert_v3.transport import connect_error
+from tp_manager.concert_v3.transport import (
+    ExchangeProgress,
+    ExchangeTimeouts,
+    _AnswerReader,
+    connect_error,
+)
 from tp_manager.simulator.scenarios import Scenario
 from tp_manager.terminal.errors import (
     AmountOutOfRange,
@@ -345,6 +350,26 @@ async def test_reset_inside_an_answer_is_unknown(start_server: StartServer) -> N
     with pytest.raises(ConnectionReset) as caught:
         await terminal(port).pay(eur(100))
     assert caught.value.money_may_have_moved
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [
+        TimeoutError(errno.ETIMEDOUT, "Connection timed out"),
+        OSError(errno.EHOSTUNREACH, "No route to host"),
+    ],
+)
+async def test_a_line_lost_inside_an_answer_is_unknown_and_named(lost: OSError) -> None:
+    # what the loop hands the protocol when the kernel gives up on the connection (TCP
+    # retransmissions or keep-alives unanswered, a route gone): loopback cannot lose a
+    # line, so the reader is told as asyncio tells it
+    reader = _AnswerReader(LOOPBACK, 8888, (), ExchangeTimeouts(), ExchangeProgress())
+    reader.received(_answer_to({"CJ": "012345678901", "CZ": "0300"}, AE="10")[:7])
+    reader.ended(lost)
+    with pytest.raises(LinkLost) as caught:
+        await reader.answer()
+    assert caught.value.money_may_have_moved
+    assert lost.strerror in caught.value.message and "may have paid" in caught.value.message
 
 
 async def test_silent_server_times_out(start_server: StartServer) -> None:

@@ -258,6 +258,11 @@ async def exchange(
             raise ConnectionReset(
                 f"terminal at {host}:{port} reset the connection while the request was sent: {exc}"
             ) from None
+        except OSError as exc:  # part of the request may have left: the terminal may act
+            raise LinkLost(
+                f"terminal at {host}:{port} was lost while the request was sent "
+                f"({_os_reason(exc)}); the customer may have paid: check the terminal"
+            ) from None
         request_ms = _ms(sending)
         log.debug("concert_v3.request.sent", bytes=len(payload))
         fields, segments, first_byte_at = await reader.answer()
@@ -394,8 +399,14 @@ class _AnswerReader:
                     f"{self._total} answer bytes: {exc}"
                 )
             )
-        else:
-            self._fail(exc)
+        else:  # a timeout, an unreachable host: the line is gone, whatever it was
+            self._fail(
+                LinkLost(
+                    f"terminal at {self._host}:{self._port} was lost after {self._total} "
+                    f"answer bytes ({_os_reason(exc)}); the customer may have paid: "
+                    "check the terminal"
+                )
+            )
 
     def _arm(self) -> None:
         deadline = self._deadline
@@ -467,6 +478,11 @@ def _timeout_error(
         f"terminal at {host}:{port} sent {got} within the transaction timeout "
         f"({timeouts.transaction:g} s); the customer may have paid: check the terminal"
     )
+
+
+def _os_reason(exc: BaseException) -> str:
+    """``Connection timed out`` rather than ``[Errno 110] Connection timed out``."""
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
 
 
 def _closed_error(host: str, port: int, decoder: FieldStreamDecoder) -> LinkLost:
