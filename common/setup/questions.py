@@ -173,8 +173,15 @@ QUESTIONS: tuple[Question, ...] = (
         applies=_contract("nfc"),
     ),
 )
-# The line defaults the desktop seed's printed config starts with (a Concert V2 line).
-LINE_DEFAULTS: dict[str, Any] = {"baudRate": 9600, "dataBits": 8, "parity": "none", "stopBits": 1}
+# The line defaults the desktop seed's printed config starts with (a Concert V2 line).  Text,
+# as every answer is: the file's writer (config_file.py) turns off YAML's implicit typing, so
+# a number would be written with an explicit tag (``baudRate: !!int '9600'``).
+LINE_DEFAULTS: dict[str, str] = {
+    "baudRate": "9600",
+    "dataBits": "8",
+    "parity": "none",
+    "stopBits": "1",
+}
 
 
 def config_values(answers: Mapping[str, str]) -> dict[str, Any]:

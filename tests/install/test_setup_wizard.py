@@ -90,6 +90,10 @@ def test_setup_through_a_pty_with_both_contracts_writes_a_private_config(
         ("nfc", "00B", "1234568", "001"),
     ]
     assert config.data_dir == folder
+    # the seed's line settings as a person writes them (docs/installation.md), no YAML tags
+    text = path.read_text()
+    assert "\nbaudRate: 9600\ndataBits: 8\nparity: none\nstopBits: 1\n" in text
+    assert "!!" not in text
 
     # the passwords were never on the screen, not even in the summary
     for secret in (HIPAY_PASSWORD, API_PASSWORD):
