@@ -1,8 +1,9 @@
 """The running connector's API, as the technician's commands (``status``, ``pay``) reach it.
 
-They read the same config file as the connector, so they find its port and
-credentials themselves; they only talk HTTP to the API (never to the journal or
-tp-manager directly), so what they show is what a register would get.
+They read the same config file as the connector (the demo's without ``--config``, as
+``run`` and ``doctor``), so they find its port and credentials themselves; they only
+talk HTTP to the API (never to the journal or tp-manager directly), so what they show
+is what a register would get.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from common.config import ConfigError, load_config
+from common.config import ConfigError, load_config_arg
 from supervisor_agent.api.settings import ApiSettings, api_settings
 
 ANY_ADDRESS = {"0.0.0.0", "::", ""}  # noqa: S104 (we connect to it, we do not bind it)
@@ -32,7 +33,7 @@ class ApiTarget:
     @classmethod
     def from_config(cls, path: str) -> ApiTarget:
         try:
-            settings = api_settings(load_config(path))
+            settings = api_settings(load_config_arg(path))
         except ConfigError as exc:
             raise CliError(str(exc)) from None
         host = "127.0.0.1" if settings.bind_address in ANY_ADDRESS else settings.bind_address
@@ -67,5 +68,8 @@ def refused(status: int, body: object) -> CliError:
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", required=True, help="the connector's config file (config.yml or config.txt)"
+        "--config",
+        metavar="FILE",
+        default="demo",
+        help="the connector's config file (config.yml or config.txt); without it, the demo's",
     )

@@ -1,4 +1,4 @@
-"""``ecr-connector pay AMOUNT [--currency EUR] [--order-id ID] --config FILE``.
+"""``ecr-connector pay AMOUNT [--currency EUR] [--order-id ID] [--config FILE]``.
 
 A technician's test payment through the running connector's API, exactly as a
 register makes one (the configured flavour's ``POST /``).  While the customer pays,

@@ -1,8 +1,8 @@
-"""``ecr-connector status --config FILE``: the status page's facts, in the terminal.
+"""``ecr-connector status [--config FILE]``: the status page's facts, in the terminal.
 
-Reads ``GET /status.json`` of the running connector (the page's own source), so a
-technician over SSH sees exactly what the page shows.  Exit status: 0 when the
-terminal link is up, 1 when it is not, 2 when the API cannot be asked.
+Reads ``GET /status.json`` of the running connector (without ``--config``, the demo's;
+the page's own source), so a technician over SSH sees exactly what the page shows.  Exit
+status: 0 when the terminal link is up, 1 when it is not, 2 when the API cannot be asked.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """``ecr-connector outbox``: see which HiPay notifications are stuck, and requeue dead ones.
 
-``ecr-connector outbox [--config PATH | --data-dir DIR] [--json]`` lists pending and
-dead notifications; ``ecr-connector outbox retry ID`` (or ``retry --all``) puts
-dead-lettered ones back in the queue, due now.  A running agent picks them up when it
-next rereads the outbox (within a minute: this process cannot wake it); the command
-needs no running agent and no network.
+``ecr-connector outbox [--config PATH | --data-dir DIR] [--json]`` (neither: the demo's)
+lists pending and dead notifications; ``ecr-connector outbox retry ID`` (or ``retry
+--all``) puts dead-lettered ones back in the queue, due now.  A running agent picks
+them up when it next rereads the outbox (within a minute: this process cannot wake it);
+the command needs no running agent and no network.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common.config import ConfigError, load_config
+from common.config import ConfigError, load_config_arg
 from common.logging import configure_logging
 from supervisor_agent.journal import JOURNAL_FILENAME, Journal
 from supervisor_agent.outbox import Notification, NotificationState
@@ -25,7 +25,9 @@ ERROR_COLUMN_CHARS = 60
 
 def _add_location(parser: argparse.ArgumentParser, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--config", default=default, help="connector config file")
+    parser.add_argument(
+        "--config", default=default, help="connector config file (without it, the demo's)"
+    )
     parser.add_argument("--data-dir", default=default, help="data directory (instead of --config)")
 
 
@@ -47,12 +49,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _data_dir(args: argparse.Namespace) -> Path:
     if getattr(args, "data_dir", None):
         return Path(args.data_dir)
-    if getattr(args, "config", None):
-        try:
-            return load_config(args.config).data_dir
-        except ConfigError as exc:  # the user's mistake: one clear line, no traceback
-            raise SystemExit(f"outbox: {exc}") from None
-    raise SystemExit("outbox: give --config PATH or --data-dir DIR")
+    try:  # no --config: the demo's, as ``run`` and ``doctor``
+        return load_config_arg(getattr(args, "config", None)).data_dir
+    except ConfigError as exc:  # the user's mistake: one clear line, no traceback
+        raise SystemExit(f"outbox: {exc}") from None
 
 
 def _when(ts: float | None) -> str:

@@ -24,6 +24,7 @@ from tests.stack import REPO, Stack, alive, free_port, kill_all, wait_for
 DEMO_PORTS = (8080, 8089)  # the demo's API and its HiPay stand-in
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 40.0
+CLI_TIMEOUT_S = 30.0
 CONNECTOR = Path(sys.executable).with_name("ecr-connector")
 
 
@@ -57,6 +58,26 @@ def child_pids(data_dir: Path) -> set[int]:
         infos = rpc(paths.supervisord_socket(data_dir)).supervisor.getAllProcessInfo()
         return {int(i["pid"]) for i in infos if i["pid"]}
     return set()
+
+
+def stop_demo(proc: subprocess.Popen[bytes], data_dir: Path, pids: set[int]) -> None:
+    """Whatever happened: stop ``run`` as Ctrl-C would, then SIGKILL whatever is left.
+
+    supervisord and its programs are recorded first, before anything is killed: a
+    program killed under a living supervisord is restarted under a new pid, and a
+    supervisord whose ``run`` was killed outlives it.
+    """
+    with contextlib.suppress(Exception):
+        pids = pids | {int(rpc(paths.supervisord_socket(data_dir)).supervisor.getPID())}
+    pids = pids | child_pids(data_dir)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    proc.wait(timeout=10)
+    kill_all(pids)
 
 
 @pytest.mark.skipif(
@@ -94,14 +115,32 @@ def test_run_without_config_is_a_working_demo_and_ctrl_c_stops_it(tmp_path: Path
         assert body["paymentStatus"] == "SUCCESS"
         assert body["notificationHipaySent"] is True  # the demo's HiPay stand-in has it
 
+        # the README's operator commands, with no --config: the demo's, as doctor and run
+        for command, exit_code, says in (
+            (["status"], 0, "SIM0000000001"),
+            (["pay", "1.00", "--order-id", "Newcomer_pay_1"], 0, "ACCEPTED"),
+            (["outbox"], 0, "no pending or dead notifications"),
+        ):
+            done = subprocess.run(
+                [str(CONNECTOR), *command],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=CLI_TIMEOUT_S,
+                check=False,
+            )
+            assert (done.returncode, says in done.stdout) == (exit_code, True), (
+                command,
+                done.stdout,
+                done.stderr,
+            )
+
         os.kill(proc.pid, signal.SIGINT)  # Ctrl-C
         assert proc.wait(timeout=STOP_TIMEOUT_S) == 0
         wait_for(lambda: not any(alive(p) for p in pids), 10, "every program to exit")
     finally:
-        kill_all(pids | child_pids(data_dir))
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+        stop_demo(proc, data_dir, pids)
 
 
 @pytest.mark.skipif(
@@ -139,10 +178,7 @@ def test_the_demo_in_the_kiosk_shape_takes_the_kiosk_seed_body(tmp_path: Path) -
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=STOP_TIMEOUT_S) == 0
     finally:
-        kill_all(pids | child_pids(tmp_path / "data"))
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+        stop_demo(proc, tmp_path / "data", pids)
 
 
 def test_always_up_starts_the_connector_once(tmp_path: Path) -> None:
