@@ -18,6 +18,7 @@ import pwd
 import shutil
 import socket
 import stat
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -282,6 +283,16 @@ def _supervisord_answers(sock_path: Path) -> bool:
     return True
 
 
+def supervisorctl() -> str:
+    """The supervisorctl installed with the connector, as a command a person can type.
+
+    It is beside this Python (``.venv/bin/`` after deploy/quickstart.sh), which is not on
+    PATH, so a bare ``supervisorctl`` would not be found.
+    """
+    installed = Path(sys.executable).with_name("supervisorctl")
+    return str(installed) if installed.exists() else "supervisorctl"
+
+
 def check_supervisord_sockets(data_dir: Path) -> CheckResult:
     """supervisord makes its socket in ``run/``: the folder must take one, and none may listen."""
     name = "supervisord socket"
@@ -291,7 +302,7 @@ def check_supervisord_sockets(data_dir: Path) -> CheckResult:
         return _failed(
             name,
             f"a connector already runs on {data_dir} ({sock_path} answers)",
-            f"stop it first (`supervisorctl -c {run_dir / 'supervisord.conf'} shutdown`), "
+            f"stop it first (`{supervisorctl()} -c {run_dir / 'supervisord.conf'} shutdown`), "
             "or use another data_dir",
         )
     too_deep = socket_room_problem(data_dir)

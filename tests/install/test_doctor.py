@@ -190,7 +190,11 @@ def test_a_connector_already_running_on_the_data_dir_fails(tmp_path: Path) -> No
         sock.listen(1)
         detail = failed(config, "supervisord socket")
     assert f"a connector already runs on {tmp_path / 'data'}" in detail
-    assert "shutdown" in detail
+    # the command it names runs as shown: the supervisorctl installed with the connector,
+    # which is not on PATH after deploy/quickstart.sh (it lives in .venv/bin)
+    command = detail.split("`")[1]
+    assert command.endswith(f"-c {paths.run_dir(tmp_path / 'data') / 'supervisord.conf'} shutdown")
+    assert shutil.which(command.split()[0]) is not None, command
 
 
 def test_a_run_folder_this_user_may_not_write_fails(tmp_path: Path) -> None:
