@@ -18,7 +18,6 @@ import pwd
 import shutil
 import socket
 import stat
-import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from common import paths
+from common import installed, paths
 from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.config.loader import socket_room_problem
 from common.config.model import CONCERT_V3
@@ -283,27 +282,19 @@ def _supervisord_answers(sock_path: Path) -> bool:
     return True
 
 
-def supervisorctl() -> str:
-    """The supervisorctl installed with the connector, as a command a person can type.
-
-    It is beside this Python (``.venv/bin/`` after deploy/quickstart.sh), which is not on
-    PATH, so a bare ``supervisorctl`` would not be found.
-    """
-    installed = Path(sys.executable).with_name("supervisorctl")
-    return str(installed) if installed.exists() else "supervisorctl"
-
-
 def check_supervisord_sockets(data_dir: Path) -> CheckResult:
     """supervisord makes its socket in ``run/``: the folder must take one, and none may listen."""
     name = "supervisord socket"
     sock_path = paths.supervisord_socket(data_dir)
     run_dir = sock_path.parent
     if os.path.exists(sock_path) and _supervisord_answers(sock_path):
+        shutdown = (
+            f"{installed.command('supervisorctl')} -c {run_dir / 'supervisord.conf'} shutdown"
+        )
         return _failed(
             name,
             f"a connector already runs on {data_dir} ({sock_path} answers)",
-            f"stop it first (`{supervisorctl()} -c {run_dir / 'supervisord.conf'} shutdown`), "
-            "or use another data_dir",
+            f"stop it first (`{shutdown}`), or use another data_dir",
         )
     too_deep = socket_room_problem(data_dir)
     if too_deep:

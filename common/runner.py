@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common import paths, versions
+from common import installed, paths, versions
 from common.start_watch import FAST_DEATH_S
 from common.supervisord import START_RETRIES, ExtraProgram, RenderParams, rpc, write_config
 
@@ -149,7 +149,7 @@ def say(message: str) -> None:
 
 def doctor_command(config: ConnectorConfig) -> str:
     where = f" --config {config.source_path}" if config.source_path else ""
-    return f"ecr-connector doctor{where}"
+    return f"{installed.command('ecr-connector')} doctor{where}"
 
 
 def main(args: argparse.Namespace) -> int:

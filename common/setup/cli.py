@@ -4,12 +4,12 @@ write ``<installation folder>/config.yml``, and say how to check and start the c
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from common import installed
 from common.config import ConfigError, load_config
 from common.setup.config_file import CONFIG_NAME, masked, render, write_private
 
@@ -33,13 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _connector_command() -> str:
-    beside = Path(sys.executable).with_name("ecr-connector")
-    return str(beside) if beside.exists() else shutil.which("ecr-connector") or "ecr-connector"
-
-
 def next_steps(path: Path) -> str:
-    exe = _connector_command()
+    exe = installed.command("ecr-connector")
     always_up = Path(str(resources.files("deploy").joinpath("always-up.sh")))
     return (
         f"Check it : {exe} doctor --config {path}\n"

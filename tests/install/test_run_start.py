@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -52,6 +53,10 @@ def test_run_with_the_api_port_taken_exits_at_once_naming_the_port(tmp_path: Pat
     assert result.returncode == 1
     assert f"failed   API port: port {port} on 127.0.0.1 is already in use" in result.stderr
     assert f"doctor --config {config}" in result.stderr
+    # the command it names runs as typed: the ecr-connector installed with the connector,
+    # which is not on PATH after deploy/quickstart.sh (it lives in .venv/bin)
+    doctor = re.search(r"`(\S+) doctor --config ", result.stderr)
+    assert doctor is not None and shutil.which(doctor.group(1)) is not None, result.stderr
     # nothing was started: no supervisord, no rendered config
     assert not paths.run_dir(tmp_path / "data").exists() or not list(
         paths.run_dir(tmp_path / "data").glob("supervisord.*")
