@@ -202,8 +202,15 @@ def listening_ports(config: ConnectorConfig) -> list[tuple[str, str, int]]:
     return ports
 
 
-def check_port(what: str, address: str, port: int, key: str = "local_port") -> CheckResult:
-    """Bound as the API binds it (SO_REUSEADDR, like asyncio): a TIME_WAIT is no false alarm."""
+def check_port(what: str, address: str, port: int, key: str | None = "local_port") -> CheckResult:
+    """Bound as the API binds it (SO_REUSEADDR, like asyncio): a TIME_WAIT is no false alarm.
+    ``key`` is the config key that moves the port; None for the demo's fixed ports."""
+    move = (
+        f"set {key} to a free port"
+        if key is not None
+        else "the demo's ports are fixed: run with a config file of your own "
+        f"(`{installed.command('ecr-connector')} setup`)"
+    )
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -215,14 +222,13 @@ def check_port(what: str, address: str, port: int, key: str = "local_port") -> C
                 return _failed(
                     what,
                     f"port {port} on {address} is already in use by another program",
-                    f"stop that program (`ss -ltnp 'sport = :{port}'` names it) or set "
-                    f"{key} to a free port",
+                    f"stop that program (`ss -ltnp 'sport = :{port}'` names it), or {move}",
                 )
             if exc.errno == errno.EACCES:
                 return _failed(
                     what,
                     f"port {port} on {address} needs root (ports below 1024 are privileged)",
-                    f"set {key} to 1024 or above, like 8080",
+                    f"set {key} to 1024 or above, like 8080" if key is not None else move,
                 )
             return _failed(
                 what,
@@ -232,10 +238,15 @@ def check_port(what: str, address: str, port: int, key: str = "local_port") -> C
     return _ok(what, f"{address}:{port} is free")
 
 
+# The config key that moves each port listening_ports names (the endpoints are their own
+# keys).  The demo has no file: none of its ports moves.
+_PORT_KEYS = {"API port": "local_port", "simulator port": "terminal_port"}
+
+
 def check_ports(config: ConnectorConfig) -> list[CheckResult]:
-    keys = {"API port": "local_port", "simulator port": "terminal_port"}
+    demo = config.source_path is None
     return [
-        check_port(what, address, number, keys.get(what, what))
+        check_port(what, address, number, None if demo else _PORT_KEYS.get(what, what))
         for what, address, number in listening_ports(config)
     ]
 

@@ -9,6 +9,7 @@ real resolver.  Permission cases run the command as a user permissions apply to
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import grp
 import os
 import shutil
@@ -22,10 +23,11 @@ from common import paths
 from common.checks import (
     CheckStatus,
     check_data_dir,
+    check_ports,
     check_serial_device,
     check_supervisord_sockets,
 )
-from common.config.loader import socket_room_problem
+from common.config.loader import demo_config, socket_room_problem
 from common.config.rules import MAX_IPC_PATH_BYTES
 from tests.install.conftest import (
     DEEPEST_SOCKET_BYTES,
@@ -155,6 +157,21 @@ def test_a_taken_api_port_fails_naming_the_port(tmp_path: Path) -> None:
         detail = failed(write_config(tmp_path, local_port=port), "API port")
     assert f"port {port} on 127.0.0.1 is already in use" in detail
     assert "set local_port to a free port" in detail
+
+
+def test_a_taken_demo_port_says_the_demo_s_ports_are_fixed(tmp_path: Path) -> None:
+    # the demo has no file: no key to set (its HiPay stand-in has no key at all)
+    with listening() as taken:
+        demo = dataclasses.replace(
+            demo_config(), demo_hipay_stub_port=taken, local_port=free_port(), data_dir=tmp_path
+        )
+        results = {result.name: result for result in check_ports(demo)}
+    stand_in = results["demo HiPay stand-in port"]
+    assert stand_in.status is CheckStatus.FAILED
+    assert f"port {taken} on 127.0.0.1 is already in use" in stand_in.detail
+    assert "the demo's ports are fixed" in stand_in.fix and "setup" in stand_in.fix
+    assert "set " not in stand_in.fix
+    assert results["API port"].status is CheckStatus.OK
 
 
 def test_a_data_directory_this_user_may_not_write_fails(tmp_path: Path) -> None:
