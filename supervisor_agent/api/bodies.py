@@ -20,18 +20,25 @@ from __future__ import annotations
 
 import asyncio
 import re
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 
 from supervisor_agent.api import error_codes
-from supervisor_agent.api.errors import ApiError
+from supervisor_agent.api.errors import ApiError, invalid, location
 from supervisor_agent.api.wire_json import JsonSyntaxError, loads
 
 MAX_BODY_BYTES = 64 * 1024
 READ_CHUNK_BYTES = 16 * 1024
 MAX_JSON_DEPTH = 32  # nested arrays/objects; the deepest seed body (a cart line) has 3
 BODY_READ_TIMEOUT_S = 10.0  # from the first read to the body's end
+# A JSON number at or beyond 10**309 is past an IEEE double (a register's JSON library
+# reads it as Infinity) and far past any field of the seeds (amounts: 12 digits).  Such a
+# number is refused where it stands, before anything computes with it: int() of
+# ``1e999999999`` (11 bytes of body) would hold the event loop for hours, and Decimal
+# arithmetic on ``1e999999`` overflows.
+MAX_NUMBER_EXPONENT = 308
 
 # What the depth scan looks at: an escape (two characters, skipped whole, so an
 # escaped quote does not end a string), a quote, or a bracket.
@@ -121,7 +128,45 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
             path="(body)",
             rule="object",
         )
+    huge = out_of_range_number(data, ())
+    if huge is not None:
+        where, value = huge
+        raise invalid(
+            location(where),
+            "number_range",
+            f"is out of range: a number here must be below 1e{MAX_NUMBER_EXPONENT + 1} "
+            "in magnitude",
+            value,
+        )
     return data
+
+
+def out_of_range_number(
+    value: Any, where: tuple[int | str, ...]
+) -> tuple[tuple[int | str, ...], Any] | None:
+    """Where the first number too large for any field stands, and the number; None if none.
+
+    The body is at most 32 levels deep (checked before parsing), so recursion is bounded.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal):
+        return (
+            (where, value) if value.is_finite() and value.adjusted() > MAX_NUMBER_EXPONENT else None
+        )
+    if isinstance(value, int):
+        return (where, value) if abs(value) >= 10 ** (MAX_NUMBER_EXPONENT + 1) else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = out_of_range_number(item, (*where, key))
+        if found is not None:
+            return found
+    return None
 
 
 def nesting_depth(text: str, limit: int) -> int:

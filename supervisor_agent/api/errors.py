@@ -78,9 +78,15 @@ class ApiError(Exception):
 
 def preview(value: Any) -> Any:
     """The value as the client sent it, cut short: enough to recognise, never a whole body."""
-    if isinstance(value, bool | int | Decimal | None):
+    if isinstance(value, bool | None):
         return value
-    text = value if isinstance(value, str) else dumps(value)
+    if isinstance(value, int | Decimal):
+        # a number is quoted back as a number, unless its text is too long to quote
+        return value if len(digits := str(value)) <= VALUE_PREVIEW_CHARS else _cut(digits)
+    return _cut(value if isinstance(value, str) else dumps(value))
+
+
+def _cut(text: str) -> str:
     if len(text) > VALUE_PREVIEW_CHARS:
         return text[: VALUE_PREVIEW_CHARS - 3] + "..."
     return text

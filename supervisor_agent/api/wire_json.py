@@ -27,10 +27,22 @@ def _reject_constant(name: str) -> Any:
     raise JsonSyntaxError(f"{name} is not a JSON number")
 
 
+# Python refuses to turn longer digit runs into an int (sys.get_int_max_str_digits, 4300)
+# and json.loads would raise a bare ValueError: such a run is kept as a Decimal, for the
+# caller's range check (bodies.py) to refuse by name.
+LONGEST_INT_TEXT = 4000
+
+
+def _parse_int(text: str) -> int | Decimal:
+    return int(text) if len(text) <= LONGEST_INT_TEXT else Decimal(text)
+
+
 def loads(text: str | bytes) -> Any:
     """Parse JSON with every non-integer number as a Decimal; NaN/Infinity refused."""
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        return json.loads(
+            text, parse_float=Decimal, parse_int=_parse_int, parse_constant=_reject_constant
+        )
     except json.JSONDecodeError as exc:
         raise JsonSyntaxError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
 

@@ -346,3 +346,72 @@ async def test_legacy_currency_of_the_pos_enum_is_accepted(tpm: RecordingTpManag
         status, body, _ = await api.post("/v1/connector/order", pos(order__price__currency="FRF"))
     assert status == 200, body
     assert tpm.received[0].properties["currency_numeric"] == "250"
+
+
+# Numbers no field can hold: past an IEEE double's range (what a register's JSON library
+# reads as Infinity), or an integer longer than Python converts (4300 digits).  Each must
+# be a 400 naming where it stands, never a 500, and never arithmetic on it (int() of
+# 1e999999999 would hold the event loop for hours).
+HUGE_INTEGER = "1" + "0" * 5000
+OUT_OF_RANGE_CASES: list[tuple[str, str, str, str]] = [
+    # (name, route, raw body, path)
+    ("desktop amount 1e999998", "/", '{"amount": 1e999998}', "amount"),
+    ("desktop amount 1e100000", "/", '{"amount": 1e100000}', "amount"),
+    (
+        "desktop custom data 1e5000",
+        "/",
+        '{"amount": 1, "custom_data": {"x": 1e5000}}',
+        "custom_data.x",
+    ),
+    (
+        "desktop customer id of 5001 digits",
+        "/",
+        f'{{"amount": 1, "customer": {{"id": {HUGE_INTEGER}}}}}',
+        "customer.id",
+    ),
+    (
+        "desktop cart unit price 1e999999",
+        "/",
+        '{"amount": 1, "cart": [{"product_reference": "a", "type": "good", "quantity": 1, '
+        '"name": "n", "unit_price": 1e999999, "tax_rate": 0, "total_amount": 1}]}',
+        "cart[0].unit_price",
+    ),
+    (
+        "pos custom data 1e5000",
+        "/v1/connector/order",
+        '{"order": {"order_id": "O1", "price": {"amount": 100}, "custom_data": {"x": 1e5000}},'
+        ' "pos_technical_info": {"terminal_transaction_display": {}}}',
+        "order.custom_data.x",
+    ),
+    (
+        "pos amount 1e999999999",
+        "/v1/connector/order",
+        '{"order": {"order_id": "O1", "price": {"amount": 1e999999999}},'
+        ' "pos_technical_info": {"terminal_transaction_display": {}}}',
+        "order.price.amount",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "route", "raw", "path"), OUT_OF_RANGE_CASES, ids=[c[0] for c in OUT_OF_RANGE_CASES]
+)
+@pytest.mark.parametrize("flavour", ["desktop", "kiosk"])
+async def test_number_out_of_range_is_a_400_naming_it(
+    tpm: RecordingTpManager, flavour: str, name: str, route: str, raw: str, path: str
+) -> None:
+    if flavour == "kiosk" and route == "/":
+        raw = raw.replace('"custom_data"', '"customData"').replace('"cart"', '"basket"')
+        path = path.replace("custom_data", "customData").replace("cart", "basket")
+    async with serve_api(tpm, api_flavour=flavour) as api:
+        status, answer, _ = await api.post(route, raw)
+        assert status == 400, answer
+        err = answer["error"]
+        assert err["code"] == "INVALID_REQUEST"
+        assert err["details"]["path"] == path
+        assert err["details"]["rule"] == "number_range"
+        assert err["message"].startswith(path)
+        assert len(str(err["details"]["value"])) <= 80  # quoted back, cut short
+        # nothing journaled, nothing sent: the same order id is still new
+        assert (await api.get("/transactions/O1"))[0] == 404
+    assert tpm.received == []
