@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from functools import cache
 from typing import Any
 
@@ -106,6 +106,10 @@ def currency_by_numeric(numeric: int | str) -> CurrencyInfo:
     raise MoneyError(f"numeric currency code {numeric!r} is not an ISO 4217 code")
 
 
+# No amount of any currency has this many digits (the terminal protocols carry 12): past
+# it, an amount is refused before any arithmetic on it.
+MAX_AMOUNT_DIGITS = 30
+
 _DECIMAL_TEXT = re.compile(r"[0-9]+(?:[.,][0-9]+)?")
 
 
@@ -139,6 +143,25 @@ def to_decimal(value: object) -> Decimal:
     return dec
 
 
+def whole_units(dec: Decimal, exponent: int) -> int | None:
+    """``dec`` times ``10**exponent`` as an int, exactly; None when that is not whole.
+
+    Exact at any length: the default decimal context rounds to 28 digits, which would
+    read ``1.000000000000000000000000000001`` EUR as 100 cents.  Values past
+    :data:`MAX_AMOUNT_DIGITS` digits are refused before any arithmetic (MoneyError).
+    """
+    if not dec.is_finite():
+        raise MoneyError("amount must be a finite number")
+    if dec and dec.adjusted() + exponent >= MAX_AMOUNT_DIGITS:
+        raise MoneyError("amount is out of range")
+    digits = len(dec.as_tuple().digits)
+    exact = Context(prec=digits + abs(exponent) + 1, Emin=MIN_EMIN, Emax=MAX_EMAX)
+    scaled = dec.scaleb(exponent, context=exact)
+    if scaled != scaled.to_integral_value(context=exact):
+        return None
+    return int(scaled)
+
+
 def to_minor(value: object, cur: CurrencyInfo) -> int:
     """Convert a major-unit amount to integer minor units of ``cur``.
 
@@ -148,12 +171,8 @@ def to_minor(value: object, cur: CurrencyInfo) -> int:
     dec = to_decimal(value)
     if dec < 0:
         raise MoneyError("amount must not be negative")
-    try:
-        scaled = dec.scaleb(cur.exponent)
-        minor = int(scaled)
-    except (InvalidOperation, OverflowError):
-        raise MoneyError("amount is out of range") from None
-    if scaled != minor:
+    minor = whole_units(dec, cur.exponent)
+    if minor is None:
         raise MoneyError(
             f"amount {value!r} has more than {cur.exponent} decimal(s), "
             f"the precision of {cur.alpha}"

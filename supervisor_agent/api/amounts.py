@@ -43,6 +43,8 @@ def major_to_minor(value: Any, cur: CurrencyInfo, path: str = "amount") -> int:
         rule = "precision" if "decimal(s)" in str(exc) else "format"
         if "negative" in str(exc):
             rule = "minimum"
+        if "out of range" in str(exc):
+            rule = "maximum"
         raise invalid(path, rule, str(exc), value) from None
 
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import structlog
 from pydantic import TypeAdapter, ValidationError
 
-from common.money import CurrencyInfo
+from common.money import CurrencyInfo, MoneyError, whole_units
 from supervisor_agent.api.errors import location
 from supervisor_agent.api.models_common import BasketItem
 
@@ -78,26 +78,26 @@ def _problem(
         path = location((field, *loc) if isinstance(raw, list) else (field, *loc[1:]))
         return f"{path}: {first['msg']}"
     scale = cur.exponent if unit == "major" else 0
+    total_minor = 0
     for i, item in enumerate(items):
         for key in ("unit_price", "discount", "total_amount"):
             value: Decimal | None = getattr(item, key)
-            if value is not None and value.scaleb(scale) != value.scaleb(scale).to_integral_value():
-                where = f"{field}[{i}].{key}" if isinstance(raw, list) else f"{field}.{key}"
+            if value is None:
+                continue
+            where = f"{field}[{i}].{key}" if isinstance(raw, list) else f"{field}.{key}"
+            try:
+                minor = whole_units(value, scale)
+            except MoneyError as exc:
+                return f"{where}: {exc}"
+            if minor is None:
                 allowed = "the currency allows" if unit == "major" else "minor units allow"
                 return f"{where}: {value} has more decimals than {allowed}"
-    total = Decimal(0)
-    for item in items:
-        total += item.total_amount
-    total_minor = total.scaleb(scale)
-    if total_minor != total_minor.to_integral_value():
-        return (
-            f"the items' total_amount sum {total} has more decimals than "
-            f"{'the currency allows' if unit == 'major' else 'minor units allow'}"
-        )
+            if key == "total_amount":
+                total_minor += minor
     expected = amount_minor - fees_minor
-    if int(total_minor) != expected:
+    if total_minor != expected:
         return (
-            f"the items' total_amount sum ({int(total_minor)} minor units) does not match the "
+            f"the items' total_amount sum ({total_minor} minor units) does not match the "
             f"amount{' less fees' if fees_minor else ''} ({expected} minor units)"
         )
     return None

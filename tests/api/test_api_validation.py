@@ -415,3 +415,43 @@ async def test_number_out_of_range_is_a_400_naming_it(
         # nothing journaled, nothing sent: the same order id is still new
         assert (await api.get("/transactions/O1"))[0] == 404
     assert tpm.received == []
+
+
+# Money is exact at any length: Decimal arithmetic rounds to 28 digits by default, which
+# once made 1.000000000000000000000000000001 EUR a payment of 1.00 EUR.
+TOO_PRECISE = "1." + "0" * 29 + "1"
+
+
+@pytest.mark.parametrize(
+    "amount", [TOO_PRECISE, f'"{TOO_PRECISE}"', "1e-999999999"], ids=["number", "text", "tiny"]
+)
+@pytest.mark.parametrize("flavour", ["desktop", "kiosk"])
+async def test_amount_past_28_digits_is_never_rounded(
+    tpm: RecordingTpManager, flavour: str, amount: str
+) -> None:
+    async with serve_api(tpm, api_flavour=flavour) as api:
+        status, answer, _ = await api.post("/", f'{{"amount": {amount}}}')
+    assert status == 400, answer
+    assert answer["error"]["details"]["path"] == "amount"
+    assert answer["error"]["details"]["rule"] == "precision"
+    assert tpm.received == []
+
+
+@pytest.mark.parametrize("flavour", ["desktop", "kiosk"])
+async def test_basket_money_past_28_digits_drops_the_basket(
+    tpm: RecordingTpManager, flavour: str
+) -> None:
+    key = "cart" if flavour == "desktop" else "basket"
+    line = (
+        '{"product_reference": "a", "type": "good", "quantity": 1, "name": "n", '
+        f'"unit_price": 1, "tax_rate": 0, "total_amount": {TOO_PRECISE}}}'
+    )
+    async with serve_api(tpm, api_flavour=flavour) as api:
+        status, answer, _ = await api.post("/", f'{{"amount": 1, "{key}": [{line}]}}')
+    assert status == 200, answer
+    item = answer if flavour == "desktop" else answer[0]
+    assert item[key] == {}
+    assert item["warnings"] and f"{key}[0].total_amount" in item["warnings"][0]
+    # the payment itself goes on, for the amount exactly
+    (pay,) = [r for r in tpm.received if r.command == "pay"]
+    assert pay.properties["amount"] == 100
