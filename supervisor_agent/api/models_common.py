@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from common.money import MoneyError, currency
+from common.redact import mask_pans
 
 SCHEMA_REF = "#/components/schemas/{model}"
 ORDER_ID_MAX = 64
@@ -141,6 +142,15 @@ def _order_id(value: Any) -> Any:
             "order_id",
             f"order id must be 1 to {ORDER_ID_MAX} printable ASCII characters without spaces",
         )
+    if mask_pans(value, luhn=True)[1]:
+        # The order id is the journal's key and goes to HiPay and the logs as it is, where
+        # a card number never may: one that reads as a card number (13 to 19 digits passing
+        # the Luhn check) cannot be kept apart from one, so it is refused by name.
+        raise PydanticCustomError(
+            "card_number",
+            "order id must not hold 13 to 19 digits in a row that pass the Luhn check, as a "
+            "card number does; use another order id (a separator in the digits will do)",
+        )
     return value
 
 
@@ -151,7 +161,8 @@ OrderId = Annotated[
         {
             "type": "string",
             "pattern": ORDER_ID_PATTERN,
-            "description": f"Printable ASCII, no spaces, at most {ORDER_ID_MAX} characters.",
+            "description": f"Printable ASCII, no spaces, at most {ORDER_ID_MAX} characters; "
+            "no run of 13 to 19 digits passing the Luhn check (it would read as a card number).",
             "examples": ["Order_12345"],
         }
     ),

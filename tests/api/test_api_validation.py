@@ -455,3 +455,42 @@ async def test_basket_money_past_28_digits_drops_the_basket(
     # the payment itself goes on, for the amount exactly
     (pay,) = [r for r in tpm.received if r.command == "pay"]
     assert pay.properties["amount"] == 100
+
+
+# The seeds' order ids (ORDER_1537532589263: a millisecond clock) hold 13 digits in a row;
+# about one in ten such runs passes the Luhn check every card number passes, so the masker
+# that keeps card numbers out of the journal, HiPay and the logs takes it for one.  Such an
+# order id was a 500 on every try; it is refused by name, and one that is not card-like pays.
+CARD_LIKE_ORDER_ID = "ORDER_1537532589264"  # 1537532589264 passes the Luhn check
+PLAIN_ORDER_ID = "ORDER_1537532589263"  # the POS API seed's own example: does not
+
+
+@pytest.mark.parametrize(
+    ("flavour", "route", "key", "path"),
+    [
+        ("desktop", "/", "order_id", "order_id"),
+        ("kiosk", "/", "orderId", "orderId"),
+        ("desktop", "/v1/connector/order", "order_id", "order.order_id"),
+    ],
+    ids=["desktop", "kiosk", "pos"],
+)
+async def test_card_like_order_id_is_a_400_and_a_plain_one_pays(
+    tpm: RecordingTpManager, flavour: str, route: str, key: str, path: str
+) -> None:
+    def body(order_id: str) -> dict[str, Any]:
+        if route == "/":
+            return {"amount": 1, key: order_id}
+        return pos(order__order_id=order_id)
+
+    async with serve_api(tpm, api_flavour=flavour) as api:
+        status, answer, _ = await api.post(route, body(CARD_LIKE_ORDER_ID))
+        assert status == 400, answer
+        assert answer["error"]["details"]["path"] == path
+        assert answer["error"]["details"]["rule"] == "card_number"
+        assert (await api.get(f"/transactions/{CARD_LIKE_ORDER_ID}"))[0] == 404
+        assert tpm.received == []
+        status, answer, _ = await api.post(route, body(PLAIN_ORDER_ID))
+        assert status == 200, answer
+        paid = answer[0] if isinstance(answer, list) else answer
+        echoed = paid["order"]["order_id"] if route != "/" else paid["orderId"]
+        assert echoed == PLAIN_ORDER_ID
