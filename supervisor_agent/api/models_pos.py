@@ -192,7 +192,11 @@ class OrderResponse(TruthFields):
     )
     error: PaymentError | None
     order: dict[str, Any]
-    customer: dict[str, Any] | None
-    shipping: dict[str, Any] | None
+    customer: dict[str, Any] | None = Field(
+        None, description="As sent; absent when the order had none."
+    )
+    shipping: dict[str, Any] | None = Field(
+        None, description="As sent; absent when the order had none."
+    )
     pos_technical_info: dict[str, Any]
     warnings: list[str]

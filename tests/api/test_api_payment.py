@@ -301,3 +301,21 @@ async def test_pos_allowed_terminal_is_targeted(tpm: RecordingTpManager) -> None
         assert status == 403
         assert body["error"]["code"] == "TERMINAL_NOT_ALLOWED"
     assert tpm.commands() == ["pay"]
+
+
+async def test_pos_answer_leaves_out_echoes_the_order_did_not_send(api: Api) -> None:
+    """The seed's OrderResponse echoes customer and shipping as RootOrder objects (not
+    nullable): an order without them is answered without them, not with null, and so is its
+    lookup (rendered from the journal)."""
+    request = pos_example_request()
+    request["order"]["order_id"] = "ORDER_NO_CUSTOMER"
+    del request["customer"]
+    del request["shipping"]
+    status, body, _ = await api.post("/v1/connector/order", request)
+    assert status == 200, body
+    assert "customer" not in body and "shipping" not in body
+    assert body["order"] == request["order"]
+    assert body["pos_technical_info"] == request["pos_technical_info"]
+    status, looked_up, _ = await api.get("/transactions/ORDER_NO_CUSTOMER")
+    assert status == 200
+    assert looked_up == body
