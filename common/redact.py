@@ -6,9 +6,11 @@ a space or a dash, as printed on cards.  Masking keeps the first 6 and the last
 length and separators so fixed-width fields stay in place.
 
 ``luhn=True`` masks only runs that pass the Luhn check every real card number
-passes: the logs and the journal carry order ids and timestamps whose long
-digit runs must stay readable.  The terminal report, whose only long digit
-run is the card number, is masked unconditionally.
+passes and that start as an issued card number of their length can
+(:func:`issued_like`): the logs and the journal carry order ids and timestamps whose
+long digit runs must stay readable, and one run in ten passes the Luhn check by
+chance (the seeds' ``ORDER_<millisecond clock>`` ids among them).  The terminal
+report, whose only long digit run is the card number, is masked unconditionally.
 """
 
 from __future__ import annotations
@@ -59,6 +61,27 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+# ISO/IEC 7812's first digit (the major industry identifier) against the lengths cards
+# of that digit are issued in: 1 is UATP (15 digits only), 2 Mastercard's 2-series and
+# Mir (16 to 19), 0 is never issued.  Every other first digit may be any card length.
+# A clock in milliseconds (13 digits, 1... until 2033, then 2...), microseconds or
+# nanoseconds (16 and 19 digits, 1...) is thus never taken for a card number.
+_ISSUED_LENGTHS: dict[str, range | tuple[int, ...]] = {
+    "0": (),
+    "1": (15,),
+    "2": range(16, PAN_MAX_DIGITS + 1),
+}
+_ANY_LENGTH = range(PAN_MIN_DIGITS, PAN_MAX_DIGITS + 1)
+
+
+def issued_like(digits: str) -> bool:
+    """Whether ``digits`` could be an issued card number: its length, its first digit
+    and the Luhn check.  What ``luhn=True`` masks."""
+    if not digits or len(digits) not in _ISSUED_LENGTHS.get(digits[0], _ANY_LENGTH):
+        return False
+    return luhn_ok(digits)
+
+
 def may_hold_pan(text: str) -> bool:
     """False only when :data:`_PAN_RUN` cannot match ``text``: shorter than a card number,
     or with no group separator and no run of 13 digits.  The logs' fast path: most values
@@ -85,7 +108,7 @@ def _mask_pans(text: str, luhn: bool) -> tuple[str, list[str]]:
         digits = "".join(ch for ch in run if ch.isdigit())
         if len(digits) < PAN_MIN_DIGITS:
             return run
-        if luhn and (len(digits) > PAN_MAX_DIGITS or not luhn_ok(digits)):
+        if luhn and not issued_like(digits):
             return run
         out: list[str] = []
         seen = 0

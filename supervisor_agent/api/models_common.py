@@ -144,12 +144,13 @@ def _order_id(value: Any) -> Any:
         )
     if mask_pans(value, luhn=True)[1]:
         # The order id is the journal's key and goes to HiPay and the logs as it is, where
-        # a card number never may: one that reads as a card number (13 to 19 digits passing
-        # the Luhn check) cannot be kept apart from one, so it is refused by name.
+        # a card number never may: one that reads as a card number (common/redact.py's
+        # issued_like) cannot be kept apart from one, so it is refused by name.
         raise PydanticCustomError(
             "card_number",
-            "order id must not hold 13 to 19 digits in a row that pass the Luhn check, as a "
-            "card number does; use another order id (a separator in the digits will do)",
+            "order id must not hold 13 to 19 digits in a row that read as a card number "
+            "(the Luhn check, and a first digit cards of that length are issued with); use "
+            "another order id (a separator in the digits will do)",
         )
     return value
 
@@ -162,7 +163,8 @@ OrderId = Annotated[
             "type": "string",
             "pattern": ORDER_ID_PATTERN,
             "description": f"Printable ASCII, no spaces, at most {ORDER_ID_MAX} characters; "
-            "no run of 13 to 19 digits passing the Luhn check (it would read as a card number).",
+            "no run of 13 to 19 digits that reads as a card number (Luhn-valid, a first "
+            "digit cards of that length are issued with).",
             "examples": ["Order_12345"],
         }
     ),

@@ -164,15 +164,16 @@ def test_secrets_and_card_numbers_never_reach_the_output(capture: tuple[Any, Cap
     assert plain["long_number"] == 1234567890123
 
 
-def test_an_order_id_that_passes_luhn_is_masked(capture: tuple[Any, Capture]) -> None:
-    # documented in docs/log-events.md: the check is Luhn only, so 1 numeric id in 10 is
-    # masked; the connector's own generated ids have no 13-digit run and never are
+def test_an_order_id_that_reads_as_a_card_number_is_masked(capture: tuple[Any, Capture]) -> None:
+    # documented in docs/log-events.md: Luhn-valid and an issued card's first digit for
+    # its length; a millisecond clock that passes the Luhn check is no card number, and the
+    # connector's own generated ids have no 13-digit run
     _, records = capture
-    assert luhn_ok("1795607480005")
-    structlog.get_logger("tests").info("test.order", order_id="1795607480005")
-    generated = generate_order_id()
-    structlog.get_logger("tests").info("test.order", order_id=generated)
-    assert [r["order_id"] for r in records()] == ["179560###0005", generated]
+    assert luhn_ok("1795607480005") and luhn_ok("4222222222222")
+    for order_id in ("4222222222222", "1795607480005", generate_order_id()):
+        structlog.get_logger("tests").info("test.order", order_id=order_id)
+    logged = [r["order_id"] for r in records()]
+    assert logged[:2] == ["422222###2222", "1795607480005"]
 
 
 def test_library_lines_are_json_and_redacted(capture: tuple[Any, Capture]) -> None:

@@ -15,6 +15,7 @@ from common.redact import (
     _URL_USERINFO,
     PAN_MIN_DIGITS,
     REDACTED,
+    issued_like,
     luhn_ok,
     mask_pans,
     may_hold_pan,
@@ -59,6 +60,40 @@ def test_luhn_mode_leaves_non_card_numbers_alone() -> None:
     assert mask_pans(order, luhn=True)[0] == order
     assert mask_pans(f"pan {VISA_TEST}", luhn=True)[0] == "pan 497010######7893"
     assert mask_pans("1" * 20, luhn=True)[0] == "1" * 20  # longer than any card number
+
+
+@pytest.mark.parametrize(
+    "clock",
+    [
+        "1537532589264",  # milliseconds, 2018 (the seeds' order ids): 13 digits, 1...
+        "2000000000008",  # milliseconds, 2033: 13 digits, 2...
+        "1764500000000003",  # microseconds: 16 digits, 1...
+        "1764500000000000005",  # nanoseconds: 19 digits, 1...
+    ],
+)
+def test_luhn_mode_leaves_clocks_that_pass_luhn_alone(clock: str) -> None:
+    # a card's first digit tells the lengths it is issued in (ISO/IEC 7812): 1 is UATP,
+    # 15 digits only; 2 is Mastercard's 2-series and Mir, 16 to 19; no clock fits
+    assert luhn_ok(clock) and not issued_like(clock)
+    assert mask_pans(f"ORDER_{clock}", luhn=True) == (f"ORDER_{clock}", [])
+    assert mask_pans(clock)[0] != clock  # the terminal's report is masked whatever it holds
+
+
+@pytest.mark.parametrize(
+    "card",
+    [
+        "4222222222222",  # Visa, 13 digits
+        "378282246310005",  # American Express, 15
+        "100000000000009",  # UATP, 15 digits starting 1
+        "2223000048400011",  # Mastercard 2-series, 16
+        "6011111111111117",  # Discover
+        "4970101234567893",
+    ],
+)
+def test_luhn_mode_masks_every_issued_card_shape(card: str) -> None:
+    assert issued_like(card)
+    masked, found = mask_pans(f"ref {card}", luhn=True)
+    assert card not in masked and found
 
 
 def test_redact_text_removes_credentials() -> None:
