@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from common.config.loader import DATA_DIR_ENV
 from supervisor_agent import outbox_cli
 from supervisor_agent.journal import BeginKind, Journal, TxState
 from supervisor_agent.metrics import Metrics
@@ -241,13 +242,18 @@ async def test_cli_lists_pending_and_dead_and_requeues(
 
 
 def test_cli_refuses_a_directory_without_a_journal(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert outbox_cli.main(_parse("--data-dir", str(tmp_path / "typo"))) == 2
     assert "no journal" in capsys.readouterr().err
     assert not (tmp_path / "typo").exists()
-    with pytest.raises(SystemExit, match="--data-dir"):
-        outbox_cli.main(_parse())
+    # neither --config nor --data-dir: the demo's data directory, as run and doctor take it
+    demo = tmp_path / "demo-data"
+    monkeypatch.setenv(DATA_DIR_ENV, str(demo))
+    assert outbox_cli.main(_parse()) == 2
+    err = capsys.readouterr().err
+    assert "no journal" in err and str(demo) in err
+    assert not demo.exists()
 
 
 def test_metrics_render_prometheus_text() -> None:
