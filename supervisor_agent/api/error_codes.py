@@ -142,7 +142,11 @@ _TABLE: list[ErrorCode] = [
     ErrorCode(
         "TERMINAL_NOT_RESPONDING",
         503,
-        "The terminal did not answer the call (off, busy on its own menu); nothing was paid.",
+        (
+            "The terminal did not answer the call (off, busy on its own menu); nothing was "
+            "paid. Concert V2: a request frame left and never answered may have been taken, "
+            "so that payment is unknown."
+        ),
     ),
     ErrorCode("REQUEST_REJECTED", 502, "The terminal rejected the request frame after retries."),
     ErrorCode(

@@ -252,6 +252,27 @@ def test_no_answer_to_request_frame() -> None:
     assert sent(ex.timeout(Timer.CONTROL_BYTE)) == REQUEST
     end = outcome(ex.timeout(Timer.CONTROL_BYTE))
     assert isinstance(end, Failed) and isinstance(end.error, TerminalNotResponding)
+    assert end.error.money_may_have_moved  # a frame left and was never answered
+
+
+def test_a_frame_naked_every_time_was_not_taken() -> None:
+    ex = Exchange(REQUEST, LinkTimeouts(nak_resend_tries=1))
+    ex.start()
+    ex.receive_data(ACK)
+    assert sent(ex.receive_data(NAK)) == REQUEST
+    end = outcome(ex.receive_data(NAK))
+    assert isinstance(end, Failed) and isinstance(end.error, RequestRejected)
+    assert end.error.money_may_have_moved is False
+
+
+def test_a_frame_unanswered_once_then_naked_may_have_been_taken() -> None:
+    ex = Exchange(REQUEST, LinkTimeouts(nak_resend_tries=1))
+    ex.start()
+    ex.receive_data(ACK)
+    assert sent(ex.timeout(Timer.CONTROL_BYTE)) == REQUEST
+    end = outcome(ex.receive_data(NAK))
+    assert isinstance(end, Failed) and isinstance(end.error, RequestRejected)
+    assert end.error.money_may_have_moved
 
 
 def test_transaction_timeout() -> None:

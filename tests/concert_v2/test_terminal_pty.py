@@ -336,6 +336,40 @@ async def test_nak_after_every_resend(driver: ConcertV2Terminal, term: FakeTermi
         await asyncio.wait_for(task, WAIT)
 
 
+async def test_a_request_frame_never_acked_may_have_been_taken(
+    tmp_path: Path, term: FakeTerminal
+) -> None:
+    """The terminal ACKs the ENQ, takes the frame, and its ACK is lost on the line: it is
+    in its transaction while the register hears nothing (nor to the resends).  The payment
+    is unknown, never failed (a failed one is forgotten and its cashier charges again):
+    and the terminal's answer, when the customer is done, settles it as a late answer."""
+    late: list[PaymentResult] = []
+    got_late = asyncio.Event()
+
+    def on_late(result: PaymentResult) -> None:
+        late.append(result)
+        got_late.set()
+
+    drv = ConcertV2Terminal(str(term.link), on_late_answer=on_late, **FAST)
+    await drv.start()
+    try:
+        task = asyncio.create_task(drv.pay(pay_req(6161)))
+        await term.expect(ENQ)
+        term.write(ACK)
+        first = await term.read_frame()  # taken; the ACK never reaches the register
+        for _ in range(3):  # NAK_RESEND_TRIES resends, each unanswered
+            assert await term.read_frame() == first
+        await term.expect(EOT)
+        with pytest.raises(TerminalNotResponding) as info:
+            await asyncio.wait_for(task, WAIT)
+        assert info.value.money_may_have_moved
+        await term.send_answer(answer("0", 6161))  # the customer paid the first frame
+        await asyncio.wait_for(got_late.wait(), WAIT)
+        assert late[0].amount == 6161 and late[0].accepted
+    finally:
+        await drv.close()
+
+
 async def test_nak_once_then_accepted(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
     task = asyncio.create_task(driver.pay(pay_req()))
     await term.expect(ENQ)

@@ -470,7 +470,9 @@ class Exchange(_Session):
 
     Ends with exactly one :class:`Completed` (the answer message) or
     :class:`Failed` carrying a typed error: TerminalNotResponding (no ACK to
-    ENQ), RequestRejected (NAK after every resend), TransactionTimeout,
+    ENQ; or no ACK/NAK to the request frame, where money may have moved: the
+    terminal may have taken a frame whose ACK was lost), RequestRejected (NAK
+    after every resend), TransactionTimeout,
     BadChecksum / MalformedMessage / ProtocolError (answer unusable after every
     NAK), LinkLost, Cancelled (before the request left).  A cancel once the
     request frame has left gives :class:`Released` instead, at most once, and
@@ -484,6 +486,10 @@ class Exchange(_Session):
         self.phase = ExchangePhase.SEND_ENQ
         self._enq_sent = 0
         self._resends = 0
+        # Request frames the terminal answered with neither ACK nor NAK: it may have taken
+        # one (its ACK lost on the line) and be in the transaction, so a failure from then
+        # on is unknown, never failed.
+        self._unanswered_frames = 0
         self._answer = AnswerReceiver(self._t, self._t.transaction)
         self.released = False  # the register stopped waiting; the terminal may still answer
 
@@ -581,14 +587,21 @@ class Exchange(_Session):
         ]
 
     def _resend_frame(self, why: str) -> list[Effect]:
+        if why == "timeout":
+            self._unanswered_frames += 1
         if self._resends >= self._t.nak_resend_tries or self.released:
             if why == "nak":
                 error: TerminalError = RequestRejected(
                     f"terminal NAKed the request {self._resends + 1} times"
                 )
             else:
-                error = TerminalNotResponding("no ACK or NAK to the request frame")
-            return self._finish([Send(_EOT, "eot")], error)
+                error = TerminalNotResponding(
+                    "no ACK or NAK to the request frame: the terminal may have taken it "
+                    "(its ACK lost on the line); check the terminal before paying again"
+                )
+            return self._finish(
+                [Send(_EOT, "eot")], _with_money_flag(error, self._unanswered_frames > 0)
+            )
         self._resends += 1
         return [
             Note("concert_v2.link.request_resent", {"why": why, "tries": self._resends}),
