@@ -457,6 +457,56 @@ async def test_transaction_timeout(driver: ConcertV2Terminal, term: FakeTerminal
     assert info.value.money_may_have_moved
 
 
+class LateAnswers:
+    """``on_late_answer`` for a test: what the driver handed up, and a wait for the next."""
+
+    def __init__(self) -> None:
+        self.results: list[PaymentResult] = []
+        self.arrived = asyncio.Event()
+
+    def __call__(self, result: PaymentResult) -> None:
+        self.results.append(result)
+        self.arrived.set()
+
+    async def next(self) -> PaymentResult:
+        await asyncio.wait_for(self.arrived.wait(), WAIT)
+        self.arrived.clear()
+        return self.results[-1]
+
+
+async def abandon_a_payment(drv: ConcertV2Terminal, term: FakeTerminal, amount: int) -> None:
+    """A debit the terminal takes and the register gives up on (transaction timeout): the
+    terminal still holds it (OCA pos #550) and will answer it later."""
+    task = asyncio.create_task(drv.pay(pay_req(amount, order_id=f"ABANDONED-{amount}")))
+    await term.take_request()
+    with pytest.raises(TransactionTimeout) as info:
+        await asyncio.wait_for(task, WAIT)
+    assert info.value.money_may_have_moved
+
+
+async def test_a_terminal_holding_an_abandoned_payment_ignores_the_next_one_and_answers_late(
+    tmp_path: Path, term: FakeTerminal
+) -> None:
+    """OCA pos #550: the next request is ignored (its ENQs unanswered): it fails, nothing
+    charged for it; the abandoned payment's answer, when it comes, is read as what it was
+    (a debit of its amount), not as the refund the register asked for meanwhile."""
+    late = LateAnswers()
+    drv = ConcertV2Terminal(str(term.link), on_late_answer=late, **FAST)
+    await drv.start()
+    try:
+        await abandon_a_payment(drv, term, 7070)
+        refund = pay_req(1500, order_id="REFUND-1", transaction_type=TransactionType.CREDIT)
+        with pytest.raises(TerminalNotResponding) as info:
+            await asyncio.wait_for(drv.pay(refund), WAIT)
+        assert not info.value.money_may_have_moved  # its request never left
+        await term.expect(ENQ * 3 + EOT)
+        await term.send_answer(answer("0", 7070))
+        result = await late.next()
+        assert (result.amount, result.transaction_type) == (7070, TransactionType.DEBIT)
+    finally:
+        await drv.close()
+
+
 async def test_busy_while_paying(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
     task = asyncio.create_task(driver.pay(pay_req()))
     await term.expect(ENQ)

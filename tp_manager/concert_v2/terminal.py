@@ -154,8 +154,12 @@ class ConcertV2Terminal:
         self._probe_future: asyncio.Future[Probed] | None = None
         self._marks: dict[str, float] = {}
         self._busy = False  # a pay() call is running
-        self._orphan_type = TransactionType.DEBIT  # of the last exchange, to read a late answer
         self._order_id: str | None = None  # of the last exchange
+        self._pay_type = TransactionType.DEBIT  # of the last exchange
+        # The type and order of the last request that left (its ENQ ACKed, its frame sent):
+        # a late answer is the answer to that one, not to a later request that never left
+        # (a terminal still holding an abandoned payment ignores new ones, OCA pos #550).
+        self._late_for: tuple[TransactionType, str | None] = (TransactionType.DEBIT, None)
         self._last_activity = time.monotonic()  # a byte sent or received, or the port opened
         self._silent: str | None = None  # why the terminal is reported silent (keep-alive)
 
@@ -326,7 +330,7 @@ class ConcertV2Terminal:
         exchange = Exchange(encode_frame(message), self.timeouts)
         fut: asyncio.Future[str] = loop.create_future()
         self._exchange_future = fut
-        self._orphan_type = request.transaction_type
+        self._pay_type = request.transaction_type
         self._order_id = request.order_id
         self._marks = {"start": time.monotonic()}
         self._session = exchange
@@ -420,6 +424,8 @@ class ConcertV2Terminal:
                 log.info(effect.event, **dict(effect.fields))
             elif isinstance(effect, Milestone):
                 self._marks[effect.name] = time.monotonic()
+                if effect.name == "enq_acked":  # the request frame goes out next
+                    self._late_for = (self._pay_type, self._order_id)
                 if effect.name in ("enq_acked", "answer_started"):
                     self._answered()
             elif isinstance(effect, Released):
@@ -472,13 +478,13 @@ class ConcertV2Terminal:
                 log.warning(
                     "concert_v2.late_answer.missing",
                     code=effect.error.code,
-                    order_id=self._order_id,
+                    order_id=self._late_for[1],
                 )
             return
         if not isinstance(effect, Completed):
             return
         try:
-            result = to_payment_result(decode_answer(effect.message), self._orphan_type)
+            result = to_payment_result(decode_answer(effect.message), self._late_for[0])
         except MalformedMessage as err:
             log.warning("concert_v2.late_answer.unreadable", code=err.code)
             return
