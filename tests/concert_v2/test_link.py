@@ -34,6 +34,7 @@ from tp_manager.terminal.errors import (
     MalformedMessage,
     ProtocolError,
     RequestRejected,
+    TerminalBusy,
     TerminalNotResponding,
     TransactionTimeout,
 )
@@ -213,6 +214,18 @@ def test_no_ack_to_enq_retries_then_not_responding() -> None:
     end = outcome(out)
     assert isinstance(end, Failed) and isinstance(end.error, TerminalNotResponding)
     assert end.error.money_may_have_moved is False
+
+
+def test_the_terminals_enq_before_our_request_left_gives_it_the_line() -> None:
+    ex = Exchange(REQUEST, T)
+    ex.start()
+    out = ex.receive_data(ENQ)
+    assert sent(out) == b""  # no EOT: the terminal's session is about to start
+    end = outcome(out)
+    assert isinstance(end, Failed) and isinstance(end.error, TerminalBusy)
+    assert end.error.money_may_have_moved is False and ex.terminal_asked
+    listener = Listener(T)
+    assert sent(listener.take_enq()) == ACK and listener.in_session
 
 
 def test_stale_timer_is_ignored() -> None:

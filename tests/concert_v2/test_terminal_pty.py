@@ -507,6 +507,38 @@ async def test_a_terminal_holding_an_abandoned_payment_ignores_the_next_one_and_
         await drv.close()
 
 
+async def test_the_terminal_asking_for_the_line_with_a_late_answer_gets_it_before_a_payment(
+    tmp_path: Path, term: FakeTerminal
+) -> None:
+    """The next payment's ENQ crosses the terminal's own ENQ (it has the abandoned
+    payment's answer to give): the register gives it the line at once and reads that
+    answer; the new payment is refused busy, nothing sent for it, and pays afterwards."""
+    late = LateAnswers()
+    drv = ConcertV2Terminal(str(term.link), on_late_answer=late, **FAST)
+    await drv.start()
+    try:
+        await abandon_a_payment(drv, term, 8080)
+        pay = asyncio.create_task(drv.pay(pay_req(2020, order_id="NEXT-1")))
+        await term.expect(ENQ)  # the register asks for the line...
+        term.write(ENQ)  # ...and so does the terminal, with its answer to give
+        await term.expect(ACK)  # the register yields: the terminal's session goes first
+        term.write(frame(answer("0", 8080)))
+        await term.expect(ACK)
+        term.write(EOT)
+        result = await late.next()
+        assert (result.amount, result.transaction_type) == (8080, TransactionType.DEBIT)
+        with pytest.raises(TerminalBusy) as info:
+            await asyncio.wait_for(pay, WAIT)
+        assert not info.value.money_may_have_moved and "earlier" in info.value.message
+        await term.quiet(0.05)  # no request frame went out for it
+        again = asyncio.create_task(drv.pay(pay_req(2020, order_id="NEXT-1")))
+        await term.take_request()
+        await term.send_answer(answer("0", 2020))
+        assert (await asyncio.wait_for(again, WAIT)).amount == 2020
+    finally:
+        await drv.close()
+
+
 async def test_busy_while_paying(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
     task = asyncio.create_task(driver.pay(pay_req()))
     await term.expect(ENQ)

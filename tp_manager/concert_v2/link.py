@@ -49,6 +49,7 @@ from tp_manager.terminal.errors import (
     MalformedMessage,
     ProtocolError,
     RequestRejected,
+    TerminalBusy,
     TerminalError,
     TerminalNotResponding,
     TransactionTimeout,
@@ -492,6 +493,10 @@ class Exchange(_Session):
         self._unanswered_frames = 0
         self._answer = AnswerReceiver(self._t, self._t.transaction)
         self.released = False  # the register stopped waiting; the terminal may still answer
+        # The terminal asked for the line (its own ENQ) before taking our request: it has a
+        # message to give (the answer of an earlier payment); the I/O layer hands the line
+        # to a Listener, which ACKs that ENQ (:meth:`Listener.take_enq`).
+        self.terminal_asked = False
 
     def start(self) -> list[Effect]:
         self._enq_sent = 1
@@ -548,6 +553,22 @@ class Exchange(_Session):
                 ]
             if event == _NAK_EVENT:
                 return self._retry_enq("nak")
+            if event == _ENQ_EVENT:
+                # Both sides asked for the line.  Ours carries nothing yet; the terminal's
+                # is an answer it holds (a payment given up on), which it would otherwise
+                # keep trying to give while our ENQs go unanswered, and lose.  It goes
+                # first; this payment is refused busy, nothing was asked.
+                self.terminal_asked = True
+                return self._finish(
+                    [Note("concert_v2.link.terminal_asked_first")],
+                    _with_money_flag(
+                        TerminalBusy(
+                            "the terminal is giving the answer of an earlier payment; "
+                            "nothing was asked for this one: try again in a moment"
+                        ),
+                        False,
+                    ),
+                )
             return [_ignored(event, phase.value)]
         if phase is ExchangePhase.SEND_FRAME:
             if event == _ACK_EVENT:
@@ -620,6 +641,10 @@ class Listener(_Session):
     @property
     def in_session(self) -> bool:
         return self._answer.in_session
+
+    def take_enq(self) -> list[Effect]:
+        """The terminal's ENQ, read by the machine that had the line before this one."""
+        return self._track(self._answer.on_event(_ENQ_EVENT))
 
     def _on_event(self, event: Event) -> list[Effect]:
         return self._answer.on_event(event)

@@ -469,6 +469,10 @@ class ConcertV2Terminal:
             self._late_answer(effect)
         if self._session is session:
             self._listen()
+            listener = self._session
+            if isinstance(session, Exchange) and session.terminal_asked and listener is not None:
+                assert isinstance(listener, Listener)
+                self._apply(listener, listener.take_enq())
 
     def _late_answer(self, effect: Completed | Failed | Probed) -> None:
         if isinstance(effect, Failed):
