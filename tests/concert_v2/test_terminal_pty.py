@@ -933,6 +933,69 @@ async def test_a_payment_to_a_silent_terminal_still_asks_and_brings_the_link_up(
     assert (await asyncio.wait_for(task, WAIT)).amount == 5151
 
 
+async def test_a_line_that_holds_our_bytes_is_closed_and_reopened_and_gets_no_stale_bytes(
+    driver: ConcertV2Terminal, term: FakeTerminal, tmp_path: Path
+) -> None:
+    """A line that takes no byte (RTS/CTS with the terminal off: CTS low; here the pty's
+    output stopped, as XOFF does): the payment's and the probe's ENQs wait unsent in the
+    port's queue.  The terminal reported silent, the port is still closed and reopened
+    (closing does not wait for the queue to drain); when the line moves again, no stale
+    ENQ of a finished exchange reaches the terminal; and a closed driver has let go of
+    the port, so another program may open it."""
+    termios.tcflow(term.slave, termios.TCOOFF)
+    try:
+        with pytest.raises(TerminalNotResponding):
+            await asyncio.wait_for(driver.pay(pay_req()), WAIT)
+        verdict = await asyncio.wait_for(driver.keepalive_probe(), WAIT)
+        assert verdict is not None and not verdict.responding
+        assert driver.report_silent("terminal did not answer 3 keep-alive ENQs")
+        await port_reopened(driver)  # the old port was closed despite its queued bytes
+    finally:
+        termios.tcflow(term.slave, termios.TCOON)
+    await term.quiet(0.1)  # nothing of the finished exchange and probe comes out late
+    probe = asyncio.create_task(driver.keepalive_probe())
+    await term.expect(ENQ)
+    term.write(ACK)
+    await term.expect(EOT)
+    assert (await asyncio.wait_for(probe, WAIT)).responding  # type: ignore[union-attr]
+    termios.tcflow(term.slave, termios.TCOOFF)  # held again, with a byte queued
+    try:
+        with pytest.raises(TerminalNotResponding):
+            await asyncio.wait_for(driver.pay(pay_req()), WAIT)
+        await driver.close()
+        other = ConcertV2Terminal(str(term.link), **FAST)
+        try:
+            await other.start()
+            assert other.link_state is LinkState.UP, other.link_state  # the port was let go
+        finally:
+            await other.close()
+    finally:
+        termios.tcflow(term.slave, termios.TCOON)
+    await term.quiet(0.1)
+
+
+async def test_a_payment_on_a_held_line_drops_the_bytes_an_earlier_exchange_left_unsent(
+    driver: ConcertV2Terminal, term: FakeTerminal
+) -> None:
+    """The line holds our bytes (CTS low) through a failed payment: its ENQs and EOT wait
+    unsent.  The next payment starts while the line is still held; when it moves, the
+    terminal gets that payment's ENQ alone, not the failed one's first (whose ACKs the
+    new payment would take for its own)."""
+    termios.tcflow(term.slave, termios.TCOOFF)
+    try:
+        with pytest.raises(TerminalNotResponding):
+            await asyncio.wait_for(driver.pay(pay_req()), WAIT)
+        task = asyncio.create_task(driver.pay(pay_req(3434)))
+        await asyncio.sleep(0)  # the task runs up to its wait: its ENQ is written (queued)
+        assert driver.busy
+    finally:
+        termios.tcflow(term.slave, termios.TCOON)
+    message = await term.take_request()  # ENQ first, then its frame: nothing stale before
+    assert message[2:10] == b"00003434"
+    await term.send_answer(answer("0", 3434))
+    assert (await asyncio.wait_for(task, WAIT)).amount == 3434
+
+
 # --- the configured line reaches the port ------------------------------------------------
 
 LINE_CONFIGS = {

@@ -312,6 +312,7 @@ class ConcertV2Terminal:
         fut = self._probe_future
         if fut is None:
             probe = Probe(self.timeouts.probe, tries)
+            self._discard_queued()
             fut = asyncio.get_running_loop().create_future()
             self._probe_future = fut
             self._session = probe
@@ -341,6 +342,7 @@ class ConcertV2Terminal:
             type=str(request.transaction_type),
             order_id=request.order_id,
         )
+        self._discard_queued()
         try:
             self._apply(exchange, exchange.start())
             answer_message = await fut
@@ -515,6 +517,11 @@ class ConcertV2Terminal:
         except Exception:  # never let a bug wedge the link: fail what is pending
             log.exception("concert_v2.internal_error", where="timer")
             self._fail_session(LinkLost("internal error in the Concert V2 driver"))
+
+    def _discard_queued(self) -> None:
+        """A new session starts: what an earlier one left queued is stale."""
+        if self._transport is not None:
+            self._transport.discard_queued()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -10,6 +10,7 @@ pty is closed) or an end of file ends the connection with :class:`LinkLost`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import getpass
 import os
@@ -229,11 +230,35 @@ class SerialTransport:
         except (OSError, serial.SerialException) as exc:
             raise map_io_error(exc, self.settings.port) from exc
 
+    def discard_queued(self) -> None:
+        """Drop the bytes the port refused and the transport still queues.
+
+        The port refuses bytes only on a line that does not move (its output stopped:
+        RTS/CTS with the terminal off, CTS low).  They belong to an exchange that is over;
+        sent when the line moves again, a stale ENQ would open a session nobody runs and
+        its ACK be read as the answer to the next ENQ or request frame.  What the kernel
+        took is left alone: at 9600 baud the last EOT of the exchange before may still be
+        on its way.
+        """
+        transport = self._transport
+        if transport is not None and not self.closed.is_set():
+            transport.flush()  # type: ignore[attr-defined]  # pyserial-asyncio: clears its queue
+
     def close(self) -> None:
-        """Close on purpose: ``on_lost`` is not called."""
+        """Close on purpose, at once: ``on_lost`` is not called; unsent bytes are dropped.
+
+        A graceful close would wait for the transport's queue to drain, which on a line
+        that does not move never happens: the port would stay open, and locked, for good.
+        And pyserial drains the kernel's output (``tcdrain``) before closing, which on such
+        a line would block the event loop: the kernel's unsent output is flushed first.
+        """
         self._closing = True
+        port = self._port
         if self._transport is not None and not self.closed.is_set():
-            self._transport.close()
+            if port is not None:
+                with contextlib.suppress(OSError, termios.error, serial.SerialException):
+                    port.reset_output_buffer()  # tcflush(TCOFLUSH)
+            self._transport.abort()  # type: ignore[attr-defined]
 
     def _data(self, data: bytes) -> None:
         self._on_data(data)
