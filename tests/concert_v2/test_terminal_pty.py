@@ -879,6 +879,29 @@ async def test_a_payment_during_an_answered_probe_follows_its_eot(
     assert (await asyncio.wait_for(pay, WAIT)).amount == 4141
 
 
+async def test_a_payment_cancelled_while_it_waits_for_a_probe_never_starts(
+    patient: ConcertV2Terminal, term: FakeTerminal
+) -> None:
+    """The payment is in flight (the terminal is busy) but has not asked anything yet: it
+    waits for the probe's ENQ.  A cancel then is honoured: the payment ends cancelled,
+    nothing was asked (no ENQ of its own, so 'failed', not 'unknown')."""
+    probe = asyncio.create_task(patient.keepalive_probe())
+    await term.expect(ENQ)
+    pay = asyncio.create_task(patient.pay(pay_req(5252, order_id="WAITS-1")))
+    await asyncio.sleep(0)  # the payment runs up to its wait for the probe
+    assert patient.busy
+    reply = await patient.cancel()
+    assert reply.cancelled and reply.order_id == "WAITS-1"
+    assert not reply.terminal_may_still_complete
+    await term.expect(EOT)  # the probe's ENQ unanswered: the line handed back
+    with pytest.raises(Cancelled) as info:
+        await asyncio.wait_for(pay, WAIT)
+    assert not info.value.money_may_have_moved
+    assert (await asyncio.wait_for(probe, WAIT)).cut_short  # type: ignore[union-attr]
+    await term.quiet(0.1)  # no ENQ for the cancelled payment
+    assert not patient.busy
+
+
 async def test_no_probe_while_a_payment_runs(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
     pay = asyncio.create_task(driver.pay(pay_req()))
     await term.expect(ENQ)

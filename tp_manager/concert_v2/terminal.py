@@ -65,6 +65,7 @@ from tp_manager.concert_v2.link import (
 from tp_manager.concert_v2.transport import SerialSettings, SerialTransport
 from tp_manager.terminal.base import LinkStateCallback
 from tp_manager.terminal.errors import (
+    Cancelled,
     LinkDown,
     LinkLost,
     MalformedMessage,
@@ -154,6 +155,7 @@ class ConcertV2Terminal:
         self._probe_future: asyncio.Future[Probed] | None = None
         self._marks: dict[str, float] = {}
         self._busy = False  # a pay() call is running
+        self._cancel_before_start = False  # cancel() while the pay waits for a probe
         self._order_id: str | None = None  # of the last exchange
         self._pay_type = TransactionType.DEBIT  # of the last exchange
         # The type and order of the last request that left (its ENQ ACKed, its frame sent):
@@ -217,6 +219,8 @@ class ConcertV2Terminal:
         if self.busy:
             raise TerminalBusy(self.busy_reason())
         self._busy = True
+        self._cancel_before_start = False
+        self._order_id = request.order_id
         try:
             probe = self._probe_future
             if probe is not None:  # a probe holds the line for one short handshake
@@ -224,6 +228,10 @@ class ConcertV2Terminal:
                     self._session.yield_line()
                 with contextlib.suppress(Exception):
                     await asyncio.shield(probe)
+                if self._cancel_before_start:
+                    error = Cancelled("cancelled by the register before the request left")
+                    error.money_may_have_moved = False
+                    raise error
             return await self._run_exchange(request, message)
         finally:
             self._busy = False
@@ -232,7 +240,12 @@ class ConcertV2Terminal:
         """Stop waiting; ``terminal_may_still_complete`` while the exchange runs on."""
         session = self._session
         if not isinstance(session, Exchange):
-            return CancelReply(cancelled=False)
+            if not self._busy or self._cancel_before_start:
+                return CancelReply(cancelled=False)
+            # The pay waits for a probe's handshake: it has asked nothing, and will not.
+            self._cancel_before_start = True
+            log.info("concert_v2.pay.cancel_requested", phase="wait_probe")
+            return CancelReply(cancelled=True, order_id=self._order_id)
         cancelled = not session.released
         if cancelled:
             log.info("concert_v2.pay.cancel_requested", phase=session.phase.value)
