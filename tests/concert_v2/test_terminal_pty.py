@@ -1051,6 +1051,45 @@ def config_driver(tmp_path: Path, text: str) -> ConcertV2Terminal:
     return drv
 
 
+async def test_a_pyserial_url_the_config_takes_is_opened_as_one(tmp_path: Path) -> None:
+    """``serial_port`` may be a pyserial URL (docs/configuration.md): a terminal behind a
+    serial-over-network box.  Here ``socket://`` to a real TCP peer on loopback that plays
+    the terminal byte by byte; the port is opened as the URL, and a payment crosses it."""
+    played: list[bytes] = []
+
+    async def terminal(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert await reader.readexactly(1) == ENQ
+        writer.write(ACK)
+        request = await reader.readuntil(ETX) + await reader.readexactly(1)
+        played.append(request)
+        writer.write(ACK)
+        assert await reader.readexactly(1) == EOT
+        writer.write(ENQ)
+        assert await reader.readexactly(1) == ACK
+        writer.write(frame(answer("0", 3838)))
+        assert await reader.readexactly(1) == ACK
+        writer.write(EOT)
+        await writer.drain()
+        await reader.read()  # until the register closes
+        writer.close()
+
+    server = await asyncio.start_server(terminal, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        drv = config_driver(tmp_path, f"serial_port: socket://127.0.0.1:{port}\n")
+        await drv.start()
+        try:
+            assert drv.link_state is LinkState.UP, drv._detail
+            result = await asyncio.wait_for(drv.pay(pay_req(3838)), WAIT)
+            assert result.accepted and result.amount == 3838
+            assert played and played[0] == frame(played[0][1:-2])
+        finally:
+            await drv.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.mark.parametrize("where", list(LINE_CONFIGS))
 async def test_the_configured_line_is_what_the_port_is_opened_with(
     tmp_path: Path, term: FakeTerminal, where: str

@@ -125,8 +125,11 @@ def open_port(settings: SerialSettings) -> serial.Serial:
     kwargs = settings.pyserial_kwargs()
     try:
         # exclusive: flock(LOCK_EX), so a second program on the line fails loudly
-        # instead of reading half of each exchange.
-        return serial.Serial(settings.port, exclusive=True, **kwargs)
+        # instead of reading half of each exchange.  serial_for_url: the config takes a
+        # pyserial URL (rfc2217://, socket://: a terminal behind a serial-over-network
+        # box) as well as a device path, which it opens as serial.Serial does.
+        port: serial.Serial = serial.serial_for_url(settings.port, exclusive=True, **kwargs)
+        return port
     except (OSError, serial.SerialException, termios.error) as exc:
         raise map_open_error(_errno_of(exc), settings.port) from exc
 
