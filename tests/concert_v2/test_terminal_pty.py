@@ -902,6 +902,25 @@ async def test_a_payment_cancelled_while_it_waits_for_a_probe_never_starts(
     assert not patient.busy
 
 
+async def test_a_payment_waiting_for_a_probe_when_the_driver_closes_ends_at_once(
+    patient: ConcertV2Terminal, term: FakeTerminal
+) -> None:
+    """tp-manager stops (the driver closes) while a payment waits for a probe's handshake:
+    the payment ends LINK_DOWN, nothing asked, instead of sending its ENQ into a closing
+    port and waiting forever for an exchange the closed driver no longer runs."""
+    probe = asyncio.create_task(patient.keepalive_probe())
+    await term.expect(ENQ)
+    pay = asyncio.create_task(patient.pay(pay_req(6363)))
+    await asyncio.sleep(0)  # the payment runs up to its wait for the probe
+    assert patient.busy
+    await patient.close()
+    with pytest.raises(LinkDown) as info:
+        await asyncio.wait_for(pay, WAIT)
+    assert not info.value.money_may_have_moved
+    assert (await asyncio.wait_for(probe, WAIT)).cut_short  # type: ignore[union-attr]
+    await term.quiet(0.1)  # no ENQ of the payment's
+
+
 async def test_no_probe_while_a_payment_runs(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
     pay = asyncio.create_task(driver.pay(pay_req()))
     await term.expect(ENQ)

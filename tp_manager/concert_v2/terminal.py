@@ -338,6 +338,8 @@ class ConcertV2Terminal:
         # A terminal reported silent is still asked (the port is open): its answer to
         # this ENQ brings the link up; if it stays silent the ENQ tries fail with
         # TERMINAL_NOT_RESPONDING and nothing was charged.
+        if self._stop.is_set():  # closing: a pay that waited for a probe asks nothing
+            raise LinkDown(f"the driver of {self.settings.port} is closing")
         if self._transport is None:
             raise self._down_error()
         loop = asyncio.get_running_loop()
