@@ -616,6 +616,39 @@ async def test_link_lost_mid_exchange_then_recovers(
     assert LinkState.DOWN in seen and seen[-1] is LinkState.UP
 
 
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_unplug_replug_and_silent_reopen_cycles_leak_no_descriptor_nor_task(
+    driver: ConcertV2Terminal, term: FakeTerminal
+) -> None:
+    """Each cycle: the device unplugged and back (EIO, reopen), a payment, then the
+    terminal reported silent (the port closed on purpose and reopened) and a probe
+    answered.  After the first cycle, the process's open descriptors and asyncio tasks
+    stay what they were: no port, pty or task is left behind by a reconnect."""
+    seen: list[tuple[int, int]] = []
+    for cycle in range(4):
+        term.unplug()
+        await wait_state(driver, LinkState.DOWN)
+        term.plug()
+        await wait_state(driver, LinkState.UP)
+        task = asyncio.create_task(driver.pay(pay_req(100 + cycle)))
+        await term.take_request()
+        await term.send_answer(answer("0", 100 + cycle))
+        assert (await asyncio.wait_for(task, WAIT)).amount == 100 + cycle
+        assert driver.report_silent("terminal did not answer 3 keep-alive ENQs")
+        await port_reopened(driver)
+        probe = asyncio.create_task(driver.keepalive_probe())
+        await term.expect(ENQ)
+        term.write(ACK)
+        await term.expect(EOT)
+        assert (await asyncio.wait_for(probe, WAIT)).responding  # type: ignore[union-attr]
+        await asyncio.sleep(0)  # the closed transports' last callbacks run
+        seen.append((open_fds(), len(asyncio.all_tasks())))
+    assert seen[1:] == [seen[0]] * 3, seen
+
+
 async def test_check_probes_the_terminal(driver: ConcertV2Terminal, term: FakeTerminal) -> None:
     probe = asyncio.create_task(driver.check())
     await term.expect(ENQ)
