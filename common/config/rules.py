@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from common.concert_v2_line import Parity
 from common.money import MoneyError, to_decimal
@@ -230,6 +230,11 @@ def hhmm(value: Any) -> dt.time | None:
     return dt.time(int(match.group(1)), int(match.group(2)))
 
 
+# pyserial URLs whose port has a descriptor, which the Concert V2 transport reads on the
+# event loop (pyserial-asyncio); rfc2217:// and loop:// have none and could never open.
+SERIAL_URL_SCHEMES: Final = frozenset({"socket"})
+
+
 def serial_port(value: Any) -> str | None:
     if value is None:
         return None
@@ -244,9 +249,19 @@ def serial_port(value: Any) -> str | None:
             "/dev/ttyUSB0 or /dev/ttyACM0 (compare `ls /dev` before and after plugging it in), "
             "or 'simulator' for the built-in simulator"
         )
-    if not (text.startswith("/") or "://" in text or sys.platform == "win32"):
+    if "://" in text:
+        scheme = text.split("://", 1)[0].lower()
+        if scheme not in SERIAL_URL_SCHEMES:
+            raise ValueError(
+                f"a {scheme}:// port cannot be used: tp-manager reads the terminal's port on "
+                "its event loop, which needs a descriptor, and pyserial's "
+                f"{scheme}:// port has none; use socket://HOST:PORT (a serial server in raw "
+                "TCP mode) or the device path"
+            )
+        return text
+    if not (text.startswith("/") or sys.platform == "win32"):
         raise ValueError(
-            "must be a device path such as /dev/ttyUSB0, a pyserial URL, "
+            "must be a device path such as /dev/ttyUSB0, a pyserial URL (socket://HOST:PORT), "
             "or 'simulator' for the built-in simulator"
         )
     return text

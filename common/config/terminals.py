@@ -48,7 +48,7 @@ def v3_version(value: Any) -> str:
 def _device(value: Any) -> str:
     device = rules.serial_port(value)
     if device is None or device == rules.SIMULATOR:
-        raise ValueError("must be a device path such as /dev/ttyUSB1 or a pyserial URL")
+        raise ValueError("must be a device path such as /dev/ttyUSB1 or a socket:// URL")
     return device
 
 

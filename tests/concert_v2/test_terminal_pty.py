@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from common.config import load_config
+from common.config import ConfigError, load_config
 from tests.backbone.test_config import BASE_YAML
 from tp_manager.concert_v2.terminal import ConcertV2Terminal
 from tp_manager.concert_v2.transport import SerialSettings, map_open_error, open_port
@@ -1140,6 +1140,27 @@ async def test_a_pyserial_url_the_config_takes_is_opened_as_one(tmp_path: Path) 
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize("url", ["rfc2217://127.0.0.1:4000", "loop://"])
+@pytest.mark.parametrize(
+    "key", ["serial_port: {url}", "terminals: {{lane2: {{protocol: concert-v2, device: '{url}'}}}}"]
+)
+def test_a_pyserial_url_the_driver_cannot_run_is_refused_by_the_config(
+    tmp_path: Path, url: str, key: str
+) -> None:
+    """pyserial's RFC 2217 and loop:// ports have no descriptor, and the driver reads its
+    port on the event loop by descriptor: such a port could never open (LINK_DOWN, for
+    good).  The config says so at once, naming what works."""
+    path = tmp_path / "config.yml"
+    path.write_text(
+        BASE_CREDENTIALS
+        + "serial_port: /dev/ttyUSB9\n" * ("terminals" in key)
+        + key.format(url=url)
+        + "\n"
+    )
+    with pytest.raises(ConfigError, match="socket://"):
+        load_config(path)
 
 
 @pytest.mark.parametrize("where", list(LINE_CONFIGS))
