@@ -126,8 +126,8 @@ def open_port(settings: SerialSettings) -> serial.Serial:
     try:
         # exclusive: flock(LOCK_EX), so a second program on the line fails loudly
         # instead of reading half of each exchange.  serial_for_url: the config takes a
-        # pyserial URL (rfc2217://, socket://: a terminal behind a serial-over-network
-        # box) as well as a device path, which it opens as serial.Serial does.
+        # socket:// URL (a terminal behind a serial server in raw TCP mode) as well as a
+        # device path, which it opens as serial.Serial does.
         port: serial.Serial = serial.serial_for_url(settings.port, exclusive=True, **kwargs)
         return port
     except (OSError, serial.SerialException, termios.error) as exc:
