@@ -43,7 +43,6 @@ from tp_manager.concert_v2.codec import (
     encode_frame,
     encode_request,
     to_payment_result,
-    validate_request,
 )
 from tp_manager.concert_v2.constants import Timer
 from tp_manager.concert_v2.link import (
@@ -417,10 +416,6 @@ class ConcertV2Terminal:
             order_id=request.order_id,
         )
         return result
-
-    def validate(self, request: PaymentRequest) -> None:
-        """Raise what ``pay`` would raise for this request, without touching the link."""
-        validate_request(request, self.payment_mode)
 
     # --- effects -------------------------------------------------------------
 
