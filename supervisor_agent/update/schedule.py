@@ -2,6 +2,16 @@
 
 The jitter (up to :data:`JITTER_S`, drawn once per agent start) spreads a fleet that
 shares one ``update_time`` over a few minutes, so the feed is not hit by all at once.
+
+The run time is read on the wall clock, in the box's local zone, on the day it falls:
+across a DST change the wait is 23 or 25 hours of real time, and the wait is cut into
+steps of at most :data:`MAX_SLEEP_S` with the clock read again after each, so a clock
+set by NTP (a box without a real-time clock boots at its last saved time) moves the run
+with it.  A day's window runs once: the last run's time (``status.json``) says which day
+it served, so an agent restarted in the window (by the update it ran, with a new
+jitter) or a clock set back after the run does not run it again.  A window the clock
+jumped over by more than :data:`LATE_S` is not run late, in business hours: the next
+day's is.
 ``ecr-connector update --now`` asks for a run at once by sending the agent SIGUSR1
 through supervisord.  Runs never overlap; a run that fails for any reason is logged and
 the schedule goes on.
@@ -37,14 +47,49 @@ log = structlog.get_logger(__name__)
 JITTER_S = 10 * 60.0
 DEFAULT_TIME = dt.time(3, 0)  # the seeds' default when update_time is not given
 RUN_NOW_SIGNAL = signal.SIGUSR1
+MAX_SLEEP_S = 60.0  # the wall clock is read again at least this often while waiting
+LATE_S = 15 * 60.0  # a window found this far behind the clock was jumped over: not run
 
 
-def next_run(now: dt.datetime, at: dt.time, jitter_s: float) -> dt.datetime:
-    """The next ``at`` (plus jitter) strictly after ``now``; ``now`` is local and naive."""
-    candidate = dt.datetime.combine(now.date(), at) + dt.timedelta(seconds=jitter_s)
-    if candidate <= now:
-        candidate += dt.timedelta(days=1)
-    return candidate
+def local_now() -> dt.datetime:
+    """Now, aware, in the box's local zone."""
+    return dt.datetime.now().astimezone()
+
+
+def window(day: dt.date, at: dt.time, jitter_s: float) -> dt.datetime:
+    """``day``'s run time: ``at`` plus jitter on the local wall clock, with the offset in
+    force then (aware)."""
+    return (dt.datetime.combine(day, at) + dt.timedelta(seconds=jitter_s)).astimezone()
+
+
+def next_run(
+    now: dt.datetime, at: dt.time, jitter_s: float, served: dt.date | None = None
+) -> dt.datetime:
+    """The first day's window strictly after ``now`` (aware) on a day after ``served``."""
+    day = now.astimezone().date() - dt.timedelta(days=1)  # a window may cross midnight
+    while True:
+        when = window(day, at, jitter_s)
+        if when > now and (served is None or day > served):
+            return when
+        day += dt.timedelta(days=1)
+
+
+def served_day(status: Status, at: dt.time) -> dt.date | None:
+    """The day whose window the last run served: a run at or after a day's ``at`` serves
+    that day (and, before it, the day before); None before any run."""
+    if status.run == 0:
+        return None
+    try:
+        last = dt.datetime.fromisoformat(status.at).astimezone()
+    except ValueError:
+        return None
+    day = last.date()
+    return day if last >= window(day, at, 0) else day - dt.timedelta(days=1)
+
+
+def too_late(when: dt.datetime, now: dt.datetime) -> bool:
+    """The clock jumped over ``when``: running now would not be running at ``update_time``."""
+    return (now - when).total_seconds() > LATE_S
 
 
 def disabled_reason(config: ConnectorConfig) -> str | None:
@@ -60,25 +105,47 @@ def disabled_reason(config: ConnectorConfig) -> str | None:
 
 
 class Scheduler:
-    def __init__(self, make_cycle: Callable[[], UpdateCycle], at: dt.time, jitter_s: float) -> None:
+    def __init__(
+        self,
+        make_cycle: Callable[[], UpdateCycle],
+        data_dir: Path,
+        at: dt.time,
+        jitter_s: float,
+    ) -> None:
         self.make_cycle = make_cycle  # called at the first run: see the module's docstring
         self.cycle: UpdateCycle | None = None
+        self.data_dir = data_dir
         self.at = at
         self.jitter_s = jitter_s
         self.wanted = asyncio.Event()
+
+    async def _until(self, when: dt.datetime) -> bool:
+        """Wait for ``when`` on the wall clock, or a run asked for (True)."""
+        while (left := (when - local_now()).total_seconds()) > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, MAX_SLEEP_S)):
+                    await self.wanted.wait()
+            if self.wanted.is_set():
+                return True
+        return False
 
     async def run_forever(self) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(RUN_NOW_SIGNAL, self.wanted.set)
         try:
             while True:
-                when = next_run(dt.datetime.now(), self.at, self.jitter_s)
+                served = served_day(state.read_status(self.data_dir), self.at)
+                when = next_run(local_now(), self.at, self.jitter_s, served)
                 log.info("update.scheduled", at=when.isoformat(timespec="seconds"))
-                delay = (when - dt.datetime.now()).total_seconds()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(delay, 0.0)):
-                        await self.wanted.wait()
+                asked = await self._until(when)
                 self.wanted.clear()
+                if not asked and too_late(when, now := local_now()):
+                    log.info(
+                        "update.window_missed",
+                        at=when.isoformat(timespec="seconds"),
+                        now=now.isoformat(timespec="seconds"),
+                    )
+                    continue
                 await self.run_once()
         finally:
             loop.remove_signal_handler(RUN_NOW_SIGNAL)
@@ -128,5 +195,5 @@ def start(
         )
 
     at = config.update_time or DEFAULT_TIME
-    scheduler = Scheduler(make_cycle, at, random.uniform(0, JITTER_S))
+    scheduler = Scheduler(make_cycle, config.data_dir, at, random.uniform(0, JITTER_S))
     return asyncio.create_task(scheduler.run_forever(), name="self-update")

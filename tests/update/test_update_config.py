@@ -57,4 +57,5 @@ def test_plain_http_is_allowed_for_a_feed_on_loopback(tmp_path: Path) -> None:
 def test_the_next_run_is_update_time_plus_jitter_strictly_ahead(
     now: dt.datetime, expected: dt.datetime
 ) -> None:
-    assert next_run(now, dt.time(3, 0), jitter_s=300) == expected
+    # local wall-clock times, aware (tests/update/test_schedule.py: DST, clock jumps)
+    assert next_run(now.astimezone(), dt.time(3, 0), jitter_s=300) == expected.astimezone()
