@@ -9,10 +9,12 @@ resolved, so moving the link later changes nothing it imports.
 The switch: stop the agent (supervisord's graceful stop lets a request in flight end),
 stop tp-manager, point ``current`` at the new version (``previous`` at the old one),
 start both.  While both are stopped no process can import from a moving link.
-Healthy means, within :data:`HEALTH_TIMEOUT_S`: both programs RUNNING, the API's
-healthcheck answering, ``/version`` naming the new version, tp-manager answering
-``info`` on the control channel.  A program that falls into BACKOFF/FATAL/EXITED fails
-the check at once.  A failed check restores ``previous``, restarts both, remembers the
+Healthy means, within :data:`HEALTH_TIMEOUT_S`: both programs RUNNING without a
+restart for :data:`SETTLE_S` (a release that answers and then dies in its first seconds
+is not healthy, and would otherwise crash on as ``current``), the API's healthcheck
+answering, ``/version`` naming the new version, tp-manager answering ``info`` on the
+control channel.  A program that falls into BACKOFF/FATAL/EXITED, or is restarted,
+fails the check at once.  A failed check restores ``previous``, restarts both, remembers the
 version so it is never installed again, and logs ``update.rolled_back`` at error.
 """
 
@@ -38,6 +40,7 @@ from common.commands import info
 from common.commands.info import InfoReply
 from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.logging import configure_logging, secrets_of
+from common.start_watch import FAST_DEATH_S
 from common.supervisord import rpc
 from supervisor_agent.client import CommandFailed, TerminalClient
 from supervisor_agent.update import state
@@ -52,6 +55,9 @@ STOP_RPC_TIMEOUT_S = 900.0  # a stop waits for a payment in flight and its HiPay
 PINNED_ENV = "ECR_CONNECTOR_SWITCH_PINNED"
 AGENT, TP_MANAGER = "supervisor-agent", "tp-manager"
 SICK_STATES = frozenset({"BACKOFF", "FATAL", "EXITED"})
+# How long both programs must run, by supervisord's clock, before a start counts: what
+# `run`'s watch calls a failed start (dead sooner than this) must fail the check too.
+SETTLE_S = FAST_DEATH_S
 
 
 def pin_environment(argv: list[str]) -> None:
@@ -107,20 +113,33 @@ def reported_version(config: ConnectorConfig) -> str:
     return str(body["version"]).split("-", 1)[0]
 
 
-def _program_problem(data_dir: Path) -> tuple[str | None, bool]:
-    """(why a program is sick, or None; whether both are RUNNING)."""
+def _program_problem(data_dir: Path, starts: dict[str, int]) -> tuple[str | None, int | None]:
+    """(why a program is sick, or None; seconds both have been RUNNING, None if not both).
+
+    ``starts`` keeps each program's start as first seen RUNNING: a later one is a restart
+    (it died, and supervisord started it again between two looks)."""
     proxy = rpc(paths.supervisord_socket(data_dir))
     infos: list[dict[str, Any]] = proxy.supervisor.getAllProcessInfo()  # type: ignore[assignment]
     states = {str(info["name"]): info for info in infos}
+    up_s: int | None = None
     running = True
     for name in (TP_MANAGER, AGENT):
         info = states.get(name, {})
         statename = str(info.get("statename", "UNKNOWN"))
         if statename in SICK_STATES:
             detail = info.get("spawnerr") or f"exit status {info.get('exitstatus')}"
-            return f"{name} {statename.lower()} at start ({detail})", False
-        running = running and statename == "RUNNING"
-    return None, running
+            return f"{name} {statename.lower()} at start ({detail})", None
+        start = int(info.get("start") or 0)
+        first = starts.get(name)
+        if first is not None and start != first:
+            return f"{name} restarted {start - first} s after its start", None
+        if statename != "RUNNING":
+            running = False
+            continue
+        starts[name] = start
+        ran = int(info.get("now") or 0) - start
+        up_s = ran if up_s is None else min(up_s, ran)
+    return None, up_s if running else None
 
 
 async def _probe(config: ConnectorConfig, client: TerminalClient, version: str) -> str | None:
@@ -147,20 +166,21 @@ async def health(config: ConnectorConfig, version: str, timeout_s: float) -> str
     await client.start()
     deadline = time.monotonic() + timeout_s
     last = "not checked yet"
+    starts: dict[str, int] = {}
     try:
         while time.monotonic() < deadline:
             try:
-                sick, running = await asyncio.to_thread(_program_problem, config.data_dir)
+                sick, up_s = await asyncio.to_thread(_program_problem, config.data_dir, starts)
             except OSError as exc:
-                sick, running = None, False
+                sick, up_s = None, None
                 last = f"supervisord does not answer ({exc})"
             if sick is not None:
                 return sick
-            if running:
+            if up_s is not None:
                 problem = await _probe(config, client, version)
-                if problem is None:
+                if problem is None and up_s >= SETTLE_S:
                     return None
-                last = problem
+                last = problem or f"running {up_s} s of the {SETTLE_S} s a start must last"
             await asyncio.sleep(HEALTH_POLL_S)
     finally:
         await client.close()

@@ -19,3 +19,9 @@ def good_release(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 def broken_release(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     version = next_version()
     return version, build_release(tmp_path_factory.mktemp("broken"), version, broken=True)
+
+
+@pytest.fixture(scope="session")
+def late_crashing_release(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    version = next_version(step=2)
+    return version, build_release(tmp_path_factory.mktemp("late"), version, late_crash=True)

@@ -197,3 +197,24 @@ def test_a_broken_release_is_rolled_back_and_not_tried_again(
         assert again.returncode == 0, again.stdout
         assert "update: skipped" in again.stdout
         assert running_version(stack) == __version__
+
+
+def test_a_release_that_dies_soon_after_answering_is_rolled_back(
+    tmp_path: Path,
+    stub: HipayStub,
+    feed: tuple[TufRepo, str],
+    late_crashing_release: tuple[str, Path],
+) -> None:
+    """Its agent passes supervisord's startsecs and answers the API, then dies 10 s after
+    its start: judged healthy at its first answer, it would crash forever, `run` would
+    give up on it, and a reboot would start it again (it is ``current``)."""
+    version, _ = late_crashing_release
+    with connector_offered(tmp_path, stub, feed, late_crashing_release) as stack:
+        done = cli(stack, "--now", "--wait", "200")
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "update: rolled_back" in done.stdout
+        assert versions.target_of(stack.data_dir, versions.CURRENT) == versions.BASE
+        assert running_version(stack) == __version__
+        assert pay(stack, "LATE-AFTER")["paymentStatus"] == "SUCCESS"
+        rolled = [e for e in events(stack, "update-switch") if e["event"] == "update.rolled_back"]
+        assert len(rolled) == 1 and rolled[0]["version"] == version
