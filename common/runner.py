@@ -216,9 +216,11 @@ def main(args: argparse.Namespace) -> int:
 
 def supervise(conf_path: Path, config: ConnectorConfig, programs: list[str]) -> int:
     """supervisord in the foreground as a child: its exit code, or 1 once a program is FATAL."""
+    from common.hang_watch import HangWatch
     from common.start_watch import StartWatch
 
     watch = StartWatch(paths.log_dir(config.data_dir))
+    hangs = HangWatch(config.data_dir, config.hang_timeout)
     watch.mark(programs)
     supervisord = [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(conf_path)]
     proc = subprocess.Popen(supervisord)  # fixed argv, no shell
@@ -256,6 +258,13 @@ def supervise(conf_path: Path, config: ConnectorConfig, programs: list[str]) -> 
                 messages = []
             for message in messages:
                 say(message)
+            for name, pid, still_s in hangs.hung(infos, time.monotonic()):
+                say(
+                    f"{name} (pid {pid}) is hung: no heartbeat for {still_s:.0f} s; "
+                    "killing it, supervisord starts it again"
+                )
+                with contextlib.suppress(OSError, xmlrpc.client.Error):
+                    rpc(sock).supervisor.signalProcess(name, "KILL")
             if watch.fatal:
                 gave_up = True
                 say(

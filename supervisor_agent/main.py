@@ -27,7 +27,7 @@ from datetime import timedelta
 
 import structlog
 
-from common import __version__, event_loop, messages, paths
+from common import __version__, event_loop, heartbeat, messages, paths
 from common.concert_v3_versions import protocol_name
 from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.config.model import CONCERT_V3
@@ -164,6 +164,11 @@ async def serve(config: ConnectorConfig) -> int:
             metrics.log_periodically(refresh=journal.outbox.counts), name="metrics-log"
         ),
         asyncio.create_task(operator.status.keep_metrics_fresh(metrics), name="metrics-facts"),
+        # `run` kills and restarts an agent whose loop stops beating: a hang, not a payment
+        asyncio.create_task(
+            heartbeat.beat(config.data_dir, "supervisor-agent", config.hang_timeout),
+            name="heartbeat",
+        ),
     ]
     # the journal is the one owner of "a payment is in flight": the update asks it
     update_task = update_schedule.start(config, __version__, busy=lambda: bool(journal.in_flight()))

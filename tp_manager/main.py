@@ -18,7 +18,7 @@ import sys
 import structlog
 import zmq
 
-from common import event_loop, paths
+from common import event_loop, heartbeat, paths
 from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.logging import configure_logging, log_file_of, secrets_of
 from tp_manager.context import ServerContext
@@ -93,6 +93,10 @@ async def serve(config: ConnectorConfig) -> int:
         asyncio.create_task(stop.wait()),
         asyncio.create_task(ctx.shutdown_requested.wait()),
     ]
+    # `run` kills and restarts a tp-manager whose loop stops beating: a hang, not a payment
+    beating = asyncio.create_task(
+        heartbeat.beat(config.data_dir, "tp-manager", config.hang_timeout), name="heartbeat"
+    )
     log.info("tp_manager.started", protocol=terminal.protocol, device=ctx.device)
     event_loop.started()
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -118,6 +122,7 @@ async def serve(config: ConnectorConfig) -> int:
     for each in targets.all():
         await each.close()
     ctx.results.close()
+    beating.cancel()
     log.info("tp_manager.stopped", waited_for_payment=in_flight)
     return 0
 

@@ -53,6 +53,7 @@ DEFAULT_TERMINAL_PORT = 8888
 PTY_DATA_BITS = 8  # all a Linux pseudo-terminal takes: the built-in simulator's line
 DEFAULT_TRANSACTION_TIMEOUT_S = 120.0
 DEFAULT_NOTIFICATION_BUDGET_S = 3.0
+DEFAULT_HANG_TIMEOUT_S = 60.0  # a program whose event loop stood still this long is hung
 DEFAULT_RETENTION_MONTHS = 13
 # each program's own log file (common/logging.py): 10 MB, 10 older files kept
 DEFAULT_LOG_FILE_MAX_MB = 10
@@ -151,6 +152,7 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "max_connections_per_address": _connections,
     "transaction_timeout": _seconds(0, rules.MAX_TRANSACTION_TIMEOUT_S),
     "notification_budget": _seconds(0, rules.MAX_NOTIFICATION_BUDGET_S),
+    "hang_timeout": _seconds(rules.MIN_HANG_TIMEOUT_S, rules.MAX_HANG_TIMEOUT_S),
     "retention_months": _months,
     "pos_number": _pos_number,
     "log_level": rules.log_level,
@@ -454,6 +456,7 @@ def build(
         allowed_terminals=allowed,
         pos_number=c.value("pos_number", 1),
         transaction_timeout=c.value("transaction_timeout", DEFAULT_TRANSACTION_TIMEOUT_S),
+        hang_timeout=c.value("hang_timeout", DEFAULT_HANG_TIMEOUT_S),
         authorization_threshold=c.value("authorization_threshold"),
         contracts=_contracts(c),
         update_time=c.value("update_time"),

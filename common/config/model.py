@@ -94,6 +94,8 @@ class ConnectorConfig:
     rtscts: bool = False  # the configured Concert V2 terminal's RTS/CTS flow control
     # Concert V2 keep-alive probe after this many idle seconds; None: no probe
     keepalive_interval: float | None = DEFAULT_KEEPALIVE_INTERVAL_S
+    # tp-manager or the agent with its event loop stopped this long is killed and restarted
+    hang_timeout: float = 60.0
 
     @property
     def hipay_url(self) -> str:

@@ -97,6 +97,9 @@ LOG_LEVEL_ALIASES = {"warn": "warning", "fatal": "critical"}
 SIMULATOR = "simulator"
 MAX_TRANSACTION_TIMEOUT_S = 600.0  # beyond 10 min a customer has long walked away
 MAX_NOTIFICATION_BUDGET_S = 60.0
+# a heartbeat is a sixth of it (common/heartbeat.py): below, beats come more than once a second
+MIN_HANG_TIMEOUT_S = 5.0
+MAX_HANG_TIMEOUT_S = 3600.0
 MAX_RETENTION_MONTHS = 120
 MAX_LOG_FILE_MB = 1024
 MAX_LOG_FILE_BACKUPS = 100
