@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from pathlib import Path
 
 from common import paths
@@ -37,6 +36,5 @@ async def beat(data_dir: Path, program: str, hang_timeout_s: float) -> None:
     every = interval_s(hang_timeout_s)
     while True:
         with contextlib.suppress(OSError):  # a full disk must not kill the program
-            path.touch()
-            os.utime(path)
+            path.touch()  # an existing file: its mtime set to now
         await asyncio.sleep(every)

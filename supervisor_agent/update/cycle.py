@@ -16,7 +16,6 @@ agent with supervisord's graceful stop, which lets a request in flight finish.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,10 +130,8 @@ class UpdateCycle:
     async def _hand_over(self, status: Status, version: str) -> Status:
         marker = versions.pending_switch(self.data_dir)
         was = versions.target_of(self.data_dir, versions.CURRENT) or versions.BASE
-        marker.write_text(
-            json.dumps(
-                {"from": was, "from_version": self.running, "to": version, "run": status.run}
-            )
+        state.write_json(
+            marker, {"from": was, "from_version": self.running, "to": version, "run": status.run}
         )
         self._save(status, "switching")
         log.info("update.switching", running=self.running, to=version)

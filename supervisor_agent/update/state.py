@@ -49,10 +49,16 @@ class Status:
         return self.state in FINAL
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
+    """Replace ``path`` whole or not at all, even across a power cut: the file is fsynced
+    under a temporary name, then renamed over the old one.  A torn ``switch.json`` would
+    send the next start back to the base environment instead of the previous version."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.new")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    with tmp.open("w") as out:
+        out.write(json.dumps(data, indent=2) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
     os.replace(tmp, path)
 
 
@@ -77,7 +83,7 @@ def read_status(data_dir: Path) -> Status:
 
 def write_status(data_dir: Path, status: Status) -> None:
     status.at = datetime.now(UTC).isoformat(timespec="seconds")
-    _write_json(status_path(data_dir), asdict(status))
+    write_json(status_path(data_dir), asdict(status))
 
 
 def _rolled_back_path(data_dir: Path) -> Path:
@@ -91,4 +97,4 @@ def rolled_back(data_dir: Path) -> dict[str, str]:
 
 
 def remember_rolled_back(data_dir: Path, version: str, reason: str) -> None:
-    _write_json(_rolled_back_path(data_dir), {**rolled_back(data_dir), version: reason})
+    write_json(_rolled_back_path(data_dir), {**rolled_back(data_dir), version: reason})
