@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 import structlog
 
 from common import messages
+from common.commands import InvalidProperties
 from common.commands import errors as codes
+from common.commands import pay as pay_contract
 from common.commands.addressing import TerminalRequest
 from tp_manager.commands import CommandError
 from tp_manager.result_store import DEFAULT_TERMINAL, ResultStore
@@ -82,6 +84,28 @@ class ServerContext:
         kept and hinted to the agent exactly as a late answer."""
         kept = self.results.recovered(order_id, terminal_key, request, result)
         kept.add_done_callback(lambda done: self._hint(order_id, written(done) is True))
+
+    async def resume_status_recovery(self) -> list[str]:
+        """At start-up: ask the terminals again for the payments still owed an answer.
+
+        A payment a kill cut off (its record found ``started``, now ``awaiting``), or
+        whose status recovery a stop cancelled, would otherwise stay ``unknown`` for
+        good though its terminal can say how it ended; the orders asked about."""
+        if self.recovery is None:
+            return []
+        resumed: list[str] = []
+        for order_id, key, props in await self.results.awaiting():
+            try:
+                request = pay_contract.from_properties(props)
+                now_key, terminal = self.terminal_for(request.target, request.terminal)
+            except (InvalidProperties, CommandError) as exc:  # no longer configured
+                log.warning("tp_manager.status.not_resumed", order_id=order_id, reason=str(exc))
+                continue
+            if now_key == key and self.recovery.start(key, terminal, request):
+                resumed.append(order_id)
+        if resumed:
+            log.warning("tp_manager.status.resumed", orders=resumed)
+        return resumed
 
     def link_state(self, terminal_key: str, state: LinkState, detail: str) -> None:
         """A terminal's link changed state: logged, and published to the agent (``link.up``,

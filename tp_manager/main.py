@@ -84,6 +84,7 @@ async def serve(config: ConnectorConfig) -> int:
         await each.start()
     for keepalive in keepalives:
         keepalive.start()
+    await ctx.resume_status_recovery()
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

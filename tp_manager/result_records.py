@@ -289,6 +289,17 @@ class ResultRecords:
             )
         return cursor.rowcount
 
+    def awaiting(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """Every payment still owed an answer: (order id, terminal key, request properties).
+
+        At start-up these are the payments a restart cut off, or whose status recovery
+        it cut short: tp-manager asks their terminals again (tp_manager/main.py)."""
+        rows = self._conn.execute(
+            "SELECT order_id, terminal, request FROM payments WHERE state = ? ORDER BY id",
+            (RecordState.AWAITING,),
+        ).fetchall()
+        return [(str(order_id), str(key), json.loads(request)) for order_id, key, request in rows]
+
     def state_of(self, order_id: str) -> RecordState | None:
         """The state of the order's newest record (None: nothing kept)."""
         row = self._conn.execute(

@@ -243,6 +243,9 @@ class ResultStore:
         ids = list(order_ids)
         return self._submit(lambda r: r.ack(ids), writes=True)
 
+    def awaiting(self) -> asyncio.Future[list[tuple[str, str, dict[str, Any]]]]:
+        return self._submit(lambda r: r.awaiting(), writes=False)
+
     def state_of(self, order_id: str) -> asyncio.Future[RecordState | None]:
         return self._submit(lambda r: r.state_of(order_id), writes=False)
 

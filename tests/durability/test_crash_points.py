@@ -1,0 +1,86 @@
+"""Payments cut off by a crash, through the real programs under supervisord.
+
+Real supervisord (tests/stack.py), processes killed by pid with SIGKILL, the real
+simulator, the real HiPay stub, the journal and tp-manager's result store as real
+SQLite files.  Each test kills a program at one step of a payment and then checks
+what the register, the journal and HiPay end up with.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_supervised_stack import (
+    DELIVERY_TIMEOUT_S,
+    PROGRAMS,
+    RESTART_TIMEOUT_S,
+    SLOW_CUSTOMER,
+    link_up,
+    paying,
+    restarted,
+    start,
+)
+from tests.stack import HipayStub, Stack, free_port, hipay_stub, wait_for
+
+V3_PAY_STARTED = ("simulator", '"simulator.concert_v3.request.received"')
+
+
+@pytest.fixture
+def stub(tmp_path: Path) -> Iterator[HipayStub]:
+    with hipay_stub(tmp_path) as running:
+        yield running
+
+
+def states_at_hipay(stub: HipayStub, order_id: str) -> list[str]:
+    return [n["body"]["terminal_result"]["state"] for n in stub.acknowledged(order_id)]
+
+
+def looked_up(stack: Stack, order_id: str) -> dict[str, Any]:
+    status, body = stack.request("GET", f"/transactions/{order_id}")
+    assert status == 200, body
+    return dict(body)
+
+
+def test_a_concert_v3_payment_cut_off_by_a_tp_manager_kill_gets_the_terminals_verdict(
+    tmp_path: Path, stub: HipayStub
+) -> None:
+    """The terminal finished the payment while tp-manager was dead: the restarted
+    tp-manager asks it (CD=T) and the order is reconciled, not left unknown for good."""
+    with start(
+        tmp_path,
+        stub,
+        serial_port=None,
+        terminal_protocol="concert-v3",
+        terminal_host="simulator",
+        terminal_port=free_port(),
+        terminal_profile="castles",
+    ) as stack:
+        stack.wait_running(PROGRAMS)
+        wait_for(lambda: link_up(stack), RESTART_TIMEOUT_S, "the Concert V3 terminal")
+        with paying(stack, SLOW_CUSTOMER, "V3-CUT", V3_PAY_STARTED) as payment:
+            old = stack.pid_of("tp-manager")
+            os.kill(old, signal.SIGKILL)
+            status, body = payment.result(timeout=30)
+        assert status == 200, body
+        assert body["transactionState"] == "unknown"
+        assert body["errorCode"] == "TP_MANAGER_RESTARTED"
+        restarted(stack, "tp-manager", old)
+        reconciled = wait_for(
+            lambda: (b := looked_up(stack, "V3-CUT"))["transactionState"] == "accepted" and b,
+            DELIVERY_TIMEOUT_S + 30,
+            "the terminal's verdict on the cut-off payment",
+        )
+        assert reconciled["reconciled"]["from"] == "unknown"
+        assert stack.logs("simulator").count('"simulator.concert_v3.request.received"') == 1
+        states = wait_for(
+            lambda: (s := states_at_hipay(stub, "V3-CUT")) and "accepted" in s and s,
+            DELIVERY_TIMEOUT_S,
+            "HiPay's corrected notification",
+        )
+        assert states == ["unknown", "accepted"]
