@@ -45,6 +45,9 @@ SHUTTING_DOWN: Final = "SHUTTING_DOWN"
 TP_MANAGER_UNAVAILABLE: Final = "TP_MANAGER_UNAVAILABLE"
 TP_MANAGER_TIMEOUT: Final = "TP_MANAGER_TIMEOUT"
 TP_MANAGER_RESTARTED: Final = "TP_MANAGER_RESTARTED"
+# tp-manager could not write a payment down before waking the terminal (a full or locked
+# result store): the terminal was not asked.
+RESULTS_UNAVAILABLE: Final = "RESULTS_UNAVAILABLE"
 # The journal's verdicts for payments a crash cut off (supervisor_agent/journal.py).
 NOT_SENT_TO_TERMINAL: Final = "NOT_SENT_TO_TERMINAL"
 INTERRUPTED: Final = "INTERRUPTED"
@@ -82,6 +85,7 @@ MONEY_MAY_HAVE_MOVED: Final[dict[str, bool]] = {
     TP_MANAGER_UNAVAILABLE: False,
     TP_MANAGER_TIMEOUT: True,
     TP_MANAGER_RESTARTED: True,
+    RESULTS_UNAVAILABLE: False,
     NOT_SENT_TO_TERMINAL: False,
     INTERRUPTED: True,
 }

@@ -222,6 +222,12 @@ _TABLE: list[ErrorCode] = [
         502,
         "tp-manager restarted during the payment: the customer may have paid.",
     ),
+    ErrorCode(
+        "RESULTS_UNAVAILABLE",
+        503,
+        "tp-manager cannot write its result store (disk full or locked); nothing was sent to "
+        "the terminal.",
+    ),
     # --- the journal's own verdicts (GET /transactions, replays)
     ErrorCode(
         "NOT_SENT_TO_TERMINAL",

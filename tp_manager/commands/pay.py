@@ -14,6 +14,7 @@ status recovery where the terminal can tell (tp_manager/status_recovery.py).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from typing import Any
 
@@ -48,7 +49,15 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
         raise TerminalBusy(terminal.busy_reason())
     if ctx.shutdown_requested.is_set():
         raise CommandError(codes.SHUTTING_DOWN, "tp-manager is stopping; try again shortly")
-    record = await ctx.results.begin(order_id, terminal_key, request)
+    try:
+        record = await ctx.results.begin(order_id, terminal_key, request)
+    except (sqlite3.Error, OSError) as exc:
+        # the terminal is not woken without the record a late answer needs: nothing was
+        # asked, so the order is failed (and may be posted again), never unknown
+        log.error("tp_manager.results.begin_failed", order_id=order_id, error=str(exc))
+        raise CommandError(
+            codes.RESULTS_UNAVAILABLE, f"cannot write the result store: {exc}"
+        ) from exc
     if terminal.busy:  # another order took this terminal while the record was written
         await ctx.results.finish_error(record, codes.TERMINAL_BUSY, money_may_have_moved=False)
         raise TerminalBusy(terminal.busy_reason())
