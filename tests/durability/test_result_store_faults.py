@@ -8,10 +8,12 @@ The store refuses because another connection holds its write lock (a person with
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 from common import paths
+from tests.durability.conftest import until_landed
 from tests.terminals.conftest import connector
 
 
@@ -37,3 +39,27 @@ async def test_a_payment_the_result_store_refused_to_start_is_failed_and_may_be_
         status, body = await running.pay(None, "ORD-NO-STORE")
         assert status == 200 and body["transactionState"] == "accepted", body
         assert len(running.sims["default"].ledger.requests) == 1
+
+
+async def test_a_verdict_the_result_store_refused_to_keep_still_reaches_the_journal(
+    tmp_path: Path,
+) -> None:
+    """The terminal answered but tp-manager cannot write the verdict down: the reply
+    still carries it, and the journal (the truth) holds it, not ``unknown``."""
+    async with connector(tmp_path, [], pay_seconds=2.0) as running:
+        ledger = running.sims["default"].ledger
+        payment = asyncio.create_task(running.pay(None, "ORD-VERDICT-UNKEPT"))
+        # the terminal has the request; its customer takes 2 s
+        await until_landed(lambda: bool(ledger.requests), "the request at the terminal")
+        locker = sqlite3.connect(paths.tp_manager_results(tmp_path), isolation_level=None)
+        try:
+            locker.execute("BEGIN IMMEDIATE")
+            status, body = await payment
+            locker.execute("ROLLBACK")
+        finally:
+            locker.close()
+        assert status == 200, body
+        assert body["transactionState"] == "accepted", body
+        record = running.journal.get("ORD-VERDICT-UNKEPT")
+        assert record is not None and record.state == "accepted"
+        assert len(ledger.requests) == 1

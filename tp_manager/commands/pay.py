@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import structlog
@@ -40,6 +41,16 @@ def parse_request(props: dict[str, Any]) -> PaymentRequest:
         raise CommandError(codes.INVALID_PROPERTIES, str(exc)) from None
 
 
+async def _kept(write: Awaitable[None], order_id: str) -> None:
+    """The outcome's write to the result store; a store that refuses it (disk full, locked)
+    does not change the reply: the terminal has spoken, and the agent journals what the
+    reply says (an error of the store's own would read ``unknown``, a verdict lost)."""
+    try:
+        await write
+    except (sqlite3.Error, OSError) as exc:
+        log.error("tp_manager.results.finish_failed", order_id=order_id, error=str(exc))
+
+
 async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
     request = parse_request(props)
     order_id = request.order_id
@@ -59,7 +70,7 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
             codes.RESULTS_UNAVAILABLE, f"cannot write the result store: {exc}"
         ) from exc
     if terminal.busy:  # another order took this terminal while the record was written
-        await ctx.results.finish_error(record, codes.TERMINAL_BUSY, money_may_have_moved=False)
+        await _kept(ctx.results.finish_error(record, codes.TERMINAL_BUSY, False), order_id)
         raise TerminalBusy(terminal.busy_reason())
     order = {"order_id": order_id}
     ctx.publish(messages.EVENT_TERMINAL_BUSY, order)
@@ -74,13 +85,13 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
     try:
         result = await terminal.pay(request)
     except TerminalError as exc:
-        await ctx.results.finish_error(record, exc.code, exc.money_may_have_moved)
+        await _kept(ctx.results.finish_error(record, exc.code, exc.money_may_have_moved), order_id)
         outcome.update(status="error", error_code=exc.code)
         if exc.money_may_have_moved and ctx.recovery is not None:
             outcome.update(status_recovery=ctx.recovery.start(terminal_key, terminal, request))
         raise
     else:
-        await ctx.results.finish_result(record, result)
+        await _kept(ctx.results.finish_result(record, result), order_id)
         outcome.update(status=str(result.status), amount=result.amount)
         verdict = {
             "failure_reason": result.failure_reason and str(result.failure_reason),
