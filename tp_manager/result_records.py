@@ -171,9 +171,12 @@ class ResultRecords:
         """Before the terminal is woken; the record's id, for ``finish_*``.
 
         An order id is not unique here: a peer that pays an order again gets a
-        second record, and ``results`` shows every verdict it has not acked.
+        second record, and ``results`` shows every verdict it has not acked.  Waits
+        past the horizon are dropped here too: a late answer or a restart may not come
+        for months, and the table would keep every payment given up until then.
         """
         with self._transaction():
+            self._expire()
             cursor = self._conn.execute(
                 "INSERT INTO payments (order_id, terminal, request, started_at, state)"
                 " VALUES (?, ?, ?, ?, ?)",

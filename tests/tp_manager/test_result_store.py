@@ -164,3 +164,17 @@ def test_waiting_ends_at_the_horizon(store: ResultRecords, clock: Clock) -> None
     store = reopen(store, clock)  # also at start-up
     assert store.state_of("G") is None
     store.close()
+
+
+def test_a_running_tp_manager_drops_waits_past_the_horizon_as_payments_go_on(
+    store: ResultRecords, clock: Clock
+) -> None:
+    """No late answer and no restart: the next payment (any terminal) drops the wait, so
+    the table does not keep every given-up payment for as long as tp-manager runs."""
+    h = store.begin("H", V3, request("H"))
+    store.finish_error(h, codes.TRANSACTION_TIMEOUT, money_may_have_moved=True)
+    clock.now += AWAITING_HORIZON_S + 1
+    store.begin("I", DEFAULT_TERMINAL, request("I"))
+    assert store.state_of("H") is None
+    assert store.awaiting() == []
+    store.close()
