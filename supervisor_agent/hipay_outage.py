@@ -1,8 +1,8 @@
 """Whether HiPay is down right now, as the notifier's attempts see it.
 
 An outage starts with the first attempt that fails in a way that says "HiPay is not
-taking notifications" (no connection, no answer, 5xx/429/408) and ends with the first
-attempt HiPay answers otherwise (2xx, or a 4xx about that one notification).  The
+taking notifications" (no connection, no answer, 5xx/429/408, a redirect) and ends with
+the first attempt HiPay answers otherwise (2xx, or a 4xx about that one notification).  The
 notifier logs one line at each end instead of one per attempt, probes HiPay at its own
 pace while the outage lasts, and releases the whole backlog when it ends.
 

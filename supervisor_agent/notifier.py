@@ -24,7 +24,10 @@ Counting, for ``numberOfNotificationSent`` (``attempts_received``):
   reconciliation send with the same ``Idempotency-Key``, and counts 1 more if
   acknowledged, hence 2;
 * a connection that never opened counts 0, and so does any HTTP answer that is
-  not 2xx (5xx, 429, 4xx): HiPay said it did not take it;
+  not 2xx (5xx, 429, 4xx, 3xx): HiPay said it did not take it.  A redirect is never
+  followed: a 301/302/303 would turn the POST into a GET without the notification,
+  a 307/308 would send it elsewhere, and whatever answered that with a 2xx (a
+  maintenance page) would pass for HiPay taking it.  It is retried like a 5xx;
 * a kept-alive connection that dies under the request counts 1 if the request went
   out, and the POST goes again at once on a new connection (:meth:`Notifier._attempt`).
 
@@ -64,7 +67,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 DELIVER_NOW_BUDGET_S = 3.0
 ANSWER_LOG_MAX_CHARS = 300
 ANSWER_READ_MAX_BYTES = 64 * 1024
-RETRYABLE_STATUSES = frozenset({408, 429})  # and every 5xx
+RETRYABLE_STATUSES = frozenset({408, 429})  # and every 5xx and 3xx (_retryable)
 # Connections to HiPay at most: one per terminal paying right now plus the worker's
 # max_concurrent fit under it; beyond it an attempt waits for a free connection.
 MAX_CONNECTIONS = 64
@@ -127,6 +130,13 @@ def _dead_connection(exc: BaseException) -> bool:
     return isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError) and not (
         isinstance(exc, TimeoutError)
     )
+
+
+def _retryable(status: int) -> bool:
+    """An answer that says "not now" (5xx, 408, 429) or "not here" (a redirect, which
+    is not followed: maintenance, a moved endpoint): HiPay did not take the notification,
+    and a later try may succeed.  Any other 4xx is about the notification itself."""
+    return status in RETRYABLE_STATUSES or status >= 500 or 300 <= status < 400
 
 
 def _finished_row(task: asyncio.Task[Notification | None]) -> Notification | None:
@@ -387,12 +397,16 @@ class Notifier:
                 headers=self._headers(note),
                 timeout=self._timeout,
                 trace_request_ctx=post.trace,
+                allow_redirects=False,  # a redirect is an answer, not HiPay taking it
             ) as resp:
                 post.status = resp.status
                 post.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                location = resp.headers.get("Location")
+                if location is not None:
+                    post.answer = f"redirected to {location}: "
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     raw = await resp.content.read(ANSWER_READ_MAX_BYTES)
-                    post.answer = raw.decode("utf-8", errors="replace")
+                    post.answer += raw.decode("utf-8", errors="replace")
         except asyncio.CancelledError:
             if post.trace.sent and post.status is None:  # stopping mid-request: HiPay may have it
                 await self._record(
@@ -474,7 +488,7 @@ class Notifier:
             await self._reachable()
             return updated
         safe = self._safe_answer(answer)  # kept and logged: one line, masked (not for a 2xx)
-        if status in RETRYABLE_STATUSES or status >= 500:
+        if _retryable(status):
             self._count("retryable")
             return await self._retry_later(
                 note,

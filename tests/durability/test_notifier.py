@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from structlog.testing import capture_logs
 
 from supervisor_agent.hipay_stub import DEFAULT_LOGIN, DEFAULT_PASSWORD, start_stub
@@ -599,3 +600,55 @@ async def test_a_dropped_connection_that_was_new_is_not_sent_again_at_once(
     events = [e["event"] for e in logs]
     assert "hipay.notify.stale_connection" not in events
     assert "hipay.notify.unreachable" in events
+
+
+async def _redirecting_hipay(status: int) -> tuple[web.AppRunner, str, list[str]]:
+    """A HiPay front that answers the notification with a redirect to a page that answers
+    200 to anything (a maintenance or login page): what it was asked, in ``seen``."""
+    seen: list[str] = []
+
+    async def notify(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.path}")
+        raise (
+            web.HTTPFound("/maintenance")
+            if status == 302
+            else web.HTTPTemporaryRedirect("/maintenance")
+        )
+
+    async def maintenance(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.path}")
+        return web.Response(text="down for maintenance")
+
+    app = web.Application()
+    app.router.add_post("/v1/connector/order", notify)
+    app.router.add_route("*", "/maintenance", maintenance)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}", seen
+
+
+@pytest.mark.parametrize("status", [302, 307])
+async def test_a_redirect_is_not_a_delivery(journal: Journal, status: int) -> None:
+    """HiPay's notification endpoint answering 3xx has not taken the notification, even if
+    the page it points to answers 200: the redirect is not followed (a 302 would turn the
+    POST into a bodiless GET, a 307 would send the order elsewhere) and the row is not
+    marked delivered.  It is retried later (maintenance), the Location kept for a human."""
+    runner, url, seen = await _redirecting_hipay(status)
+    await finish_order(journal, "ORDER_1")
+    notifier = Notifier(journal.outbox, HipayEndpoint(url, "l", "p"), policy=FAST)
+    try:
+        result = await notifier.deliver_now("ORDER_1", budget_s=5)
+    finally:
+        await notifier.stop()
+        await runner.cleanup()
+    assert seen == ["POST /v1/connector/order"]
+    assert (result.sent, result.count) == (False, 0)
+    note = journal.outbox.get_by_order("ORDER_1")
+    assert note is not None
+    assert (note.state, note.last_status) == (NotificationState.PENDING, status)
+    assert note.last_error is not None and "redirected to /maintenance" in note.last_error
