@@ -166,6 +166,11 @@ class Notifier:
         self._lock_file: IO[str] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._inflight: dict[int, asyncio.Task[Notification | None]] = {}
+        # Rows whose last attempt crashed (most often: the journal could not write it
+        # down, a full or read-only disk): id -> (not before, crashes in a row).  The row
+        # itself still says "due", so without this it would be sent again at once, in a
+        # loop; it waits the backoff instead, in memory (the disk is what failed).
+        self._crashed: dict[int, tuple[float, int]] = {}
         self._outage = HipayOutage()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -259,21 +264,30 @@ class Notifier:
         free = policy.max_concurrent - len(self._inflight)
         if free <= 0:
             return policy.rescan_interval_s
-        due = await asyncio.to_thread(self._outbox.due, now, free, set(self._inflight))
+        waiting = self._waiting_after_crash(now)
+        due = await asyncio.to_thread(self._outbox.due, now, free, {*self._inflight, *waiting})
         probing = self._outage.active and not self._inflight and now >= self._outage.probe_at
         if not due and probing:  # no row is due, but HiPay may be back: try the earliest
-            due = await asyncio.to_thread(self._outbox.due, math.inf, 1)
+            due = await asyncio.to_thread(self._outbox.due, math.inf, 1, waiting)
         for note in due:
             self._spawn(note.id)
         if len(self._inflight) >= policy.max_concurrent:
             return policy.rescan_interval_s
         wake_at = now + policy.rescan_interval_s
-        earliest = await asyncio.to_thread(self._outbox.next_attempt_at, set(self._inflight))
+        if waiting:
+            wake_at = min(wake_at, *waiting.values())
+        earliest = await asyncio.to_thread(
+            self._outbox.next_attempt_at, {*self._inflight, *waiting}
+        )
         if earliest is not None:
             wake_at = min(wake_at, earliest)
             if self._outage.active and not self._inflight:
                 wake_at = min(wake_at, self._outage.probe_at)
         return max(0.0, wake_at - time.time())
+
+    def _waiting_after_crash(self, now: float) -> dict[int, float]:
+        """The rows still in their backoff after a crashed attempt: id -> when they may go."""
+        return {nid: at for nid, (at, _) in self._crashed.items() if at > now}
 
     def _spawn(
         self, notification_id: int, queued: Notification | None = None
@@ -292,13 +306,18 @@ class Notifier:
             if t.cancelled():
                 return
             if t.exception() is not None:
+                crashes = self._crashed.get(notification_id, (0.0, 0))[1] + 1
+                wait_s = self._policy.backoff_s(crashes)
+                self._crashed[notification_id] = (time.time() + wait_s, crashes)
                 self._wake.set()
                 log.error(
                     "hipay.notify.delivery_crashed",
                     notification_id=notification_id,
                     error=repr(t.exception()),
+                    next_attempt_in_s=round(wait_s, 3),
                 )
                 return
+            self._crashed.pop(notification_id, None)
             # The worker's sleep already counts every row but those in flight: it has to
             # look again only if this one stays pending (its next attempt is new) or if
             # it had to wait for a free slot.  A delivered or dead row changes nothing.
@@ -333,7 +352,8 @@ class Notifier:
                 return DeliveryStatus(sent=False, count=0, state=None)
         task = self._inflight.get(note.id)
         if task is None and note.state is NotificationState.PENDING:
-            if note.next_attempt_at <= time.time():
+            now = time.time()
+            if note.next_attempt_at <= now and note.id not in self._waiting_after_crash(now):
                 task = self._spawn(note.id, queued)
         if task is not None:
             remaining = deadline - time.monotonic()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -652,3 +653,43 @@ async def test_a_redirect_is_not_a_delivery(journal: Journal, status: int) -> No
     assert note is not None
     assert (note.state, note.last_status) == (NotificationState.PENDING, status)
     assert note.last_error is not None and "redirected to /maintenance" in note.last_error
+
+
+# Backoff after an attempt that could not be written down: long enough that a second
+# POST inside the observation window can only come from a loop that ignores it.
+UNWRITABLE = dataclasses.replace(FAST, backoff_initial_s=3.0, backoff_max_s=3.0)
+UNWRITABLE_WINDOW_S = UNWRITABLE.rescan_interval_s * 2
+
+
+async def test_an_attempt_the_journal_cannot_write_down_is_not_sent_again_at_once(
+    journal: Journal, stub: Stub
+) -> None:
+    """HiPay answers but the journal refuses the write (read-only or full disk, a lock
+    held past the busy timeout): the row stays pending, and it is tried again after a
+    backoff, not at once in a loop (it was: some 500 POSTs a second to HiPay)."""
+    await finish_order(journal, "ORDER_1")
+    notifier = Notifier(journal.outbox, stub.endpoint(), policy=UNWRITABLE)
+    with journal._db.read() as conn:
+        conn.execute("PRAGMA query_only = 1")  # every write fails as on a read-only disk
+    try:
+        with capture_logs() as logs:
+            await notifier.start()
+            notifier.kick()
+            await eventually(_crashed(logs))
+            await asyncio.sleep(UNWRITABLE_WINDOW_S)  # two rescans: nothing more goes out
+        assert len(await stub.received()) == 1
+    finally:
+        with journal._db.read() as conn:
+            conn.execute("PRAGMA query_only = 0")
+    try:
+        await eventually(delivered(journal, "ORDER_1"))  # the disk is back: it goes
+    finally:
+        await notifier.stop()
+    assert [r["outcome"] for r in await stub.received()] == ["acknowledged"] * 2
+
+
+def _crashed(logs: list[dict[str, object]]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return any(e["event"] == "hipay.notify.delivery_crashed" for e in logs)
+
+    return check
