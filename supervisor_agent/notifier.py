@@ -342,7 +342,8 @@ class Notifier:
         once and the worker retries on the row's schedule.  The attempt is never
         cancelled when the budget runs out; the answer then says what is known.
         ``queued`` is the row the journal just wrote (``Journal.finish``): the
-        payment path passes it, so nothing is read back before the POST.
+        payment path passes it, so nothing is read back before the POST (and its count
+        is that row's: a payment that just finished has no other notification).
         """
         deadline = time.monotonic() + budget_s
         note = queued
@@ -361,7 +362,10 @@ class Notifier:
                 await asyncio.wait({task}, timeout=remaining)
             latest = _finished_row(task) or await asyncio.to_thread(self._outbox.get, note.id)
             note = latest or note
-        return DeliveryStatus(sent=note.sent, count=note.attempts_received, state=str(note.state))
+        count = note.attempts_received  # a payment's own row: the order's only notification
+        if queued is None:  # an order looked up: a reconciled one has two, both count
+            count = await asyncio.to_thread(self._outbox.received_of_order, order_id)
+        return DeliveryStatus(sent=note.sent, count=count, state=str(note.state))
 
     # -- one attempt -----------------------------------------------------------
 

@@ -231,6 +231,18 @@ class Outbox:
             ).fetchone()
         return _row(row) if row else None
 
+    def received_of_order(self, order_id: str) -> int:
+        """``numberOfNotificationSent`` of an order: the copies HiPay may hold of *every*
+        notification of it (``attempts_received`` summed).  A reconciled order counts its
+        ``unknown`` notification and the corrected one: 2, the seed's "to ensure the
+        financial reconciliation"."""
+        with self._store.read() as conn:
+            row = conn.execute(
+                "SELECT COALESCE(SUM(attempts_received), 0) FROM outbox WHERE order_id = ?",
+                (order_id,),
+            ).fetchone()
+        return int(row[0])
+
     def due(
         self, now: float | None = None, limit: int = 10, exclude: Collection[int] = ()
     ) -> list[Notification]:

@@ -360,8 +360,15 @@ class PaymentService:
             return DeliveryStatus(sent=False, count=0)
 
     async def delivery(self, order_id: str) -> DeliveryStatus:
-        """What HiPay has of an order now, without waiting (replays and lookups)."""
-        note = await asyncio.to_thread(self.journal.outbox.get_by_order, order_id)
+        """What HiPay has of an order now, without waiting (replays and lookups): whether
+        it has the newest notification (a reconciled order's corrected one), and how many
+        copies it may hold of all of them (the ``unknown`` one counts too)."""
+        return await asyncio.to_thread(self._delivery, order_id)
+
+    def _delivery(self, order_id: str) -> DeliveryStatus:
+        outbox = self.journal.outbox
+        note = outbox.get_by_order(order_id)
         if note is None:
             return DeliveryStatus(sent=False, count=0)
-        return DeliveryStatus(sent=note.sent, count=note.attempts_received, state=str(note.state))
+        count = outbox.received_of_order(order_id)
+        return DeliveryStatus(sent=note.sent, count=count, state=str(note.state))

@@ -203,6 +203,15 @@ async def test_a_late_verdict_reconciles_the_journal_and_hipay(
             if len(sent) == 2:
                 break
             await asyncio.sleep(0.05)
+        for _ in range(100):  # and is written down as delivered
+            status, looked_up, _ = await api.get("/transactions/LATE-1")
+            if looked_up["notificationHipaySent"]:
+                break
+            await asyncio.sleep(0.05)
+        # HiPay got two notifications of this payment, the second one "to ensure the
+        # financial reconciliation" (the seed's reason for a 2): the answer says so
+        assert looked_up["notificationHipaySent"] is True
+        assert looked_up["numberOfNotificationSent"] == 2
     states = [n["body"]["terminal_result"]["state"] for n in sent]
     assert states == ["unknown", "accepted"]
     assert sent[1]["body"]["terminal_result"]["reconciled_from"] == "unknown"
