@@ -55,6 +55,8 @@ import structlog
 
 from common.redact import redact_text
 from supervisor_agent.hipay_outage import HipayOutage
+from supervisor_agent.hipay_payload import TERMINAL_RESULT_KEY
+from supervisor_agent.journal import TxState
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.outbox import Notification, NotificationState, Outbox
 from supervisor_agent.retry_policy import RetryPolicy, parse_retry_after
@@ -137,6 +139,13 @@ def _retryable(status: int) -> bool:
     is not followed: maintenance, a moved endpoint): HiPay did not take the notification,
     and a later try may succeed.  Any other 4xx is about the notification itself."""
     return status in RETRYABLE_STATUSES or status >= 500 or 300 <= status < 400
+
+
+def _may_hold_back_a_correction(row: Notification) -> bool:
+    """An ``unknown`` notification: a late verdict's corrected one may be waiting for it
+    to leave ``pending`` (Outbox.due), so its end must wake the worker."""
+    result = row.payload.get(TERMINAL_RESULT_KEY)
+    return isinstance(result, dict) and result.get("state") == TxState.UNKNOWN
 
 
 def _finished_row(task: asyncio.Task[Notification | None]) -> Notification | None:
@@ -319,10 +328,16 @@ class Notifier:
                 return
             self._crashed.pop(notification_id, None)
             # The worker's sleep already counts every row but those in flight: it has to
-            # look again only if this one stays pending (its next attempt is new) or if
-            # it had to wait for a free slot.  A delivered or dead row changes nothing.
+            # look again only if this one stays pending (its next attempt is new), if it
+            # had to wait for a free slot, or if this one may hold back its correction
+            # (Outbox.due).  Any other delivered or dead row changes nothing.
             row = t.result()
-            if was_full or row is None or row.state is NotificationState.PENDING:
+            if (
+                was_full
+                or row is None
+                or row.state is NotificationState.PENDING
+                or _may_hold_back_a_correction(row)
+            ):
                 self._wake.set()
 
         task.add_done_callback(done)

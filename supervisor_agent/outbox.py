@@ -152,6 +152,17 @@ def _truncate(text: str | None) -> str | None:
     return text if len(text) <= LAST_ERROR_MAX_CHARS else text[: LAST_ERROR_MAX_CHARS - 1] + "…"
 
 
+# A row waits while an earlier notification of its order is pending: a late verdict's
+# corrected notification must reach HiPay after the ``unknown`` one it corrects, or
+# HiPay's last word on the order would be ``unknown`` (that one failed once and waited
+# its backoff while the correction, due at once, went ahead).  A dead earlier row does
+# not hold it back: HiPay refused that one.
+_NO_EARLIER_PENDING = (
+    " AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.order_id = outbox.order_id"
+    " AND earlier.state = 'pending' AND earlier.id < outbox.id)"
+)
+
+
 def _excluding(ids: Collection[int]) -> tuple[str, list[int]]:
     """A ``WHERE`` clause tail leaving out ``ids`` (the rows in flight), and its parameters."""
     excluded = sorted(set(ids))
@@ -246,13 +257,15 @@ class Outbox:
     def due(
         self, now: float | None = None, limit: int = 10, exclude: Collection[int] = ()
     ) -> list[Notification]:
-        """Pending rows whose time has come, oldest schedule first, minus those in flight."""
+        """Pending rows whose time has come, oldest schedule first, minus those in flight
+        and those waiting for an earlier notification of their order."""
         now = self._clock() if now is None else now
         clause, excluded = _excluding(exclude)
         with self._store.read() as conn:
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending'"  # noqa: S608
-                f" AND next_attempt_at <= ?{clause} ORDER BY next_attempt_at, id LIMIT ?",
+                f" AND next_attempt_at <= ?{clause}{_NO_EARLIER_PENDING}"
+                " ORDER BY next_attempt_at, id LIMIT ?",
                 (now, *excluded, limit),
             ).fetchall()
         return [_row(r) for r in rows]
@@ -327,14 +340,16 @@ class Outbox:
         return work
 
     def next_attempt_at(self, exclude: Collection[int] = ()) -> float | None:
-        """When the earliest pending row is due (None: nothing pending), minus those in flight.
+        """When the earliest pending row is due (None: nothing pending), minus those in flight
+        and those waiting for an earlier notification of their order (as :meth:`due`).
 
         The notifier sleeps until then instead of polling.
         """
         clause, excluded = _excluding(exclude)
         with self._store.read() as conn:
             row = conn.execute(
-                f"SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'{clause}",  # noqa: S608
+                f"SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'{clause}"  # noqa: S608
+                f"{_NO_EARLIER_PENDING}",
                 excluded,
             ).fetchone()
         return None if row is None or row[0] is None else float(row[0])

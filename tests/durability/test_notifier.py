@@ -25,7 +25,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from supervisor_agent.hipay_stub import DEFAULT_LOGIN, DEFAULT_PASSWORD, start_stub
-from supervisor_agent.journal import Journal
+from supervisor_agent.journal import DEFAULT_TERMINAL, Journal, ReconcileKind, TxError, TxState
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.notifier import (
     IDEMPOTENCY_HEADER,
@@ -36,7 +36,7 @@ from supervisor_agent.notifier import (
 from supervisor_agent.outbox import NotificationState
 from supervisor_agent.retry_policy import RetryPolicy
 
-from .conftest import FAST, Stub, finish_order
+from .conftest import FAST, Stub, accepted_result, canonical_request, finish_order
 from .outage import run_outage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -693,3 +693,43 @@ def _crashed(logs: list[dict[str, object]]) -> Callable[[], Awaitable[bool]]:
         return any(e["event"] == "hipay.notify.delivery_crashed" for e in logs)
 
     return check
+
+
+# The unknown notification's first attempt fails and waits this long: the late verdict
+# is reconciled meanwhile, and its corrected notification is due at once.
+SUPERSEDED_BACKOFF = dataclasses.replace(FAST, backoff_initial_s=0.5, backoff_max_s=0.5)
+
+
+async def test_the_corrected_notification_never_reaches_hipay_before_the_one_it_corrects(
+    journal: Journal, stub: Stub
+) -> None:
+    """unknown, then a late verdict: HiPay must get ``unknown`` then ``accepted``, so
+    that the verdict is its last word.  The unknown one failed once (503) and waited its
+    backoff while the corrected one, due at once, went ahead: HiPay's last word was
+    ``unknown``."""
+    await journal.begin(
+        "LATE-1", canonical_request("LATE-1"), flavour="pos-api", terminal=DEFAULT_TERMINAL
+    )
+    await journal.finish(
+        "LATE-1", TxState.UNKNOWN, None, TxError("TRANSACTION_TIMEOUT", "no answer in time")
+    )
+    await stub.control(fail_next=1, status=503)
+    notifier = Notifier(journal.outbox, stub.endpoint(), policy=SUPERSEDED_BACKOFF)
+    await notifier.start()
+    try:
+        first = await notifier.deliver_now("LATE-1", budget_s=5)
+        assert (first.sent, first.state) == (False, "pending")
+        kind, _ = journal.reconcile("LATE-1", accepted_result(), time.time())
+        assert kind is ReconcileKind.RECONCILED
+        notifier.kick()  # as the reconciler does
+        await eventually(delivered(journal, "LATE-1"))  # the corrected one
+
+        async def both_delivered() -> bool:
+            return all(n.state is NotificationState.DELIVERED for n in journal.outbox.list())
+
+        await eventually(both_delivered)
+    finally:
+        await notifier.stop()
+    acknowledged = [r for r in await stub.received() if r["outcome"] == "acknowledged"]
+    states = [r["body"]["terminal_result"]["state"] for r in acknowledged]
+    assert states == ["unknown", "accepted"]
