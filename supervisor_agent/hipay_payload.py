@@ -71,8 +71,18 @@ _RESULT_FIELDS = (
     "merchant_contract",
     "terminal_data",
 )
-# Desktop/kiosk flavour customer keys -> POS API keys.
-_CUSTOMER_ALIASES = {"id": "customer_id", "firstname": "first_name", "lastname": "last_name"}
+# Desktop/kiosk flavour customer keys -> POS API keys.  The seeds' examples write
+# ``firstname``/``lastname``, their tables ``firstName``/``lastName``: both are taken.
+_CUSTOMER_ALIASES = {
+    "id": "customer_id",
+    "firstname": "first_name",
+    "lastname": "last_name",
+    "firstName": "first_name",
+    "lastName": "last_name",
+}
+# BasketItem keys the POS API types as strings; the desktop/kiosk seeds send the article
+# number as a JSON number (4711892728946).
+_BASKET_TEXT = ("european_article_numbering", "product_reference")
 IDEMPOTENCY_ORDER_MAX = 120  # longer order ids are represented by their hash only
 
 
@@ -157,6 +167,14 @@ def _customer(raw: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _basket_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(item)
+    for key in _BASKET_TEXT:
+        if _is_int(out.get(key)):
+            out[key] = str(out[key])
+    return out
+
+
 def _result_block(
     state: str,
     result: Mapping[str, Any] | None,
@@ -200,7 +218,7 @@ def build_root_order(
         if request.get(key):
             price[key] = request[key]
     if request.get("basket"):
-        price["basket"] = [dict(item) for item in request["basket"]]
+        price["basket"] = [_basket_item(item) for item in request["basket"]]
     order: dict[str, Any] = {
         "order_id": request["order_id"],
         "transaction_type": _TRANSACTION_TYPES[ttype],

@@ -258,3 +258,39 @@ async def test_a_payment_costs_two_fsynced_commits_and_is_at_the_terminal_on_fil
         assert (after.durable - before.durable, after.bookkeeping - before.bookkeeping) == (2, 1)
     assert seen_by_terminal == ["at_terminal"]
     assert _state_on_file(path, "FSYNC-1") == "accepted"
+
+
+async def test_the_seeds_customer_and_cart_reach_hipay_in_the_pos_api_shape(
+    tpm: RecordingTpManager, stub: Stub, tmp_path: Path
+) -> None:
+    """The desktop seed names the customer's fields ``id, firstName, lastName, email`` in
+    its table (``firstname``/``lastname`` in its example) and sends the article number
+    as a JSON number: HiPay's Customer has ``customer_id``/``first_name``/``last_name``
+    and its BasketItem's ``european_article_numbering`` is a string."""
+    cart = {
+        "european_article_numbering": 4711892728946,
+        "product_reference": "NF-a1690",
+        "type": "good",
+        "quantity": 1,
+        "name": "My first product",
+        "unit_price": 8.99,
+        "tax_rate": 0,
+        "discount": 0,
+        "total_amount": 8.99,
+    }
+    customer = {"id": 283749291, "firstName": "John", "lastName": "Doe", "email": "j@d.eu"}
+    async with wired(tpm, stub, tmp_path) as (api, _, _):
+        status, body, _ = await api.post(
+            "/", {"amount": 8.99, "order_id": "SEED-1", "cart": cart, "customer": customer}
+        )
+        assert status == 200 and body["notificationHipaySent"] is True, body
+    (sent,) = [n["body"] for n in await stub.received() if n["order_id"] == "SEED-1"]
+    assert sent["customer"] == {
+        "customer_id": "283749291",
+        "first_name": "John",
+        "last_name": "Doe",
+        "email": "j@d.eu",
+    }
+    (item,) = sent["order"]["price"]["basket"]
+    assert item["european_article_numbering"] == "4711892728946"
+    assert (item["unit_price"], item["total_amount"]) == (899, 899)
