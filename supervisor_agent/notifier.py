@@ -440,12 +440,11 @@ class Notifier:
             ) as resp:
                 post.status = resp.status
                 post.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                location = resp.headers.get("Location")
-                if location is not None:
-                    post.answer = f"redirected to {location}: "
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    raw = await resp.content.read(ANSWER_READ_MAX_BYTES)
-                    post.answer += raw.decode("utf-8", errors="replace")
+                # A 2xx's status is the whole answer: its body is not read, so HiPay
+                # stalling after the status (no byte of body) cannot hold the delivery
+                # (and the register's answer) until the request timeout.
+                if not 200 <= resp.status < 300:
+                    post.answer = await self._answer_text(resp)
         except asyncio.CancelledError:
             if post.trace.sent and post.status is None:  # stopping mid-request: HiPay may have it
                 await self._record(
@@ -459,6 +458,17 @@ class Notifier:
         except (aiohttp.ClientError, TimeoutError) as exc:
             post.error = exc  # after an answer's status (closing the body): the answer stands
         return post
+
+    @staticmethod
+    async def _answer_text(resp: aiohttp.ClientResponse) -> str:
+        """What a refusal says (kept masked, for a human): its body, and where a redirect
+        pointed."""
+        location = resp.headers.get("Location")
+        text = "" if location is None else f"redirected to {location}: "
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            raw = await resp.content.read(ANSWER_READ_MAX_BYTES)
+            text += raw.decode("utf-8", errors="replace")
+        return text
 
     def _headers(self, note: Notification) -> dict[str, str]:
         return {

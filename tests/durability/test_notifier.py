@@ -733,3 +733,48 @@ async def test_the_corrected_notification_never_reaches_hipay_before_the_one_it_
     acknowledged = [r for r in await stub.received() if r["outcome"] == "acknowledged"]
     states = [r["body"]["terminal_result"]["state"] for r in acknowledged]
     assert states == ["unknown", "accepted"]
+
+
+async def _hipay_answering_200_then_stalling() -> tuple[web.AppRunner, str, asyncio.Event]:
+    """HiPay answers 200 at once, then never finishes the body (a proxy buffering it, a
+    backend stuck after committing): ``release`` ends it."""
+    release = asyncio.Event()
+
+    async def notify(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(status=200, headers={"Content-Length": "1000"})
+        await resp.prepare(request)  # the status line and headers, not a byte of body
+        await release.wait()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/connector/order", notify)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}", release
+
+
+# HiPay's 200 comes at once; the budget is far longer than a loopback round trip and far
+# shorter than the request timeout the body read would otherwise wait for.
+STALLED_BODY = dataclasses.replace(FAST, request_timeout_s=30.0)
+STALLED_BODY_BUDGET_S = 3.0
+
+
+async def test_a_2xx_is_a_delivery_without_waiting_for_its_body(journal: Journal) -> None:
+    """The status says HiPay took it: the register's answer says sent, and the row is
+    delivered, without waiting (up to the request timeout) for a body nobody reads."""
+    runner, url, release = await _hipay_answering_200_then_stalling()
+    await finish_order(journal, "ORDER_1")
+    notifier = Notifier(journal.outbox, HipayEndpoint(url, "l", "p"), policy=STALLED_BODY)
+    try:
+        status = await notifier.deliver_now("ORDER_1", budget_s=STALLED_BODY_BUDGET_S)
+    finally:
+        release.set()
+        await notifier.stop()
+        await runner.cleanup()
+    assert (status.sent, status.count, status.state) == (True, 1, "delivered")
