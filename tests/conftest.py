@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import structlog
 
 from common.logging import QUIET_LIBRARIES
 from tests.api.conftest import RecordingTpManager
+from tests.stack import HipayStub, hipay_stub
 
 
 @pytest.fixture
@@ -25,6 +27,13 @@ async def tpm() -> AsyncIterator[RecordingTpManager]:
         yield manager
     finally:
         await manager.close()
+
+
+@pytest.fixture
+def hipay(tmp_path: Path) -> Iterator[HipayStub]:
+    """The real HiPay stand-in (``ecr-connector hipay-stub``) on a loopback port."""
+    with hipay_stub(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)

@@ -194,6 +194,10 @@ class HipayStub:
             if n.get("outcome") == "acknowledged" and n.get("order_id") == order_id
         ]
 
+    def states_told(self, order_id: str) -> list[str]:
+        """The journal states HiPay acknowledged for ``order_id``, in order."""
+        return [n["body"]["terminal_result"]["state"] for n in self.acknowledged(order_id)]
+
     def control(self, **settings: Any) -> Any:
         return self._call("POST", "/control", settings)
 

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.e2e.test_supervised_stack import (
     DELIVERY_TIMEOUT_S,
@@ -26,19 +23,9 @@ from tests.e2e.test_supervised_stack import (
     restarted,
     start,
 )
-from tests.stack import HipayStub, Stack, free_port, hipay_stub, wait_for
+from tests.stack import HipayStub, Stack, free_port, wait_for
 
 V3_PAY_STARTED = ("simulator", '"simulator.concert_v3.request.received"')
-
-
-@pytest.fixture
-def stub(tmp_path: Path) -> Iterator[HipayStub]:
-    with hipay_stub(tmp_path) as running:
-        yield running
-
-
-def states_at_hipay(stub: HipayStub, order_id: str) -> list[str]:
-    return [n["body"]["terminal_result"]["state"] for n in stub.acknowledged(order_id)]
 
 
 def looked_up(stack: Stack, order_id: str) -> dict[str, Any]:
@@ -48,13 +35,13 @@ def looked_up(stack: Stack, order_id: str) -> dict[str, Any]:
 
 
 def test_a_concert_v3_payment_cut_off_by_a_tp_manager_kill_gets_the_terminals_verdict(
-    tmp_path: Path, stub: HipayStub
+    tmp_path: Path, hipay: HipayStub
 ) -> None:
     """The terminal finished the payment while tp-manager was dead: the restarted
     tp-manager asks it (CD=T) and the order is reconciled, not left unknown for good."""
     with start(
         tmp_path,
-        stub,
+        hipay,
         serial_port=None,
         terminal_protocol="concert-v3",
         terminal_host="simulator",
@@ -79,7 +66,7 @@ def test_a_concert_v3_payment_cut_off_by_a_tp_manager_kill_gets_the_terminals_ve
         assert reconciled["reconciled"]["from"] == "unknown"
         assert stack.logs("simulator").count('"simulator.concert_v3.request.received"') == 1
         states = wait_for(
-            lambda: (s := states_at_hipay(stub, "V3-CUT")) and "accepted" in s and s,
+            lambda: (s := hipay.states_told("V3-CUT")) and "accepted" in s and s,
             DELIVERY_TIMEOUT_S,
             "HiPay's corrected notification",
         )

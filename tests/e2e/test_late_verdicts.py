@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,17 +24,7 @@ from tests.e2e.test_supervised_stack import (
     restarted,
     start,
 )
-from tests.stack import HipayStub, Stack, hipay_stub, wait_for
-
-
-@pytest.fixture
-def stub(tmp_path: Path) -> Iterator[HipayStub]:
-    with hipay_stub(tmp_path) as running:
-        yield running
-
-
-def states_at_hipay(stub: HipayStub, order_id: str) -> list[str]:
-    return [n["body"]["terminal_result"]["state"] for n in stub.acknowledged(order_id)]
+from tests.stack import HipayStub, Stack, wait_for
 
 
 def reconciled(stack: Stack, order_id: str) -> dict | None:
@@ -50,9 +39,9 @@ def terminal_requests(stack: Stack) -> int:
 
 
 def test_kill_9_of_the_agent_mid_payment_ends_accepted_without_a_second_charge(
-    tmp_path: Path, stub: HipayStub
+    tmp_path: Path, hipay: HipayStub
 ) -> None:
-    with start(tmp_path, stub) as stack:
+    with start(tmp_path, hipay) as stack:
         stack.wait_running(PROGRAMS)
         wait_for(lambda: link_up(stack), RESTART_TIMEOUT_S, "the terminal link")
         with paying(stack, SLOW_CUSTOMER, "E2E-KILLED", PAY_STARTED) as payment:
@@ -67,7 +56,7 @@ def test_kill_9_of_the_agent_mid_payment_ends_accepted_without_a_second_charge(
         assert body["reconciled"]["from"] == "unknown"
         assert body["amount"] == SLOW_CUSTOMER and body["paymentStatus"] == "SUCCESS"
         states = wait_for(
-            lambda: (s := states_at_hipay(stub, "E2E-KILLED")) and "accepted" in s and s,
+            lambda: (s := hipay.states_told("E2E-KILLED")) and "accepted" in s and s,
             DELIVERY_TIMEOUT_S,
             "HiPay's corrected notification",
         )
@@ -81,9 +70,9 @@ def test_kill_9_of_the_agent_mid_payment_ends_accepted_without_a_second_charge(
 
 
 def test_an_answer_after_the_transaction_timeout_is_unknown_then_accepted(
-    tmp_path: Path, stub: HipayStub
+    tmp_path: Path, hipay: HipayStub
 ) -> None:
-    with start(tmp_path, stub, transaction_timeout=2) as stack:
+    with start(tmp_path, hipay, transaction_timeout=2) as stack:
         stack.wait_running(PROGRAMS)
         wait_for(lambda: link_up(stack), RESTART_TIMEOUT_S, "the terminal link")
         status, body = stack.request(
@@ -98,7 +87,7 @@ def test_an_answer_after_the_transaction_timeout_is_unknown_then_accepted(
         )
         assert looked_up["reconciled"]["from"] == "unknown"
         states = wait_for(
-            lambda: (s := states_at_hipay(stub, "E2E-LATE")) and "accepted" in s and s,
+            lambda: (s := hipay.states_told("E2E-LATE")) and "accepted" in s and s,
             DELIVERY_TIMEOUT_S,
             "HiPay's corrected notification",
         )
@@ -109,9 +98,9 @@ def test_an_answer_after_the_transaction_timeout_is_unknown_then_accepted(
 
 
 def test_cancel_on_concert_v2_stops_waiting_keeps_the_terminal_busy_and_reconciles(
-    tmp_path: Path, stub: HipayStub
+    tmp_path: Path, hipay: HipayStub
 ) -> None:
-    with start(tmp_path, stub) as stack:
+    with start(tmp_path, hipay) as stack:
         stack.wait_running(PROGRAMS)
         wait_for(lambda: link_up(stack), RESTART_TIMEOUT_S, "the terminal link")
         with paying(stack, SLOW_CUSTOMER, "E2E-CXL", PAY_STARTED) as payment:

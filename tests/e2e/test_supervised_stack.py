@@ -27,7 +27,7 @@ from supervisor_agent.api.examples import (
     kiosk_seed_request,
     pos_example_request,
 )
-from tests.stack import HipayStub, Stack, free_port, hipay_stub, running_stack, wait_for
+from tests.stack import HipayStub, Stack, free_port, running_stack, wait_for
 
 PROGRAMS = ["tp-manager", "supervisor-agent", "simulator"]
 RESTART_TIMEOUT_S = 30.0
@@ -36,18 +36,12 @@ SLOW_CUSTOMER = "1000.03"  # simulator scenario customer-slow (5 s)
 NEVER_ANSWERS = "1000.04"  # simulator scenario never-answer
 
 
-@pytest.fixture
-def stub(tmp_path: Path) -> Iterator[HipayStub]:
-    with hipay_stub(tmp_path) as running:
-        yield running
-
-
-def start(tmp_path: Path, stub: HipayStub, **overrides: Any) -> Any:
+def start(tmp_path: Path, hipay: HipayStub, **overrides: Any) -> Any:
     return running_stack(
         tmp_path,
-        hipay_base_url=stub.url + "/",
-        hipay_login=stub.login,
-        hipay_password=stub.password,
+        hipay_base_url=hipay.url + "/",
+        hipay_login=hipay.login,
+        hipay_password=hipay.password,
         **overrides,
     )
 
@@ -86,9 +80,9 @@ NEVER_ANSWERED = ("simulator", '"simulator.concert_v2.never_answer"')
 
 
 def test_kill_9_of_tp_manager_is_restarted_and_the_next_payment_works(
-    tmp_path: Path, stub: HipayStub
+    tmp_path: Path, hipay: HipayStub
 ) -> None:
-    with start(tmp_path, stub) as stack:
+    with start(tmp_path, hipay) as stack:
         stack.wait_running(PROGRAMS)
         wait_for(lambda: link_up(stack), RESTART_TIMEOUT_S, "the terminal link")
         status, body = stack.request("GET", "/config")
@@ -103,7 +97,7 @@ def test_kill_9_of_tp_manager_is_restarted_and_the_next_payment_works(
         assert body["paymentStatus"] == "SUCCESS"
         assert body["notificationHipaySent"] is True
         assert body["numberOfNotificationSent"] == 1
-        assert len(stub.acknowledged("E2E-1")) == 1
+        assert len(hipay.acknowledged("E2E-1")) == 1
         for program in ("tp-manager", "supervisor-agent"):  # each writes its own log file
             own = [json.loads(line) for line in paths.program_log(stack.data_dir, program).open()]
             assert {record["process"] for record in own} == {program}
@@ -134,8 +128,8 @@ def test_kill_9_of_tp_manager_is_restarted_and_the_next_payment_works(
         assert '"tp_manager.started"' in stack.logs("tp-manager")
 
 
-def test_a_stop_waits_for_the_payment_in_flight(tmp_path: Path, stub: HipayStub) -> None:
-    with start(tmp_path, stub) as stack:
+def test_a_stop_waits_for_the_payment_in_flight(tmp_path: Path, hipay: HipayStub) -> None:
+    with start(tmp_path, hipay) as stack:
         stack.wait_running(PROGRAMS)
         wait_for(lambda: link_up(stack), RESTART_TIMEOUT_S, "the terminal link")
         with (
@@ -157,11 +151,11 @@ def test_a_stop_waits_for_the_payment_in_flight(tmp_path: Path, stub: HipayStub)
 
 
 def test_stopping_the_whole_connector_lets_the_payment_finish(
-    tmp_path: Path, stub: HipayStub
+    tmp_path: Path, hipay: HipayStub
 ) -> None:
     """Ctrl-C or systemctl stop (SIGTERM to supervisord) mid-payment: the agent is stopped
     first and waits, the customer's payment is answered and journaled, then all exit."""
-    with start(tmp_path, stub) as stack:
+    with start(tmp_path, hipay) as stack:
         stack.wait_running(PROGRAMS)
         wait_for(lambda: link_up(stack), RESTART_TIMEOUT_S, "the terminal link")
         with paying(stack, SLOW_CUSTOMER, "E2E-BYE", PAY_STARTED) as payment:
@@ -172,11 +166,11 @@ def test_stopping_the_whole_connector_lets_the_payment_finish(
         assert body["paymentStatus"] == "SUCCESS", body
         assert stack.proc.wait(timeout=60) == 0
         assert '"agent.stopped"' in stack.logs("supervisor-agent")
-        assert len(stub.acknowledged("E2E-BYE")) == 1  # HiPay heard of it before the exit
+        assert len(hipay.acknowledged("E2E-BYE")) == 1  # HiPay heard of it before the exit
 
 
-def test_seed_bodies_verbatim_through_the_processes(tmp_path: Path, stub: HipayStub) -> None:
-    with start(tmp_path / "desktop", stub) as stack:
+def test_seed_bodies_verbatim_through_the_processes(tmp_path: Path, hipay: HipayStub) -> None:
+    with start(tmp_path / "desktop", hipay) as stack:
         stack.wait_running(PROGRAMS)
         status, body = stack.request("POST", "/", desktop_example_request())
         assert status == 200, body
@@ -184,9 +178,9 @@ def test_seed_bodies_verbatim_through_the_processes(tmp_path: Path, stub: HipayS
         assert body["orderId"] == "Order_12345"
         assert body["amount"] == "10,23"
         assert body["notificationHipaySent"] is True
-        assert stub.acknowledged("Order_12345")[0]["body"]["order"]["price"]["amount"] == 1023
+        assert hipay.acknowledged("Order_12345")[0]["body"]["order"]["price"]["amount"] == 1023
 
-    with start(tmp_path / "kiosk", stub, api_flavour="kiosk") as stack:
+    with start(tmp_path / "kiosk", hipay, api_flavour="kiosk") as stack:
         stack.wait_running(PROGRAMS)
         request = kiosk_seed_request()
         request["orderId"] = "Order_kiosk"
@@ -200,9 +194,9 @@ def test_seed_bodies_verbatim_through_the_processes(tmp_path: Path, stub: HipayS
 
 
 def test_kill_9_of_tp_manager_mid_payment_is_unknown_journaled_and_notified(
-    tmp_path: Path, stub: HipayStub
+    tmp_path: Path, hipay: HipayStub
 ) -> None:
-    with start(tmp_path, stub) as stack:
+    with start(tmp_path, hipay) as stack:
         stack.wait_running(PROGRAMS)
         wait_for(lambda: link_up(stack), RESTART_TIMEOUT_S, "the terminal link")
         with paying(stack, NEVER_ANSWERS, "E2E-CUT", NEVER_ANSWERED) as payment:
@@ -218,18 +212,18 @@ def test_kill_9_of_tp_manager_mid_payment_is_unknown_journaled_and_notified(
         assert "check the terminal's journal" in looked_up["advice"]
         assert looked_up["errorCode"] == "TP_MANAGER_RESTARTED"
 
-        notes = wait_for(lambda: stub.acknowledged("E2E-CUT"), DELIVERY_TIMEOUT_S, "HiPay")
+        notes = wait_for(lambda: hipay.acknowledged("E2E-CUT"), DELIVERY_TIMEOUT_S, "HiPay")
         result = notes[0]["body"]["terminal_result"]
         assert result["state"] == "unknown"
         assert result["error"]["code"] == "TP_MANAGER_RESTARTED"
 
 
 def test_kill_9_of_the_agent_with_pending_notifications_delivers_them_after_restart(
-    tmp_path: Path, stub: HipayStub
+    tmp_path: Path, hipay: HipayStub
 ) -> None:
-    with start(tmp_path, stub) as stack:
+    with start(tmp_path, hipay) as stack:
         stack.wait_running(PROGRAMS)
-        stub.control(fail_next=1000, status=503)  # HiPay is down
+        hipay.control(fail_next=1000, status=503)  # HiPay is down
         for order_id, amount in (("E2E-P1", "9.99"), ("E2E-P2", "5.00")):
             status, body = stack.request("POST", "/", {"amount": amount, "order_id": order_id})
             assert status == 200, body
@@ -242,11 +236,11 @@ def test_kill_9_of_the_agent_with_pending_notifications_delivers_them_after_rest
 
         old = stack.pid_of("supervisor-agent")
         os.kill(old, signal.SIGKILL)
-        stub.control(fail_next=0)  # HiPay is back
+        hipay.control(fail_next=0)  # HiPay is back
         restarted(stack, "supervisor-agent", old)
         for order_id in ("E2E-P1", "E2E-P2"):
             notes = wait_for(
-                lambda oid=order_id: stub.acknowledged(oid), DELIVERY_TIMEOUT_S, order_id
+                lambda oid=order_id: hipay.acknowledged(oid), DELIVERY_TIMEOUT_S, order_id
             )
             assert len(notes) == 1
         status, looked_up = stack.request("GET", "/transactions/E2E-P1")
@@ -256,11 +250,11 @@ def test_kill_9_of_the_agent_with_pending_notifications_delivers_them_after_rest
 
 
 def test_kill_9_of_the_agent_mid_payment_is_recovered_as_unknown(
-    tmp_path: Path, stub: HipayStub
+    tmp_path: Path, hipay: HipayStub
 ) -> None:
     # a short transaction timeout: tp-manager gives the never-answered payment up soon,
     # so the stop at the end of the test does not wait long for it
-    with start(tmp_path, stub, transaction_timeout=5) as stack:
+    with start(tmp_path, hipay, transaction_timeout=5) as stack:
         stack.wait_running(PROGRAMS)
         wait_for(lambda: link_up(stack), RESTART_TIMEOUT_S, "the terminal link")
         with paying(stack, NEVER_ANSWERS, "E2E-AGENT", NEVER_ANSWERED) as payment:
@@ -276,12 +270,12 @@ def test_kill_9_of_the_agent_mid_payment_is_recovered_as_unknown(
         assert status == 200, looked_up
         assert looked_up["transactionState"] == "unknown"
         assert looked_up["errorCode"] == "INTERRUPTED"
-        notes = wait_for(lambda: stub.acknowledged("E2E-AGENT"), DELIVERY_TIMEOUT_S, "HiPay")
+        notes = wait_for(lambda: hipay.acknowledged("E2E-AGENT"), DELIVERY_TIMEOUT_S, "HiPay")
         assert notes[0]["body"]["terminal_result"]["state"] == "unknown"
 
 
-def test_the_same_order_id_posted_twice_charges_once(tmp_path: Path, stub: HipayStub) -> None:
-    with start(tmp_path, stub) as stack:
+def test_the_same_order_id_posted_twice_charges_once(tmp_path: Path, hipay: HipayStub) -> None:
+    with start(tmp_path, hipay) as stack:
         stack.wait_running(PROGRAMS)
         first = stack.request("POST", "/", {"amount": "12.34", "order_id": "E2E-ONCE"})
         second = stack.request("POST", "/", {"amount": "12.34", "order_id": "E2E-ONCE"})
@@ -289,15 +283,15 @@ def test_the_same_order_id_posted_twice_charges_once(tmp_path: Path, stub: Hipay
         assert first[1]["paymentStatus"] == second[1]["paymentStatus"] == "SUCCESS"
         requests = stack.logs("simulator").count('"simulator.concert_v2.request"')
         assert requests == 1  # the terminal saw one payment
-        assert len(stub.acknowledged("E2E-ONCE")) == 1  # HiPay heard of one
+        assert len(hipay.acknowledged("E2E-ONCE")) == 1  # HiPay heard of one
 
 
-def test_concert_v3_terminal_through_the_api(tmp_path: Path, stub: HipayStub) -> None:
+def test_concert_v3_terminal_through_the_api(tmp_path: Path, hipay: HipayStub) -> None:
     """terminal_protocol: concert-v3 with the simulator on loopback TCP, every route's path."""
     port = free_port()
     with start(
         tmp_path,
-        stub,
+        hipay,
         serial_port=None,
         terminal_protocol="concert-v3",
         terminal_host="simulator",
@@ -315,7 +309,7 @@ def test_concert_v3_terminal_through_the_api(tmp_path: Path, stub: HipayStub) ->
         assert status == 200, body
         assert body["paymentStatus"] == "SUCCESS"
         assert body["notificationHipaySent"] is True
-        sent = stub.acknowledged("V3-1")[0]["body"]
+        sent = hipay.acknowledged("V3-1")[0]["body"]
         assert sent["pos_technical_info"]["protocol"] == "ConcertV3.1"
         assert sent["terminal_result"]["protocol"] == "concert-v3"
 

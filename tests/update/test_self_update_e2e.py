@@ -20,19 +20,13 @@ from typing import Any
 import pytest
 
 from common import __version__, paths, versions
-from tests.stack import REPO, HipayStub, Stack, hipay_stub, running_stack, wait_for
+from tests.stack import REPO, HipayStub, Stack, running_stack, wait_for
 from tests.update.tuf_repo import TufRepo, serve
 
 PROGRAMS = ["tp-manager", "supervisor-agent", "simulator"]
 NEVER_ANSWERS = "1000.04"  # simulator scenario never-answer: in flight until cancelled
 CLI_TIMEOUT_S = 240.0
 EVENT_TIMEOUT_S = 120.0
-
-
-@pytest.fixture
-def stub(tmp_path: Path) -> Iterator[HipayStub]:
-    with hipay_stub(tmp_path) as running:
-        yield running
 
 
 @pytest.fixture
@@ -44,7 +38,7 @@ def feed(tmp_path: Path) -> Iterator[tuple[TufRepo, str]]:
 
 @contextlib.contextmanager
 def connector_offered(
-    tmp_path: Path, stub: HipayStub, feed: tuple[TufRepo, str], release: tuple[str, Path]
+    tmp_path: Path, hipay: HipayStub, feed: tuple[TufRepo, str], release: tuple[str, Path]
 ) -> Iterator[Stack]:
     """The connector running, its feed offering ``release`` (signed right)."""
     repo, url = feed
@@ -52,9 +46,9 @@ def connector_offered(
     repo.sign_all()
     with running_stack(
         tmp_path / "connector",
-        hipay_base_url=stub.url + "/",
-        hipay_login=stub.login,
-        hipay_password=stub.password,
+        hipay_base_url=hipay.url + "/",
+        hipay_login=hipay.login,
+        hipay_password=hipay.password,
         update_url=url,
         update_root=str(repo.root_file),
     ) as stack:
@@ -107,12 +101,12 @@ def wait_event(stack: Stack, program: str, name: str) -> None:
 
 def test_an_update_waits_for_the_payment_in_flight_then_runs_the_new_version(
     tmp_path: Path,
-    stub: HipayStub,
+    hipay: HipayStub,
     feed: tuple[TufRepo, str],
     good_release: tuple[str, Path],
 ) -> None:
     version, wheel = good_release
-    with connector_offered(tmp_path, stub, feed, good_release) as stack:
+    with connector_offered(tmp_path, hipay, feed, good_release) as stack:
         checked = cli(stack, "--check")
         assert checked.returncode == 0, checked.stderr
         assert f"running:   {__version__}\n" in checked.stdout
@@ -168,12 +162,12 @@ def test_an_update_waits_for_the_payment_in_flight_then_runs_the_new_version(
 
 def test_a_broken_release_is_rolled_back_and_not_tried_again(
     tmp_path: Path,
-    stub: HipayStub,
+    hipay: HipayStub,
     feed: tuple[TufRepo, str],
     broken_release: tuple[str, Path],
 ) -> None:
     version, _ = broken_release
-    with connector_offered(tmp_path, stub, feed, broken_release) as stack:
+    with connector_offered(tmp_path, hipay, feed, broken_release) as stack:
         # --wait bounds the whole update: install, switch, failed health check, rollback
         done = cli(stack, "--now", "--wait", "150")
         assert done.returncode == 1, done.stdout + done.stderr
@@ -201,7 +195,7 @@ def test_a_broken_release_is_rolled_back_and_not_tried_again(
 
 def test_a_release_that_dies_soon_after_answering_is_rolled_back(
     tmp_path: Path,
-    stub: HipayStub,
+    hipay: HipayStub,
     feed: tuple[TufRepo, str],
     late_crashing_release: tuple[str, Path],
 ) -> None:
@@ -209,7 +203,7 @@ def test_a_release_that_dies_soon_after_answering_is_rolled_back(
     its start: judged healthy at its first answer, it would crash forever, `run` would
     give up on it, and a reboot would start it again (it is ``current``)."""
     version, _ = late_crashing_release
-    with connector_offered(tmp_path, stub, feed, late_crashing_release) as stack:
+    with connector_offered(tmp_path, hipay, feed, late_crashing_release) as stack:
         done = cli(stack, "--now", "--wait", "200")
         assert done.returncode == 1, done.stdout + done.stderr
         assert "update: rolled_back" in done.stdout
