@@ -53,10 +53,11 @@ def test_a_hung_program_is_killed_and_restarted(tmp_path: Path, program: str) ->
         run_out = (tmp_path / "run.out").read_text()
         assert f"{program} (pid {hung}) is hung: no heartbeat for" in run_out
         assert "giving up" not in run_out  # a restart after a hang is not a failed start
+        # RUNNING is not yet listening: the agent's /check asks tp-manager for its link
         wait_for(
-            lambda: stack.request("GET", "/v1/connector/healthcheck", timeout_s=5)[0] == 200,
+            lambda: stack.request("GET", "/check", timeout_s=5)[1].get("link") == "up",
             RESTART_TIMEOUT_S,
-            "the API again",
+            "the API and tp-manager's link again",
         )
         assert pay(stack, f"AFTER-HANG-{program}")["paymentStatus"] == "SUCCESS"
 
