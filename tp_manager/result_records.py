@@ -58,6 +58,9 @@ log = structlog.get_logger(__name__)
 # A late answer is matched to a payment given up at most this long ago; Concert V2
 # terminals re-send for minutes at most, so a day only bounds the table.
 AWAITING_HORIZON_S: Final = 24 * 3600.0
+# How often a payment's begin also drops the waits past the horizon: a sweep per payment
+# would be work on every payment's path for what changes once a day.
+EXPIRE_EVERY_S: Final = 3600.0
 # The terminal key of the configured terminal (common/terminals.py says each key).
 DEFAULT_TERMINAL: Final = terminals.DEFAULT_TERMINAL
 BUSY_TIMEOUT_MS: Final = 5000
@@ -115,6 +118,7 @@ class ResultRecords:
         self._wal = f"{path}-wal"
         self._horizon_s = horizon_s
         self._clock = clock
+        self._expired_at = float("-inf")  # the last sweep of begin (see EXPIRE_EVERY_S)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(
             str(path),
@@ -172,11 +176,15 @@ class ResultRecords:
 
         An order id is not unique here: a peer that pays an order again gets a
         second record, and ``results`` shows every verdict it has not acked.  Waits
-        past the horizon are dropped here too: a late answer or a restart may not come
-        for months, and the table would keep every payment given up until then.
+        past the horizon are dropped here too, once an hour at most: a late answer or a
+        restart may not come for months, and the table would keep every payment given
+        up until then.
         """
         with self._transaction():
-            self._expire()
+            now = self._clock()
+            if now - self._expired_at >= EXPIRE_EVERY_S:
+                self._expired_at = now
+                self._expire()
             cursor = self._conn.execute(
                 "INSERT INTO payments (order_id, terminal, request, started_at, state)"
                 " VALUES (?, ?, ?, ?, ?)",
