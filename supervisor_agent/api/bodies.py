@@ -39,6 +39,7 @@ BODY_READ_TIMEOUT_S = 10.0  # from the first read to the body's end
 # ``1e999999999`` (11 bytes of body) would hold the event loop for hours, and Decimal
 # arithmetic on ``1e999999`` overflows.
 MAX_NUMBER_EXPONENT = 308
+_INT_LIMIT = 10 ** (MAX_NUMBER_EXPONENT + 1)
 
 # What the depth scan looks at: an escape (two characters, skipped whole, so an
 # escaped quote does not end a string), a quote, or a bracket.
@@ -155,7 +156,7 @@ def out_of_range_number(
             (where, value) if value.is_finite() and value.adjusted() > MAX_NUMBER_EXPONENT else None
         )
     if isinstance(value, int):
-        return (where, value) if abs(value) >= 10 ** (MAX_NUMBER_EXPONENT + 1) else None
+        return (where, value) if abs(value) >= _INT_LIMIT else None
     if isinstance(value, dict):
         items: Any = value.items()
     elif isinstance(value, list):
