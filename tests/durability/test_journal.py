@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -345,26 +346,45 @@ async def test_payload_json_is_exactly_what_was_queued(journal: Journal) -> None
 # -- the writer thread: one commit for what queues up, each job its own outcome --------
 
 
-async def _queued(journal: Journal, calls: list[Callable[[], Awaitable[object]]]) -> list[object]:
+async def _queued(
+    journal: Journal,
+    calls: list[Callable[[], Awaitable[object]]],
+    *,
+    first_alone: bool = False,
+) -> list[object]:
     """Start ``calls`` (the journal's coroutines, in this order) while the test holds the
     connection, so that they queue up behind the writer; then let it commit them.
+    ``first_alone``: the others are started only once the writer has claimed the first
+    (its batch is then closed: it waits for the connection with that job alone).
     Returns each call's result, or the exception it raised."""
     submitted: list[object] = []
+    claimed = threading.Event()
 
     class Counted(journal_module._Job):  # every job is made, then queued in the same step
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             submitted.append(self)
 
+        def claim(self) -> bool:  # the writer's batch is drained before it claims
+            claimed.set()
+            return super().claim()
+
+    async def until(done: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 10
+        while not done() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        assert done(), what
+
     made = journal_module._Job
     journal_module._Job = Counted  # type: ignore[misc]
     try:
         with journal._db.read():  # the writer takes a job, then waits for the connection
-            tasks = [asyncio.create_task(call()) for call in calls]
-            deadline = time.monotonic() + 10
-            while len(submitted) < len(calls) and time.monotonic() < deadline:  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
-            assert len(submitted) == len(calls), "the calls did not all queue up"
+            tasks = []
+            if first_alone:
+                tasks.append(asyncio.create_task(calls[0]()))
+                await until(claimed.is_set, "the writer did not take the first job")
+            tasks += [asyncio.create_task(call()) for call in calls[len(tasks) :]]
+            await until(lambda: len(submitted) == len(calls), "the calls did not all queue up")
     finally:
         journal_module._Job = made  # type: ignore[misc]
     return list(await asyncio.gather(*tasks, return_exceptions=True))
@@ -410,11 +430,12 @@ async def test_bookkeeping_queued_with_durable_jobs_commits_first_without_their_
         # queued after ORDER_3's begin, committed before it
         functools.partial(_acknowledged, journal, note),
     ]
-    outcomes = await _queued(journal, calls)
+    # ORDER_2 alone in the writer's hands: ORDER_3 and the attempt queue up behind it
+    # (had the writer drained ORDER_3 with ORDER_2 first, the attempt came after both)
+    outcomes = await _queued(journal, calls, first_alone=True)
     assert not any(isinstance(o, BaseException) for o in outcomes), outcomes
     after = journal._db.commits
-    # the attempt in a commit of its own, with no fsync, before ORDER_3's (which may
-    # share ORDER_2's, if the writer woke after all three queued up)
+    # the attempt in a commit of its own, with no fsync, before ORDER_3's
     assert after.bookkeeping - before.bookkeeping == 1
     assert after.durable - before.durable in (1, 2)
     assert order.index("attempt:ORDER_1") < order.index("at_terminal:ORDER_3"), order
