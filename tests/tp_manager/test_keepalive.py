@@ -257,5 +257,9 @@ async def test_a_simulator_killed_while_idle_is_down_at_once_and_up_when_the_lin
         await s.next_link("up")
         await until(lambda: s.keepalive.counts.answered > answered, "probed on the new line")
         assert s.keepalive.counts.silent == 0
-        assert logged_count(second, "simulator.concert_v2.probe") >= 1
+        # the simulator logs a probe at its EOT, which follows the ACK the count is made on
+        await until(
+            lambda: logged_count(second, "simulator.concert_v2.probe") >= 1,
+            "the new simulator saw the probe",
+        )
         assert await s.pay("NEW-1", 555) == 555
