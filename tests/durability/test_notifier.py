@@ -603,6 +603,17 @@ async def test_a_dropped_connection_that_was_new_is_not_sent_again_at_once(
     assert "hipay.notify.unreachable" in events
 
 
+async def _on_loopback(runner: web.AppRunner) -> tuple[web.AppRunner, str]:
+    """``runner``'s app serving on a free loopback port: the runner and its base URL."""
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
 async def _redirecting_hipay(status: int) -> tuple[web.AppRunner, str, list[str]]:
     """A HiPay front that answers the notification with a redirect to a page that answers
     200 to anything (a maintenance or login page): what it was asked, in ``seen``."""
@@ -623,14 +634,8 @@ async def _redirecting_hipay(status: int) -> tuple[web.AppRunner, str, list[str]
     app = web.Application()
     app.router.add_post("/v1/connector/order", notify)
     app.router.add_route("*", "/maintenance", maintenance)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = site._server
-    assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}", seen
+    runner, url = await _on_loopback(web.AppRunner(app, access_log=None))
+    return runner, url, seen
 
 
 @pytest.mark.parametrize("status", [302, 307])
@@ -749,14 +754,8 @@ async def _hipay_answering_200_then_stalling() -> tuple[web.AppRunner, str, asyn
 
     app = web.Application()
     app.router.add_post("/v1/connector/order", notify)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = site._server
-    assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}", release
+    runner, url = await _on_loopback(web.AppRunner(app, access_log=None, shutdown_timeout=0.1))
+    return runner, url, release
 
 
 # HiPay's 200 comes at once; the budget is far longer than a loopback round trip and far
