@@ -366,11 +366,7 @@ class Notifier:
             note = await asyncio.to_thread(self._outbox.get_by_order, order_id)
             if note is None:
                 return DeliveryStatus(sent=False, count=0, state=None)
-        task = self._inflight.get(note.id)
-        if task is None and note.state is NotificationState.PENDING:
-            now = time.time()
-            if note.next_attempt_at <= now and note.id not in self._waiting_after_crash(now):
-                task = self._spawn(note.id, queued)
+        task = self._start(note, queued)
         if task is not None:
             remaining = deadline - time.monotonic()
             if remaining > 0:
@@ -381,6 +377,24 @@ class Notifier:
         if queued is None:  # an order looked up: a reconciled one has two, both count
             count = await asyncio.to_thread(self._outbox.received_of_order, order_id)
         return DeliveryStatus(sent=note.sent, count=count, state=str(note.state))
+
+    def send_soon(self, queued: Notification) -> None:
+        """Start the attempt at a row the journal just queued, and wait for nothing: for
+        an answer that does not show HiPay's delivery (the POS API's).  What the attempt
+        meets (refused, down) is written down and retried as for any row."""
+        self._start(queued, queued)
+
+    def _start(
+        self, note: Notification, queued: Notification | None
+    ) -> asyncio.Task[Notification | None] | None:
+        """The attempt in flight for ``note``, started now if the row is due; None when
+        it is not (delivered, dead, backing off, or after a crash of its own)."""
+        task = self._inflight.get(note.id)
+        if task is None and note.state is NotificationState.PENDING:
+            now = time.time()
+            if note.next_attempt_at <= now and note.id not in self._waiting_after_crash(now):
+                task = self._spawn(note.id, queued)
+        return task
 
     # -- one attempt -----------------------------------------------------------
 

@@ -30,7 +30,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import structlog
 
@@ -60,6 +60,13 @@ HELD_RETRY_FIRST_S = 1.0  # a held outcome is tried again after this, doubling
 HELD_RETRY_MAX_S = 30.0
 
 Flavour = Literal["desktop", "kiosk", "pos"]
+
+# The flavours whose answer shows what HiPay has of the order (``notificationHipaySent``,
+# ``numberOfNotificationSent``): their answer waits for the notification, at most
+# ``notification_budget``.  The POS API's ``OrderResponse`` has no such field, so a POS
+# answer waits for nothing it would not show: its notification leaves at the same moment
+# and the outbox carries it as any other.
+SHOWS_DELIVERY: Final[frozenset[Flavour]] = frozenset({"desktop", "kiosk"})
 
 # What makes two posts of one order id the same payment (Stripe's idempotency keys,
 # Adyen's TransactionStatus): the journal request's keys, named as the register knows them.
@@ -118,10 +125,13 @@ class HeldOutcome:
 
 @dataclass(frozen=True, slots=True)
 class PaymentAnswer:
-    """A journal row and what HiPay has of it: everything an answer is rendered from."""
+    """A journal row and what HiPay has of it: everything an answer is rendered from.
+
+    ``delivery`` is None for a flavour whose answer does not show it (``SHOWS_DELIVERY``).
+    """
 
     record: TransactionRecord
-    delivery: DeliveryStatus
+    delivery: DeliveryStatus | None
 
 
 def differing_fields(stored: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -215,12 +225,12 @@ class PaymentService:
             if begun.kind is BeginKind.IN_PROGRESS:
                 raise in_progress_error(order.order_id)
             log.info("api.payment.replayed", order_id=order.order_id)
-            return PaymentAnswer(begun.record, await self.delivery(order.order_id))
+            return PaymentAnswer(begun.record, await self.delivery(begun.record))
         finished = await self._run(order, begun.record)
         record = finished.record
         if record.state is TxState.FAILED and record.error_code == codes.TERMINAL_BUSY:
             raise busy_error(record.error_message)
-        return PaymentAnswer(record, await self._notify(finished))
+        return PaymentAnswer(record, await self._notify(finished, order.flavour))
 
     async def _run(self, order: PaymentOrder, at_terminal: TransactionRecord) -> Finished:
         """Ask the terminal, journal what it said; the row is final when this returns,
@@ -345,25 +355,33 @@ class PaymentService:
                     self.acknowledge(order_id)
                 self.notifier.kick()
 
-    async def _notify(self, finished: Finished) -> DeliveryStatus:
-        """One attempt at the notification the journal just queued, within the budget."""
+    async def _notify(self, finished: Finished, flavour: Flavour) -> DeliveryStatus | None:
+        """The attempt at the notification the journal just queued: awaited within the
+        budget when the flavour's answer shows its delivery, else only started."""
         note = finished.notification
+        shown = flavour in SHOWS_DELIVERY
         if note is None or finished.record.order_id in self._held:
-            return DeliveryStatus(sent=False, count=0)
+            return DeliveryStatus(sent=False, count=0) if shown else None
         try:
+            if not shown:
+                self.notifier.send_soon(note)
+                return None
             return await self.notifier.deliver_now(
                 note.order_id, self.settings.notification_budget_s, queued=note
             )
         except Exception:  # a notifier fault must not hide the terminal's verdict
             log.exception("api.payment.notify_failed", order_id=note.order_id)
             self.notifier.kick()  # the worker sends it on its own schedule
-            return DeliveryStatus(sent=False, count=0)
+            return DeliveryStatus(sent=False, count=0) if shown else None
 
-    async def delivery(self, order_id: str) -> DeliveryStatus:
+    async def delivery(self, record: TransactionRecord) -> DeliveryStatus | None:
         """What HiPay has of an order now, without waiting (replays and lookups): whether
         it has the newest notification (a reconciled order's corrected one), and how many
-        copies it may hold of all of them (the ``unknown`` one counts too)."""
-        return await asyncio.to_thread(self._delivery, order_id)
+        copies it may hold of all of them (the ``unknown`` one counts too).  None for a
+        flavour whose answer does not show it (nothing is read)."""
+        if record.flavour not in SHOWS_DELIVERY:
+            return None
+        return await asyncio.to_thread(self._delivery, record.order_id)
 
     def _delivery(self, order_id: str) -> DeliveryStatus:
         outbox = self.journal.outbox

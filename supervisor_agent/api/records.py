@@ -57,7 +57,7 @@ class Records:
     async def transaction(self, request: web.Request) -> web.Response:
         order_id = request.match_info["order_id"]
         record = await self._finished(order_id)
-        delivery = await self.service.delivery(order_id)
+        delivery = await self.service.delivery(record)
         return json_response(render(PaymentAnswer(record, delivery)))
 
     async def ticket(self, request: web.Request) -> web.Response:

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from common.messages import Reply, Request
+from supervisor_agent.api.examples import pos_example_request
 from supervisor_agent.journal import JOURNAL_FILENAME, Journal, TxState
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.notifier import Notifier
 from tests.api.conftest import Api, RecordingTpManager, payment_result, serve_api
 from tests.durability.conftest import CONTEXT, FAST, Stub
+from tests.durability.test_notifier import delivered, eventually
 
 BUDGET_S = 2.0
 
@@ -294,3 +296,29 @@ async def test_the_seeds_customer_and_cart_reach_hipay_in_the_pos_api_shape(
     (item,) = sent["order"]["price"]["basket"]
     assert item["european_article_numbering"] == "4711892728946"
     assert (item["unit_price"], item["total_amount"]) == (899, 899)
+
+
+async def test_a_pos_answer_does_not_wait_for_hipay_and_its_notification_still_goes(
+    tpm: RecordingTpManager, stub: Stub, tmp_path: Path
+) -> None:
+    """The POS API's OrderResponse shows nothing of HiPay's delivery, so its answer comes
+    back while HiPay still holds the notification; the desktop answer, which shows it,
+    waits for HiPay's acknowledgement (within the budget)."""
+    hold_s = 0.9  # under FAST's 1 s request timeout and the 2 s budget
+    async with wired(tpm, stub, tmp_path) as (api, journal, _):
+        await stub.control(delay_next=1, delay_s=hold_s)
+        status, body, _ = await api.post("/v1/connector/order", pos_example_request())
+        assert status == 200 and body["transactionState"] == "accepted", body
+        assert "notificationHipaySent" not in body
+        # answered before HiPay acknowledged: the stub holds the POST hold_s (or has not
+        # had it yet)
+        assert [n["outcome"] for n in await stub.received()] in ([], ["pending"])
+        await eventually(delivered(journal, "ORDER_1537532589263"))
+        status, looked_up, _ = await api.get("/transactions/ORDER_1537532589263")
+        assert status == 200 and looked_up["paymentStatus"] == "Success", looked_up
+
+        await stub.clear()
+        await stub.control(delay_next=1, delay_s=hold_s)
+        status, desktop, _ = await api.post("/", {"amount": "8.99", "order_id": "D-HELD"})
+        assert status == 200 and desktop["notificationHipaySent"] is True, desktop
+        assert [n["outcome"] for n in await stub.received()] == ["acknowledged"]

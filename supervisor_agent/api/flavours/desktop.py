@@ -13,6 +13,7 @@ from common.payment import TransactionType
 from supervisor_agent.api.flavours.parts import (
     Verdict,
     major_unit_order,
+    shown_delivery,
     validate,
 )
 from supervisor_agent.api.models_desktop import DesktopPaymentRequest
@@ -42,12 +43,13 @@ def parse(body: dict[str, Any], settings: ApiSettings) -> PaymentOrder:
 
 
 def render(answer: PaymentAnswer) -> dict[str, Any]:
-    verdict = Verdict(answer.record, answer.delivery)
+    verdict = Verdict(answer.record)
+    delivery = shown_delivery(answer)
     echo = verdict.echo
     return {
         "paymentStatus": "SUCCESS" if verdict.success else "FAILURE",
-        "notificationHipaySent": answer.delivery.sent,
-        "numberOfNotificationSent": answer.delivery.count,
+        "notificationHipaySent": delivery.sent,
+        "numberOfNotificationSent": delivery.count,
         "errorCode": verdict.error_code,
         "errorDescription": verdict.error_description,
         "amount": echo["amount"],

@@ -14,6 +14,7 @@ from supervisor_agent.api.flavours.parts import (
     Verdict,
     answered_at,
     major_unit_order,
+    shown_delivery,
     validate,
 )
 from supervisor_agent.api.models_kiosk import KioskPaymentRequest
@@ -40,7 +41,8 @@ def parse(body: dict[str, Any], settings: ApiSettings) -> PaymentOrder:
 
 
 def render(answer: PaymentAnswer) -> list[dict[str, Any]]:
-    verdict = Verdict(answer.record, answer.delivery)
+    verdict = Verdict(answer.record)
+    delivery = shown_delivery(answer)
     echo, result = verdict.echo, answer.record.result
     at = answered_at(answer.record)
     return [
@@ -55,7 +57,7 @@ def render(answer: PaymentAnswer) -> list[dict[str, Any]]:
             "basket": echo["basket"],
             "customer": echo["customer"],
             "customData": echo["customData"],
-            "notificationHipaySent": answer.delivery.sent,
+            "notificationHipaySent": delivery.sent,
             "warnings": verdict.warnings,
             **verdict.truth(),
         }

@@ -36,7 +36,7 @@ from supervisor_agent.api.amounts import (
 )
 from supervisor_agent.api.basket import check_basket
 from supervisor_agent.api.errors import from_validation_error
-from supervisor_agent.api.payment import Flavour, PaymentOrder
+from supervisor_agent.api.payment import Flavour, PaymentAnswer, PaymentOrder
 from supervisor_agent.api.settings import ApiSettings
 from supervisor_agent.api.terminals import named_terminal
 from supervisor_agent.api.wire_json import dumps, loads
@@ -230,7 +230,6 @@ class Verdict:
     """A journal row read as an answer: status, error, and what to trust."""
 
     record: TransactionRecord
-    delivery: DeliveryStatus
 
     @property
     def echo(self) -> dict[str, Any]:
@@ -289,6 +288,14 @@ class Verdict:
                 "at": iso_time(record.reconciled_at),
             }
         return extra
+
+
+def shown_delivery(answer: PaymentAnswer) -> DeliveryStatus:
+    """What HiPay has of the order, for a flavour whose answer shows it (desktop, kiosk:
+    ``payment.SHOWS_DELIVERY``, the one place that says which flavours wait for it)."""
+    if answer.delivery is None:
+        raise ValueError(f"order {answer.record.order_id!r}: its answer has no delivery to show")
+    return answer.delivery
 
 
 def iso_time(ts: float) -> str:

@@ -183,7 +183,7 @@ def parse(
 
 
 def render(answer: PaymentAnswer) -> dict[str, Any]:
-    verdict = Verdict(answer.record, answer.delivery)
+    verdict = Verdict(answer.record)
     result = answer.record.result
     receipt = None
     if result is not None:
