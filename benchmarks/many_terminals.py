@@ -14,9 +14,15 @@ helper process (``--serve-simulators``, loopback TCP, one ledger each), HiPay in
 tens of microseconds and counts them; ``--hipay stub`` puts the product's aiohttp stub,
 about 1 ms a notification, in its place), and the registers (register_http.LaneRegister:
 raw HTTP/1.1, one keep-alive connection per lane, all from 127.0.0.1 as a POS backend
-driving every lane) in this one.  ``--in-process`` runs the connector's parts, the
-simulators and the registers in this process's one event loop instead
-(tests/terminals/conftest.py), which then measures itself as much as the connector.
+driving every lane) in this one.  The registers speak the desktop API by default
+(``POST /`` naming the lane's ``terminal``; the answer waits for HiPay's acknowledgement,
+which its ``notificationHipaySent`` reports); ``--api pos`` makes them POS API registers
+(``POST /v1/connector/order``, the terminal named by ``host_information``, the API the
+seeds give networked Concert V3 terminals), whose answer does not wait for HiPay: its
+``OrderResponse`` shows nothing of the notification.  ``--in-process`` runs the
+connector's parts, the simulators and the registers in this process's one event loop
+instead (tests/terminals/conftest.py), which then measures itself as much as the
+connector.
 
 Two setups:
 
@@ -124,6 +130,7 @@ class Setup:
     budget_s: float
     scan_s: float = 0.0  # lanes: mean time between two customers; 0 = lockstep
     warmup: bool = True  # each lane pays one customer first, not counted
+    api: str = "desktop"  # "desktop" (POST /, waits for HiPay) | "pos" (/v1/connector/order)
     warmup_trips: dict[str, float] = field(default_factory=dict)  # order id -> ms
     round_trips: dict[str, float] = field(default_factory=dict)  # order id -> ms
     terminal_ms: dict[str, float] = field(default_factory=dict)
@@ -150,7 +157,8 @@ class Setup:
     @property
     def label(self) -> str:
         text = f"{self.terminals} V3 {self.name} x{self.rounds}, cust {self.customer_s:g} s"
-        return text + (f", scan {self.scan_s:g} s" if self.name == "lanes" else "")
+        text += f", scan {self.scan_s:g} s" if self.name == "lanes" else ""
+        return text + (", POS API" if self.api == "pos" else "")
 
 
 # --- the simulators' process --------------------------------------------------------
@@ -342,6 +350,17 @@ SLOW_GAPS: tuple[tuple[str, str, str], ...] = (
     ("api.payment.finished", "hipay.notify.delivered", "HiPay"),
     ("hipay.notify.delivered", "client.received", "out"),
 )
+# A POS API answer does not wait for HiPay: it leaves after the journal's outcome.
+POS_GAPS: tuple[tuple[str, str, str], ...] = (
+    *SLOW_GAPS[:4],
+    ("api.payment.finished", "client.received", "out"),
+)
+
+
+def gaps_of(setup: Setup) -> tuple[tuple[str, str, str], ...]:
+    return POS_GAPS if setup.api == "pos" else SLOW_GAPS
+
+
 NEIGHBOUR_S = 0.02  # another payment sent this close to one meets it in the connector
 
 
@@ -355,7 +374,7 @@ def phase_gaps(setup: Setup, log_dir: Path) -> dict[str, dict[str, float]]:
         events = index.events_of(log_phases.Payment(order_id, sent_at, received_at))
         gaps[order_id] = {
             label: (events[end] - events[start]) * 1000
-            for start, end, label in SLOW_GAPS
+            for start, end, label in gaps_of(setup)
             if start in events and end in events
         }
     return gaps
@@ -397,7 +416,7 @@ def phase_table(setup: Setup, gaps: dict[str, dict[str, float]]) -> list[str]:
     p95 = percentile(list(added.values()), 95)
     top = [order_id for order_id, ms in added.items() if ms >= p95]
     lines = [f"{'phase':14} {'p50':>6} {'p90':>6} {'p99':>6} {'max':>6}  mean of the >= p95"]
-    for _, _, label in SLOW_GAPS:
+    for _, _, label in gaps_of(setup):
         values = [g[label] for g in gaps.values() if label in g]
         if not values:
             continue
@@ -456,7 +475,12 @@ async def run_processes(
             }
             port = urllib.parse.urlsplit(stack.base_url).port
             assert port is not None
-            registers = {name: LaneRegister(port, USER, PASSWORD, name) for name in setup.names}
+            registers = {
+                name: LaneRegister(port, USER, PASSWORD, name)
+                if setup.api == "desktop"
+                else LaneRegister(port, USER, PASSWORD, pos_terminal=("127.0.0.1", where["port"]))
+                for name, where in named.items()
+            }
 
             async def pay(name: str, order_id: str) -> Trip:
                 reply = await registers[name].pay(order_id, AMOUNT_TEXT, HTTP_TIMEOUT_S)
@@ -550,7 +574,8 @@ def print_row(setup: Setup, layout: str) -> None:
         )
     print(cells)
     cpu = ", ".join(f"{name} {s * 1000 / max(1, len(totals)):.2f}" for name, s in setup.cpu.items())
-    print(f"    {layout}; HiPay wait {setup.budget_s:g} s; CPU ms per payment: {cpu}")
+    waits = f"HiPay wait {setup.budget_s:g} s" if setup.api == "desktop" else "HiPay not awaited"
+    print(f"    {layout}; {waits}; CPU ms per payment: {cpu}")
     if len(added) < len(totals):
         print(f"    {len(totals) - len(added)} payments without the driver's terminal_ms")
     warm = [
@@ -599,6 +624,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_NOTIFICATION_BUDGET_S,
         help="seconds an answer waits for HiPay (the config's notification_budget)",
     )
+    parser.add_argument(
+        "--api",
+        choices=["desktop", "pos"],
+        default="desktop",
+        help="the registers' API: desktop (POST / naming its terminal; the answer waits for "
+        "HiPay, as notificationHipaySent requires) or pos (POST /v1/connector/order naming "
+        "its terminal by host_information; the answer does not wait for HiPay)",
+    )
     parser.add_argument("--in-process", action="store_true", help="the one-process layout")
     parser.add_argument(
         "--hipay",
@@ -629,6 +662,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--serve-simulators", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--ledgers", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.in_process and args.api != "desktop":
+        parser.error("--in-process pays through the desktop API only")
     if args.serve_simulators:
         seen = run_loop(serve_simulators(args.serve_simulators, args.customer_seconds))
         Path(args.ledgers).write_text(json.dumps(seen))
@@ -643,6 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.notification_budget,
             0.0 if name == "burst" else args.scan_seconds,
             args.warmup,
+            args.api,
         )
         for name in names
     ]

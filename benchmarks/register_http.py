@@ -23,11 +23,13 @@ import json
 import socket
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Final
 
 HEADER_END: Final = b"\r\n\r\n"
 RECV_BYTES: Final = 65536
 MAX_HEADER_BYTES: Final = 64 * 1024
+POS_ORDER_PATH: Final = "/v1/connector/order"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,21 +178,43 @@ class LaneRegister:
         password: str,
         terminal: str | None = None,
         host: str = "127.0.0.1",
+        pos_terminal: tuple[str, int] | None = None,
     ) -> None:
+        """A desktop register (``POST /``, naming ``terminal`` if given), or with
+        ``pos_terminal`` (host, port) a POS API one: ``POST /v1/connector/order``, the
+        terminal named by its ``host_information``."""
         self.address = (host, port)
         self.terminal = terminal
+        self.pos_terminal = pos_terminal
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        path = "/" if pos_terminal is None else POS_ORDER_PATH
         self._head = (
-            f"POST / HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Basic {token}\r\n"
-            "Content-Type: application/json\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: Basic {token}\r\nContent-Type: application/json\r\n"
         )
         self._protocol: _LaneProtocol | None = None
 
+    def _order(self, order_id: str, amount_text: str) -> dict[str, Any]:
+        """The body in this register's API shape (EUR: the POS API takes cents)."""
+        if self.pos_terminal is None:
+            order: dict[str, Any] = {"amount": amount_text, "order_id": order_id}
+            if self.terminal is not None:
+                order["terminal"] = self.terminal
+            return order
+        cents = Decimal(amount_text).scaleb(2)
+        if cents != cents.to_integral_value():
+            raise ValueError(f"{amount_text} EUR is not a whole number of cents")
+        host, port = self.pos_terminal
+        return {
+            "order": {"order_id": order_id, "price": {"amount": int(cents), "currency": "EUR"}},
+            "pos_technical_info": {
+                "terminal_transaction_display": {},
+                "host_information": {"host": host, "port": port},
+            },
+        }
+
     async def pay(self, order_id: str, amount_text: str, timeout_s: float) -> Reply:
-        order = {"amount": amount_text, "order_id": order_id}
-        if self.terminal is not None:
-            order["terminal"] = self.terminal
-        body = json.dumps(order).encode()
+        body = json.dumps(self._order(order_id, amount_text)).encode()
         request = (self._head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
         sent_at = time.time()
         try:

@@ -26,8 +26,14 @@ async def server() -> AsyncIterator[tuple[int, list[dict[str, object]], set[obje
         await asyncio.sleep(ANSWER_DELAY_S)
         return web.json_response({"orderId": order["order_id"], "padding": "x" * 100_000})
 
+    async def pos_order(request: web.Request) -> web.Response:
+        order = await request.json()
+        orders.append({**order, "path": request.path})
+        return web.json_response({"order": order["order"], "paymentStatus": "Success"})
+
     app = web.Application()
     app.router.add_post("/", pay)
+    app.router.add_post("/v1/connector/order", pos_order)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -69,3 +75,22 @@ async def test_a_refused_connection_is_a_reply_without_status() -> None:
     reply = await register.pay("o1", "1.00", timeout_s=2.0)
     assert reply.status == 0
     assert "ConnectionRefusedError" in str(reply.body)
+
+
+async def test_a_pos_register_names_its_terminal_by_host_information(
+    server: tuple[int, list[dict[str, object]], set[object]],
+) -> None:
+    port, orders, _ = server
+    register = LaneRegister(port, "register", "s3cret-pass", pos_terminal=("127.0.0.1", 40123))
+    try:
+        reply = await register.pay("p1", "9.99", timeout_s=5.0)
+    finally:
+        register.close()
+    assert reply.status == 200, reply.body
+    (order,) = orders
+    assert order["path"] == "/v1/connector/order"
+    assert order["order"] == {"order_id": "p1", "price": {"amount": 999, "currency": "EUR"}}
+    assert order["pos_technical_info"] == {
+        "terminal_transaction_display": {},
+        "host_information": {"host": "127.0.0.1", "port": 40123},
+    }
