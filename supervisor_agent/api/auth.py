@@ -8,7 +8,6 @@ address for one username are answered 429 for a while (throttle.py).
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 
 import structlog
@@ -33,12 +32,15 @@ def is_open(request: web.Request) -> bool:
 
 
 def parse_basic(header: str) -> tuple[str, str] | None:
+    """``(user, password)`` of a Basic header, None for anything else.  A token with a
+    character outside ASCII (a header is latin-1 on the wire) makes ``b64decode`` raise a
+    plain ValueError, not binascii.Error: caught with the rest, so it is a 401, not a 500."""
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "basic" or not token:
         return None
     try:
         decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors too
         return None
     user, sep, password = decoded.partition(":")
     return (user, password) if sep else None

@@ -40,6 +40,9 @@ async def test_wrong_password_wrong_user_and_malformed_are_401(api: Api) -> None
         "Basic !!!notbase64",
         "Bearer abc",
         "Basic " + base64.b64encode(b"no-colon").decode(),
+        "Basic " + base64.b64encode(b"\xff\xfe:pw").decode(),  # not UTF-8
+        "Basic w\u00e9\u00e9=",  # not ASCII: base64 of it is a ValueError, not a binascii one
+        "basic",  # a scheme with no token
     ):
         status, body, headers = await api.post("/", desktop_example_request(), auth=auth)
         assert status == 401, auth
