@@ -1011,10 +1011,12 @@ class Journal:
         return recovered
 
     def purge(self, older_than: timedelta = DEFAULT_RETENTION) -> int:
-        """Delete finished transactions past retention whose notifications were all delivered.
+        """Delete settled transactions past retention whose notifications were all delivered.
 
         A transaction with a pending or dead notification is kept however old it
-        is: deleting it would lose the only copy of something HiPay never got.
+        is: deleting it would lose the only copy of something HiPay never got.  An
+        ``unknown`` one is kept too, its notification delivered or not: the customer may
+        have paid, and a late verdict from tp-manager (``reconcile``) still needs the row.
         """
         cutoff = self._clock() - older_than.total_seconds()
 
@@ -1023,9 +1025,9 @@ class Journal:
                 r[0]
                 for r in conn.execute(
                     "SELECT t.order_id FROM transactions t WHERE t.finished_at IS NOT NULL"
-                    " AND t.finished_at < ? AND NOT EXISTS (SELECT 1 FROM outbox o"
-                    " WHERE o.order_id = t.order_id AND o.state != 'delivered')",
-                    (cutoff,),
+                    " AND t.finished_at < ? AND t.state != ? AND NOT EXISTS (SELECT 1"
+                    " FROM outbox o WHERE o.order_id = t.order_id AND o.state != 'delivered')",
+                    (cutoff, str(TxState.UNKNOWN)),
                 ).fetchall()
             ]
             for order_id in found:

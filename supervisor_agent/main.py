@@ -83,7 +83,8 @@ def retention(config: ConnectorConfig) -> timedelta:
 
 
 async def purge_daily(journal: Journal, keep: timedelta) -> None:
-    """Delete delivered transactions past retention, once a day; undelivered ones stay."""
+    """Delete delivered transactions past retention, once a day; undelivered and
+    ``unknown`` ones stay (``Journal.purge``)."""
     await asyncio.sleep(PURGE_FIRST_DELAY_S)
     while True:
         try:

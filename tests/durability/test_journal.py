@@ -32,6 +32,7 @@ from supervisor_agent.journal import (
     Journal,
     JournalError,
     JournalStateError,
+    ReconcileKind,
     StorageUnavailable,
     TxError,
     TxState,
@@ -332,6 +333,40 @@ async def test_purge_deletes_only_old_delivered_transactions(tmp_path: Path) -> 
         now[0] += 1
         assert journal.purge(older_than=timedelta(days=0)) == 1  # now the recent one
         assert journal.get("OLD_PENDING") is not None
+    finally:
+        journal.close()
+
+
+async def test_purge_keeps_an_unknown_payment_however_old(tmp_path: Path) -> None:
+    """An ``unknown`` row is a payment nobody knows the outcome of: the customer may have
+    paid.  Its notification (HiPay told ``unknown``) being delivered does not settle it;
+    only the terminal's verdict (``reconcile``) does, so it outlives any retention."""
+    now = [1_700_000_000.0]
+    journal = Journal.open(tmp_path, context=CONTEXT, clock=lambda: now[0])
+    try:
+        await _begin(journal, "OLD_UNKNOWN")
+        await journal.finish(
+            "OLD_UNKNOWN", TxState.UNKNOWN, None, TxError(INTERRUPTED, "outcome unknown")
+        )
+        note = journal.outbox.get_by_order("OLD_UNKNOWN")
+        assert note is not None
+        await _acknowledged(journal, note)
+        now[0] += timedelta(days=4000).total_seconds()
+
+        assert journal.purge() == 0
+        kept = journal.get("OLD_UNKNOWN")
+        assert kept is not None and kept.state is TxState.UNKNOWN
+
+        # the terminal's verdict comes (tp-manager kept it): settled, and once HiPay has
+        # the corrected notification too, the row goes with the other old ones
+        kind, _ = journal.reconcile("OLD_UNKNOWN", accepted_result(), answered_at=now[0])
+        assert kind is ReconcileKind.RECONCILED
+        corrected = journal.outbox.get_by_order("OLD_UNKNOWN")
+        assert corrected is not None and corrected.id != note.id
+        assert journal.purge() == 0  # the corrected notification is still pending
+        await _acknowledged(journal, corrected)
+        assert journal.purge() == 1
+        assert journal.get("OLD_UNKNOWN") is None
     finally:
         journal.close()
 
