@@ -187,6 +187,20 @@ class LogFile(_LineHandler, RotatingFileHandler):
         self._size = os.fstat(fd).st_size
         return stream
 
+    def doRollover(self) -> None:  # the stdlib's name
+        """With backups, the stdlib's rotation.  With none (``log_file_backups: 0``) the
+        stdlib reopens the same file to append, so it would grow for ever: it is emptied
+        instead, and the file never passes its size."""
+        if self.backupCount > 0:
+            super().doRollover()
+            return
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None  # the stdlib's own "closed"
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(self.baseFilename, 0)
+        self.stream = self._open()
+
     def write_line(self, line: str) -> None:
         line += self.terminator
         if self.stream is None:

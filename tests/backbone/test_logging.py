@@ -273,6 +273,26 @@ def test_the_log_file_is_private_rotated_and_never_splits_a_line(tmp_path: Path)
     assert records[-1]["event"] == "library line, card 4111 11## #### 1111"
 
 
+def test_with_no_backups_kept_the_log_file_still_stops_at_its_size(tmp_path: Path) -> None:
+    """``log_file_backups: 0`` (allowed, docs/configuration.md: at most 1 x the size): the
+    file starts again empty at its size, not grows on for the years the box runs."""
+    path = tmp_path / "logs" / "supervisor-agent.log"
+    try:
+        spec = LogFileSpec(path, max_mb=1, backups=0)
+        configure_logging("supervisor-agent", "info", log_file=spec)
+        log = structlog.get_logger("tests.backbone.test_logging")
+        lines = 10_000  # about 3.3 MB
+        for n in range(lines):
+            log.info("test.line", n=n, pad=LINE_PAD)
+    finally:
+        structlog.reset_defaults()
+    assert [f.name for f in path.parent.iterdir()] == ["supervisor-agent.log"]
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert 0 < path.stat().st_size <= 1024 * 1024
+    numbers = [r["n"] for r in _parse(path.read_text())]  # whole lines, the newest
+    assert numbers == list(range(lines - len(numbers), lines))
+
+
 def test_the_status_page_gets_the_warnings_as_logged(
     capture: tuple[Any, Capture], monkeypatch: pytest.MonkeyPatch
 ) -> None:
