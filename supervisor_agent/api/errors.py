@@ -5,6 +5,10 @@ message, description, details: {path}}}``), extended inside ``details`` with
 the ``rule`` that failed and the offending ``value`` (shortened), so a
 register developer reads which field, which rule and what was wrong without
 guessing.  Desktop and kiosk seeds define no error shape, so they share it.
+
+What an error quotes back (the value, the order id of a path, a header) goes through the
+one masker (common/redact.py) first: a card number a register put in the wrong field
+would otherwise travel back whole into the register's logs, a proxy's, a console.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from common.redact import redact
 from supervisor_agent.api import error_codes
 from supervisor_agent.api.wire_json import dumps, json_response
 
@@ -67,7 +72,7 @@ class ApiError(Exception):
         details.update(self.extra)
         if details:
             error["details"] = details
-        return {"error": error}
+        return {"error": redact(error)}
 
     def response(self) -> web.Response:
         response = json_response(self.body(), status=self.status, headers=self.headers)

@@ -9,6 +9,7 @@ import aiohttp
 
 from supervisor_agent.api.bodies import MAX_BODY_BYTES
 from supervisor_agent.api.examples import desktop_example_request
+from supervisor_agent.api.wire_json import dumps
 from tests.api.conftest import Api, RecordingTpManager, basic, serve_api
 
 
@@ -211,6 +212,37 @@ async def test_bad_json_is_400(api: Api) -> None:
         assert status == 400, raw
         err = assert_error(body, 400, "INVALID_JSON")
         assert err["details"]["rule"] == rule, raw
+    assert api.tpm.received == []
+
+
+PAN = "4970101234561235"  # Luhn-valid, as every real card number
+PAN_MASKED = "497010######1235"
+
+
+async def test_an_error_never_quotes_a_card_number_back(api: Api) -> None:
+    """A register that puts a card number where it does not belong gets its error with
+    the number masked (common/redact.py): the error body lands in the register's own
+    logs, a proxy's, a developer's console."""
+    json_type = {"Content-Type": "application/json"}
+    answers = [
+        await api.post("/", {"amount": 1, "order_id": PAN}),  # refused: reads as a card
+        await api.post(
+            "/", {"amount": 1, "note": f"card {PAN[:4]} {PAN[4:8]} {PAN[8:12]} {PAN[12:]}"}
+        ),  # an unknown field, spaced number
+        await api.post("/", {"amount": int(PAN)}),  # as a JSON number
+        await api.post("/", raw=b"{}", headers={"Content-Type": f"text/x-{PAN}"}),
+        await api.post("/", raw=f'{{"order_id": "{PAN}",}}'.encode(), headers=json_type),
+        await api.get(f"/transactions/{PAN}"),
+        await api.get(f"/openapi.json?flavour={PAN}"),
+    ]
+    for status, body, _ in answers:
+        assert 400 <= status < 500, body
+        text = dumps(body)
+        spaced = text.replace(" ", "").replace("-", "")
+        assert PAN not in spaced, text
+        assert PAN[6:12] not in text, text  # not even the middle digits
+    quoted = [dumps(body) for _, body, _ in answers]
+    assert PAN_MASKED in quoted[0] and PAN_MASKED in quoted[5], quoted
     assert api.tpm.received == []
 
 
