@@ -8,7 +8,9 @@ pipeline, so a monitoring rule never meets a line it cannot parse.
 
 The redaction processor runs last, on every line: values of password-like
 keys, ``Authorization`` values, user:password in URLs, Luhn-valid card numbers
-and the configured secrets themselves are replaced wherever they appear.
+and the configured secrets themselves are replaced wherever they appear.  An
+exception nothing caught is logged the same way (``process.crashed``), and its
+traceback printed on stderr only redacted.
 
 A line is cheap (benchmarks/log_cost.py): redaction runs each pattern only on a
 value it could change, the time stamp's date and time of day are formatted once per
@@ -25,6 +27,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -38,7 +41,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from common import paths
-from common.redact import redact_fields
+from common.redact import redact_fields, redact_text
 
 # Libraries whose INFO chatter is not ours to monitor.
 QUIET_LIBRARIES = ("aiohttp.access", "asyncio", "tenacity")
@@ -277,6 +280,7 @@ def configure_logging(
     Lines go to ``log_file`` when given (its folder made private), else to ``stream``
     (stdout by default)."""
     global _output
+    secret_values = tuple(s for s in secrets if s)  # read twice below: no one-shot iterator
     numeric = logging.getLevelNamesMapping()[level.upper()]
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -287,7 +291,7 @@ def configure_logging(
     ]
     last: list[Processor] = [
         structlog.processors.format_exc_info,
-        Redactor(secrets),
+        Redactor(secret_values),
         _head_first,
         render_json,
     ]
@@ -321,6 +325,36 @@ def configure_logging(
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     _output = handler
+    _catch_crashes(secret_values)
+
+
+log = structlog.get_logger(__name__)
+
+
+def _catch_crashes(secrets: tuple[str, ...]) -> None:
+    """An exception nothing caught (in the main thread or another) is logged as one
+    ``process.crashed`` line and printed on stderr redacted.  The interpreter's own
+    printing would put its message (a password, a card number in it) on stderr, which
+    supervisord keeps in ``<program>.err.log``, past the log pipeline."""
+
+    def report(kind: type[BaseException], exc: BaseException | None, tb: Any, thread: str) -> None:
+        if exc is None:
+            exc = kind()
+        with contextlib.suppress(Exception):  # a broken log must not hide the traceback
+            log.critical("process.crashed", thread=thread, exc_info=(kind, exc, tb))
+        text = "".join(traceback.format_exception(kind, exc, tb))
+        sys.stderr.write(redact_text(text, secrets))
+        sys.stderr.flush()
+
+    sys.excepthook = lambda kind, exc, tb: report(kind, exc, tb, threading.current_thread().name)
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:  # the stdlib's hook says nothing of it either
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        report(args.exc_type, args.exc_value, args.exc_traceback, name)
+
+    threading.excepthook = thread_hook
 
 
 def secrets_of(config: Any) -> list[str]:

@@ -2,11 +2,14 @@
 
 Every test starts with the logging set-up it found: a CLI run in-process (``outbox``,
 ``hipay-stub``) or a test of the log pipeline calls ``configure_logging``, which changes
-process-wide state (structlog's configuration, the root logger's handlers and levels)."""
+process-wide state (structlog's configuration, the root logger's handlers and levels, the
+interpreter's and threading's exception hooks)."""
 
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -42,7 +45,9 @@ def _logging_restored() -> Iterator[None]:
     handlers, level = list(root.handlers), root.level
     quiet = {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
     was_configured = structlog.is_configured()
+    hooks = sys.excepthook, threading.excepthook
     yield
+    sys.excepthook, threading.excepthook = hooks
     if not was_configured and structlog.is_configured():
         structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()

@@ -314,6 +314,56 @@ def test_the_status_page_gets_the_warnings_as_logged(
     assert problems.lines()[1]["order_id"] == ORDER_ID
 
 
+# --- a crash the program did not catch: its traceback is redacted too -------------
+
+CRASH_SCRIPT = """
+import sys, threading
+from pathlib import Path
+from common.logging import LogFileSpec, configure_logging
+api_password, pan, log_path, where = sys.argv[1:5]
+configure_logging(
+    "supervisor-agent", "info", secrets=[api_password],
+    log_file=LogFileSpec(Path(log_path), max_mb=1, backups=1),
+)
+def crash():
+    raise RuntimeError(f"HiPay said no to {api_password} for card {pan}")
+if where == "thread":
+    worker = threading.Thread(target=crash, name="journal-writer")
+    worker.start()
+    worker.join()
+    sys.exit(0)
+crash()
+"""
+
+
+@pytest.mark.parametrize("where", ["main", "thread"])
+def test_an_uncaught_crash_is_redacted_on_stderr_and_logged(tmp_path: Path, where: str) -> None:
+    """What supervisord keeps of a program's stderr (``<program>.err.log``) gets the
+    traceback of a crash nothing caught: the interpreter's own printing of it would write
+    the exception's message, secrets and card numbers included, past the log pipeline."""
+    log_path = tmp_path / "logs" / "supervisor-agent.log"
+    done = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, API_PASSWORD, PANS[0], str(log_path), where],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=READY_TIMEOUT_S,
+        check=False,
+    )
+    assert (done.returncode != 0) is (where == "main"), done
+    assert "RuntimeError" in done.stderr  # the traceback is still there...
+    _assert_clean(done.stderr)  # ...with the secret and the card number out of it
+    assert "for card 411111######1111" in done.stderr
+    records = _parse(log_path.read_text())
+    crashed = [r for r in records if r["event"] == "process.crashed"]
+    assert len(crashed) == 1, records
+    assert crashed[0]["level"] == "critical"
+    assert "RuntimeError" in crashed[0]["exception"]
+    assert REDACTED in crashed[0]["exception"]
+    assert crashed[0]["thread"] == ("journal-writer" if where == "thread" else "MainThread")
+    _assert_clean(log_path.read_text())
+
+
 # --- across a real process: the terminal simulator --------------------------------
 
 READY_TIMEOUT_S = 20.0  # interpreter start on a loaded machine
