@@ -338,13 +338,17 @@ def _catch_crashes(secrets: tuple[str, ...]) -> None:
     supervisord keeps in ``<program>.err.log``, past the log pipeline."""
 
     def report(kind: type[BaseException], exc: BaseException | None, tb: Any, thread: str) -> None:
+        if issubclass(kind, KeyboardInterrupt):  # Ctrl-C on a command: no crash, no data
+            sys.__excepthook__(kind, exc or kind(), tb)
+            return
         if exc is None:
             exc = kind()
         with contextlib.suppress(Exception):  # a broken log must not hide the traceback
             log.critical("process.crashed", thread=thread, exc_info=(kind, exc, tb))
         text = "".join(traceback.format_exception(kind, exc, tb))
-        sys.stderr.write(redact_text(text, secrets))
-        sys.stderr.flush()
+        with contextlib.suppress(Exception):  # stderr closed: the log line is what is left
+            sys.stderr.write(redact_text(text, secrets))
+            sys.stderr.flush()
 
     sys.excepthook = lambda kind, exc, tb: report(kind, exc, tb, threading.current_thread().name)
 
