@@ -106,8 +106,6 @@ INTERRUPTED = codes.INTERRUPTED
 
 T = TypeVar("T")
 
-_RESULT_TEXT_FIELDS = ("masked_pan", "report", "raw", "customer_ticket", "merchant_ticket")
-
 
 class TxState(enum.StrEnum):
     RECEIVED = "received"  # written only by earlier versions: recovery closes it (see above)
@@ -291,9 +289,12 @@ def _clean_result(
     if result is None:
         return None
     data = result.to_dict() if isinstance(result, PaymentResult) else dict(result)
-    for key in _RESULT_TEXT_FIELDS:
-        if isinstance(data.get(key), str):
-            data[key], found = mask_pans(data[key], luhn=True)
+    # Every text field, not a list of the ones known to carry a card number: the
+    # terminal fills its free fields (Concert V3 private data, a contract label) as it
+    # likes, and what is here goes to the journal, HiPay and the register.
+    for key, value in data.items():
+        if isinstance(value, str):
+            data[key], found = mask_pans(value, luhn=True)
             if found:
                 log.warning("journal.result_pan_masked", order_id=order_id, field=key)
     return data
