@@ -126,6 +126,20 @@ def _mask_pans(text: str, luhn: bool) -> tuple[str, list[str]]:
     return _PAN_RUN.sub(_mask, text), found
 
 
+def mask_pans_in_texts(fields: dict[str, Any]) -> list[str]:
+    """Mask, in place, the card numbers (``luhn=True``) in every text value of ``fields``;
+    the keys of the values masked.  For a terminal's result: the terminal fills its free
+    fields (Concert V3 private data, the wire message holding it) as it likes, so every
+    text field is looked at, not a list of the ones known to carry a card number."""
+    masked: list[str] = []
+    for key, value in fields.items():
+        if isinstance(value, str):
+            fields[key], found = mask_pans(value, luhn=True)
+            if found:
+                masked.append(key)
+    return masked
+
+
 _MASKABLE = re.compile(r"[0-9#X*]")
 
 

@@ -74,7 +74,7 @@ from common import terminals
 from common.commands import errors as codes
 from common.commands import pay as pay_contract
 from common.payment import PaymentResult
-from common.redact import mask_pans, redact
+from common.redact import mask_pans_in_texts, redact
 from supervisor_agent import hipay_payload, outbox
 from supervisor_agent.hipay_payload import PosContext
 from supervisor_agent.observers import Observers
@@ -289,14 +289,8 @@ def _clean_result(
     if result is None:
         return None
     data = result.to_dict() if isinstance(result, PaymentResult) else dict(result)
-    # Every text field, not a list of the ones known to carry a card number: the
-    # terminal fills its free fields (Concert V3 private data, a contract label) as it
-    # likes, and what is here goes to the journal, HiPay and the register.
-    for key, value in data.items():
-        if isinstance(value, str):
-            data[key], found = mask_pans(value, luhn=True)
-            if found:
-                log.warning("journal.result_pan_masked", order_id=order_id, field=key)
+    for key in mask_pans_in_texts(data):  # what is here goes to HiPay and the register too
+        log.warning("journal.result_pan_masked", order_id=order_id, field=key)
     return data
 
 

@@ -52,6 +52,7 @@ from common.commands import errors as codes
 from common.commands import pay as pay_contract
 from common.commands.results import PendingResult
 from common.payment import PaymentRequest, PaymentResult
+from common.redact import mask_pans_in_texts
 
 log = structlog.get_logger(__name__)
 
@@ -336,9 +337,13 @@ class ResultRecords:
         self._conn.execute("COMMIT")
 
     def _set_verdict(self, record: int, result: PaymentResult, *, late: bool) -> None:
+        data = result.to_dict()
+        masked = mask_pans_in_texts(data)  # a card number is never kept, here either
+        if masked:
+            log.warning("tp_manager.results.pan_masked", record=record, fields=masked)
         self._conn.execute(
             "UPDATE payments SET state = ?, result = ?, answered_at = ?, late = ? WHERE id = ?",
-            (RecordState.VERDICT, _to_json(result.to_dict()), self._clock(), late, record),
+            (RecordState.VERDICT, _to_json(data), self._clock(), late, record),
         )
 
     def _close_earlier(self, record: int) -> None:

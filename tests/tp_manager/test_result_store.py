@@ -178,3 +178,33 @@ def test_a_running_tp_manager_drops_waits_past_the_horizon_as_payments_go_on(
     assert store.state_of("H") is None
     assert store.awaiting() == []
     store.close()
+
+
+PAN = "4970101234561235"  # Luhn-valid, as every real card number
+
+
+def test_a_card_number_in_a_verdict_s_text_is_masked_on_disk(tmp_path: Path, clock: Clock) -> None:
+    """Every text field of a verdict is masked before it is kept, as the journal masks
+    it (common/redact.py ``mask_pans_in_texts``), not only the fields a protocol names
+    for the card number: a terminal fills its free fields as it likes."""
+    store = ResultRecords(paths.tp_manager_results(tmp_path), clock=clock)
+    record = store.begin("P", V3, request("P"))
+    full = PaymentResult(
+        status=PaymentStatus.ACCEPTED,
+        amount=999,
+        currency_numeric=EUR,
+        transaction_type=TransactionType.DEBIT,
+        protocol="concert-v3",
+        masked_pan="497010######1234",
+        terminal_data=f"card={PAN}",
+        merchant_contract=f"{PAN[:4]} {PAN[4:8]} {PAN[8:12]} {PAN[12:]}",
+    )
+    store.finish_result(record, full)
+    [pending] = store.pending()
+    assert pending.result.terminal_data == "card=497010######1235"
+    assert pending.result.merchant_contract == "4970 10## #### 1235"
+    assert pending.result.masked_pan == "497010######1234"
+    store.close()
+    on_disk = b"".join(p.read_bytes() for p in sorted(tmp_path.glob("tp-manager-results*")))
+    assert PAN.encode() not in on_disk
+    assert b"4970 1012 3456 1235" not in on_disk
