@@ -1,7 +1,8 @@
 """Secrets and card numbers against the whole connector, as a user runs it: hostile
 requests to the real API under real supervisord, then every byte the connector left in
-its data directory (logs, err logs, journal, result store, run files) and the
-``status`` command's output are searched for them, and the files' modes are checked.
+its data directory (logs, err logs, journal, result store, run files), what ``run``
+printed (systemd's journal under the unit) and the ``status`` command's output are
+searched for them, and the files' modes are checked.
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def test_no_secret_and_no_card_number_is_left_anywhere(tmp_path: Path, hipay: Hi
                 leaks.append((path.relative_to(data_dir), secret))
         if path.suffix in (".log", ".sqlite3") or ".log." in path.name:
             assert path.stat().st_mode & 0o077 == 0, path
-    for where, text in (("status", status_cli.stdout + status_cli.stderr),):
+    console = (tmp_path / "run.out").read_text(errors="replace")  # systemd's journal gets it
+    for where, text in (("status", status_cli.stdout + status_cli.stderr), ("run", console)):
         for secret in (PAN, API_PASSWORD, hipay.password):
             if secret in text:
                 leaks.append((where, secret))
