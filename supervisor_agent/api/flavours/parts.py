@@ -133,17 +133,15 @@ def journal_request(
     warnings: list[str],
     target: dict[str, Any] | None = None,
     terminal_id: str | None = None,
-    secrets: tuple[str, ...] = (),
     **canonical: Any,
 ) -> dict[str, Any]:
     """The canonical request (hipay_payload.py) plus the echo and the warnings.
 
     A card number the register put in a free-text field (a description, custom data,
     a customer field) is masked here, before the journal, HiPay or an answer sees it,
-    by the one masker the logs use (common.redact); so are ``secrets`` (the API
-    password: HiPay, a third party, never gets it, even pasted in by the register).
+    by the one masker the logs use (common.redact).
     """
-    safe_echo, safe_canonical = redact(echo, secrets), redact(canonical, secrets)
+    safe_echo, safe_canonical = redact(echo), redact(canonical)
     if safe_echo != echo or safe_canonical != canonical:
         log.warning("api.request.card_number_masked", order_id=order_id)
     named = {} if terminal_id is None else {"terminal_id": terminal_id}
@@ -217,7 +215,6 @@ def major_unit_order(
             terminal_id=spec.id if spec else None,
             echo=echo,
             warnings=[basket.warning] if basket.warning else [],
-            secrets=(settings.api_password,),
             basket=basket_minor(basket.basket, cur, major=True),
             custom_data=plain(echo["customData"]),
             customer=plain(echo["customer"]),

@@ -177,7 +177,6 @@ def parse(
             warnings=[basket.warning] if basket.warning else [],
             target=target.to_dict() if target else None,
             terminal_id=named.id if named else None,
-            secrets=(settings.api_password,),
             **canonical,
         ),
     )
