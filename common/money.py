@@ -16,7 +16,8 @@ from functools import cache
 from typing import Any
 
 # Withdrawn codes that the POS API seed's currency enum still lists; the
-# ``iso4217`` package only carries the active ones.  (numeric code, exponent)
+# ``iso4217`` package only carries the active ones, and drops a code when ISO withdraws
+# it (BGN, HRK, ANG... since the seed was written).  (numeric code, exponent)
 _LEGACY: dict[str, tuple[int, int]] = {
     "FRF": (250, 2),
     "SKK": (703, 2),
@@ -29,6 +30,12 @@ _LEGACY: dict[str, tuple[int, int]] = {
     "VEF": (937, 2),
     "TMM": (795, 2),
     "ZMK": (894, 2),
+    "ANG": (532, 2),  # numeric 532 is XCG's now: a terminal's 532 reads as XCG
+    "BGN": (975, 2),
+    "CUC": (931, 2),
+    "HRK": (191, 2),
+    "SLL": (694, 2),
+    "ZWL": (932, 2),
 }
 
 
@@ -97,12 +104,12 @@ def currency_by_numeric(numeric: int | str) -> CurrencyInfo:
         n = int(numeric)
     except (TypeError, ValueError):
         raise MoneyError(f"numeric currency code must be digits, got {numeric!r}") from None
+    for cur in _iso():  # the active code first: ISO reuses a withdrawn code's number
+        if cur.number == n and cur.exponent is not None:
+            return CurrencyInfo(cur.code, n, int(cur.exponent))
     for alpha, (num, exp) in _LEGACY.items():
         if num == n:
             return CurrencyInfo(alpha, num, exp)
-    for cur in _iso():
-        if cur.number == n and cur.exponent is not None:
-            return CurrencyInfo(cur.code, n, int(cur.exponent))
     raise MoneyError(f"numeric currency code {numeric!r} is not an ISO 4217 code")
 
 

@@ -348,6 +348,35 @@ async def test_legacy_currency_of_the_pos_enum_is_accepted(tpm: RecordingTpManag
     assert tpm.received[0].properties["currency_numeric"] == "250"
 
 
+# The POS API seed's currency enum, as it lists it (order.price.currency).
+POS_SEED_CURRENCIES = """
+FRF SKK EEK TMT AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND
+BOB BRL BSD BTN BWP BYR BZD CAD CDF CHF CLP CNY COP CRC CUC CUP CVE CZK DJF DKK DOP DZD
+EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HRK HTG HUF IDR ILS INR
+IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LTL LVL
+LYD MAD MDL MGA MKD MMK MNT MOP MRO MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR
+PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLL SOS SRD
+STD SVC SYP SZL THB TJS TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VEF VND VUV TMM WST
+XAF XCD XOF XPF YER ZAR ZMK ZWL
+""".split()
+
+
+async def test_every_currency_of_the_pos_enum_is_paid(tpm: RecordingTpManager) -> None:
+    """Each code the seed's enum lists is a payment, with its ISO 4217 numeric code at the
+    terminal; the ones ISO has withdrawn since (BGN, HRK, ANG...) included."""
+    refused = {}
+    async with serve_api(tpm) as api:
+        for code in POS_SEED_CURRENCIES:
+            body = pos(order__price__currency=code, order__order_id=f"CUR_{code}")
+            status, answer, _ = await api.post("/v1/connector/order", body)
+            if status != 200:
+                refused[code] = answer["error"]["message"]
+    assert refused == {}
+    numeric = {r.properties["order_id"]: r.properties["currency_numeric"] for r in tpm.received}
+    withdrawn = {"ANG": "532", "BGN": "975", "CUC": "931", "HRK": "191", "SLL": "694"}
+    assert {c: numeric[f"CUR_{c}"] for c in [*withdrawn, "ZWL"]} == {**withdrawn, "ZWL": "932"}
+
+
 # Numbers no field can hold: past an IEEE double's range (what a register's JSON library
 # reads as Infinity), or an integer longer than Python converts (4300 digits).  Each must
 # be a 400 naming where it stands, never a 500, and never arithmetic on it (int() of
