@@ -157,13 +157,21 @@ def validate_request(request: Mapping[str, Any]) -> None:
         raise PayloadError(f"request is not plain JSON: {exc}") from None
 
 
+def customer_field(key: str, value: Any) -> tuple[str, Any]:
+    """A desktop/kiosk customer key and value as HiPay's Customer gets them: the POS API
+    name (``firstName`` -> ``first_name``) and ``customer_id`` as a string.  The API
+    refuses a customer naming one HiPay field twice with different values."""
+    name = _CUSTOMER_ALIASES.get(key, key)
+    return name, str(value) if name == "customer_id" else value
+
+
 def _customer(raw: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
-        name = _CUSTOMER_ALIASES.get(key, key)
         if value is None:
             continue
-        out[name] = str(value) if name == "customer_id" else value
+        name, sent = customer_field(key, value)
+        out[name] = sent
     return out
 
 

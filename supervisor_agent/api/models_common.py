@@ -21,11 +21,13 @@ from pydantic import (
     StrictInt,
     StrictStr,
     WithJsonSchema,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from common.money import MoneyError, currency
 from common.redact import mask_pans
+from supervisor_agent.hipay_payload import customer_field
 
 SCHEMA_REF = "#/components/schemas/{model}"
 ORDER_ID_MAX = 64
@@ -222,14 +224,41 @@ class BasketItem(BaseModel):
 
 
 class Customer(BaseModel):
-    """The desktop/kiosk customer ({id, firstname, lastname, email}); other keys are echoed."""
+    """The desktop/kiosk customer ({id, firstname, lastname, email}); other keys are echoed.
+
+    The seeds' tables spell the names ``firstName``/``lastName``, their examples
+    ``firstname``/``lastname``: both are typed alike.  Both reach HiPay as one field
+    (hipay_payload.customer_field), so a customer giving one field twice with different
+    values is refused rather than one of them silently dropped.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     id: StrictInt | StrictStr | None = None
     firstname: StrictStr | None = None
     lastname: StrictStr | None = None
+    firstName: StrictStr | None = None
+    lastName: StrictStr | None = None
     email: StrictStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_value_per_field(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        seen: dict[str, tuple[str, Any]] = {}
+        for key, value in data.items():
+            if value is None:
+                continue
+            name, sent = customer_field(str(key), value)
+            if name in seen and seen[name][1] != sent:
+                raise PydanticCustomError(
+                    "conflicting_fields",
+                    "{first} and {second} are the same field ({name}) and differ",
+                    {"first": seen[name][0], "second": key, "name": name},
+                )
+            seen.setdefault(name, (str(key), sent))
+        return data
 
 
 class PaymentError(BaseModel):

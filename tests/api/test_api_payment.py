@@ -132,6 +132,15 @@ async def test_order_id_generated_when_absent(api: Api) -> None:
     assert body["transationType"] == "Debit"
 
 
+async def test_customer_giving_a_name_in_both_spellings_alike_pays(api: Api) -> None:
+    """The seed's table and example spellings of one field may both be sent if they agree
+    (a differing pair is a 400, tests/api/test_api_validation.py); echoed as sent."""
+    customer = {"id": 7, "customer_id": "7", "firstname": "Ann", "firstName": "Ann"}
+    status, body, _ = await api.post("/", {"amount": 5, "customer": customer})
+    assert status == 200, body
+    assert body["customer"] == customer
+
+
 async def test_authorization_threshold_and_forced_authorization(api: Api) -> None:
     # threshold is 100 (major units): 99.99 is below, 100.00 is at it
     cases = [

@@ -79,6 +79,31 @@ DESKTOP_CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "string_type",
     ),
     ("customer not object", {"amount": 1, "customer": "John"}, "customer", "model_type"),
+    # the seed's table spells them firstName/lastName: typed like its example's spelling
+    (
+        "customer firstName object",
+        {"amount": 1, "customer": {"firstName": {"a": 1}}},
+        "customer.firstName",
+        "string_type",
+    ),
+    (
+        "customer lastName number",
+        {"amount": 1, "customer": {"lastName": 5}},
+        "customer.lastName",
+        "string_type",
+    ),
+    (
+        "customer first name twice, differing",
+        {"amount": 1, "customer": {"firstname": "Ann", "firstName": "Bob"}},
+        "customer",
+        "conflicting_fields",
+    ),
+    (
+        "customer id twice, differing",
+        {"amount": 1, "customer": {"id": 7, "customer_id": "8"}},
+        "customer",
+        "conflicting_fields",
+    ),
     ("unknown field", {"amount": 1, "orderId": "camel"}, "orderId", "extra_forbidden"),
 ]
 
@@ -109,6 +134,18 @@ KIOSK_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("custom data object", {"amount": 1, "customData": {"k": {}}}, "customData.k", "scalar_value"),
     ("currency", {"amount": 1, "currency": "EURO"}, "currency", "iso4217"),
     ("order id", {"amount": 1, "orderId": ""}, "orderId", "order_id"),
+    (
+        "customer firstName array",
+        {"amount": 1, "customer": {"firstName": ["x"]}},
+        "customer.firstName",
+        "string_type",
+    ),
+    (
+        "customer last name twice, differing",
+        {"amount": 1, "customer": {"lastName": "Doe", "last_name": "Roe"}},
+        "customer",
+        "conflicting_fields",
+    ),
 ]
 
 
