@@ -97,7 +97,7 @@ class PaymentRoutes:
         return json_response(kiosk.render(answer))
 
     async def pos_order(self, request: web.Request) -> web.Response:
-        body = await read_json_object(request)
+        body = await read_json_object(request, "application")
         order = pos.parse(body, self.settings, self.notify_url_supported)
         return json_response(pos.render(await self.service.pay(order)))
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -46,18 +46,28 @@ _INT_LIMIT = 10 ** (MAX_NUMBER_EXPONENT + 1)
 _STRUCTURE = re.compile(r'\\.|["\[\]{}]', re.DOTALL)
 
 
-def _is_json(content_type: str) -> bool:
-    """``application/json`` or a ``+json`` suffix type (``application/merge-patch+json``...)."""
+# What a route takes: ``json`` is application/json or a ``+json`` suffix type (the
+# desktop and kiosk routes); ``application`` is any application/* type, read as JSON (the
+# POS API seed's postOrder declares its RootOrder body as ``application/*``).
+MediaRule = Literal["json", "application"]
+
+
+def _accepts(content_type: str, media: MediaRule) -> bool:
     main, _, sub = content_type.lower().partition("/")
-    return main == "application" and (sub == "json" or sub.endswith("+json"))
+    if main != "application":
+        return False
+    return media == "application" or sub == "json" or sub.endswith("+json")
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    if not _is_json(request.content_type):
+async def read_json_object(request: web.Request, media: MediaRule = "json") -> dict[str, Any]:
+    """The body as a JSON object, or the ApiError saying why not.  A request without a
+    Content-Type reads as application/octet-stream (aiohttp, RFC 9110)."""
+    if not _accepts(request.content_type, media):
+        wanted = "application/json" if media == "json" else "an application/* type"
         raise ApiError(
             415,
             error_codes.UNSUPPORTED_MEDIA_TYPE,
-            f"the body must be application/json, got {request.content_type or 'none'!r}",
+            f"the body must be {wanted} holding JSON, got {request.content_type or 'none'!r}",
             path="Content-Type",
             rule="media_type",
             value=request.headers.get("Content-Type"),

@@ -109,7 +109,11 @@ _TABLE: list[ErrorCode] = [
         503,
         "The journal cannot be written (disk full or failing); nothing was sent to the terminal.",
     ),
-    ErrorCode(UNSUPPORTED_MEDIA_TYPE, 415, "The body is not application/json."),
+    ErrorCode(
+        UNSUPPORTED_MEDIA_TYPE,
+        415,
+        "The body is not application/json (POST /v1/connector/order: not an application/* type).",
+    ),
     ErrorCode(
         TOO_MANY_ATTEMPTS,
         429,

@@ -42,6 +42,7 @@ from supervisor_agent.api.settings import Flavour
 
 OPENAPI_VERSION = "3.1.0"
 JSON = "application/json"
+ANY_APPLICATION = "application/*"  # the POS API seed's postOrder body: any application type
 
 _MODELS: list[type[BaseModel]] = [
     BasketItem,
@@ -73,7 +74,8 @@ _ERRORS = {
     " still at the terminal) or ORDER_ID_REUSED (same order_id, another payment)",
     408: "BODY_TIMEOUT: the body did not arrive whole within 10 s",
     413: "Body larger than 64 KiB",
-    415: "Body is not application/json",
+    415: "Body is not in a media type the route takes (application/json; POST "
+    "/v1/connector/order: any application/* type)",
     429: "TOO_MANY_ATTEMPTS: too many wrong credentials from this address for this user; "
     "wait Retry-After seconds",
     500: "Connector bug",
@@ -293,7 +295,7 @@ def build_openapi(flavour: Flavour) -> dict[str, Any]:
                 "requestBody": {
                     "required": True,
                     "content": {
-                        JSON: {
+                        ANY_APPLICATION: {
                             "schema": ref("RootOrder"),
                             "examples": {"order": {"value": pos_example_request()}},
                         }

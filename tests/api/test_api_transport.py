@@ -8,7 +8,7 @@ import base64
 import aiohttp
 
 from supervisor_agent.api.bodies import MAX_BODY_BYTES
-from supervisor_agent.api.examples import desktop_example_request
+from supervisor_agent.api.examples import desktop_example_request, pos_example_request
 from supervisor_agent.api.wire_json import dumps
 from tests.api.conftest import Api, RecordingTpManager, basic, serve_api
 
@@ -164,6 +164,30 @@ async def test_wrong_content_type_is_415(api: Api) -> None:
     )
     assert status == 415
     assert api.tpm.received == []
+
+
+async def test_pos_order_takes_any_application_media_type(api: Api) -> None:
+    """The POS API seed's postOrder body is ``application/*``: a client that labels its
+    JSON ``application/octet-stream`` (or sends no Content-Type, which reads as that) is
+    paid; a non-application type is still 415, naming the header."""
+    for i, media in enumerate(("application/octet-stream", "application/x-www-form-urlencoded")):
+        order = pos_example_request()
+        order["order"]["order_id"] = f"MEDIA-{i}"
+        status, body, _ = await api.post(
+            "/v1/connector/order", raw=dumps(order).encode(), headers={"Content-Type": media}
+        )
+        assert status == 200, body
+        assert body["order"]["order_id"] == f"MEDIA-{i}"
+    assert len([r for r in api.tpm.received if r.command == "pay"]) == 2
+    status, body, _ = await api.post(
+        "/v1/connector/order",
+        raw=dumps(pos_example_request()).encode(),
+        headers={"Content-Type": "text/plain"},
+    )
+    assert status == 415
+    err = assert_error(body, 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert (err["details"]["path"], err["details"]["rule"]) == ("Content-Type", "media_type")
+    assert len(api.tpm.received) == 2
 
 
 async def test_body_over_64k_is_413(api: Api) -> None:
