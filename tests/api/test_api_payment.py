@@ -328,3 +328,19 @@ async def test_pos_answer_leaves_out_echoes_the_order_did_not_send(api: Api) -> 
     status, looked_up, _ = await api.get("/transactions/ORDER_NO_CUSTOMER")
     assert status == 200
     assert looked_up == body
+
+
+async def test_pos_answer_leaves_out_echoes_the_order_sent_as_null(api: Api) -> None:
+    """A POS backend whose JSON writer puts ``null`` for an unset object has no customer and
+    no shipping either: its answer leaves them out as well (the seed's OrderResponse objects
+    are not nullable), and so does its lookup."""
+    request = pos_example_request()
+    request["order"]["order_id"] = "ORDER_NULL_CUSTOMER"
+    request["customer"] = None
+    request["shipping"] = None
+    status, body, _ = await api.post("/v1/connector/order", request)
+    assert status == 200, body
+    assert "customer" not in body and "shipping" not in body
+    status, looked_up, _ = await api.get("/transactions/ORDER_NULL_CUSTOMER")
+    assert status == 200
+    assert looked_up == body

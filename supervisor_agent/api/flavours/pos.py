@@ -138,11 +138,11 @@ def parse(
         settings, amount, req.pos_technical_info.force_authorization, cur, order_in.order_id
     )
     ttype = TransactionType(order_in.transaction_type.lower())
-    # as sent: customer and shipping are echoed only when the order has them (the seed's
-    # OrderResponse objects are not nullable)
+    # as sent: customer and shipping are echoed only when the order has them, not sent or
+    # sent as null alike (the seed's OrderResponse objects are not nullable)
     echo: dict[str, Any] = {
         "order": echo_order,
-        **{key: body[key] for key in ("customer", "shipping") if key in body},
+        **{key: body[key] for key in ("customer", "shipping") if body.get(key) is not None},
         "pos_technical_info": body["pos_technical_info"],
     }
     canonical: dict[str, Any] = {
