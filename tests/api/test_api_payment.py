@@ -312,6 +312,31 @@ async def test_pos_allowed_terminal_is_targeted(tpm: RecordingTpManager) -> None
     assert tpm.commands() == ["pay"]
 
 
+async def test_pos_device_information_of_the_targeted_terminal_is_not_the_configured_ones(
+    tpm: RecordingTpManager,
+) -> None:
+    """``device_information`` describes the terminal the order goes to: with
+    ``host_information`` naming another (allowed) terminal, its serial number is that
+    terminal's, not the configured one's, and the order is paid there.  Without
+    ``host_information`` the order goes to the configured terminal, whose serial it must be."""
+    request = pos_example_request()
+    tech = request["pos_technical_info"]
+    tech["host_information"] = {"host": "192.168.1.50", "port": 8888}
+    tech["device_information"] = {"serial_number": "SN-LANE-2", "manufacturer": "Ingenico"}
+    async with serve_api(
+        tpm, allowed_terminals=("192.168.1.50:8888",), serial_number="SN-TEST-0001"
+    ) as api:
+        status, body, _ = await api.post("/v1/connector/order", request)
+        assert status == 200, body
+        assert the_pay(tpm)["target"]["host"] == "192.168.1.50"
+        del tech["host_information"]
+        request["order"]["order_id"] = "ORDER_CONFIGURED_TERMINAL"
+        status, body, _ = await api.post("/v1/connector/order", request)
+        assert status == 400
+        assert body["error"]["details"]["rule"] == "device_mismatch"
+    assert tpm.commands() == ["pay"]
+
+
 async def test_pos_answer_leaves_out_echoes_the_order_did_not_send(api: Api) -> None:
     """The seed's OrderResponse echoes customer and shipping as RootOrder objects (not
     nullable): an order without them is answered without them, not with null, and so is its

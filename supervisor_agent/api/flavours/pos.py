@@ -76,7 +76,32 @@ def _check_supported(req: RootOrder, notify_url_supported: bool) -> None:
 
 def _target(req: RootOrder, settings: ApiSettings) -> TerminalTarget | None:
     tech = req.pos_technical_info
-    device = tech.device_information
+    target = None
+    if tech.host_information is not None:
+        host, port = tech.host_information.host, tech.host_information.port
+        target = TerminalTarget(host=host, port=port, version=PROTOCOL_NAMES[tech.protocol])
+        if target.address not in settings.allowed_terminals:
+            raise ApiError(
+                403,
+                error_codes.TERMINAL_NOT_ALLOWED,
+                f"terminal {target.address} is not in this connector's allowed_terminals",
+                path="pos_technical_info.host_information",
+                rule="allowed_terminals",
+                value=target.address,
+                has_value=True,
+            )
+    _check_device(req, settings, target)
+    return target
+
+
+def _check_device(req: RootOrder, settings: ApiSettings, target: TerminalTarget | None) -> None:
+    """``device_information`` describes the terminal the order goes to.  Only the
+    configured terminal's serial number is known (the config's ``serial_number``): an order
+    for it naming another serial is refused; one that ``host_information`` sends to another
+    terminal names that terminal's, which nothing here can check."""
+    device = req.pos_technical_info.device_information
+    if target is not None and target.address != settings.terminal_location:
+        return
     if (
         device is not None
         and device.serial_number
@@ -89,21 +114,6 @@ def _target(req: RootOrder, settings: ApiSettings) -> TerminalTarget | None:
             f"this connector drives terminal {settings.serial_number!r}",
             device.serial_number,
         )
-    if tech.host_information is None:
-        return None
-    host, port = tech.host_information.host, tech.host_information.port
-    target = TerminalTarget(host=host, port=port, version=PROTOCOL_NAMES[tech.protocol])
-    if target.address not in settings.allowed_terminals:
-        raise ApiError(
-            403,
-            error_codes.TERMINAL_NOT_ALLOWED,
-            f"terminal {target.address} is not in this connector's allowed_terminals",
-            path="pos_technical_info.host_information",
-            rule="allowed_terminals",
-            value=target.address,
-            has_value=True,
-        )
-    return target
 
 
 def parse(
