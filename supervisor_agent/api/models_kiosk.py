@@ -88,7 +88,10 @@ class KioskPaymentResponse(TruthFields):
     )
     currency: str
     orderId: str
-    basket: Any = Field(description="The basket the order carries: {} when none or dropped.")
+    basket: Any = Field(
+        description="The basket as sent ({} when none), even when it was dropped (the order "
+        "then has an empty cart and warnings says why), as the kiosk seed's answer echoes it."
+    )
     customer: dict[str, Any]
     customData: dict[str, Any]
     notificationHipaySent: bool

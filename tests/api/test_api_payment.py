@@ -15,7 +15,13 @@ from supervisor_agent.api.examples import (
     pos_example_request,
 )
 from supervisor_agent.api.models_kiosk import RECEIPT_FIELDS
-from tests.api.conftest import Api, RecordingTpManager, payment_result, serve_api
+from tests.api.conftest import (
+    Api,
+    RecordingTpManager,
+    own_journal,
+    payment_result,
+    serve_api,
+)
 
 DESKTOP_FIELDS = {
     "paymentStatus",
@@ -190,8 +196,10 @@ async def test_kiosk_seed_body_verbatim(kiosk: Api) -> None:
     assert item["amount"] == 100  # echoed as sent: a JSON number
     assert item["currency"] == "EUR"
     assert item["orderId"] == "Order_12345"
-    # basket totals 8.99 against 100: the seed's rule empties it and says why
-    assert item["basket"] == {}
+    # basket totals 8.99 against 100: the seed's rule creates the order with an empty cart
+    # and says why; the answer echoes the basket as sent, as the kiosk seed's own answer
+    # does (the desktop seed's answers {} for its cart: tests below)
+    assert item["basket"] == request["basket"]
     assert "does not match" in item["warnings"][0]
     assert item["customer"] == request["customer"]
     assert item["customData"] == request["customData"]
@@ -217,6 +225,23 @@ async def test_kiosk_seed_body_verbatim(kiosk: Api) -> None:
         "Order_12345",
     )
     assert props["force_authorization"] is True  # 100 EUR is at the threshold of 100
+
+
+async def test_kiosk_dropped_basket_is_echoed_but_not_journaled(tpm: RecordingTpManager) -> None:
+    """The kiosk seed's answer echoes a basket that does not match the amount as it was
+    sent, while its rule creates the order with an empty cart: the journal (what HiPay is
+    told) holds none, the answer and its lookup echo the basket and warn."""
+    request = kiosk_seed_request()
+    async with own_journal() as (journal, notifier):
+        async with serve_api(tpm, api_flavour="kiosk", journal=journal, notifier=notifier) as api:
+            status, body, _ = await api.post("/", request)
+            assert status == 200, body
+            assert body[0]["basket"] == request["basket"]
+            assert body[0]["warnings"]
+            status, looked_up, _ = await api.get("/transactions/Order_12345")
+            assert (status, looked_up) == (200, body)
+        record = journal.get("Order_12345")
+        assert record is not None and record.request["basket"] == []
 
 
 async def test_kiosk_matching_basket_kept(kiosk: Api) -> None:

@@ -3,6 +3,9 @@
 The receipt and ticket are composed from the journal row: the terminal's result
 and the time its answer arrived, so every read of one payment shows one receipt.
 A terminal that sends its own ticket (Concert V3 ``CK``/``AK``) has it in ``ticket``.
+``basket`` is echoed as sent even when the seeds' rule dropped it (the order then has
+an empty cart; ``warnings`` says why), as the kiosk seed's own answer echoes a basket
+that does not match its amount.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def parse(body: dict[str, Any], settings: ApiSettings) -> PaymentOrder:
         basket_key="basket",
         terminal=req.terminal,
         custom_data_key="customData",
+        echo_dropped_basket=True,  # the kiosk seed's answer echoes its mismatched basket
     )
 
 

@@ -173,11 +173,15 @@ def major_unit_order(
     custom_data_key: str,
     terminal: str | None = None,
     echo_extra: Callable[[bool], dict[str, Any]] | None = None,
+    echo_dropped_basket: bool = False,
 ) -> PaymentOrder:
     """The desktop and kiosk seeds' orders: amounts in major units, a cart or basket.
 
     ``echo_extra(force)`` adds the flavour's own echoed keys (desktop: the type and the
-    effective force flag), in the flavour's key order after ``orderId``.
+    effective force flag), in the flavour's key order after ``orderId``.  A basket the
+    seeds' rule drops is never journaled (HiPay's order has an empty cart); the answer
+    echoes it as sent with ``echo_dropped_basket`` (the kiosk seed's answer does), else
+    ``{}`` (the desktop seed's).
     """
     spec = named_terminal(settings, terminal, "terminal")
     cur = resolve_currency(currency_code)
@@ -188,12 +192,16 @@ def major_unit_order(
     basket = check_basket(
         body.get(basket_key), amount_minor, cur, "major", basket_key, order_id=order_id
     )
+    sent_basket = body.get(basket_key)
+    echoed_basket = basket.basket
+    if echo_dropped_basket and sent_basket is not None:
+        echoed_basket = sent_basket
     echo: dict[str, Any] = {
         "amount": body["amount"],
         "currency": cur.alpha,
         "orderId": order_id,
         **(echo_extra(force) if echo_extra else {}),
-        basket_key: basket.basket,
+        basket_key: echoed_basket,
         "customer": body.get("customer") or {},
         "customData": body.get(custom_data_key) or {},
     }
