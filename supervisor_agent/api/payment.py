@@ -77,6 +77,9 @@ IDENTITY_FIELDS: dict[str, str] = {
     "force_authorization": "force authorization",
     "target": "terminal",
     "terminal_id": "terminal",
+    # the API shape it was paid in: every answer is rendered from the journaled echo, in
+    # that shape, so a route of another shape cannot replay it
+    "flavour": "API shape",
 }
 
 
@@ -218,10 +221,13 @@ class PaymentService:
             log.info("api.payment.busy", order_id=order.order_id, busy_with=begun.record.order_id)
             raise busy_error()
         if begun.kind is not BeginKind.NEW:
-            fields = differing_fields(begun.record.request, order.journal_request)
+            journaled = {**begun.record.request, "flavour": begun.record.flavour}
+            fields = differing_fields(
+                journaled, {**order.journal_request, "flavour": order.flavour}
+            )
             if fields:
                 log.warning("api.payment.order_id_reused", order_id=order.order_id, fields=fields)
-                raise reused_error(order.order_id, fields, begun.record.request)
+                raise reused_error(order.order_id, fields, journaled)
             if begun.kind is BeginKind.IN_PROGRESS:
                 raise in_progress_error(order.order_id)
             log.info("api.payment.replayed", order_id=order.order_id)

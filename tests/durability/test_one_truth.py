@@ -71,6 +71,37 @@ async def test_the_pos_route_refuses_a_reused_order_id_naming_every_field(
     assert [n["body"]["order"]["price"]["amount"] for n in sent] == [899]
 
 
+async def test_an_order_id_reposted_in_another_api_shape_is_refused_not_answered_in_the_first(
+    tpm: RecordingTpManager, stub: Stub, tmp_path: Path
+) -> None:
+    """The same payment (1.00 EUR debit on the configured terminal) posted first through the
+    desktop route, then through the POS API route, and the other way round: an answer is
+    rendered from the journaled echo, which is in the first route's shape, so the second
+    route cannot answer in its own; it refuses, naming the shape, and nothing is sent.
+    (It was a 500 INTERNAL_ERROR on the desktop route, and a desktop body on the POS one.)"""
+    pos_order = pos_example_request()
+    pos_order["order"]["price"] = {"amount": 100}
+    async with wired(tpm, stub, tmp_path) as (api, _, _):
+        for first, second in (("/", "/v1/connector/order"), ("/v1/connector/order", "/")):
+            order_id = f"SHAPE-{len(pays(tpm))}"
+            pos_order["order"]["order_id"] = order_id
+            bodies = {
+                "/": {"amount": "1.00", "order_id": order_id},
+                "/v1/connector/order": pos_order,
+            }
+            status, body, _ = await api.post(first, bodies[first])
+            assert status == 200 and body["transactionState"] == "accepted", body
+            status, body, _ = await api.post(second, bodies[second])
+            assert status == 409, body
+            assert body["error"]["code"] == "ORDER_ID_REUSED"
+            assert body["error"]["details"]["fields"] == ["flavour"]
+            journaled = "desktop" if first == "/" else "pos"
+            assert body["error"]["details"]["journaled"] == {"flavour": journaled}
+            status, body, _ = await api.post(first, bodies[first])  # its own route: a replay
+            assert status == 200 and body["transactionState"] == "accepted", body
+    assert len(pays(tpm)) == 2
+
+
 async def test_a_repost_while_at_the_terminal_is_in_progress_and_another_order_is_busy(
     tpm: RecordingTpManager, stub: Stub, tmp_path: Path
 ) -> None:
