@@ -87,6 +87,23 @@ def _iso_currency(value: Any) -> Any:
     return value
 
 
+def _int_or_str(value: Any) -> Any:
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise PydanticCustomError(
+        "int_or_str", "must be a whole JSON number or a string, got {kind}", {"kind": _kind(value)}
+    )
+
+
+# An identifier the seeds write as a number or as a string (a customer id, a merchant
+# contract, an article number).  One validator rather than a StrictInt | StrictStr union,
+# whose errors would name the union's branches ("customer.id.str") instead of the field.
+IntOrStr = Annotated[
+    Any,
+    BeforeValidator(_int_or_str),
+    WithJsonSchema({"type": ["integer", "string"]}),
+]
+
 CustomValue = Annotated[
     Any,
     BeforeValidator(_scalar),
@@ -210,7 +227,7 @@ class BasketItem(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    european_article_numbering: StrictStr | StrictInt | None = None
+    european_article_numbering: IntOrStr | None = None
     product_reference: StrictStr
     type: Literal["good", "discount", "fee"]
     quantity: StrictInt
@@ -227,19 +244,24 @@ class Customer(BaseModel):
     """The desktop/kiosk customer ({id, firstname, lastname, email}); other keys are echoed.
 
     The seeds' tables spell the names ``firstName``/``lastName``, their examples
-    ``firstname``/``lastname``: both are typed alike.  Both reach HiPay as one field
+    ``firstname``/``lastname``: both are typed alike, and so are HiPay's own names for
+    them (``customer_id``, ``first_name``, ``last_name``).  Both reach HiPay as one field
     (hipay_payload.customer_field), so a customer giving one field twice with different
     values is refused rather than one of them silently dropped.
     """
 
     model_config = ConfigDict(extra="allow")
 
-    id: StrictInt | StrictStr | None = None
+    id: IntOrStr | None = None
     firstname: StrictStr | None = None
     lastname: StrictStr | None = None
     firstName: StrictStr | None = None
     lastName: StrictStr | None = None
     email: StrictStr | None = None
+    # HiPay's own names for the same fields (POS API Customer), which reach it as they are
+    customer_id: IntOrStr | None = None
+    first_name: StrictStr | None = None
+    last_name: StrictStr | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -27,6 +27,7 @@ from supervisor_agent.api.models_common import (
     SCHEMA_REF,
     CurrencyCode,
     CustomData,
+    IntOrStr,
     OrderId,
     PaymentError,
     TransactionTypeName,
@@ -154,9 +155,7 @@ class HostInformation(_Strict):
 
 
 class Contract(_Strict):
-    merchant_contract: (
-        Annotated[StrictStr | StrictInt, WithJsonSchema({"type": ["string", "integer"]})] | None
-    ) = None
+    merchant_contract: IntOrStr | None = None
     rank: Annotated[StrictStr, Field(min_length=3, max_length=3)] | None = None
     payment_application: Annotated[StrictStr, Field(pattern=r"^[0-9A-Z]{3}$")] | None = None
 

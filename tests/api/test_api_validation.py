@@ -93,6 +93,24 @@ DESKTOP_CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "string_type",
     ),
     (
+        "customer first_name number",
+        {"amount": 1, "customer": {"first_name": 5}},
+        "customer.first_name",
+        "string_type",
+    ),
+    (
+        "customer customer_id object",
+        {"amount": 1, "customer": {"customer_id": {"x": 1}}},
+        "customer.customer_id",
+        "int_or_str",
+    ),
+    (
+        "customer id decimal",
+        {"amount": 1, "customer": {"id": Decimal("1.5")}},
+        "customer.id",
+        "int_or_str",
+    ),
+    (
         "customer first name twice, differing",
         {"amount": 1, "customer": {"firstname": "Ann", "firstName": "Bob"}},
         "customer",
@@ -334,6 +352,18 @@ POS_CASES: list[tuple[str, dict[str, Any], int, str, str, str]] = [
         "TERMINAL_NOT_ALLOWED",
         "pos_technical_info.host_information",
         "allowed_terminals",
+    ),
+    (
+        "merchant contract object",
+        pos(
+            pos_technical_info__terminal_transaction_display={
+                "contract_array": [{"merchant_contract": {"mid": 1}}]
+            }
+        ),
+        400,
+        "INVALID_REQUEST",
+        "pos_technical_info.terminal_transaction_display.contract_array[0].merchant_contract",
+        "int_or_str",
     ),
     (
         "bad port",
