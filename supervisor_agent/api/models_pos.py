@@ -186,10 +186,11 @@ class OrderResponse(TruthFields):
 
     paymentStatus: Literal["Success", "Failure"]
     receipt: str | None = Field(
+        None,
         description="Base64 of the receipt text the connector composes from the terminal's "
-        "answer (the kiosk 'ticket' lines); null when the terminal gave no answer."
+        "answer (the kiosk 'ticket' lines); absent when the terminal gave no answer.",
     )
-    error: PaymentError | None
+    error: PaymentError | None = Field(None, description="Absent on success.")
     order: dict[str, Any]
     customer: dict[str, Any] | None = Field(
         None, description="As sent; absent when the order had none."

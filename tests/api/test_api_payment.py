@@ -7,7 +7,7 @@ import base64
 import re
 from decimal import Decimal
 
-from common.messages import Reply
+from common.messages import Reply, Request
 from supervisor_agent.api.examples import (
     desktop_example_request,
     desktop_seed_request,
@@ -271,10 +271,10 @@ async def test_pos_order_example(api: Api) -> None:
     request = pos_example_request()
     status, body, _ = await api.post("/v1/connector/order", request)
     assert status == 200, body
+    # no "error" on a success: the seed's OrderResponse.error is an object, not nullable
     assert set(body) == {
         "paymentStatus",
         "receipt",
-        "error",
         "order",
         "customer",
         "shipping",
@@ -284,7 +284,6 @@ async def test_pos_order_example(api: Api) -> None:
     }
     assert body["paymentStatus"] == "Success"
     assert body["transactionState"] == "accepted"
-    assert body["error"] is None
     receipt = base64.b64decode(body["receipt"]).decode()
     assert "MONTANT:8,99 EUR" in receipt
     assert body["order"] == request["order"]
@@ -394,3 +393,37 @@ async def test_pos_answer_leaves_out_echoes_the_order_sent_as_null(api: Api) -> 
     status, looked_up, _ = await api.get("/transactions/ORDER_NULL_CUSTOMER")
     assert status == 200
     assert looked_up == body
+
+
+async def test_pos_answer_leaves_out_the_error_and_receipt_it_has_not(
+    tpm: RecordingTpManager,
+) -> None:
+    """The seed's OrderResponse ``error`` (an object) and ``receipt`` (a string) are not
+    nullable: a refusal has both; a payment that never reached the terminal has an error
+    and no receipt (no answer to print), and leaves ``receipt`` out rather than null."""
+
+    async def refused(request: Request) -> Reply:
+        return Reply.success(
+            request.id,
+            payment_result(request.properties, status="refused", failure_reason="refused"),
+        )
+
+    async def link_down(request: Request) -> Reply:
+        return Reply.failure(request.id, "LINK_DOWN", "no terminal on the line")
+
+    async with serve_api(tpm) as api:
+        answers = {}
+        for name, responder in (("refused", refused), ("failed", link_down)):
+            tpm.responders["pay"] = responder
+            request = pos_example_request()
+            request["order"]["order_id"] = f"ORDER_{name.upper()}"
+            status, body, _ = await api.post("/v1/connector/order", request)
+            assert status == 200, body
+            assert body["transactionState"] == name
+            status, looked_up, _ = await api.get(f"/transactions/ORDER_{name.upper()}")
+            assert (status, looked_up) == (200, body)
+            answers[name] = body
+    assert answers["refused"]["error"]["errorCode"] == "REFUSED"
+    assert "MONTANT:8,99 EUR" in base64.b64decode(answers["refused"]["receipt"]).decode()
+    assert answers["failed"]["error"]["errorCode"] == "LINK_DOWN"
+    assert "receipt" not in answers["failed"]

@@ -193,15 +193,20 @@ def parse(
 
 
 def render(answer: PaymentAnswer) -> dict[str, Any]:
+    """The seed's OrderResponse.  Its ``receipt`` (a string) and ``error`` (an object) are
+    not nullable, like its echoes: a payment without a terminal answer has no receipt, a
+    success no error, and the key is left out rather than null."""
     verdict = Verdict(answer.record)
     result = answer.record.result
-    receipt = None
-    if result is not None:
-        receipt = base64_receipt(kiosk_ticket(result, answered_at(answer.record)))
+    error = verdict.error()
     return {
         "paymentStatus": "Success" if verdict.success else "Failure",
-        "receipt": receipt,
-        "error": verdict.error(),
+        **(
+            {"receipt": base64_receipt(kiosk_ticket(result, answered_at(answer.record)))}
+            if result is not None
+            else {}
+        ),
+        **({"error": error} if error is not None else {}),
         **verdict.echo,
         "warnings": verdict.warnings,
         **verdict.truth(),
