@@ -145,6 +145,7 @@ async def serve(config: ConnectorConfig) -> int:
             **operator.feed.tp_manager_handlers(),
             messages.EVENT_RESULT_PENDING: lambda event: reconciler.hint(),
         },
+        on_connected=operator.status.relearn_links,
     )
     await client.start()
     events.start()

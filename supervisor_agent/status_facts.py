@@ -9,11 +9,14 @@ while (``TerminalLinks.due``: a check can hold a terminal busy) is asked ``check
 once (bounded by ``CHECK_TIMEOUT_S``); the answers go to the terminals' links
 (terminal_links.py), and the page's terminal rows are read from there, the record the
 link gauge reads: a terminal tp-manager does not answer for keeps its last told state.
+Every configured terminal is asked again when tp-manager's events reach the agent anew
+(:meth:`StatusSource.relearn_links`): a new tp-manager's first link events are lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import time
@@ -64,6 +67,7 @@ class StatusSource:
     links: TerminalLinks
     problems: RecentProblems | None = None
     started_at: float = field(default_factory=time.time)
+    _relearn: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     async def _check(self, terminal: str) -> Checked:
         """tp-manager's ``check`` of one configured terminal; its answer goes to the links."""
@@ -135,22 +139,32 @@ class StatusSource:
         )
 
     async def refresh_metrics(self, metrics: Metrics) -> None:
-        """The gauges read from disk; a terminal's link from ``check`` until it is known
-        (then its events tell each change)."""
+        """The gauges read from disk; a terminal's link from ``check`` until it is known,
+        and again after tp-manager (re)started (then its events tell each change)."""
         metrics.set_journal_facts(*await asyncio.to_thread(self._metric_facts))
         metrics.set_notification_states(await asyncio.to_thread(self.journal.outbox.counts))
-        await self._check_all(self.links.unknown())
+        await self._check_all(self.links.unlearned())
+
+    def relearn_links(self) -> None:
+        """tp-manager's events reach the agent again (its subscriber (re)connected): what
+        a new tp-manager published before then is lost, so every configured terminal is
+        asked ``check`` again, now (and at each round until one answers)."""
+        self.links.relearn()
+        self._relearn.set()
 
     async def keep_metrics_fresh(
         self, metrics: Metrics, interval_s: float = METRICS_REFRESH_S
     ) -> None:
         """Until cancelled; a failed refresh is logged and tried again next time."""
         while True:
+            self._relearn.clear()
             try:
                 await self.refresh_metrics(metrics)
             except Exception as exc:  # a busy disk: the next round tries again
                 log.warning("metrics.refresh_failed", error=repr(exc))
-            await asyncio.sleep(interval_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval_s):
+                    await self._relearn.wait()
 
     async def collect(self) -> dict[str, Any]:
         last_event_id = f"{self.events.boot}-{self.events.last_seq}"  # before reading anything

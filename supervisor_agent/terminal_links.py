@@ -4,10 +4,10 @@ tp-manager publishes every change of a terminal's link (``link.up`` / ``link.dow
 with the terminal's key: ``default`` or a ``terminals.<id>`` id); the agent's event
 subscriber hands them here (live_feed.py).  Events are hints that a subscriber can
 miss (PUB drops what it sends while the agent is away), so a ``check`` answer tells
-the state too (status_facts.py): at start, while a terminal is still unknown, and when
-the status page is read, for a link not heard of lately.  The link gauge (metrics.py,
-``ecr_terminal_link_up``, read at scrape time) and the status page's terminal rows both
-read this, so they never tell different stories.
+the state too (status_facts.py): at start, while a terminal is still unknown, after
+tp-manager (re)started, and when the status page is read, for a link not heard of
+lately.  The link gauge (metrics.py, ``ecr_terminal_link_up``, read at scrape time) and
+the status page's terminal rows both read this, so they never tell different stories.
 
 * **Unknown until told**: before an event or a check answer, a terminal's link is
   ``None``: the gauge has no series for it (an alert never fires on a guess) and the
@@ -20,7 +20,9 @@ read this, so they never tell different stories.
   two travel on different sockets, so their order is not guaranteed).
 * **Since**: when the agent learned the current state (the event's arrival, or the
   check answer that first told it); a state told again does not move it.
-* **Learned**: when the agent last heard anything of the link (any event or answer).
+* **Learned**: when the agent last heard anything of the link (any event or answer);
+  none again when tp-manager's events reach the agent anew (:meth:`TerminalLinks.relearn`:
+  a new tp-manager's first events are lost), so each terminal is asked ``check`` again.
   The status page asks ``check`` only of terminals unknown or not heard of for
   :data:`RECHECK_AFTER_S` (:meth:`TerminalLinks.due`): a check of an idle Concert V3
   terminal is an exchange that holds it busy, and the page reloads after every
@@ -106,9 +108,19 @@ class TerminalLinks:
         with self._lock:
             return self._rows.get(terminal)
 
-    def unknown(self) -> list[str]:
+    def unlearned(self) -> list[str]:
+        """The terminals to ``check`` now: never told, or marked by :meth:`relearn`."""
         with self._lock:
-            return [key for key, row in self._rows.items() if row.link is None]
+            return [key for key, row in self._rows.items() if row.learned_at is None]
+
+    def relearn(self) -> None:
+        """What was told may be stale: tp-manager (re)started, and the link events it
+        published before the agent's subscriber reconnected are lost (a link found down
+        at its start, which it never says again while it stays down).  Each row keeps its
+        state (the gauge keeps its series) until a ``check`` answer or an event."""
+        with self._lock:
+            for key, row in self._rows.items():
+                self._rows[key] = replace(row, learned_at=None)
 
     def due(self, max_age_s: float = RECHECK_AFTER_S) -> list[str]:
         """The terminals to ``check``: unknown, or not heard of for ``max_age_s``."""
