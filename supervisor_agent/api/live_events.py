@@ -5,8 +5,10 @@ carries the id, name and time too, for clients that read only ``data``).  A
 reconnecting client sends ``Last-Event-ID`` (browsers do it by themselves; the
 ``lastEventId`` query parameter does the same for a first connection) and gets
 what it missed from the agent's bounded buffer, or a ``stream.gap`` event first
-when some of it is gone.  A comment line every ``heartbeat_s`` keeps proxies
-from closing an idle stream and lets the server notice a client that left.
+when some of it is gone; an open stream that fell behind the buffer (a burst while its
+client read slowly) is told so the same way, never skipping on silently.  A comment
+line every ``heartbeat_s`` keeps proxies from closing an idle stream and lets the
+server notice a client that left.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class LiveEvents:
             while not self.events.closed:
                 await self.events.wait(cursor, self.heartbeat_s)
                 fresh = self.events.after(cursor)
+                if fresh and fresh[0].seq > cursor + 1:  # the buffer moved on meanwhile
+                    await response.write(encode_gap(f"{self.events.boot}-{cursor}"))
                 for event in fresh:
                     await response.write(encode(event))
                 if fresh:

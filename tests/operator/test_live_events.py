@@ -6,15 +6,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import aiohttp
 import pytest
 import zmq
 import zmq.asyncio
+from aiohttp import web
 
 from common import messages
 from common.config.model import CONCERT_V2
 from common.messages import Event
 from common.terminals import TerminalSpec
 from supervisor_agent import event_log, live_feed
+from supervisor_agent.api.app import bound_port
+from supervisor_agent.api.live_events import LiveEvents
 from supervisor_agent.event_log import EventLog
 from supervisor_agent.events import EventSubscriber
 from supervisor_agent.journal import TransactionRecord, TxState
@@ -244,3 +248,30 @@ async def test_tp_manager_events_reach_the_log_and_the_link_metric() -> None:
     lines = metrics.render().splitlines()
     assert 'ecr_terminal_link_up{terminal="default"} 1.0' in lines
     assert 'ecr_terminal_link_up{terminal="lane2"} 0.0' in lines
+
+
+async def test_an_open_stream_that_falls_behind_the_buffer_is_told_of_the_gap() -> None:
+    """A stream is woken after a burst bigger than the buffer (a client whose socket was
+    full, the journal's writer thread publishing meanwhile): it says what it lost with a
+    ``stream.gap``, as a reconnecting client is told, instead of skipping on silently."""
+    log = EventLog(capacity=4, boot="b")
+    app = web.Application()
+    app.router.add_get("/events", LiveEvents(log, heartbeat_s=0.5).stream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{bound_port(runner)}/events") as stream:
+                async for raw in stream.content:
+                    if raw.startswith(b": connected"):
+                        break
+                for n in range(10):  # one burst, before the stream runs again
+                    log.publish(event_log.LINK_UP, {"n": n})
+                events = await collect(stream, lambda e: e.payload().get("n") == 9)
+    finally:
+        await runner.cleanup()
+    assert names(events) == ["stream.gap", *["link.up"] * 4], names(events)
+    assert events[0].payload()["after"] == "b-0"
+    assert [e.payload()["n"] for e in events[1:]] == [6, 7, 8, 9]
