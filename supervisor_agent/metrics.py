@@ -3,14 +3,15 @@
 Each :class:`Metrics` has its own registry (no global one to reset between tests,
 two agents in one test process never mix).  Counters restart from zero with the
 process, as Prometheus expects.  Facts that must survive a restart are gauges set
-from the journal, the truth on disk: the notification states (``refresh`` of
-:meth:`Metrics.log_periodically` / the API), the journal's size, the time of the
-last accepted payment, the oldest pending notification
-(:meth:`Metrics.set_journal_facts`).  The link gauge ``ecr_terminal_link_up`` has one
-series per configured terminal (label ``terminal``: ``default`` or its id), read at
-scrape time from the agent's one record of each terminal's link (terminal_links.py,
-fed by tp-manager's link events and ``check`` answers); a terminal whose link is not
-known yet has no series, so an alert on it never fires on a guess.
+from the journal, the truth on disk, at each scrape and every 15 s
+(status_facts.refresh_journal_gauges): the notification states and the oldest pending
+notification (:meth:`Metrics.set_outbox`, one read), the journal's size and the time of
+the last accepted payment (:meth:`Metrics.set_journal_facts`).  The link gauge
+``ecr_terminal_link_up`` has one series per configured terminal (label ``terminal``:
+``default`` or its id), read at scrape time from the agent's one record of each
+terminal's link (terminal_links.py, fed by tp-manager's link events and ``check``
+answers); a terminal whose link is not known yet has no series, so an alert on it never
+fires on a guess.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from supervisor_agent.outbox import OutboxSummary
     from supervisor_agent.terminal_links import TerminalLinks
 
 log = structlog.get_logger(__name__)
@@ -165,6 +167,11 @@ class Metrics:
         for state in NOTIFICATION_STATES:
             self._states.labels(state).set(int(counts.get(state, 0)))
 
+    def set_outbox(self, summary: OutboxSummary) -> None:
+        """The outbox's states and its oldest pending notification, from one read."""
+        self.set_notification_states(summary.counts)
+        self._oldest_pending.set(summary.oldest_pending_at or 0)
+
     # -- the operator's figures ---------------------------------------------------
 
     def watch_links(self, links: TerminalLinks) -> None:
@@ -177,11 +184,8 @@ class Metrics:
             self._last_accepted_at = max(self._last_accepted_at, at)
             gauge.set(self._last_accepted_at)
 
-    def set_journal_facts(
-        self, journal_bytes: int, last_accepted_at: float | None, oldest_pending_at: float | None
-    ) -> None:
+    def set_journal_facts(self, journal_bytes: int, last_accepted_at: float | None) -> None:
         self._journal_bytes.set(journal_bytes)
-        self._oldest_pending.set(oldest_pending_at or 0)
         if last_accepted_at is not None:
             self.payment_accepted(last_accepted_at)
 

@@ -63,6 +63,12 @@ class NotificationState(enum.StrEnum):
     DEAD = "dead"
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxSummary:
+    counts: dict[str, int]  # rows per state, every state present
+    oldest_pending_at: float | None  # when the oldest pending row was queued; None: none
+
+
 class Store(Protocol):
     """What the outbox needs from the journal's database handle (journal.Database)."""
 
@@ -402,8 +408,20 @@ class Outbox:
 
     def counts(self) -> dict[str, int]:
         """Rows per state, every state present (for metrics)."""
+        return self.summary().counts
+
+    def summary(self) -> OutboxSummary:
+        """The rows per state and when the oldest pending one was queued, in one statement
+        (one snapshot): a scrape or the status page never pairs a count with an older or
+        newer "oldest pending" than its own."""
         with self._store.read() as conn:
-            rows = conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+            rows = conn.execute(
+                "SELECT state, COUNT(*), MIN(created_at) FROM outbox GROUP BY state"
+            ).fetchall()
         counts = {str(s): 0 for s in NotificationState}
-        counts.update({state: n for state, n in rows})
-        return counts
+        oldest_pending_at = None
+        for state, n, first in rows:
+            counts[state] = n
+            if state == NotificationState.PENDING:
+                oldest_pending_at = float(first)
+        return OutboxSummary(counts, oldest_pending_at)

@@ -34,7 +34,6 @@ from supervisor_agent.event_log import EventLog
 from supervisor_agent.journal import Journal
 from supervisor_agent.live_feed import transaction_facts
 from supervisor_agent.metrics import Metrics
-from supervisor_agent.outbox import NotificationState
 from supervisor_agent.recent_problems import RecentProblems
 from supervisor_agent.terminal_links import UNKNOWN, TerminalLinks
 
@@ -56,6 +55,14 @@ def journal_bytes(path: Path) -> int:
         except FileNotFoundError:
             continue
     return total
+
+
+def refresh_journal_gauges(journal: Journal, metrics: Metrics) -> None:
+    """The gauges the journal holds, read now (SQLite: call it in a worker thread), at each
+    scrape and each metrics round: the outbox's states with its oldest pending
+    notification (one read), the journal's size, the last accepted payment."""
+    metrics.set_outbox(journal.outbox.summary())
+    metrics.set_journal_facts(journal_bytes(journal.path), journal.last_accepted_at())
 
 
 @dataclass
@@ -114,14 +121,11 @@ class StatusSource:
             rows.append(
                 {**transaction_facts(record), "notification": str(note.state) if note else None}
             )
-        pending = outbox.list(NotificationState.PENDING)
+        summary = outbox.summary()
         disk = shutil.disk_usage(self.journal.path.parent)
         return {
             "transactions": rows,
-            "outbox": {
-                "counts": outbox.counts(),
-                "oldest_pending_at": min((n.created_at for n in pending), default=None),
-            },
+            "outbox": {"counts": summary.counts, "oldest_pending_at": summary.oldest_pending_at},
             "disk": {
                 "path": str(self.journal.path.parent),
                 "free_bytes": disk.free,
@@ -130,19 +134,10 @@ class StatusSource:
             },
         }
 
-    def _metric_facts(self) -> tuple[int, float | None, float | None]:
-        pending = self.journal.outbox.list(NotificationState.PENDING)
-        return (
-            journal_bytes(self.journal.path),
-            self.journal.last_accepted_at(),
-            min((n.created_at for n in pending), default=None),
-        )
-
     async def refresh_metrics(self, metrics: Metrics) -> None:
         """The gauges read from disk; a terminal's link from ``check`` until it is known,
         and again after tp-manager (re)started (then its events tell each change)."""
-        metrics.set_journal_facts(*await asyncio.to_thread(self._metric_facts))
-        metrics.set_notification_states(await asyncio.to_thread(self.journal.outbox.counts))
+        await asyncio.to_thread(refresh_journal_gauges, self.journal, metrics)
         await self._check_all(self.links.unlearned())
 
     def relearn_links(self) -> None:

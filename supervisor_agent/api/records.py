@@ -23,6 +23,7 @@ from supervisor_agent.api.wire_json import json_response
 from supervisor_agent.journal import TransactionRecord
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.outbox import NotificationState
+from supervisor_agent.status_facts import refresh_journal_gauges
 
 PROMETHEUS_CONTENT_TYPE = "text/plain"
 _LISTABLE = {"pending", "dead", "delivered", "undelivered", "all"}
@@ -116,7 +117,7 @@ class Records:
 
     async def metrics_text(self, request: web.Request) -> web.Response:
         metrics = self.metrics or Metrics()
-        metrics.set_notification_states(await asyncio.to_thread(self.journal.outbox.counts))
+        await asyncio.to_thread(refresh_journal_gauges, self.journal, metrics)
         return web.Response(text=metrics.render(), content_type=PROMETHEUS_CONTENT_TYPE)
 
     def routes(self) -> list[web.RouteDef]:
