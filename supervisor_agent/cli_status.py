@@ -75,6 +75,18 @@ def _styled(value: Any) -> str:
     return f"[{style}]{escape(text)}[/]" if style else escape(text)
 
 
+def update_text(update: Any) -> str:
+    """The last self-update run in one line, as the status page says it."""
+    if not isinstance(update, dict):
+        return "no self-update run yet"
+    text = str(update.get("state"))
+    if update.get("available"):
+        text += f" (running {update.get('running')}, available {update['available']})"
+    if update.get("reason"):
+        text += f": {update['reason']}"
+    return text + (f", {update['at']}" if update.get("at") else "")
+
+
 def render(facts: dict[str, Any], console: Console) -> None:
     terminal, connector, agent = facts["terminal"], facts["connector"], facts["agent"]
     disk, outbox = facts["disk"], facts["outbox"]
@@ -88,6 +100,7 @@ def render(facts: dict[str, Any], console: Console) -> None:
     summary.add_row("Protocol", str(terminal.get("protocol")))
     summary.add_row("Serial number", str(terminal.get("serial_number") or "—"))
     summary.add_row("Version", str(connector.get("version")))
+    summary.add_row("Update", escape(update_text(connector.get("update"))))
     summary.add_row(
         "Up since",
         f"{_when(agent.get('started_at'))} ({uptime // 3600} h {uptime % 3600 // 60} min)",

@@ -20,7 +20,7 @@ import contextlib
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from supervisor_agent.live_feed import transaction_facts
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.recent_problems import RecentProblems
 from supervisor_agent.terminal_links import UNKNOWN, TerminalLinks
+from supervisor_agent.update import state as update_state
 
 log = structlog.get_logger(__name__)
 
@@ -113,6 +114,15 @@ class StatusSource:
             "detail": reply.detail,
         }
 
+    def _update(self) -> dict[str, Any] | None:
+        """The self-update's last run as the update and the switcher wrote it down
+        (``<data_dir>/update/status.json``; the journal lives in the data directory), or
+        None when no run ever did."""
+        data_dir = self.journal.path.parent
+        if not update_state.status_path(data_dir).exists():
+            return None
+        return asdict(update_state.read_status(data_dir))
+
     def _read_journal(self) -> dict[str, Any]:
         outbox = self.journal.outbox
         rows = []
@@ -124,6 +134,7 @@ class StatusSource:
         summary = outbox.summary()
         disk = shutil.disk_usage(self.journal.path.parent)
         return {
+            "update": self._update(),
             "transactions": rows,
             "outbox": {"counts": summary.counts, "oldest_pending_at": summary.oldest_pending_at},
             "disk": {
@@ -169,7 +180,7 @@ class StatusSource:
         return {
             "generated_at": now,
             "last_event_id": last_event_id,
-            "connector": {"version": self.settings.version_string, "update": None},
+            "connector": {"version": self.settings.version_string, "update": stored.pop("update")},
             "terminal": {
                 "protocol": self.settings.terminal_protocol,
                 "serial_number": self.settings.serial_number or None,
