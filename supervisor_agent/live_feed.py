@@ -51,6 +51,13 @@ def amount_text(minor: Any, code: Any) -> str | None:
         return None
 
 
+def publish_link(events: EventLog, terminal: str, link: str | None, detail: str | None) -> None:
+    """A terminal's ``link.up`` / ``link.down`` live event (``link`` None: an older
+    tp-manager's event without the state, told by its name; here taken as down)."""
+    name = event_log.LINK_UP if link == LINK_UP else event_log.LINK_DOWN
+    events.publish(name, {"terminal": terminal, "link": link, "detail": detail})
+
+
 def transaction_facts(record: TransactionRecord) -> dict[str, Any]:
     """The shown fields of a journal row: masked, no receipt, no customer data."""
     request, result = record.request, record.result or {}
@@ -117,12 +124,9 @@ class LiveFeed:
         up = event.name == messages.EVENT_LINK_UP
         terminal = str(event.data.get("terminal") or DEFAULT_TERMINAL)
         link, detail = event.data.get("link"), event.data.get("detail")
-        self.events.publish(
-            event_log.LINK_UP if up else event_log.LINK_DOWN,
-            {"terminal": terminal, "link": link, "detail": detail},
-        )
-        if self.links is not None:  # an older tp-manager's event may lack the state
-            state = str(link or (LINK_UP if up else LINK_DOWN))
+        state = str(link or (LINK_UP if up else LINK_DOWN))  # an older tp-manager's may lack it
+        publish_link(self.events, terminal, link if link else state, detail)
+        if self.links is not None:
             self.links.told(terminal, state, str(detail or ""))
 
     def _forward(self, name: str) -> Callable[[Event], None]:

@@ -32,7 +32,7 @@ from supervisor_agent.api.settings import ApiSettings
 from supervisor_agent.client import CommandFailed, TerminalClient
 from supervisor_agent.event_log import EventLog
 from supervisor_agent.journal import Journal
-from supervisor_agent.live_feed import transaction_facts
+from supervisor_agent.live_feed import publish_link, transaction_facts
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.recent_problems import RecentProblems
 from supervisor_agent.terminal_links import UNKNOWN, TerminalLinks
@@ -86,7 +86,12 @@ class StatusSource:
             reply = check_contract.CheckReply.from_wire(raw)
         except (CommandFailed, ValueError) as exc:
             return exc
-        self.links.answered(terminal, token, reply.link, reply.detail)
+        before = self.links.get(terminal)
+        taken = self.links.answered(terminal, token, reply.link, reply.detail)
+        if taken and before is not None and before.link != reply.link:
+            # a change tp-manager's events did not tell (missed while it restarted): the
+            # page and other followers of /events learn it as from an event
+            publish_link(self.events, terminal, reply.link, reply.detail)
         return reply
 
     async def _check_all(self, terminals: list[str]) -> dict[str, Checked]:
