@@ -84,6 +84,9 @@ class TerminalClient:
         self._monitor: LoopSocket | None = None
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # tp-manager's control socket is connected now (the socket monitor's word): what
+        # ``ecr_tp_manager_up`` says, since a stopped tp-manager refuses every payment
+        self.connected = False
 
     async def start(self) -> None:
         sock = LoopSocket(self._ctx, zmq.DEALER)
@@ -174,10 +177,12 @@ class TerminalClient:
             frames = await self._monitor.recv_multipart()
             event = parse_monitor_message(frames)
             if event["event"] == zmq.EVENT_CONNECTED:
+                self.connected = True
                 log.info("client.peer_connected")
                 if self.on_connected is not None:
                     self.on_connected()
             elif event["event"] == zmq.EVENT_DISCONNECTED:
+                self.connected = False
                 log.warning("client.peer_disconnected", pending=len(self._pending))
                 self._fail_pending(PeerRestarted())
 

@@ -52,6 +52,7 @@ RECONCILED_OUTCOMES = ("accepted", "refused")
 NOTIFICATION_STATES = ("pending", "delivered", "dead")
 ATTEMPT_RESULTS = ("acknowledged", "retryable", "uncertain", "not_sent", "rejected")
 LINK_UP_METRIC = "ecr_terminal_link_up"
+TP_MANAGER_UP_METRIC = "ecr_tp_manager_up"
 
 
 class LinkCollector(Collector):
@@ -72,6 +73,24 @@ class LinkCollector(Collector):
         )
         for row in known:
             family.add_metric([row.terminal], 1.0 if row.up else 0.0)
+        yield family
+
+
+class TpManagerCollector(Collector):
+    """``ecr_tp_manager_up``, read at each scrape from the agent's control channel: with
+    tp-manager stopped (``GET /stop``) or down, every payment is refused while the agent
+    still answers scrapes and the link gauges keep their last told state."""
+
+    def __init__(self, connected: Callable[[], bool]) -> None:
+        self.connected = connected
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            TP_MANAGER_UP_METRIC,
+            "1 while the agent is connected to tp-manager (payments can reach the "
+            "terminals), 0 while tp-manager is stopped or down.",
+        )
+        family.add_metric([], 1.0 if self.connected() else 0.0)
         yield family
 
 
@@ -177,6 +196,10 @@ class Metrics:
     def watch_links(self, links: TerminalLinks) -> None:
         """Serve ``ecr_terminal_link_up`` from ``links`` (once per agent: one owner)."""
         self.registry.register(LinkCollector(links))
+
+    def watch_tp_manager(self, connected: Callable[[], bool]) -> None:
+        """Serve ``ecr_tp_manager_up`` from the control channel's ``connected``."""
+        self.registry.register(TpManagerCollector(connected))
 
     def payment_accepted(self, at: float) -> None:
         gauge = self._present(self._last_accepted, "last_accepted")

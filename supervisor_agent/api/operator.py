@@ -44,11 +44,13 @@ class OperatorView:
         heartbeat_s: float = HEARTBEAT_S,
     ) -> OperatorView:
         """A fresh event log fed by ``journal``'s writes (tp-manager's events: ``feed``),
-        and the terminals' links, which ``metrics`` (if given) serves as its link gauge."""
+        and the terminals' links, which ``metrics`` (if given) serves as its link gauge,
+        beside whether ``client`` reaches tp-manager (``ecr_tp_manager_up``)."""
         events = EventLog()
         links = TerminalLinks.of(settings)  # the one record the gauge and the page read
         if metrics is not None:
             metrics.watch_links(links)
+            metrics.watch_tp_manager(lambda: client.connected)
         feed = LiveFeed(events, metrics, links)
         journal.observers.add(feed.journal_changed)
         journal.outbox.observers.add(feed.outbox_changed)

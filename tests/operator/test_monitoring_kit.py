@@ -42,7 +42,7 @@ def test_the_alert_rules_pass_promtool_check() -> None:
         timeout=PROMTOOL_TIMEOUT_S,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 5 rules found" in done.stdout
+    assert "SUCCESS: 6 rules found" in done.stdout
 
 
 @needs_promtool
@@ -75,6 +75,7 @@ async def test_every_metric_the_rules_use_is_served_by_the_agent(tpm: RecordingT
     assert _rule_metric_names() <= exported, _rule_metric_names() - exported
     lines = text.splitlines()
     assert 'ecr_terminal_link_up{terminal="default"} 1.0' in lines
+    assert "ecr_tp_manager_up 1.0" in lines  # the stand-in's control socket is connected
     assert any(
         line.startswith("ecr_journal_size_bytes ") and not line.endswith(" 0.0") for line in lines
     )
