@@ -2,7 +2,8 @@
 
 Reads ``GET /status.json`` of the running connector (without ``--config``, the demo's;
 the page's own source), so a technician over SSH sees exactly what the page shows.  Exit
-status: 0 when the terminal link is up, 1 when it is not, 2 when the API cannot be asked.
+status: 0 when the terminal links are up, 1 when one is not or tp-manager is not reachable,
+2 when the API cannot be asked.
 """
 
 from __future__ import annotations
@@ -100,6 +101,11 @@ def render(facts: dict[str, Any], console: Console) -> None:
     summary.add_row("Protocol", str(terminal.get("protocol")))
     summary.add_row("Serial number", str(terminal.get("serial_number") or "—"))
     summary.add_row("Version", str(connector.get("version")))
+    connected = (facts.get("tp_manager") or {}).get("connected")
+    summary.add_row(
+        "tp-manager",
+        "[green]connected[/]" if connected else "[bold red]not reachable: no payment possible[/]",
+    )
     summary.add_row("Update", escape(update_text(connector.get("update"))))
     summary.add_row(
         "Up since",
@@ -180,8 +186,12 @@ def main(args: argparse.Namespace) -> int:
 def exit_code(facts: dict[str, Any]) -> int:
     """0 when the links are up, 1 when one is not: the configured terminal's, or a named
     terminal's known to be down (one not heard of yet does not count), so a script
-    watching a shop with several lanes learns of any lane.  (2: the API did not answer.)"""
+    watching a shop with several lanes learns of any lane; 1 too when tp-manager is not
+    reachable (the links then keep their last told state, and no payment goes).  (2: the
+    API did not answer.)"""
     if facts["terminal"].get("link") != "up":
+        return 1
+    if (facts.get("tp_manager") or {}).get("connected") is False:
         return 1
     lanes = facts.get("terminals") or []
     return 1 if any(t.get("link") not in ("up", "unknown") for t in lanes) else 0

@@ -192,6 +192,8 @@ class StatusSource:
                 **self._link(replies.get(DEFAULT_TERMINAL)),
             },
             "terminals": [row.to_dict() for row in self.links.rows()],
+            # the control channel's word, as ecr_tp_manager_up: without it no payment goes
+            "tp_manager": {"connected": self.client.connected},
             "agent": {"started_at": self.started_at, "uptime_s": round(now - self.started_at, 1)},
             **stored,
             "problems": self.problems.lines() if self.problems else [],
