@@ -161,7 +161,7 @@ def render(facts: dict[str, Any], console: Console) -> None:
         console.print(
             f"  {p.get('timestamp', '')} {_styled(p.get('level'))} {escape(p.get('event', ''))}"
             + (f" order {escape(str(p['order_id']))}" if p.get("order_id") else "")
-            + (f": {escape(str(p['error']))}" if p.get("error") else ""),
+            + (f": {escape(str(p['why']))}" if p.get("why") else ""),
             markup=True,
             highlight=False,
         )

@@ -15,7 +15,21 @@ from typing import Any
 from common.logging import add_problem_listener
 
 PROBLEMS_KEPT = 10
-KEPT_FIELDS = ("timestamp", "level", "event", "order_id", "error")
+KEPT_FIELDS = ("timestamp", "level", "event", "order_id", "terminal")
+# what the agent's warning and error lines say the cause is, under these names
+# (docs/log-events.md); ``status`` is an HTTP status (HiPay's refusal)
+WHY_FIELDS = ("error_code", "status", "reason", "error", "detail")
+
+
+def why(record: dict[str, Any]) -> str | None:
+    """The line's cause in a few words, from whichever of :data:`WHY_FIELDS` it has."""
+    parts = []
+    for key in WHY_FIELDS:
+        value = record.get(key)
+        if value is None or value == "":
+            continue
+        parts.append(f"HTTP {value}" if key == "status" else str(value))
+    return "; ".join(parts) or None
 
 
 class RecentProblems:
@@ -39,6 +53,7 @@ class RecentProblems:
         if not isinstance(record, dict):
             return
         kept = {k: record.get(k) for k in KEPT_FIELDS}
+        kept.update({k: record.get(k) for k in WHY_FIELDS}, why=why(record))
         with self._guard:
             self._lines.append({k: v for k, v in kept.items() if v is not None})
 
