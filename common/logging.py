@@ -331,6 +331,9 @@ def configure_logging(
 log = structlog.get_logger(__name__)
 
 
+CRASHED_EVENT = "process.crashed"  # the line of an exception nothing caught
+
+
 def _catch_crashes(secrets: tuple[str, ...]) -> None:
     """An exception nothing caught (in the main thread or another) is logged as one
     ``process.crashed`` line and printed on stderr redacted.  The interpreter's own
@@ -344,7 +347,7 @@ def _catch_crashes(secrets: tuple[str, ...]) -> None:
         if exc is None:
             exc = kind()
         with contextlib.suppress(Exception):  # a broken log must not hide the traceback
-            log.critical("process.crashed", thread=thread, exc_info=(kind, exc, tb))
+            log.critical(CRASHED_EVENT, thread=thread, exc_info=(kind, exc, tb))
         text = "".join(traceback.format_exception(kind, exc, tb))
         with contextlib.suppress(Exception):  # stderr closed: the log line is what is left
             sys.stderr.write(redact_text(text, secrets))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.logging import CRASHED_EVENT
 from common.redact import redact, redact_text
 
 ERROR_LEVELS = ("error", "critical")
@@ -37,8 +38,16 @@ def _json_reason(line: str) -> str | None:
         return None
     skip = {"level", "timestamp", "process", "event", "logger", "pid"}
     record = redact(record)
+    # a traceback's last line says what went wrong; the frames are for the log file
+    exception = record.pop("exception", None)
+    lines = str(exception).strip().splitlines() if exception else []
+    cause = lines[-1].strip() if lines else None
+    if cause and record.get("event") == CRASHED_EVENT:
+        return cause
     details = " ".join(f"{k}={v}" for k, v in record.items() if k not in skip)
-    return f"{record.get('event', 'error')}: {details}".rstrip(": ")
+    if cause:
+        details += f" exception={cause}"
+    return f"{record.get('event', 'error')}: {details.strip()}".rstrip(": ")
 
 
 @dataclass
