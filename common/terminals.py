@@ -64,6 +64,21 @@ def spec_for_address(specs: Iterable[TerminalSpec], address: str) -> TerminalSpe
     return next((s for s in specs if s.host is not None and s.address == address), None)
 
 
+def key_for_address(
+    specs: Iterable[TerminalSpec], address: str, configured_address: str | None
+) -> str:
+    """The key of the Concert V3 terminal at ``host:port`` an order names: a named one's
+    id, ``default`` for the configured terminal's own address (``configured_address``:
+    its ``host:port``, None when it is not a Concert V3 one), else the address itself.
+    Both processes key an order so, so its journal row and its driver are one terminal's."""
+    spec = spec_for_address(specs, address)
+    if spec is not None:
+        return spec.id
+    if configured_address is not None and address == configured_address:
+        return DEFAULT_TERMINAL
+    return address
+
+
 def spec_by_id(specs: Iterable[TerminalSpec], wanted: str) -> TerminalSpec | None:
     key = wanted.strip().lower()
     return next((s for s in specs if s.id == key), None)

@@ -96,13 +96,17 @@ class PaymentOrder:
     target: TerminalTarget | None  # POS API host_information; None: our terminal
     journal_request: dict[str, Any]  # canonical request (hipay_payload) + the echo
     terminal_id: str | None = None  # a terminal named in the config (wins over target)
+    target_key: str | None = None  # target's key (api/terminals.address_key): ``default``
+    # for the configured terminal's own address
 
     @property
     def terminal(self) -> str:
         """The journal's key for the terminal (common/terminals.py): one busy state each."""
         if self.terminal_id is not None:
             return self.terminal_id
-        return self.target.address if self.target else DEFAULT_TERMINAL
+        if self.target is None:
+            return DEFAULT_TERMINAL
+        return self.target_key or self.target.address
 
     def payment_request(self, pos_number: int) -> PaymentRequest:
         return PaymentRequest(

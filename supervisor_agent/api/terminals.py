@@ -8,7 +8,14 @@ refused (403 TERMINAL_NOT_ALLOWED) before the journal or tp-manager hear of it.
 
 from __future__ import annotations
 
-from common.terminals import DEFAULT_TERMINAL, TerminalSpec, spec_by_id, spec_for_address
+from common.config.model import CONCERT_V3
+from common.terminals import (
+    DEFAULT_TERMINAL,
+    TerminalSpec,
+    key_for_address,
+    spec_by_id,
+    spec_for_address,
+)
 from supervisor_agent.api import error_codes
 from supervisor_agent.api.errors import ApiError
 from supervisor_agent.api.settings import ApiSettings
@@ -41,3 +48,11 @@ def named_terminal(settings: ApiSettings, value: str | None, path: str) -> Termi
 def terminal_at(settings: ApiSettings, address: str) -> TerminalSpec | None:
     """The named Concert V3 terminal at ``host:port`` (a POS API order), if any."""
     return spec_for_address(settings.terminals, address)
+
+
+def address_key(settings: ApiSettings, address: str) -> str:
+    """The journal's key of the terminal at ``host:port`` (a POS API order): the one
+    tp-manager drives it under (common/terminals.py), ``default`` for the configured
+    terminal's own address."""
+    configured = settings.terminal_location if settings.terminal_protocol == CONCERT_V3 else None
+    return key_for_address(settings.terminals, address, configured)

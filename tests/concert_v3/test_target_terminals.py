@@ -5,6 +5,8 @@ Concert V3 simulator on loopback TCP."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +14,15 @@ import pytest
 import yaml
 import zmq.asyncio
 
+from common.commands import pay as pay_contract
 from common.config import ConnectorConfig, load_config
-from common.payment import TerminalTarget
+from common.payment import PaymentStatus, TerminalTarget
 from supervisor_agent.client import CommandFailed, TerminalClient
+from tp_manager.concert_v3 import ConcertV3Terminal
 from tp_manager.context import ServerContext
 from tp_manager.result_store import ResultStore
 from tp_manager.server import ControlServer
+from tp_manager.simulator.scenarios import Scenario
 from tp_manager.terminal.errors import TerminalNotAllowed
 from tp_manager.terminal.factory import (
     TargetTerminals,
@@ -134,3 +139,45 @@ async def test_tp_manager_refuses_a_target_not_allowed_and_pays_an_allowed_one(
             await each.close()
         ctx.results.close()
         zctx.term()
+
+
+async def test_one_address_has_one_driver_whatever_version_an_order_names(
+    tmp_path: Path, start_simulator: StartSimulator
+) -> None:
+    """A second driver for one terminal would be a second busy flag: two payments at once
+    on it.  The configured terminal's address is always its driver; another address keeps
+    its driver while busy, and gets one for the new version only once it is idle."""
+    other = await start_simulator(Scenario.CUSTOMER_SLOW, slow_seconds=1.0)
+    config = v3_config(
+        tmp_path,
+        8888,
+        protocol_version="0302",
+        allowed_terminals=["127.0.0.1:8888", f"127.0.0.1:{other}"],
+    )
+    default = build_terminal(config, lambda state, detail: None)
+    targets = TargetTerminals(config, default)
+    assert targets.keyed(TerminalTarget("127.0.0.1", 8888, "0301")) == ("default", default)
+    address = f"127.0.0.1:{other}"
+    assert targets.keyed(TerminalTarget("127.0.0.1", other, "0301"))[0] == address
+    first = targets(TerminalTarget("127.0.0.1", other, "0301"))
+    request = pay_contract.from_properties(
+        {"amount": 999, "currency_numeric": "978", "order_id": "T-SLOW"}
+    )
+    paying = asyncio.create_task(first.pay(request))
+    try:
+        for _ in range(300):  # bounded: until the driver holds the terminal
+            if first.busy:
+                break
+            await asyncio.sleep(0.01)
+        assert first.busy
+        assert targets.keyed(TerminalTarget("127.0.0.1", other, "0302")) == (address, first)
+        assert (await paying).status is PaymentStatus.ACCEPTED
+        _, renewed = targets.keyed(TerminalTarget("127.0.0.1", other, "0302"))
+        assert isinstance(renewed, ConcertV3Terminal) and renewed.version == "0302"
+        assert targets.all() == [default, renewed]
+    finally:
+        paying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await paying
+        for each in targets.all():
+            await each.close()

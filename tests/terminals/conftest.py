@@ -147,10 +147,13 @@ async def connector(
     family: Family | None = None,
     pay_seconds: float = 0.2,
     serial: dict[str, dict[str, Any]] | None = None,
+    allow_default: bool = False,
     **config_extra: Any,
 ) -> AsyncIterator[Connector]:
     """A default terminal and one named terminal per name, each its own simulator; plus
-    the Concert V2 terminals of ``serial`` (id -> fields), on simulators the test runs."""
+    the Concert V2 terminals of ``serial`` (id -> fields), on simulators the test runs.
+    ``allow_default``: the default simulator's host:port is in ``allowed_terminals`` (a
+    POS API order may name it by ``host_information``)."""
     family = family or Family.named()
     tasks: list[asyncio.Task[None]] = []
     sims: dict[str, Simulated] = {}
@@ -162,6 +165,8 @@ async def connector(
             port, task = await start_simulator(ledger, family, pay_seconds)
             tasks.append(task)
             sims[name] = Simulated(port, ledger)
+        if allow_default:
+            config_extra["allowed_terminals"] = [f"{LOOPBACK}:{sims['default'].port}"]
         path = write_config(
             tmp_path,
             sims["default"].port,

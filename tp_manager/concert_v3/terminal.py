@@ -298,6 +298,11 @@ class ConcertV3Terminal:
         )
 
     @property
+    def version(self) -> str:
+        """The ``CZ`` this driver sends."""
+        return self._settings.version
+
+    @property
     def profile(self) -> Profile:
         return self._settings.profile
 

@@ -4,10 +4,12 @@ The configured terminal (the seeds' keys) and every terminal named in the config
 (``terminals.<id>``) get a driver at start; each driver owns its busy state, so
 different terminals pay at the same time and one terminal never runs two payments.
 Orders of the POS API may name their own Concert V3 terminal (``host_information``):
-one the config names is that terminal's driver; another one must be in
-``allowed_terminals`` (the API refuses it already; tp-manager checks again, because
-the control channel is the last door before the network) and is built once per host,
-port and version and kept, so a second order to it sees it busy and ``cancel`` reaches it.
+one the config names (the configured one or a named one) is that terminal's driver,
+with the config's version and profile, whatever ``protocol`` the order names; another
+one must be in ``allowed_terminals`` (the API refuses it already; tp-manager checks
+again, because the control channel is the last door before the network) and is built
+once per host:port and kept, so a second order to it sees it busy and ``cancel`` reaches
+it (an order naming another version gets a new driver only while the old one is idle).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from common.concert_v3_profiles import DEFAULT_PROFILE, profile_named
 from common.config import ConnectorConfig
 from common.config.model import CONCERT_V3
 from common.config.rules import host_port
-from common.terminals import DEFAULT_TERMINAL, TerminalSpec, spec_by_id, spec_for_address
+from common.terminals import DEFAULT_TERMINAL, TerminalSpec, key_for_address, spec_by_id
 from tp_manager.concert_v2.terminal import ConcertV2Terminal
 from tp_manager.concert_v3 import ConcertV3Terminal, Contract, protocol_version
 from tp_manager.keepalive import KeepAlive
@@ -146,7 +148,8 @@ class TargetTerminals:
             spec.id: build_named(config, spec, on_late_answer, on_link_state)
             for spec in config.terminals
         }
-        self._built: dict[tuple[str, int, str], Terminal] = {}
+        # one driver per address (its busy flag); rebuilt, while idle, for another version
+        self._built: dict[str, ConcertV3Terminal] = {}
 
     def __call__(self, target: TerminalTarget) -> Terminal:
         return self.keyed(target)[1]
@@ -171,16 +174,21 @@ class TargetTerminals:
             raise TerminalNotAllowed(f"target {host}:{port}: {exc}") from None
         if address not in self.config.allowed_terminals:
             raise TerminalNotAllowed(f"terminal {address} is not in allowed_terminals")
-        spec = spec_for_address(self.config.terminals, address)
-        if spec is not None:
-            return spec.id, self.named[spec.id]
-        if self.config.terminal_protocol == CONCERT_V3 and address == describe_device(self.config):
-            if version == self.config.concert_v3_version:
-                return DEFAULT_TERMINAL, self.default
-        key = (host, port, version)
-        if key not in self._built:
-            self._built[key] = _concert_v3(self.config, host, port, version)
-        return address, self._built[key]
+        # A terminal the config describes is that terminal's one driver, whatever version
+        # the order names (the config's version and profile are the terminal's): a second
+        # driver would be a second busy flag, and two payments at once on one terminal.
+        configured = (
+            describe_device(self.config) if self.config.terminal_protocol == CONCERT_V3 else None
+        )
+        key = key_for_address(self.config.terminals, address, configured)
+        if key == DEFAULT_TERMINAL:
+            return key, self.default
+        if key in self.named:
+            return key, self.named[key]
+        built = self._built.get(address)
+        if built is None or (built.version != version and not built.busy):
+            built = self._built[address] = _concert_v3(self.config, host, port, version)
+        return address, built
 
     def all(self) -> list[Terminal]:
         return [self.default, *self.named.values(), *self._built.values()]

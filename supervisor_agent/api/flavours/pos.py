@@ -29,7 +29,7 @@ from supervisor_agent.api.models_pos import RootOrder
 from supervisor_agent.api.payment import PaymentAnswer, PaymentOrder
 from supervisor_agent.api.receipt import base64_receipt, kiosk_ticket
 from supervisor_agent.api.settings import ApiSettings
-from supervisor_agent.api.terminals import terminal_at
+from supervisor_agent.api.terminals import address_key, terminal_at
 
 _ORDER_TEXT = ("description", "long_description", "soft_descriptor")
 
@@ -177,6 +177,7 @@ def parse(
         force_authorization=force,
         target=target,
         terminal_id=named.id if named else None,
+        target_key=address_key(settings, target.address) if target else None,
         journal_request=journal_request(
             order_id=order_in.order_id,
             amount_minor=amount,
