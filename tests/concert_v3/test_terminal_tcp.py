@@ -24,6 +24,7 @@ from tp_manager.concert_v3.transport import (
     _AnswerReader,
     connect_error,
 )
+from tp_manager.simulator.concert_v3_family import Ledger
 from tp_manager.simulator.scenarios import Scenario
 from tp_manager.terminal.errors import (
     AmountOutOfRange,
@@ -733,6 +734,43 @@ async def test_a_payment_waits_for_an_identification_instead_of_being_turned_awa
         result = await payment
     assert status.responding is True and "CD=I" in status.detail
     assert result.accepted and result.amount == 999
+
+
+async def test_a_payment_waiting_for_an_identification_is_busy_and_cancellable(
+    start_simulator: StartSimulator, start_server: StartServer
+) -> None:
+    """While a payment waits behind a look, the terminal is taken: a second order is
+    refused at once, and a cancel stops that payment before it asks anything (not "no
+    transaction in flight" while it is about to charge the customer)."""
+    held, ledger = asyncio.Event(), Ledger()
+    port, gate = await gated_proxy(start_server, await start_simulator(ledger=ledger), held)
+    term = terminal(port, profile=profile_named("castles"))
+    check = asyncio.create_task(term.check())
+    async with asyncio.timeout(READY_TIMEOUT_S):
+        await held.wait()
+    payment = asyncio.create_task(term.pay(eur(999, order_id="waits")))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not payment.done() and term.busy
+    assert "waits" in term.busy_reason()
+    with pytest.raises(TerminalBusy):
+        await term.pay(eur(500, order_id="second"))
+    reply = await term.cancel()
+    assert (reply.cancelled, reply.order_id, reply.terminal_may_still_complete) == (
+        True,
+        "waits",
+        False,
+    )
+    gate.set()
+    async with asyncio.timeout(READY_TIMEOUT_S):
+        status = await check
+        with pytest.raises(Cancelled) as cancelled:
+            await payment
+    assert status.responding is True
+    assert not cancelled.value.money_may_have_moved
+    assert not term.busy
+    assert [r["CD"] for r in ledger.requests if r.get("CD") != "I"] == []  # nothing asked
+    assert (await term.cancel()).cancelled is False
 
 
 async def test_an_identification_the_terminal_never_answers_ends_on_its_own_timer(

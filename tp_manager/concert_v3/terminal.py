@@ -16,6 +16,8 @@ or a TCP connect probe (a ``check``: the status page, the agent's start, ``GET /
 or the idle link watch, tp_manager/keepalive.py) -- waits for it to end instead of being
 turned away busy: the look is brief, the customer is real, and a terminal that takes one
 connection at a time must not see the payment's connect while the probe's is open.
+While it waits, that payment holds the terminal (``busy``: a second order is turned away,
+no other exchange starts) and ``cancel`` stops it before it asks anything.
 Reboot and remote collection are an operator's acts and keep the terminal busy.
 
 Orders may name their terminal (POS API ``host_information`` / ``protocol``):
@@ -94,6 +96,14 @@ class ConcertV3Settings:
         )
 
 
+@dataclass(slots=True)
+class _Waiting:
+    """A payment waiting for a look to end, and whether the register cancelled it."""
+
+    order_id: str | None
+    cancelled: bool = False
+
+
 class ConcertV3Terminal:
     """One payment terminal at ``host:port``; one transaction at a time."""
 
@@ -146,6 +156,8 @@ class ConcertV3Terminal:
         self._cancel_requested = False
         self._look_done = asyncio.Event()  # cleared while a look (identification, probe) runs
         self._look_done.set()
+        # payments waiting for a look to end: they hold the terminal (busy, cancellable)
+        self._waiting: list[_Waiting] = []
         self._last_exchange = time.monotonic()  # the end of the last exchange or probe
 
     @property
@@ -155,10 +167,21 @@ class ConcertV3Terminal:
     @property
     def busy(self) -> bool:
         """Whether an order must be turned away: not during a look (identification, TCP
-        probe), which a payment waits for (:meth:`pay`)."""
-        return self._busy and self._look_done.is_set()
+        probe), which a payment waits for (:meth:`pay`), unless a payment already waits."""
+        return (self._busy and self._look_done.is_set()) or bool(self._waiting)
+
+    @property
+    def _taken(self) -> bool:
+        """An exchange runs, or a payment waits for the look under way to end: no other
+        exchange (a look, a status question, reboot, collection) may start."""
+        return self._busy or bool(self._waiting)
 
     def busy_reason(self) -> str:
+        if self._waiting and not (self._busy and self._look_done.is_set()):
+            return (
+                f"terminal at {self._target} is already taken by order "
+                f"{self._waiting[0].order_id}; wait for its result or cancel it"
+            )
         if self._order_id is None:
             return f"terminal at {self._target} is busy with {self._doing}; try again shortly"
         return (
@@ -176,8 +199,9 @@ class ConcertV3Terminal:
 
     async def pay(self, request: PaymentRequest) -> PaymentResult:
         # a look ends within its own timeouts; then this pays, unless another exchange
-        # took the terminal meanwhile
-        await self._look_done.wait()
+        # took the terminal meanwhile or the register cancelled it
+        if not self._look_done.is_set():
+            await self._after_look(request)
         if self._busy:
             raise TerminalBusy(self.busy_reason())
         self._busy = True
@@ -190,6 +214,27 @@ class ConcertV3Terminal:
             self._inflight = None
             self._cancel_requested = False
             self._last_exchange = time.monotonic()
+
+    async def _after_look(self, request: PaymentRequest) -> None:
+        """Wait for the look under way, holding the terminal meanwhile (``busy``: a second
+        order is refused at once, ``cancel`` reaches this one); Cancelled, with nothing
+        asked, if the register cancelled it meanwhile."""
+        if self._waiting:
+            raise TerminalBusy(self.busy_reason())
+        waiting = _Waiting(request.order_id)
+        self._waiting.append(waiting)
+        try:
+            await self._look_done.wait()
+        finally:
+            self._waiting.remove(waiting)
+        if waiting.cancelled:
+            log.warning("concert_v3.transaction.cancelled", request_sent=False, answer_bytes=0)
+            err = Cancelled(
+                "transaction cancelled by the register while it waited for the terminal's "
+                "identification or link probe: nothing was sent"
+            )
+            err.money_may_have_moved = False
+            raise err
 
     def _payment_fields(self, request: PaymentRequest) -> tuple[messages.Field, ...]:
         s = self._settings
@@ -286,6 +331,11 @@ class ConcertV3Terminal:
         """
         task = self._inflight
         if task is None or task.done():
+            waiting = [w for w in self._waiting if not w.cancelled]
+            for each in waiting:  # a payment waiting for a look: it will ask nothing
+                each.cancelled = True
+            if waiting:
+                return CancelReply(cancelled=True, order_id=waiting[0].order_id)
             return CancelReply(cancelled=False)
         self._cancel_requested = True
         if not task.cancel():
@@ -321,7 +371,7 @@ class ConcertV3Terminal:
     ) -> dict[str, str]:
         """One exchange that is not a payment, under the busy flag; the answer's fields
         (within the transaction timeout, or ``answer_timeout_s`` when shorter)."""
-        if self._busy:
+        if self._taken:
             raise TerminalBusy(self.busy_reason())
         self._busy, self._doing, self._order_id = True, doing, None
         s = self._settings
@@ -413,7 +463,7 @@ class ConcertV3Terminal:
         that died meanwhile."""
         while not self._look_done.is_set():  # each look ends within its own timeouts
             await self._look_done.wait()
-        if self._busy:
+        if self._taken:
             return self._busy_status()
         if self.profile.takes(Action.IDENTIFICATION):
             return await self._identify()
@@ -430,7 +480,7 @@ class ConcertV3Terminal:
 
     async def _probe(self) -> TerminalStatus:
         """A TCP connect + close, held as a look: a payment arriving meanwhile waits."""
-        if self._busy:  # took the terminal while this check was called
+        if self._taken:  # took the terminal while this check was called
             return self._busy_status()
         s = self._settings
         self._busy, self._doing, self._order_id = True, "a link probe", None
@@ -477,7 +527,7 @@ class ConcertV3Terminal:
     async def keepalive_probe(self) -> Probed | None:
         """One TCP connect + close (never identification: a watch every few minutes
         should not make the terminal do anything); None when the terminal is in use."""
-        if self._busy:
+        if self._taken:
             return None
         status = await self._probe()
         if status.responding is None:  # a transaction took the terminal first
@@ -495,7 +545,7 @@ class ConcertV3Terminal:
         return self._link is LinkState.DOWN
 
     async def _identify(self) -> TerminalStatus:
-        if self._busy:  # took the terminal while this check was called
+        if self._taken:  # took the terminal while this check was called
             return self._busy_status()
         self._look_done.clear()
         try:
