@@ -31,7 +31,6 @@ EVENT_LINK_DOWN = "link.down"
 EVENT_TERMINAL_BUSY = "terminal.busy"
 EVENT_TERMINAL_IDLE = "terminal.idle"
 EVENT_TRANSACTION_STARTED = "transaction.started"
-EVENT_TRANSACTION_FINISHED = "transaction.finished"
 # tp-manager holds a verdict the agent has not acknowledged (a late answer, a reply
 # nobody read): a hint to send ``results``; the store, not this event, carries it.
 EVENT_RESULT_PENDING = "transaction.result_pending"

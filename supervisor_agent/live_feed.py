@@ -6,8 +6,7 @@ written (``transaction.started`` when the row goes ``at_terminal``,
 when a late verdict replaced ``unknown``), and notification events from the outbox
 row.  The row is a frozen record: its facts are rendered when an event is first read
 (``EventLog.publish_made``), never on the payment's path when nobody watches.
-tp-manager's own ``transaction.finished`` is not forwarded: its ``status`` is the
-terminal's, which the journal turns into the state registers see.
+A transaction's end is the journal's event only: its state is what registers see.
 
 From tp-manager's PUB (through the agent's one subscriber, events.py) come what
 only it knows: the link, the terminal busy/idle, and that the terminal has the
@@ -32,6 +31,10 @@ from supervisor_agent.journal import TransactionRecord, TxState
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.outbox import Notification, NotificationState
 from supervisor_agent.terminal_links import LINK_DOWN, LINK_UP, TerminalLinks
+
+# What a tp-manager hint carries into the stream: its order, the amount, and the terminal's
+# key (the journal's, so a page tells several terminals' payments apart).
+_FORWARDED = ("order_id", "amount", "terminal")
 
 # The journal's changes that are live events (observers.py names them).
 _TRANSACTION_EVENTS = {
@@ -131,7 +134,7 @@ class LiveFeed:
 
     def _forward(self, name: str) -> Callable[[Event], None]:
         def forward(event: Event) -> None:
-            data = {k: v for k, v in event.data.items() if k in ("order_id", "amount")}
+            data = {k: v for k, v in event.data.items() if k in _FORWARDED}
             self.events.publish(name, data)
 
         return forward

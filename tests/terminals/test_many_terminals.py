@@ -6,10 +6,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from unittest.mock import ANY
 
+import zmq
+import zmq.asyncio
+
+from common import messages
+from common.messages import Event
 from tests.terminals.conftest import Connector, connector
 
 SLOW_AMOUNT = "1000.03"  # the simulator's customer-slow scenario: accepted after slow_seconds
+HINTS_TIMEOUT_S = 10.0  # bounds a wait for an event already due, never a speed
 
 
 def charged_once(running: Connector, name: str, amount_minor: int) -> bool:
@@ -86,3 +93,45 @@ async def test_orders_and_maintenance_name_only_configured_terminals(tmp_path: P
         status, body = await running.request("GET", "/check?terminal=LANE1")
         assert status == 200 and body["responding"] is True
         assert running.journal.get("ORD-NOWHERE") is None
+
+
+async def test_tp_manager_s_hints_name_the_terminal_of_each_order(tmp_path: Path) -> None:
+    """On tp-manager's real PUB socket: each order's busy, started and idle hints carry its
+    terminal's key, so one terminal's idle is never read as another's."""
+    async with connector(tmp_path, ["lane1", "lane2"]) as running:
+        zctx = zmq.asyncio.Context()
+        sub = zctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(running.config.events_endpoint)
+        heard: list[Event] = []
+        try:
+            for attempt in range(50):  # the slow joiner: until the subscription is in place
+                await running.pay(None, f"WARM-{attempt}")
+                if await sub.poll(200):
+                    break
+            assert await pay_all(running, ["lane1", "lane2"]) == [
+                (200, ANY),
+                (200, ANY),
+            ]
+            while sum(e.name == messages.EVENT_TERMINAL_IDLE for e in heard) < 2:
+                async with asyncio.timeout(HINTS_TIMEOUT_S):
+                    event = Event.from_frames(await sub.recv_multipart())
+                if event.data.get("order_id", "").startswith("ORD-lane"):
+                    heard.append(event)
+        finally:
+            sub.close(linger=0)
+            zctx.term()
+    by_order = {
+        order: {e.name: e.data.get("terminal") for e in heard if e.data["order_id"] == order}
+        for order in ("ORD-lane1", "ORD-lane2")
+    }
+    hints = (
+        messages.EVENT_TERMINAL_BUSY,
+        messages.EVENT_TRANSACTION_STARTED,
+        messages.EVENT_TERMINAL_IDLE,
+    )
+    assert by_order == {
+        "ORD-lane1": dict.fromkeys(hints, "lane1"),
+        "ORD-lane2": dict.fromkeys(hints, "lane2"),
+    }

@@ -72,7 +72,8 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
     if terminal.busy:  # another order took this terminal while the record was written
         await _kept(ctx.results.finish_error(record, codes.TERMINAL_BUSY, False), order_id)
         raise TerminalBusy(terminal.busy_reason())
-    order = {"order_id": order_id}
+    # which terminal: with several, an idle one must not read as the busy one's end
+    order = {"order_id": order_id, "terminal": terminal_key}
     ctx.publish(messages.EVENT_TERMINAL_BUSY, order)
     ctx.publish(messages.EVENT_TRANSACTION_STARTED, {**order, "amount": request.amount})
     started = time.monotonic()
@@ -104,9 +105,6 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
         duration_ms = round((time.monotonic() - started) * 1000, 1)
 
         def tell() -> None:
-            ctx.publish(
-                messages.EVENT_TRANSACTION_FINISHED, {**outcome, "duration_ms": duration_ms}
-            )
             ctx.publish(messages.EVENT_TERMINAL_IDLE, order)
             # tp-manager's one line per payment: the driver's own lines are at debug
             log.info(
@@ -118,6 +116,6 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
             )
 
         # after the reply: it leaves in this same step of the task (the server sends it as
-        # soon as this returns), and the agent journals it while these events and the
-        # line are made here, on the other core
+        # soon as this returns), and the agent journals it while this event and the line
+        # are made here, on the other core (the outcome's event is the journal's)
         asyncio.get_running_loop().call_soon(tell)
