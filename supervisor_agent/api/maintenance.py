@@ -92,7 +92,14 @@ class Maintenance:
 
     async def cancel(self, request: web.Request) -> web.Response:
         reply = CancelReply.from_wire(await self._call(cancel.NAME, self._terminal(request)))
-        if not reply.cancelled:
+        if not reply.cancelled and reply.terminal_may_still_complete:
+            # cancelled before: the connector no longer waits, but the customer may be
+            # paying still (Concert V2 cannot abort), and the terminal refuses orders
+            message = (
+                f"already cancelled; the terminal may still complete order {reply.order_id}: "
+                f"its answer is reconciled in the journal (GET /transactions/{reply.order_id})"
+            )
+        elif not reply.cancelled:
             message = "no transaction in flight"
         elif reply.terminal_may_still_complete:
             message = (
