@@ -51,11 +51,18 @@ class Maintenance:
         spec = named_terminal(self.settings, value, "terminal")
         return {} if spec is None else {"terminal": spec.id}
 
-    async def _call(self, command: str, props: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _call(
+        self, command: str, props: dict[str, Any] | None = None, *, terminal_act: bool = False
+    ) -> dict[str, Any]:
+        """``terminal_act``: the terminal does something that takes its time (a remote
+        collection dials the bank, a reboot): tp-manager bounds it by the transaction
+        timeout, and the call waits that long (the payment's budget), not the short
+        maintenance timeout a check or a cancel fits in."""
+        timeout = (
+            self.settings.payment_timeout_s if terminal_act else self.settings.maintenance_timeout_s
+        )
         try:
-            return await self.client.call(
-                command, props or {}, timeout=self.settings.maintenance_timeout_s
-            )
+            return await self.client.call(command, props or {}, timeout=timeout)
         except CommandFailed as exc:
             status = error_codes.lookup(exc.code).http_status
             log.info("api.maintenance.failed", command=command, code=exc.code)
@@ -124,12 +131,14 @@ class Maintenance:
         )
 
     async def reset(self, request: web.Request) -> web.Response:
-        reply = ResetReply.from_wire(await self._call(reset.NAME, self._terminal(request)))
+        reply = ResetReply.from_wire(
+            await self._call(reset.NAME, self._terminal(request), terminal_act=True)
+        )
         return self._answer({"done": reply.done, "detail": reply.detail})
 
     async def tlc(self, request: web.Request) -> web.Response:
         reply = TelecollectReply.from_wire(
-            await self._call(telecollect.NAME, self._terminal(request))
+            await self._call(telecollect.NAME, self._terminal(request), terminal_act=True)
         )
         apps = [{"Name": app.name, "Status": app.status} for app in reply.apps]
         return self._answer(

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from common.messages import Reply
+import asyncio
+from typing import Any
+
+from common.messages import Reply, Request
 from tests.api.conftest import RecordingTpManager, serve_api
+
+SLOW_TERMINAL_S = 0.8  # longer than the maintenance timeout the test sets
 
 
 async def test_version_and_config(tpm: RecordingTpManager) -> None:
@@ -125,3 +130,33 @@ async def test_cancel_with_nothing_in_flight(tpm: RecordingTpManager) -> None:
         }
     ]
     assert tpm.commands() == ["cancel"]
+
+
+async def test_tlc_and_reset_wait_for_the_terminal_not_the_maintenance_timeout(
+    tpm: RecordingTpManager,
+) -> None:
+    """A remote collection dials the bank: it takes longer than a check.  tp-manager bounds
+    it by the transaction timeout; the API waits for that answer (the payment's budget)
+    instead of answering 504 TP_MANAGER_TIMEOUT while the terminal is still collecting."""
+
+    def slow(result: dict[str, Any]) -> Any:
+        async def responder(request: Request) -> Reply:
+            await asyncio.sleep(SLOW_TERMINAL_S)
+            return Reply.success(request.id, result)
+
+        return responder
+
+    tpm.responders.update(
+        telecollect=slow({"done": True, "detail": "AE=10", "apps": []}),
+        reset=slow({"done": True, "detail": "the terminal is rebooting"}),
+    )
+    async with serve_api(
+        tpm, maintenance_timeout_s=SLOW_TERMINAL_S / 4, payment_timeout_s=SLOW_TERMINAL_S * 20
+    ) as api:
+        status, tlc, _ = await api.get("/tlc")
+        assert status == 200 and tlc["done"] is True, tlc
+        status, reset, _ = await api.get("/reset")
+        assert status == 200 and reset["done"] is True, reset
+        tpm.responders["check"] = slow({"protocol": "concert-v3", "link": "up", "busy": False})
+        status, check, _ = await api.get("/check")  # a check is a look: its own short bound
+        assert status == 504 and check["error"]["code"] == "TP_MANAGER_TIMEOUT", check
