@@ -30,6 +30,7 @@ from tp_manager.terminal.factory import (
     build_terminal,
     describe_device,
 )
+from tp_manager.terminal.model import LinkState
 
 from .conftest import StartSimulator
 
@@ -181,3 +182,29 @@ async def test_one_address_has_one_driver_whatever_version_an_order_names(
             await paying
         for each in targets.all():
             await each.close()
+
+
+async def test_a_terminal_only_an_order_names_reports_its_link_under_its_address(
+    tmp_path: Path, start_simulator: StartSimulator
+) -> None:
+    """Its link changes reach the agent (``link.up`` / ``link.down`` on /events) under its
+    key, ``host:port``, as a configured terminal's do under theirs."""
+    other = await start_simulator()
+    config = v3_config(tmp_path, 8888, allowed_terminals=[f"127.0.0.1:{other}"])
+    told: list[tuple[str, LinkState]] = []
+    targets = TargetTerminals(
+        config,
+        build_terminal(config, lambda state, detail: None),
+        on_link_state=lambda key, state, detail: told.append((key, state)),
+    )
+    driver = targets(TerminalTarget("127.0.0.1", other, "0301"))
+    try:
+        request = pay_contract.from_properties(
+            {"amount": 999, "currency_numeric": "978", "order_id": "T-LINK"}
+        )
+        assert (await driver.pay(request)).status is PaymentStatus.ACCEPTED
+    finally:
+        for each in targets.all():
+            await each.close()
+    address = f"127.0.0.1:{other}"
+    assert told == [(address, LinkState.UP), (address, LinkState.DISCONNECTED)]

@@ -111,6 +111,17 @@ LateAnswer = Callable[[str, PaymentResult], None]  # (terminal key, the answer)
 KeyedLinkState = Callable[[str, LinkState, str], None]  # (terminal key, state, detail)
 
 
+def _keyed(on_link_state: KeyedLinkState | None, key: str) -> LinkStateCallback | None:
+    """A driver's link callback that reports under the terminal's key."""
+    if on_link_state is None:
+        return None
+
+    def link(state: LinkState, detail: str) -> None:
+        on_link_state(key, state, detail)
+
+    return link
+
+
 def build_named(
     config: ConnectorConfig,
     spec: TerminalSpec,
@@ -118,12 +129,7 @@ def build_named(
     on_link_state: KeyedLinkState | None = None,
 ) -> Terminal:
     """The driver of one terminal named in the config (not started)."""
-    link = None
-    if on_link_state is not None:
-
-        def link(state: LinkState, detail: str) -> None:
-            on_link_state(spec.id, state, detail)
-
+    link = _keyed(on_link_state, spec.id)
     if spec.protocol == CONCERT_V3:
         assert spec.host is not None  # the loader requires it
         return _concert_v3(config, spec.host, spec.port, spec.version, link, profile=spec.profile)
@@ -144,6 +150,7 @@ class TargetTerminals:
     ) -> None:
         self.config = config
         self.default = default
+        self._on_link_state = on_link_state
         self.named: dict[str, Terminal] = {
             spec.id: build_named(config, spec, on_late_answer, on_link_state)
             for spec in config.terminals
@@ -187,7 +194,9 @@ class TargetTerminals:
             return key, self.named[key]
         built = self._built.get(address)
         if built is None or (built.version != version and not built.busy):
-            built = self._built[address] = _concert_v3(self.config, host, port, version)
+            built = self._built[address] = _concert_v3(
+                self.config, host, port, version, _keyed(self._on_link_state, address)
+            )
         return address, built
 
     def all(self) -> list[Terminal]:
