@@ -49,8 +49,9 @@ class ServerContext:
         self, target: TerminalTarget | None, terminal_id: str | None = None
     ) -> tuple[str, Terminal]:
         """The driver an order (or a command) runs on and its key in the result store:
-        a terminal named in the config by id, an order's own target, or the configured one."""
-        if target is None and terminal_id is None:
+        a terminal named in the config by id, an order's own target, or the configured one
+        (neither, or the id ``default``)."""
+        if (target is None and terminal_id is None) or terminal_id == DEFAULT_TERMINAL:
             return DEFAULT_TERMINAL, self.terminal
         if self.terminal_factory is None:
             raise CommandError(

@@ -13,4 +13,5 @@ from common.commands.wire import WireModel
 
 @dataclass(frozen=True, slots=True)
 class TerminalRequest(WireModel):
-    terminal: str | None = None  # an id of the config's terminals; None: the configured one
+    terminal: str | None = None  # an id of the config's terminals; None or "default": the
+    # configured one

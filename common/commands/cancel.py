@@ -25,7 +25,7 @@ class CancelRequest(WireModel):
     """Neither: every payment in flight (each terminal that is busy) is cancelled."""
 
     target: TerminalTarget | None = None
-    terminal: str | None = None  # a terminal named in the config; wins over target
+    terminal: str | None = None  # a terminal named in the config, or "default"; wins over target
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from common.commands.cancel import CancelReply
 from common.commands.check import CheckReply
 from common.commands.reset import ResetReply
 from common.commands.telecollect import TelecollectReply
+from common.terminals import DEFAULT_TERMINAL
 from supervisor_agent.api import error_codes
 from supervisor_agent.api.errors import ApiError
 from supervisor_agent.api.settings import ApiSettings
@@ -46,10 +47,15 @@ class Maintenance:
         return json_response(data if self.settings.api_flavour == "desktop" else [data])
 
     def _terminal(self, request: web.Request) -> dict[str, Any]:
-        """``?terminal=<id>`` as the command's properties ({} for the configured one)."""
+        """``?terminal=<id>`` as the command's properties ({} when it names none).
+
+        ``default`` is sent as such: for ``cancel``, no terminal means every payment in
+        flight, and ``?terminal=default`` must not stop another lane's customer."""
         value = request.query.get("terminal")
         spec = named_terminal(self.settings, value, "terminal")
-        return {} if spec is None else {"terminal": spec.id}
+        if spec is not None:
+            return {"terminal": spec.id}
+        return {} if value is None else {"terminal": DEFAULT_TERMINAL}
 
     async def _call(
         self, command: str, props: dict[str, Any] | None = None, *, terminal_act: bool = False

@@ -129,8 +129,9 @@ TERMINAL_PARAMETER: dict[str, Any] = {
     "in": "query",
     "required": False,
     "schema": {"type": "string"},
-    "description": "Addition: a terminal named in the config (terminals.<id>); default: "
-    "the configured one (for /cancel: every payment in flight). Unknown: 403.",
+    "description": "Addition: a terminal named in the config (terminals.<id>), or 'default' "
+    "for the configured one; absent: the configured one (for /cancel: every payment in "
+    "flight). Unknown: 403.",
 }
 
 

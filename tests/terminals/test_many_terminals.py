@@ -135,3 +135,21 @@ async def test_tp_manager_s_hints_name_the_terminal_of_each_order(tmp_path: Path
         "ORD-lane1": dict.fromkeys(hints, "lane1"),
         "ORD-lane2": dict.fromkeys(hints, "lane2"),
     }
+
+
+async def test_cancel_naming_the_default_terminal_leaves_the_others_paying(
+    tmp_path: Path,
+) -> None:
+    """``?terminal=default`` names the configured terminal, as for /check: it must not
+    cancel another lane's customer (only a /cancel naming no terminal reaches them all)."""
+    async with connector(tmp_path, ["lane1"]) as running:
+        slow = asyncio.create_task(running.pay("lane1", "ORD-LANE1", SLOW_AMOUNT))
+        for _ in range(300):  # bounded: until lane1's terminal has the request
+            if running.sims["lane1"].ledger.requests:
+                break
+            await asyncio.sleep(0.01)
+        assert running.sims["lane1"].ledger.requests, "lane1 never got its payment"
+        status, body = await running.request("GET", "/cancel?terminal=default")
+        assert status == 200 and body["cancelled"] is False and body["orderId"] is None, body
+        status, paid = await slow
+        assert status == 200 and paid["transactionState"] == "accepted", paid
