@@ -16,12 +16,12 @@ import zmq.asyncio
 
 from common.commands import pay as pay_contract
 from common.config import ConnectorConfig, load_config
-from common.payment import PaymentStatus, TerminalTarget
+from common.payment import PaymentRequest, PaymentStatus, TerminalTarget
 from supervisor_agent.client import CommandFailed, TerminalClient
-from tp_manager.concert_v3 import ConcertV3Terminal
 from tp_manager.context import ServerContext
 from tp_manager.result_store import ResultStore
 from tp_manager.server import ControlServer
+from tp_manager.simulator.concert_v3_family import Ledger
 from tp_manager.simulator.scenarios import Scenario
 from tp_manager.terminal.errors import TerminalNotAllowed
 from tp_manager.terminal.factory import (
@@ -146,9 +146,11 @@ async def test_one_address_has_one_driver_whatever_version_an_order_names(
     tmp_path: Path, start_simulator: StartSimulator
 ) -> None:
     """A second driver for one terminal would be a second busy flag: two payments at once
-    on it.  The configured terminal's address is always its driver; another address keeps
-    its driver while busy, and gets one for the new version only once it is idle."""
-    other = await start_simulator(Scenario.CUSTOMER_SLOW, slow_seconds=1.0)
+    on it.  The configured terminal's address is always its driver, and another address
+    has one driver, busy for an order in any version; each payment goes in its order's
+    own version, as before."""
+    ledger = Ledger()
+    other = await start_simulator(Scenario.CUSTOMER_SLOW, slow_seconds=1.0, ledger=ledger)
     config = v3_config(
         tmp_path,
         8888,
@@ -160,11 +162,15 @@ async def test_one_address_has_one_driver_whatever_version_an_order_names(
     assert targets.keyed(TerminalTarget("127.0.0.1", 8888, "0301")) == ("default", default)
     address = f"127.0.0.1:{other}"
     assert targets.keyed(TerminalTarget("127.0.0.1", other, "0301"))[0] == address
+
+    def order(order_id: str, version: str) -> PaymentRequest:
+        target = {"host": "127.0.0.1", "port": other, "version": version}
+        return pay_contract.from_properties(
+            {"amount": 999, "currency_numeric": "978", "order_id": order_id, "target": target}
+        )
+
     first = targets(TerminalTarget("127.0.0.1", other, "0301"))
-    request = pay_contract.from_properties(
-        {"amount": 999, "currency_numeric": "978", "order_id": "T-SLOW"}
-    )
-    paying = asyncio.create_task(first.pay(request))
+    paying = asyncio.create_task(first.pay(order("T-SLOW", "0301")))
     try:
         for _ in range(300):  # bounded: until the driver holds the terminal
             if first.busy:
@@ -173,9 +179,10 @@ async def test_one_address_has_one_driver_whatever_version_an_order_names(
         assert first.busy
         assert targets.keyed(TerminalTarget("127.0.0.1", other, "0302")) == (address, first)
         assert (await paying).status is PaymentStatus.ACCEPTED
-        _, renewed = targets.keyed(TerminalTarget("127.0.0.1", other, "0302"))
-        assert isinstance(renewed, ConcertV3Terminal) and renewed.version == "0302"
-        assert targets.all() == [default, renewed]
+        again = targets(TerminalTarget("127.0.0.1", other, "0302"))
+        assert again is first and targets.all() == [default, first]
+        assert (await again.pay(order("T-0302", "0302"))).status is PaymentStatus.ACCEPTED
+        assert [r["CZ"] for r in ledger.requests] == ["0301", "0302"]
     finally:
         paying.cancel()
         with contextlib.suppress(asyncio.CancelledError):

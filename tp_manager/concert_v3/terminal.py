@@ -86,6 +86,8 @@ class ConcertV3Settings:
     settle: float = transport.ANSWER_SETTLE_S
     echo_grace: float = transport.ECHO_GRACE_S
     profile: Profile = messages.DEFAULT_PROFILE
+    # an order that names this terminal by address is sent in the version it names
+    order_version: bool = False
 
     def timeouts(self) -> ExchangeTimeouts:
         return ExchangeTimeouts(
@@ -124,6 +126,7 @@ class ConcertV3Terminal:
         settle: float = transport.ANSWER_SETTLE_S,
         echo_grace: float = transport.ECHO_GRACE_S,
         profile: Profile = messages.DEFAULT_PROFILE,
+        order_version: bool = False,
         on_link_state: LinkStateCallback | None = None,
     ) -> None:
         if not 0 < port < 65536:
@@ -145,6 +148,7 @@ class ConcertV3Terminal:
             settle=settle,
             echo_grace=echo_grace,
             profile=profile,
+            order_version=order_version,
         )
         self._on_link_state = on_link_state
         self._link = LinkState.DISCONNECTED
@@ -240,7 +244,7 @@ class ConcertV3Terminal:
         s = self._settings
         return messages.build_request(
             request,
-            version=s.version,
+            version=self._version_for(request),
             register_id=s.register_id,
             pos_number=s.pos_number,
             profile=s.profile,
@@ -347,9 +351,14 @@ class ConcertV3Terminal:
             terminal_may_still_complete=self._progress.request_sent,
         )
 
-    @property
-    def version(self) -> str:
-        """The ``CZ`` this driver sends."""
+    def _version_for(self, request: PaymentRequest) -> str:
+        """The ``CZ`` of a payment (and of the status question about it): the version the
+        order names with its address (POS API ``protocol``) on a driver that takes it (the
+        configured terminal's, one only orders name: one driver per terminal, whatever
+        version each order speaks), else the driver's own."""
+        target = request.target
+        if self._settings.order_version and target is not None and target.version:
+            return messages.protocol_version(target.version)
         return self._settings.version
 
     @property

@@ -5,11 +5,11 @@ The configured terminal (the seeds' keys) and every terminal named in the config
 different terminals pay at the same time and one terminal never runs two payments.
 Orders of the POS API may name their own Concert V3 terminal (``host_information``):
 one the config names (the configured one or a named one) is that terminal's driver,
-with the config's version and profile, whatever ``protocol`` the order names; another
-one must be in ``allowed_terminals`` (the API refuses it already; tp-manager checks
-again, because the control channel is the last door before the network) and is built
-once per host:port and kept, so a second order to it sees it busy and ``cancel`` reaches
-it (an order naming another version gets a new driver only while the old one is idle).
+whatever ``protocol`` the order names; another one must be in ``allowed_terminals`` (the
+API refuses it already; tp-manager checks again, because the control channel is the last
+door before the network) and is built once per host:port and kept, so a second order to
+it sees it busy and ``cancel`` reaches it.  The configured terminal's driver and a built
+one send each order's own version (POS API ``protocol``); a named one its config's.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def _concert_v3(
     version: str,
     on_link_state: LinkStateCallback | None = None,
     profile: str = DEFAULT_PROFILE,
+    order_version: bool = False,
 ) -> ConcertV3Terminal:
     return ConcertV3Terminal(
         host,
@@ -57,6 +58,7 @@ def _concert_v3(
         pos_number=config.pos_number,
         contracts=_contracts(config),
         transaction_timeout=config.transaction_timeout,
+        order_version=order_version,
         on_link_state=on_link_state,
     )
 
@@ -76,6 +78,7 @@ def build_terminal(
             config.concert_v3_version,
             on_link_state,
             profile=config.terminal_profile,
+            order_version=True,  # as before: a POS order naming its address and version
         )
     return _concert_v2(
         config, config.device_path, config.serial_line, on_link_state, on_late_answer
@@ -155,7 +158,7 @@ class TargetTerminals:
             spec.id: build_named(config, spec, on_late_answer, on_link_state)
             for spec in config.terminals
         }
-        # one driver per address (its busy flag); rebuilt, while idle, for another version
+        # one driver per address (its busy flag), sending each order's own version
         self._built: dict[str, ConcertV3Terminal] = {}
 
     def __call__(self, target: TerminalTarget) -> Terminal:
@@ -181,9 +184,9 @@ class TargetTerminals:
             raise TerminalNotAllowed(f"target {host}:{port}: {exc}") from None
         if address not in self.config.allowed_terminals:
             raise TerminalNotAllowed(f"terminal {address} is not in allowed_terminals")
-        # A terminal the config describes is that terminal's one driver, whatever version
-        # the order names (the config's version and profile are the terminal's): a second
-        # driver would be a second busy flag, and two payments at once on one terminal.
+        # One terminal, one driver, whatever version the order names: a second driver would
+        # be a second busy flag, and two payments at once on one terminal.  The configured
+        # terminal's and a built one send the order's version; a named one its config's.
         configured = (
             describe_device(self.config) if self.config.terminal_protocol == CONCERT_V3 else None
         )
@@ -193,9 +196,14 @@ class TargetTerminals:
         if key in self.named:
             return key, self.named[key]
         built = self._built.get(address)
-        if built is None or (built.version != version and not built.busy):
+        if built is None:
             built = self._built[address] = _concert_v3(
-                self.config, host, port, version, _keyed(self._on_link_state, address)
+                self.config,
+                host,
+                port,
+                version,
+                _keyed(self._on_link_state, address),
+                order_version=True,
             )
         return address, built
 
