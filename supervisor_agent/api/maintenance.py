@@ -72,8 +72,14 @@ class Maintenance:
         except CommandFailed as exc:
             status = error_codes.lookup(exc.code).http_status
             log.info("api.maintenance.failed", command=command, code=exc.code)
+            # the code's own description speaks of a payment ("the customer may have paid");
+            # only /cancel is about one
+            description = None if command == cancel.NAME else f"{command}: no payment involved"
             raise ApiError(
-                status if status >= 400 else BAD_GATEWAY, exc.code, exc.message
+                status if status >= 400 else BAD_GATEWAY,
+                exc.code,
+                exc.message,
+                description=description,
             ) from None
 
     def _version(self) -> dict[str, str]:

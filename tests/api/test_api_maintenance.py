@@ -160,3 +160,4 @@ async def test_tlc_and_reset_wait_for_the_terminal_not_the_maintenance_timeout(
         tpm.responders["check"] = slow({"protocol": "concert-v3", "link": "up", "busy": False})
         status, check, _ = await api.get("/check")  # a check is a look: its own short bound
         assert status == 504 and check["error"]["code"] == "TP_MANAGER_TIMEOUT", check
+        assert "paid" not in check["error"]["description"]  # no customer in a check
