@@ -80,6 +80,7 @@ async def serve(workdir: Path, log_path: Path) -> None:
     from tp_manager.context import ServerContext
     from tp_manager.result_store import ResultStore
     from tp_manager.server import ControlServer
+    from tp_manager.terminal.base import KeepAnswer
     from tp_manager.terminal.model import LinkState, PaymentRequest, Timings
 
     class InstantTerminal:
@@ -92,7 +93,9 @@ async def serve(workdir: Path, log_path: Path) -> None:
         def busy_reason(self) -> str:
             return "never busy"
 
-        async def pay(self, request: PaymentRequest) -> PaymentResult:
+        async def pay(
+            self, request: PaymentRequest, keep: KeepAnswer | None = None
+        ) -> PaymentResult:
             return PaymentResult(
                 status=PaymentStatus.ACCEPTED,
                 amount=request.amount,

@@ -8,6 +8,7 @@ payment on an order's own terminal does not block the configured one, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -115,13 +116,18 @@ class ServerContext:
         log.info("tp_manager.link.state", terminal=terminal_key, link=str(state), detail=detail)
         self.publish(event, {"terminal": terminal_key, "link": str(state), "detail": detail})
 
-    def late_answer(self, terminal_key: str, result: PaymentResult) -> None:
+    async def late_answer(self, terminal_key: str, result: PaymentResult) -> None:
         """A terminal's answer to a payment already given up: store it under its order.
 
-        Called by the driver as the answer arrives; the store's thread takes it at once
-        and the line and the hint follow once it is written."""
+        Awaited by the driver before it acknowledges the answer (Concert V2's ACK, after
+        which the terminal forgets it): written and fsynced, then logged and hinted.  A
+        store that refuses it is logged (``tp_manager.results.write_failed``); the
+        answer is acknowledged all the same, its log line the last trace."""
         matched = self.results.late_answer(terminal_key, result)
         matched.add_done_callback(lambda done: self._late_answer_kept(terminal_key, result, done))
+        with contextlib.suppress(Exception):  # written() logs it, from the callback
+            await asyncio.shield(matched)
+        await self.results.synced()
 
     def _late_answer_kept(
         self, terminal_key: str, result: PaymentResult, done: asyncio.Future[str | None]

@@ -55,9 +55,9 @@ async def serve(config: ConnectorConfig) -> int:
     def on_link_state(state: LinkState, detail: str) -> None:
         ctx.link_state(DEFAULT_TERMINAL, state, detail)
 
-    def on_late_answer(result: PaymentResult) -> None:
+    async def on_late_answer(result: PaymentResult) -> None:
         """Only the configured terminal (Concert V2) answers late."""
-        ctx.late_answer(DEFAULT_TERMINAL, result)
+        await ctx.late_answer(DEFAULT_TERMINAL, result)
 
     terminal = build_terminal(config, on_link_state, on_late_answer)
     targets = TargetTerminals(

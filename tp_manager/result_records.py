@@ -4,8 +4,9 @@ The agent journals a payment from the ``pay`` reply.  When that reply cannot car
 the terminal's verdict -- the answer came after the transaction timeout or a
 ``cancel``, the agent was gone when the reply left, tp-manager was killed while
 the terminal was working -- the verdict would otherwise live only in a log line.
-So ``pay`` writes here before it wakes the terminal and again before it replies,
-and a late answer is written against the order it belongs to.  The agent collects
+So ``pay`` writes here before it wakes the terminal and again before it replies
+(a Concert V2 verdict before its ACK), and a late answer is written against the order
+it belongs to, before its ACK.  The agent collects
 pending verdicts with ``results`` and forgets them with ``ack``
 (:mod:`common.commands.results`, :mod:`common.commands.ack`).
 

@@ -13,8 +13,11 @@ sync thread also checkpoints the WAL every :data:`CHECKPOINT_EVERY_WRITES` write
 Why a payment waits for the commit and not for the fsync:
 
 * ``begin`` is committed before the terminal is woken, and ``finish_*`` before the
-  reply leaves: a tp-manager killed at any point after that keeps the record (the
-  kernel has it), so a restart still finds the interrupted payment or the verdict.
+  reply leaves (a Concert V2 verdict and late answer before the terminal's ACK, then
+  also awaiting :meth:`ResultStore.synced`: the terminal forgets an ACKed answer, so
+  there the fsync comes first; tp_manager/commands/pay.py says why): a tp-manager
+  killed at any point after that keeps the record (the kernel has it), so a restart
+  still finds the interrupted payment or the verdict.
 * Only a power cut (or a kernel crash) can lose a committed record, and only
   before the fsync that follows it, a few milliseconds later.  For ``finish_*``
   that costs nothing an fsync-first order would keep: while the verdict's fsync has
@@ -25,8 +28,8 @@ Why a payment waits for the commit and not for the fsync:
   answer to match: the agent's journal, synced before the pay left, still says the
   order is at the terminal, so it ends ``unknown`` -- never wrong -- as any payment
   cut off by a power loss does.
-* A late answer (the terminal was already ACKed) and a recovered status are queued
-  the moment they arrive and synced with the next fsync.
+* A recovered status is queued the moment it arrives and synced with the next fsync
+  (the terminal can be asked again).
 * ``ack`` (the agent journaled the verdicts) is synced like the rest but need not be:
   a lost ack only means the verdict is collected again, which the journal takes as known.
 """

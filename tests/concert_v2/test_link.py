@@ -7,6 +7,7 @@ import pytest
 from tp_manager.concert_v2.codec import encode_frame
 from tp_manager.concert_v2.constants import ControlCode, Timer
 from tp_manager.concert_v2.link import (
+    AnswerArrived,
     BadFrame,
     BadFrameReason,
     Completed,
@@ -52,6 +53,15 @@ def sent(effects: list[Effect]) -> bytes:
 
 def timers(effects: list[Effect]) -> list[tuple[Timer, float]]:
     return [(e.timer, e.seconds) for e in effects if isinstance(e, StartTimer)]
+
+
+def feed(machine: Exchange | Listener, data: bytes) -> list[Effect]:
+    """``receive_data`` as the I/O layer runs it when writing an answer down is instant:
+    each :class:`AnswerArrived` is followed by ``answer_kept()`` (its ACK)."""
+    out = machine.receive_data(data)
+    if any(isinstance(e, AnswerArrived) for e in out):
+        out += machine.answer_kept()
+    return out
 
 
 def outcome(effects: list[Effect]) -> Completed | Failed | Probed | None:
@@ -157,8 +167,8 @@ def test_bad_frame_errors_are_typed() -> None:
 
 def run_to_request_acked(ex: Exchange) -> None:
     assert sent(ex.start()) == ENQ
-    assert sent(ex.receive_data(ACK)) == REQUEST
-    out = ex.receive_data(ACK)
+    assert sent(feed(ex, ACK)) == REQUEST
+    out = feed(ex, ACK)
     assert sent(out) == EOT
     assert timers(out) == [(Timer.TRANSACTION, 120.0)]
     assert ex.phase is ExchangePhase.RECEIVE
@@ -168,37 +178,87 @@ def test_exchange_happy_path_bytes_and_milestones() -> None:
     ex = Exchange(REQUEST, T)
     start = ex.start()
     assert sent(start) == ENQ and timers(start) == [(Timer.CONTROL_BYTE, 3.0)]
-    out = ex.receive_data(ACK)
+    out = feed(ex, ACK)
     assert sent(out) == REQUEST and Milestone("enq_acked") in out
-    out = ex.receive_data(ACK)
+    out = feed(ex, ACK)
     assert sent(out) == EOT and Milestone("request_acked") in out
-    out = ex.receive_data(ENQ)
+    out = feed(ex, ENQ)
     assert sent(out) == ACK and timers(out) == [(Timer.END_OF_FRAME, 3.0)]
     out = ex.receive_data(ANSWER)
+    assert AnswerArrived(ANSWER_TEXT) in out and Milestone("answer_received") in out
+    assert sent(out) == b"" and timers(out) == [(Timer.KEEP_ANSWER, 1.0)]
+    out = ex.answer_kept()
     assert sent(out) == ACK and timers(out) == [(Timer.CONTROL_BYTE, 3.0)]
     assert outcome(out) is None
-    out = ex.receive_data(EOT)
+    out = feed(ex, EOT)
     assert outcome(out) == Completed(ANSWER_TEXT)
     assert ex.finished and ex.phase is ExchangePhase.DONE
-    assert ex.receive_data(ENQ) == [] and ex.timeout(Timer.CONTROL_BYTE) == []
+    assert feed(ex, ENQ) == [] and ex.timeout(Timer.CONTROL_BYTE) == []
 
 
 def test_exchange_all_bytes_in_one_chunk() -> None:
     ex = Exchange(REQUEST, T)
     ex.start()
-    ex.receive_data(ACK)
-    out = ex.receive_data(ACK + ENQ + ANSWER + EOT)
+    feed(ex, ACK)
+    out = feed(ex, ACK + ENQ + ANSWER)
     assert sent(out) == EOT + ACK + ACK
-    assert outcome(out) == Completed(ANSWER_TEXT)
+    assert outcome(feed(ex, EOT)) == Completed(ANSWER_TEXT)
 
 
 def test_exchange_missing_final_eot_still_completes() -> None:
     ex = Exchange(REQUEST, T)
     run_to_request_acked(ex)
-    ex.receive_data(ENQ + ANSWER)
+    feed(ex, ENQ + ANSWER)
     out = ex.timeout(Timer.CONTROL_BYTE)
     assert Note("concert_v2.link.eot_missing") in out
     assert outcome(out) == Completed(ANSWER_TEXT)
+
+
+# --- the answer's ACK waits until the answer is written down -----------------------
+
+
+def test_the_answer_is_acked_only_once_kept() -> None:
+    """The terminal forgets an answer once it has the ACK: the machine holds the ACK
+    until the layer above says the answer is written down, whatever comes meanwhile."""
+    ex = Exchange(REQUEST, T)
+    run_to_request_acked(ex)
+    feed(ex, ENQ)
+    out = ex.receive_data(ANSWER)
+    assert AnswerArrived(ANSWER_TEXT) in out and sent(out) == b""
+    assert sent(ex.receive_data(ANSWER + ENQ + EOT)) == b""  # nothing before it is kept
+    assert not ex.finished and ex.answered
+    assert sent(ex.answer_kept()) == ACK
+    assert ex.answer_kept() == []  # once
+    assert outcome(feed(ex, EOT)) == Completed(ANSWER_TEXT)
+
+
+def test_an_answer_not_kept_within_the_budget_is_acked_all_the_same() -> None:
+    """A stalled disk must not make the terminal give up on an answer held in memory."""
+    ex = Exchange(REQUEST, T)
+    run_to_request_acked(ex)
+    ex.receive_data(ENQ + ANSWER)
+    out = ex.timeout(Timer.KEEP_ANSWER)
+    assert Note("concert_v2.link.acked_unkept") in out and sent(out) == ACK
+    assert ex.answer_kept() == []  # the write that ends later sends nothing more
+    assert outcome(feed(ex, EOT)) == Completed(ANSWER_TEXT)
+
+
+def test_a_cancel_once_the_answer_is_in_cancels_nothing() -> None:
+    ex = Exchange(REQUEST, T)
+    run_to_request_acked(ex)
+    ex.receive_data(ENQ + ANSWER)
+    assert ex.cancel() == [] and not ex.released
+    assert sent(ex.answer_kept()) == ACK
+    assert outcome(feed(ex, EOT)) == Completed(ANSWER_TEXT)
+
+
+def test_the_listener_holds_a_late_answers_ack_too() -> None:
+    li = Listener(T)
+    li.receive_data(ENQ)
+    out = li.receive_data(ANSWER)
+    assert AnswerArrived(ANSWER_TEXT) in out and sent(out) == b"" and li.in_session
+    assert sent(li.answer_kept()) == ACK
+    assert outcome(li.receive_data(EOT)) == Completed(ANSWER_TEXT)
 
 
 # --- Exchange: faults --------------------------------------------------------------
@@ -219,7 +279,7 @@ def test_no_ack_to_enq_retries_then_not_responding() -> None:
 def test_the_terminals_enq_before_our_request_left_gives_it_the_line() -> None:
     ex = Exchange(REQUEST, T)
     ex.start()
-    out = ex.receive_data(ENQ)
+    out = feed(ex, ENQ)
     assert sent(out) == b""  # no EOT: the terminal's session is about to start
     end = outcome(out)
     assert isinstance(end, Failed) and isinstance(end.error, TerminalBusy)
@@ -231,8 +291,8 @@ def test_the_terminals_enq_before_our_request_left_gives_it_the_line() -> None:
 def test_stale_timer_is_ignored() -> None:
     ex = Exchange(REQUEST, T)
     ex.start()
-    ex.receive_data(ACK)  # now waiting for the frame ACK, same timer name
-    ex.receive_data(ACK)  # transaction timer now
+    feed(ex, ACK)  # now waiting for the frame ACK, same timer name
+    feed(ex, ACK)  # transaction timer now
     assert ex.timeout(Timer.CONTROL_BYTE) == []
     assert ex.phase is ExchangePhase.RECEIVE
 
@@ -240,10 +300,10 @@ def test_stale_timer_is_ignored() -> None:
 def test_nak_resends_then_rejected() -> None:
     ex = Exchange(REQUEST, LinkTimeouts(nak_resend_tries=3))
     ex.start()
-    assert sent(ex.receive_data(ACK)) == REQUEST
+    assert sent(feed(ex, ACK)) == REQUEST
     for _ in range(3):
-        assert sent(ex.receive_data(NAK)) == REQUEST
-    out = ex.receive_data(NAK)
+        assert sent(feed(ex, NAK)) == REQUEST
+    out = feed(ex, NAK)
     assert sent(out) == EOT
     end = outcome(out)
     assert isinstance(end, Failed) and isinstance(end.error, RequestRejected)
@@ -252,16 +312,16 @@ def test_nak_resends_then_rejected() -> None:
 def test_nak_then_ack_goes_on() -> None:
     ex = Exchange(REQUEST, T)
     ex.start()
-    ex.receive_data(ACK)
-    assert sent(ex.receive_data(NAK)) == REQUEST
-    assert sent(ex.receive_data(ACK)) == EOT
+    feed(ex, ACK)
+    assert sent(feed(ex, NAK)) == REQUEST
+    assert sent(feed(ex, ACK)) == EOT
     assert ex.phase is ExchangePhase.RECEIVE
 
 
 def test_no_answer_to_request_frame() -> None:
     ex = Exchange(REQUEST, LinkTimeouts(nak_resend_tries=1))
     ex.start()
-    ex.receive_data(ACK)
+    feed(ex, ACK)
     assert sent(ex.timeout(Timer.CONTROL_BYTE)) == REQUEST
     end = outcome(ex.timeout(Timer.CONTROL_BYTE))
     assert isinstance(end, Failed) and isinstance(end.error, TerminalNotResponding)
@@ -271,9 +331,9 @@ def test_no_answer_to_request_frame() -> None:
 def test_a_frame_naked_every_time_was_not_taken() -> None:
     ex = Exchange(REQUEST, LinkTimeouts(nak_resend_tries=1))
     ex.start()
-    ex.receive_data(ACK)
-    assert sent(ex.receive_data(NAK)) == REQUEST
-    end = outcome(ex.receive_data(NAK))
+    feed(ex, ACK)
+    assert sent(feed(ex, NAK)) == REQUEST
+    end = outcome(feed(ex, NAK))
     assert isinstance(end, Failed) and isinstance(end.error, RequestRejected)
     assert end.error.money_may_have_moved is False
 
@@ -281,9 +341,9 @@ def test_a_frame_naked_every_time_was_not_taken() -> None:
 def test_a_frame_unanswered_once_then_naked_may_have_been_taken() -> None:
     ex = Exchange(REQUEST, LinkTimeouts(nak_resend_tries=1))
     ex.start()
-    ex.receive_data(ACK)
+    feed(ex, ACK)
     assert sent(ex.timeout(Timer.CONTROL_BYTE)) == REQUEST
-    end = outcome(ex.receive_data(NAK))
+    end = outcome(feed(ex, NAK))
     assert isinstance(end, Failed) and isinstance(end.error, RequestRejected)
     assert end.error.money_may_have_moved
 
@@ -291,7 +351,7 @@ def test_a_frame_unanswered_once_then_naked_may_have_been_taken() -> None:
 def test_transaction_timeout() -> None:
     ex = Exchange(REQUEST, T)
     run_to_request_acked(ex)
-    assert ex.receive_data(b"zz") != []  # garbage is only noted
+    assert feed(ex, b"zz") != []  # garbage is only noted
     end = outcome(ex.timeout(Timer.TRANSACTION))
     assert isinstance(end, Failed) and isinstance(end.error, TransactionTimeout)
     assert end.error.money_may_have_moved
@@ -300,23 +360,23 @@ def test_transaction_timeout() -> None:
 def test_bad_lrc_is_naked_and_resend_accepted() -> None:
     ex = Exchange(REQUEST, T)
     run_to_request_acked(ex)
-    ex.receive_data(ENQ)
+    feed(ex, ENQ)
     bad = ANSWER[:-1] + bytes([ANSWER[-1] ^ 1])
-    out = ex.receive_data(bad)
+    out = feed(ex, bad)
     assert sent(out) == NAK
     assert Note("concert_v2.link.nak_sent", {"reason": "bad_lrc", "tries": 1}) in out
-    assert sent(ex.receive_data(ANSWER)) == ACK
-    assert outcome(ex.receive_data(EOT)) == Completed(ANSWER_TEXT)
+    assert sent(feed(ex, ANSWER)) == ACK
+    assert outcome(feed(ex, EOT)) == Completed(ANSWER_TEXT)
 
 
 def test_bad_lrc_every_time_fails_with_bad_checksum() -> None:
     ex = Exchange(REQUEST, LinkTimeouts(receive_nak_tries=2))
     run_to_request_acked(ex)
-    ex.receive_data(ENQ)
+    feed(ex, ENQ)
     bad = ANSWER[:-1] + bytes([ANSWER[-1] ^ 1])
-    assert sent(ex.receive_data(bad)) == NAK
-    assert sent(ex.receive_data(bad)) == NAK
-    end = outcome(ex.receive_data(bad))
+    assert sent(feed(ex, bad)) == NAK
+    assert sent(feed(ex, bad)) == NAK
+    end = outcome(feed(ex, bad))
     assert isinstance(end, Failed) and isinstance(end.error, BadChecksum)
     assert end.error.money_may_have_moved
 
@@ -324,9 +384,9 @@ def test_bad_lrc_every_time_fails_with_bad_checksum() -> None:
 def test_truncated_frame_by_deadline_is_naked() -> None:
     ex = Exchange(REQUEST, LinkTimeouts(receive_nak_tries=1))
     run_to_request_acked(ex)
-    ex.receive_data(ENQ + ANSWER[:12])
+    feed(ex, ENQ + ANSWER[:12])
     assert sent(ex.timeout(Timer.END_OF_FRAME)) == NAK
-    ex.receive_data(ANSWER[:5])
+    feed(ex, ANSWER[:5])
     end = outcome(ex.timeout(Timer.END_OF_FRAME))
     assert isinstance(end, Failed) and isinstance(end.error, MalformedMessage)
 
@@ -334,27 +394,27 @@ def test_truncated_frame_by_deadline_is_naked() -> None:
 def test_garbage_before_answer_is_tolerated() -> None:
     ex = Exchange(REQUEST, T)
     run_to_request_acked(ex)
-    out = ex.receive_data(b"\x00\xff#garbage#" + ENQ + b"\x7f\x7f" + ANSWER + EOT)
+    out = feed(ex, b"\x00\xff#garbage#" + ENQ + b"\x7f\x7f" + ANSWER)
     assert Note("concert_v2.link.discarded", {"reason": "garbage", "size": 11}) in out
-    assert outcome(out) == Completed(ANSWER_TEXT)
+    assert outcome(feed(ex, EOT)) == Completed(ANSWER_TEXT)
 
 
 def test_terminal_eot_without_frame() -> None:
     ex = Exchange(REQUEST, T)
     run_to_request_acked(ex)
-    ex.receive_data(ENQ)
-    end = outcome(ex.receive_data(EOT))
+    feed(ex, ENQ)
+    end = outcome(feed(ex, EOT))
     assert isinstance(end, Failed) and type(end.error) is ProtocolError
 
 
 def test_lost_ack_repeated_enq_and_frame() -> None:
     ex = Exchange(REQUEST, T)
     run_to_request_acked(ex)
-    assert sent(ex.receive_data(ENQ)) == ACK
-    assert sent(ex.receive_data(ENQ)) == ACK  # our first ACK was lost
-    assert sent(ex.receive_data(ANSWER)) == ACK
-    assert sent(ex.receive_data(ANSWER)) == ACK  # and again
-    assert outcome(ex.receive_data(EOT)) == Completed(ANSWER_TEXT)
+    assert sent(feed(ex, ENQ)) == ACK
+    assert sent(feed(ex, ENQ)) == ACK  # our first ACK was lost
+    assert sent(feed(ex, ANSWER)) == ACK
+    assert sent(feed(ex, ANSWER)) == ACK  # and again
+    assert outcome(feed(ex, EOT)) == Completed(ANSWER_TEXT)
 
 
 def test_cancel_while_waiting_for_answer_releases_and_runs_on() -> None:
@@ -367,9 +427,9 @@ def test_cancel_while_waiting_for_answer_releases_and_runs_on() -> None:
     assert ex.released and not ex.finished  # the terminal still has the customer
     assert ex.cancel() == []
     # its answer is still read to the end
-    assert sent(ex.receive_data(ENQ)) == ACK
-    assert sent(ex.receive_data(ANSWER)) == ACK
-    assert outcome(ex.receive_data(EOT)) == Completed(ANSWER_TEXT)
+    assert sent(feed(ex, ENQ)) == ACK
+    assert sent(feed(ex, ANSWER)) == ACK
+    assert outcome(feed(ex, EOT)) == Completed(ANSWER_TEXT)
 
 
 def test_cancel_while_waiting_for_answer_ends_at_the_transaction_timeout() -> None:
@@ -383,10 +443,10 @@ def test_cancel_while_waiting_for_answer_ends_at_the_transaction_timeout() -> No
 def test_cancel_after_the_request_left_stops_resending_it() -> None:
     ex = Exchange(REQUEST, T)
     ex.start()
-    ex.receive_data(ACK)  # ENQ acknowledged: the request frame is out
+    feed(ex, ACK)  # ENQ acknowledged: the request frame is out
     out = ex.cancel()
     assert isinstance(out[0], Released) and out[0].error.money_may_have_moved
-    out = ex.receive_data(NAK)  # the terminal did not take it: no resend, line handed back
+    out = feed(ex, NAK)  # the terminal did not take it: no resend, line handed back
     assert sent(out) == EOT
     assert isinstance(outcome(out), Failed)
 
@@ -406,7 +466,7 @@ def test_link_lost(acks: int, moved: bool) -> None:
     ex = Exchange(REQUEST, T)
     ex.start()
     for _ in range(acks):
-        ex.receive_data(ACK)
+        feed(ex, ACK)
     end = outcome(ex.link_lost("EIO"))
     assert isinstance(end, Failed) and isinstance(end.error, LinkLost)
     assert end.error.money_may_have_moved is moved
@@ -418,15 +478,15 @@ def test_link_lost(acks: int, moved: bool) -> None:
 def test_listener_reads_a_late_answer() -> None:
     li = Listener(T)
     assert not li.in_session
-    assert sent(li.receive_data(ENQ)) == ACK
+    assert sent(feed(li, ENQ)) == ACK
     assert li.in_session
-    assert sent(li.receive_data(ANSWER)) == ACK
-    assert outcome(li.receive_data(EOT)) == Completed(ANSWER_TEXT)
+    assert sent(feed(li, ANSWER)) == ACK
+    assert outcome(feed(li, EOT)) == Completed(ANSWER_TEXT)
 
 
 def test_listener_waits_forever_for_enq() -> None:
     li = Listener(T)
-    assert li.receive_data(b"xx" + ACK) != []
+    assert feed(li, b"xx" + ACK) != []
     assert not li.finished
 
 

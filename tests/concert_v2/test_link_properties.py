@@ -250,6 +250,7 @@ steps = st.lists(
         st.binary(max_size=40).map(lambda b: ("data", b)),
         st.sampled_from(list(Timer)).map(lambda t: ("timeout", t)),
         st.just(("cancel", None)),
+        st.just(("kept", None)),
     ),
     max_size=60,
 )
@@ -269,6 +270,8 @@ def test_exchange_never_raises_and_ends_once(
             effects = ex.receive_data(arg)  # type: ignore[arg-type]
         elif kind == "timeout":
             effects = ex.timeout(arg)  # type: ignore[arg-type]
+        elif kind == "kept":
+            effects = ex.answer_kept()
         else:
             effects = ex.cancel() if not use_timers else []
         for e in effects:

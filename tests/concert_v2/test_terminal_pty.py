@@ -256,6 +256,55 @@ async def test_accepted_full_answer(driver: ConcertV2Terminal, term: FakeTermina
     assert not driver.busy
 
 
+async def test_the_answer_is_acked_only_once_pays_keep_has_written_it(
+    driver: ConcertV2Terminal, term: FakeTerminal
+) -> None:
+    """The terminal forgets an answer it has the ACK of: the driver ACKs only once the
+    verdict handed to ``keep`` is written down (here: until the test lets the write end)."""
+    kept: list[PaymentResult] = []
+    arrived, written = asyncio.Event(), asyncio.Event()
+
+    async def keep(result: PaymentResult) -> None:
+        kept.append(result)
+        arrived.set()
+        await written.wait()
+
+    task = asyncio.create_task(driver.pay(pay_req(2500, private="ORD43"), keep))
+    await term.take_request()
+    term.write(ENQ)
+    await term.expect(ACK)
+    term.write(frame(answer("0", 2500, private="ORD43")))
+    await asyncio.wait_for(arrived.wait(), WAIT)
+    assert kept[0].accepted and kept[0].amount == 2500
+    await term.quiet(0.3)  # longer than FAST's control-byte deadline: no ACK yet
+    assert driver.busy and not task.done()
+    written.set()
+    await term.expect(ACK)
+    term.write(EOT)
+    result = await asyncio.wait_for(task, WAIT)
+    assert result is kept[0]
+
+
+async def test_an_answer_whose_keep_stalls_is_acked_at_the_budget(
+    tmp_path: Path, term: FakeTerminal
+) -> None:
+    """A write that never ends must not make the terminal give up its answer: the ACK
+    goes at ``keep_answer_timeout``, and the payment gets its verdict."""
+    drv = ConcertV2Terminal(str(term.link), keep_answer_timeout=0.2, **FAST)
+    await drv.start()
+
+    async def keep(result: PaymentResult) -> None:
+        await asyncio.Event().wait()
+
+    try:
+        task = asyncio.create_task(drv.pay(pay_req(2600), keep))
+        await term.take_request()
+        await term.send_answer(answer("0", 2600))
+        assert (await asyncio.wait_for(task, WAIT)).accepted
+    finally:
+        await drv.close()
+
+
 @pytest.mark.parametrize(
     ("status", "expected", "reason"),
     [
@@ -586,7 +635,11 @@ async def test_cancel_keeps_the_terminal_busy_until_its_late_answer(
         await term.send_answer(answer("0", 777, private="LATE1"))
         await asyncio.wait_for(got_late.wait(), WAIT)
         assert late[0].amount == 777 and late[0].private == "LATE1" and late[0].accepted
-        assert not drv.busy
+        # handed up before its ACK; the terminal's EOT then ends the exchange
+        deadline = time.monotonic() + WAIT
+        while drv.busy:
+            assert time.monotonic() < deadline, "the exchange never ended"
+            await asyncio.sleep(0.01)
     finally:
         await drv.close()
 

@@ -71,3 +71,40 @@ def test_a_concert_v3_payment_cut_off_by_a_tp_manager_kill_gets_the_terminals_ve
             "HiPay's corrected notification",
         )
         assert states == ["unknown", "accepted"]
+
+
+EOT_HELD = "1000.13"  # simulator scenario eot-held: EOT held back once the answer is ACKed
+V2_ANSWER_ACKED = ("simulator", '"simulator.concert_v2.answer_acked"')
+
+
+def test_a_concert_v2_answer_the_terminal_saw_acked_survives_a_tp_manager_kill(
+    tmp_path: Path, hipay: HipayStub
+) -> None:
+    """The terminal forgets an answer once it has the ACK, and will not send it again.
+    tp-manager is killed the moment the terminal has that ACK (it holds its EOT, so the
+    driver has not ended the exchange): the verdict must already be in the result store,
+    and the restarted tp-manager hands it to the agent.  It used to be written only
+    after the terminal's EOT: the order stayed unknown though the terminal said paid."""
+    with start(tmp_path, hipay) as stack:
+        stack.wait_running(PROGRAMS)
+        wait_for(lambda: link_up(stack), RESTART_TIMEOUT_S, "the terminal link")
+        with paying(stack, EOT_HELD, "V2-ACKED", V2_ANSWER_ACKED) as payment:
+            old = stack.pid_of("tp-manager")
+            os.kill(old, signal.SIGKILL)
+            status, body = payment.result(timeout=30)
+        assert status == 200, body
+        assert body["errorCode"] == "TP_MANAGER_RESTARTED"
+        restarted(stack, "tp-manager", old)
+        reconciled = wait_for(
+            lambda: (b := looked_up(stack, "V2-ACKED"))["transactionState"] == "accepted" and b,
+            DELIVERY_TIMEOUT_S,
+            "the verdict the terminal saw acknowledged",
+        )
+        assert reconciled["reconciled"]["from"] == "unknown"
+        assert stack.logs("simulator").count('"simulator.concert_v2.request"') == 1
+        states = wait_for(
+            lambda: (s := hipay.states_told("V2-ACKED")) and "accepted" in s and s,
+            DELIVERY_TIMEOUT_S,
+            "HiPay's corrected notification",
+        )
+        assert states == ["unknown", "accepted"]

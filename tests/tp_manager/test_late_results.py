@@ -137,7 +137,12 @@ async def test_cancel_on_concert_v2_is_honest(
         assert pending.order_id == "CXL-1" and pending.late and pending.result.accepted
         assert await ack(client, "CXL-1") == 1
 
-        # and the terminal is free again
+        # and the terminal is free again, once it has closed its session (the answer is
+        # written down, and hinted, before the terminal gets its ACK and sends EOT)
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while (await client.call("check"))["busy"]:
+            assert asyncio.get_running_loop().time() < deadline, "the terminal stays busy"
+            await asyncio.sleep(0.02)
         paid = await client.call("pay", pay_props("CXL-3", 999), timeout=WAIT_S)
         assert paid["status"] == "accepted"
         [normal] = await results(client)  # a verdict the reply carried is kept until acked

@@ -7,8 +7,10 @@ the same time.
 
 The result store hears of the payment before the terminal is woken and of its
 outcome before the reply leaves, so a verdict the reply cannot carry is kept
-(tp_manager/result_store.py).  A failure that leaves the outcome unknown starts
-status recovery where the terminal can tell (tp_manager/status_recovery.py).
+(tp_manager/result_store.py).  A Concert V2 verdict is written (and fsynced) before
+the terminal gets the ACK of its answer, after which it forgets it (:class:`Verdict`).
+A failure that leaves the outcome unknown starts status recovery where the terminal
+can tell (tp_manager/status_recovery.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from common.commands import pay as pay_contract
 from tp_manager.commands import CommandError
 from tp_manager.context import ServerContext
 from tp_manager.terminal.errors import TerminalBusy, TerminalError
-from tp_manager.terminal.model import PaymentRequest
+from tp_manager.terminal.model import PaymentRequest, PaymentResult
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +51,35 @@ async def _kept(write: Awaitable[None], order_id: str) -> None:
         await write
     except (sqlite3.Error, OSError) as exc:
         log.error("tp_manager.results.finish_failed", order_id=order_id, error=str(exc))
+
+
+class Verdict:
+    """The terminal's verdict on one payment, written to the result store once.
+
+    :meth:`keep` is what a driver awaits before acknowledging the answer to the terminal
+    (Concert V2's ACK): committed and fsynced, for once ACKed the terminal forgets its
+    answer and would not send it to a restarted tp-manager, and not even a power cut may
+    lose it then.  :meth:`write` is awaited before the reply leaves: the same commit,
+    made now if the driver did not ask (Concert V3, whose terminal can be asked again).
+    """
+
+    def __init__(self, ctx: ServerContext, record: int, order_id: str) -> None:
+        self._ctx = ctx
+        self._record = record
+        self._order_id = order_id
+        self._written: asyncio.Future[None] | None = None
+
+    def write(self, result: PaymentResult) -> asyncio.Future[None]:
+        """Committed (a killed process keeps it), once whoever asks first."""
+        if self._written is None:
+            write = self._ctx.results.finish_result(self._record, result)
+            self._written = asyncio.ensure_future(_kept(write, self._order_id))
+        return self._written
+
+    async def keep(self, result: PaymentResult) -> None:
+        """Committed and fsynced: the terminal may be told its answer arrived."""
+        await asyncio.shield(self.write(result))
+        await self._ctx.results.synced()
 
 
 async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
@@ -83,8 +114,9 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
         "transaction_type": str(request.transaction_type),
     }
     verdict: dict[str, Any] = {}  # what the terminal said, beyond the status
+    kept = Verdict(ctx, record, order_id)
     try:
-        result = await terminal.pay(request)
+        result = await terminal.pay(request, kept.keep)
     except TerminalError as exc:
         await _kept(ctx.results.finish_error(record, exc.code, exc.money_may_have_moved), order_id)
         outcome.update(status="error", error_code=exc.code)
@@ -92,7 +124,7 @@ async def execute(ctx: ServerContext, props: dict[str, Any]) -> dict[str, Any]:
             outcome.update(status_recovery=ctx.recovery.start(terminal_key, terminal, request))
         raise
     else:
-        await _kept(ctx.results.finish_result(record, result), order_id)
+        await kept.write(result)
         outcome.update(status=str(result.status), amount=result.amount)
         verdict = {
             "failure_reason": result.failure_reason and str(result.failure_reason),

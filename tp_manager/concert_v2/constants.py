@@ -42,6 +42,13 @@ TRANSACTION_TIMEOUT_S: Final = 120.0
 # control-byte deadline so a status call never blocks for long, and so a payment that
 # arrives during a keep-alive probe waits at most this long for the line.
 PROBE_TIMEOUT_S: Final = 1.0
+# How long the register holds its ACK of the answer frame while the layer above writes
+# the answer down (the result store's commit and fsync, about 1 ms): once ACKed, the
+# terminal forgets the answer, so a tp-manager killed between the ACK and the write
+# would lose the verdict for good.  The terminal waits CONTROL_BYTE_TIMEOUT_S for that
+# ACK, so the budget stays well inside it; past it the ACK goes anyway (a stalled disk
+# must not make the terminal give up on an answer the driver holds in memory).
+KEEP_ANSWER_BUDGET_S: Final = 1.0
 
 
 class Timer(enum.StrEnum):
@@ -51,6 +58,7 @@ class Timer(enum.StrEnum):
     END_OF_FRAME = "end_of_frame"
     TRANSACTION = "transaction"
     PROBE = "probe"
+    KEEP_ANSWER = "keep_answer"
 
 
 # --- retry budgets -------------------------------------------------------------

@@ -10,6 +10,11 @@ effects it gets back, in order:
   calls ``machine.timeout(timer)`` (stale timers are ignored by the machine);
 * :class:`Note` -- something worth a log line (retries, discarded bytes);
 * :class:`Milestone` -- a point the I/O layer timestamps for ``Timings``;
+* :class:`AnswerArrived` -- the terminal's answer frame, read whole and checked but
+  not yet acknowledged: the I/O layer has it written down, then calls
+  ``answer_kept()`` and the machine sends the ACK (the terminal forgets an answer once
+  it has the ACK, so the layer above decides when that may be; past
+  ``LinkTimeouts.keep_answer`` the machine ACKs on its own);
 * :class:`Completed` / :class:`Failed` / :class:`Probed` -- the machine is done;
 * :class:`Released` -- the register stops waiting (a cancel) but the machine runs
   on: the terminal has the request and Concert V2 cannot abort it, so the
@@ -21,8 +26,8 @@ Machines:
 * :class:`FrameReceiver` cuts a byte stream into :class:`ControlByte`,
   :class:`Frame` and :class:`BadFrame` events and never raises on any input;
 * :class:`Exchange` runs one payment: register ENQ -> ACK -> request frame ->
-  ACK/NAK -> EOT, then the terminal's ENQ -> our ACK -> answer frame -> our
-  ACK/NAK -> EOT;
+  ACK/NAK -> EOT, then the terminal's ENQ -> our ACK -> answer frame -> (kept) our
+  ACK, or NAK -> EOT;
 * :class:`Listener` runs the receive half alone, for an answer the terminal
   sends when no payment is waiting (after a cancel or a transaction timeout);
 * :class:`Probe` asks "are you there?" (ENQ -> ACK) and hands the line back (EOT).
@@ -248,6 +253,13 @@ class Milestone:
 
 
 @dataclass(frozen=True, slots=True)
+class AnswerArrived:
+    """The answer frame's message, not yet ACKed: keep it, then call ``answer_kept()``."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Completed:
     message: str  # the answer message (not yet decoded: the codec does that)
 
@@ -262,7 +274,18 @@ class Released:
     error: TerminalError  # what the register is told now; the machine is not finished
 
 
-Effect = Send | StartTimer | StopTimer | Note | Milestone | Completed | Failed | Probed | Released
+Effect = (
+    Send
+    | StartTimer
+    | StopTimer
+    | Note
+    | Milestone
+    | AnswerArrived
+    | Completed
+    | Failed
+    | Probed
+    | Released
+)
 
 _ENQ = bytes([c.ENQ])
 _ACK = bytes([c.ACK])
@@ -278,6 +301,7 @@ class LinkTimeouts:
     end_of_frame: float = c.END_OF_FRAME_TIMEOUT_S
     transaction: float = c.TRANSACTION_TIMEOUT_S
     probe: float = c.PROBE_TIMEOUT_S
+    keep_answer: float = c.KEEP_ANSWER_BUDGET_S
     enq_tries: int = c.ENQ_TRIES
     nak_resend_tries: int = c.NAK_RESEND_TRIES
     receive_nak_tries: int = c.RECEIVE_NAK_TRIES
@@ -302,16 +326,21 @@ def _with_money_flag(error: TerminalError, may_have_moved: bool) -> TerminalErro
 class _ReceivePhase(enum.Enum):
     WAIT_ENQ = "wait_enq"
     WAIT_FRAME = "wait_frame"
+    WAIT_KEPT = "wait_kept"  # the frame is read; our ACK waits until it is written down
     WAIT_EOT = "wait_eot"
     DONE = "done"
 
 
 class AnswerReceiver:
-    """Terminal ENQ -> our ACK -> frame -> our ACK (or NAK, the terminal resends) -> EOT.
+    """Terminal ENQ -> our ACK -> frame -> (kept) our ACK, or NAK (the terminal resends)
+    -> EOT.
 
     ``wait_timeout`` bounds the wait for the terminal's ENQ (the transaction
-    timeout); ``None`` waits forever (the idle :class:`Listener`).  Once the
-    answer frame is ACKed the answer is ours: a missing EOT is only noted.
+    timeout); ``None`` waits forever (the idle :class:`Listener`).  A good frame gives
+    :class:`AnswerArrived` and no ACK: the terminal forgets its answer once ACKed, so
+    the ACK waits for :meth:`kept` (the layer above has written the answer down), or
+    for ``keep_answer`` seconds at most.  Once the answer frame is ACKed the answer is
+    ours: a missing EOT is only noted.
     """
 
     def __init__(self, timeouts: LinkTimeouts, wait_timeout: float | None) -> None:
@@ -326,7 +355,11 @@ class AnswerReceiver:
     @property
     def in_session(self) -> bool:
         """The terminal has started sending (we ACKed its ENQ)."""
-        return self.phase in (_ReceivePhase.WAIT_FRAME, _ReceivePhase.WAIT_EOT)
+        return self.phase in (
+            _ReceivePhase.WAIT_FRAME,
+            _ReceivePhase.WAIT_KEPT,
+            _ReceivePhase.WAIT_EOT,
+        )
 
     def begin(self) -> list[Effect]:
         if self._wait_timeout is None:
@@ -347,11 +380,11 @@ class AnswerReceiver:
         if phase is _ReceivePhase.WAIT_FRAME:
             if isinstance(event, Frame):
                 self._message = event.message
-                self.phase = _ReceivePhase.WAIT_EOT
+                self.phase = _ReceivePhase.WAIT_KEPT
                 return [
-                    Send(_ACK, "ack"),
                     Milestone("answer_received"),
-                    StartTimer(Timer.CONTROL_BYTE, self._t.control_byte),
+                    AnswerArrived(event.message),
+                    StartTimer(Timer.KEEP_ANSWER, self._t.keep_answer),
                 ]
             if isinstance(event, BadFrame):
                 if event.reason is BadFrameReason.GARBAGE:
@@ -367,6 +400,10 @@ class AnswerReceiver:
                 bad = self._last_bad
                 err = bad.error() if bad else ProtocolError("terminal ended its session, no frame")
                 return self._fail(err)
+            return [_ignored(event, phase.value)]
+        if phase is _ReceivePhase.WAIT_KEPT:
+            # The terminal waits for our ACK; whatever it sends meanwhile (the frame again
+            # if its own deadline was shorter) is answered by that ACK.
             return [_ignored(event, phase.value)]
         if phase is _ReceivePhase.WAIT_EOT:
             if event == _EOT_EVENT:
@@ -388,9 +425,23 @@ class AnswerReceiver:
             )
         if phase is _ReceivePhase.WAIT_FRAME:
             return self._reject(BadFrame(BadFrameReason.TRUNCATED, 0))
+        if phase is _ReceivePhase.WAIT_KEPT:
+            # Not written down in time: the terminal's own deadline is near, and an
+            # answer held in memory is better than one the terminal gives up sending.
+            return [Note("concert_v2.link.acked_unkept"), *self._acknowledge()]
         if phase is _ReceivePhase.WAIT_EOT:
             return [Note("concert_v2.link.eot_missing"), *self._complete()]
         return []
+
+    def kept(self) -> list[Effect]:
+        """The answer is written down: ACK it (nothing if it was ACKed already)."""
+        if self.phase is not _ReceivePhase.WAIT_KEPT:
+            return []
+        return self._acknowledge()
+
+    def _acknowledge(self) -> list[Effect]:
+        self.phase = _ReceivePhase.WAIT_EOT
+        return [Send(_ACK, "ack"), StartTimer(Timer.CONTROL_BYTE, self._t.control_byte)]
 
     def _reject(self, bad: BadFrame) -> list[Effect]:
         self._last_bad = bad
@@ -507,11 +558,12 @@ class Exchange(_Session):
         """The register gives up waiting; the terminal is not told (Concert V2 cannot).
 
         Before the request left (ENQ not ACKed) the line is handed back and nothing
-        was asked.  After, the terminal may have the request: the register is
+        was asked.  Once the answer frame is in there is nothing to cancel (the verdict
+        is being written down).  Between, the terminal may have the request: the register is
         released (money may have moved) and the exchange runs on, still holding
         the line, so the terminal's answer is read, not collided with.
         """
-        if self.finished or self.released:
+        if self.finished or self.released or self.answered:
             return []
         if self.phase is ExchangePhase.SEND_ENQ:
             error = _with_money_flag(Cancelled("cancelled by the register"), False)
@@ -525,6 +577,17 @@ class Exchange(_Session):
             True,
         )
         return [Released(error)]
+
+    @property
+    def answered(self) -> bool:
+        """The terminal's answer frame is in: nothing is left to cancel."""
+        return self._answer.phase in (_ReceivePhase.WAIT_KEPT, _ReceivePhase.WAIT_EOT)
+
+    def answer_kept(self) -> list[Effect]:
+        """The answer of :class:`AnswerArrived` is written down: the terminal may have its ACK."""
+        if self.finished or self.phase is not ExchangePhase.RECEIVE:
+            return []
+        return self._track(self._answer.kept())
 
     def link_lost(self, reason: str) -> list[Effect]:
         if self.finished:
@@ -641,6 +704,12 @@ class Listener(_Session):
     @property
     def in_session(self) -> bool:
         return self._answer.in_session
+
+    def answer_kept(self) -> list[Effect]:
+        """The answer of :class:`AnswerArrived` is written down: the terminal may have its ACK."""
+        if self.finished:
+            return []
+        return self._track(self._answer.kept())
 
     def take_enq(self) -> list[Effect]:
         """The terminal's ENQ, read by the machine that had the line before this one."""

@@ -15,6 +15,14 @@ That answer, like one that arrives after a :class:`TransactionTimeout` (read by
 the idle Listener), is logged ``concert_v2.late_answer`` and handed to
 ``on_late_answer``, which stores it against its order.
 
+The answer frame is ACKed only once it is written down: the terminal forgets an
+answer it has the ACK of, so a tp-manager killed between the ACK and the write
+would lose the verdict for good.  ``pay``'s ``keep`` (the payment's verdict) or
+``on_late_answer`` (a late one) is awaited first, for
+``KEEP_ANSWER_BUDGET_S`` at most (the link machine's deadline: the terminal waits
+3 s for the ACK, then resends).  A kill before the ACK leaves the terminal holding
+its answer, which it sends again to the restarted driver's Listener.
+
 Keep-alive: the driver runs probes (``keepalive_probe``) and says how long the line
 has been quiet (``idle_for``), but *when* to probe and what a silent terminal means
 is decided above it (``tp_manager/keepalive.py``).  When told the terminal is silent
@@ -30,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -46,6 +54,7 @@ from tp_manager.concert_v2.codec import (
 )
 from tp_manager.concert_v2.constants import Timer
 from tp_manager.concert_v2.link import (
+    AnswerArrived,
     Completed,
     Effect,
     Exchange,
@@ -62,7 +71,7 @@ from tp_manager.concert_v2.link import (
     _Session,
 )
 from tp_manager.concert_v2.transport import SerialSettings, SerialTransport
-from tp_manager.terminal.base import LinkStateCallback
+from tp_manager.terminal.base import KeepAnswer, LinkStateCallback
 from tp_manager.terminal.errors import (
     Cancelled,
     LinkDown,
@@ -85,7 +94,8 @@ from tp_manager.terminal.model import (
 
 log = structlog.get_logger(__name__)
 
-LateAnswerCallback = Callable[[PaymentResult], None]
+# Writes a late answer down; the answer's ACK waits for it (see the module's docstring).
+LateAnswerCallback = Callable[[PaymentResult], Awaitable[object]]
 
 
 def _ms(start: float | None, end: float | None) -> float:
@@ -112,6 +122,7 @@ class ConcertV2Terminal:
         control_byte_timeout: float = c.CONTROL_BYTE_TIMEOUT_S,
         end_of_frame_timeout: float = c.END_OF_FRAME_TIMEOUT_S,
         probe_timeout: float = c.PROBE_TIMEOUT_S,
+        keep_answer_timeout: float = c.KEEP_ANSWER_BUDGET_S,
         probe_tries: int = c.PROBE_TRIES,
         enq_tries: int = c.ENQ_TRIES,
         nak_resend_tries: int = c.NAK_RESEND_TRIES,
@@ -130,6 +141,7 @@ class ConcertV2Terminal:
             end_of_frame=end_of_frame_timeout,
             transaction=transaction_timeout,
             probe=probe_timeout,
+            keep_answer=keep_answer_timeout,
             enq_tries=enq_tries,
             nak_resend_tries=nak_resend_tries,
             receive_nak_tries=receive_nak_tries,
@@ -156,6 +168,11 @@ class ConcertV2Terminal:
         self._busy = False  # a pay() call is running
         self._cancel_before_start = False  # cancel() while the pay waits for a probe
         self._order_id: str | None = None  # of the last exchange
+        self._request: PaymentRequest | None = None  # of the exchange in flight
+        self._keep: KeepAnswer | None = None  # writes the exchange's verdict down
+        # The exchange's answer, built when its frame arrived (or why it is unreadable)
+        self._verdict: PaymentResult | MalformedMessage | None = None
+        self._keeping: asyncio.Task[None] | None = None  # an answer written down, then ACKed
         self._pay_type = TransactionType.DEBIT  # of the last exchange
         # The type and order of the last request that left (its ENQ ACKed, its frame sent):
         # a late answer is the answer to that one, not to a later request that never left
@@ -204,6 +221,9 @@ class ConcertV2Terminal:
 
     async def close(self) -> None:
         self._stop.set()
+        keeping, self._keeping = self._keeping, None
+        if keeping is not None:  # no ACK: the terminal keeps its answer for the next start
+            keeping.cancel()
         self._fail_session(LinkDown("driver closed"))
         task, self._supervisor = self._supervisor, None
         if task is not None:
@@ -213,7 +233,9 @@ class ConcertV2Terminal:
         self._drop_transport()
         self._set_state(LinkState.DISCONNECTED, "closed")
 
-    async def pay(self, request: PaymentRequest) -> PaymentResult:
+    async def pay(self, request: PaymentRequest, keep: KeepAnswer | None = None) -> PaymentResult:
+        """One payment; ``keep`` writes the terminal's verdict down before the terminal
+        is told its answer arrived (the ACK)."""
         message = encode_request(request, self.payment_mode)  # typed errors before any byte
         if self.busy:
             raise TerminalBusy(self.busy_reason())
@@ -231,7 +253,7 @@ class ConcertV2Terminal:
                     error = Cancelled("cancelled by the register before the request left")
                     error.money_may_have_moved = False
                     raise error
-            return await self._run_exchange(request, message)
+            return await self._run_exchange(request, message, keep)
         finally:
             self._busy = False
 
@@ -245,7 +267,7 @@ class ConcertV2Terminal:
             self._cancel_before_start = True
             log.info("concert_v2.pay.cancel_requested", phase="wait_probe")
             return CancelReply(cancelled=True, order_id=self._order_id)
-        cancelled = not session.released
+        cancelled = not session.released and not session.answered
         if cancelled:
             log.info("concert_v2.pay.cancel_requested", phase=session.phase.value)
             self._apply(session, session.cancel())
@@ -333,7 +355,9 @@ class ConcertV2Terminal:
 
     # --- payment -------------------------------------------------------------
 
-    async def _run_exchange(self, request: PaymentRequest, message: str) -> PaymentResult:
+    async def _run_exchange(
+        self, request: PaymentRequest, message: str, keep: KeepAnswer | None
+    ) -> PaymentResult:
         # A terminal reported silent is still asked (the port is open): its answer to
         # this ENQ brings the link up; if it stays silent the ENQ tries fail with
         # TERMINAL_NOT_RESPONDING and nothing was charged.
@@ -347,6 +371,7 @@ class ConcertV2Terminal:
         self._exchange_future = fut
         self._pay_type = request.transaction_type
         self._order_id = request.order_id
+        self._request, self._keep, self._verdict = request, keep, None
         self._marks = {"start": time.monotonic()}
         self._session = exchange
         log.debug(  # tp_manager.transaction.finished is the payment's info line
@@ -379,13 +404,32 @@ class ConcertV2Terminal:
             self._exchange_future = None
             if self._session is exchange and exchange.finished:
                 self._listen()
+        verdict = self._verdict
+        if verdict is None:  # no AnswerArrived before Completed: never, but cheap to cover
+            verdict = self._answer_of(request, answer_message)
+        if isinstance(verdict, MalformedMessage):
+            log.warning("concert_v2.pay.failed", code=verdict.code, reason=verdict.message)
+            raise verdict
+        log.debug(
+            "concert_v2.pay.done",
+            status=str(verdict.status),
+            amount=verdict.amount,
+            currency=verdict.currency_numeric,
+            masked_pan=verdict.masked_pan,
+            total_ms=verdict.timings.total_ms,
+            order_id=request.order_id,
+        )
+        return verdict
+
+    def _answer_of(self, request: PaymentRequest, message: str) -> PaymentResult | MalformedMessage:
+        """The payment's verdict from its answer frame (timed up to the frame), or why the
+        frame is unreadable."""
         end = time.monotonic()
         try:
-            answer = decode_answer(answer_message)
+            answer = decode_answer(message)
         except MalformedMessage as err:
             err.money_may_have_moved = True  # the terminal did answer something
-            log.warning("concert_v2.pay.failed", code=err.code, reason=err.message)
-            raise
+            return err
         m = self._marks
         timings = Timings(
             connect_ms=_ms(m.get("start"), m.get("enq_acked")),
@@ -406,16 +450,49 @@ class ConcertV2Terminal:
         ]
         if mismatch:
             log.warning("concert_v2.pay.answer_mismatch", fields=mismatch)
-        log.debug(
-            "concert_v2.pay.done",
-            status=str(result.status),
-            amount=result.amount,
-            currency=result.currency_numeric,
-            masked_pan=result.masked_pan,
-            total_ms=timings.total_ms,
-            order_id=request.order_id,
-        )
         return result
+
+    # --- an answer written down before its ACK ------------------------------------
+
+    def _keep_answer(self, session: _Session, message: str) -> None:
+        """The terminal's answer frame is in: have it written down, then ACK it."""
+        writing: Awaitable[object] | None = None
+        try:
+            if isinstance(session, Exchange) and not session.released:
+                assert self._request is not None  # set with the exchange
+                self._verdict = verdict = self._answer_of(self._request, message)
+                if self._keep is not None and isinstance(verdict, PaymentResult):
+                    writing = self._keep(verdict)
+            else:
+                late = self._late_result(message)
+                if late is not None and self._on_late_answer is not None:
+                    writing = self._on_late_answer(late)
+        except Exception:  # a keeper's bug must not keep the terminal waiting
+            log.exception("concert_v2.callback_failed", callback="keep_answer")
+        if writing is None:
+            self._ack_answer(session)
+            return
+        self._keeping = asyncio.get_running_loop().create_task(
+            self._ack_once_kept(session, writing), name="concert_v2.keep_answer"
+        )
+
+    async def _ack_once_kept(self, session: _Session, writing: Awaitable[object]) -> None:
+        try:
+            await writing
+        except Exception:  # the keeper logs its store's refusal; the answer is ACKed anyway
+            log.exception("concert_v2.callback_failed", callback="keep_answer")
+        if self._keeping is asyncio.current_task():
+            self._keeping = None
+        self._ack_answer(session)
+
+    def _ack_answer(self, session: _Session) -> None:
+        if self._session is not session or not isinstance(session, Exchange | Listener):
+            return  # the line was lost meanwhile: the terminal sends the answer again
+        try:
+            self._apply(session, session.answer_kept())
+        except Exception:
+            log.exception("concert_v2.internal_error", where="keep_answer")
+            self._fail_session(LinkLost("internal error in the Concert V2 driver"))
 
     # --- effects -------------------------------------------------------------
 
@@ -440,6 +517,8 @@ class ConcertV2Terminal:
                     self._late_for = (self._pay_type, self._order_id)
                 if effect.name in ("enq_acked", "answer_started"):
                     self._answered()
+            elif isinstance(effect, AnswerArrived):
+                self._keep_answer(session, effect.message)
             elif isinstance(effect, Released):
                 fut = self._exchange_future
                 if fut is not None and not fut.done():
@@ -472,13 +551,13 @@ class ConcertV2Terminal:
                 elif isinstance(effect, Failed):
                     fut.set_exception(effect.error)
             elif session.released:
-                self._late_answer(effect)
+                self._late_failure(effect)
         elif isinstance(session, Probe):
             pfut, self._probe_future = self._probe_future, None
             if pfut is not None and not pfut.done():
                 pfut.set_result(effect if isinstance(effect, Probed) else Probed(False))
         elif isinstance(session, Listener):
-            self._late_answer(effect)
+            self._late_failure(effect)
         if self._session is session:
             self._listen()
             listener = self._session
@@ -486,24 +565,24 @@ class ConcertV2Terminal:
                 assert isinstance(listener, Listener)
                 self._apply(listener, listener.take_enq())
 
-    def _late_answer(self, effect: Completed | Failed | Probed) -> None:
-        if isinstance(effect, Failed):
-            if isinstance(effect.error, ProtocolError):
-                log.warning("concert_v2.late_answer.unreadable", code=effect.error.code)
-            else:  # a cancelled exchange ran out of time or lost the link
-                log.warning(
-                    "concert_v2.late_answer.missing",
-                    code=effect.error.code,
-                    order_id=self._late_for[1],
-                )
+    def _late_failure(self, effect: Completed | Failed | Probed) -> None:
+        """A late exchange ended without an answer (a late answer was kept as it came)."""
+        if not isinstance(effect, Failed):
             return
-        if not isinstance(effect, Completed):
-            return
+        if isinstance(effect.error, ProtocolError):
+            log.warning("concert_v2.late_answer.unreadable", code=effect.error.code)
+        else:  # a cancelled exchange ran out of time or lost the link
+            log.warning(
+                "concert_v2.late_answer.missing", code=effect.error.code, order_id=self._late_for[1]
+            )
+
+    def _late_result(self, message: str) -> PaymentResult | None:
+        """A late answer's verdict, logged; None if unreadable."""
         try:
-            result = to_payment_result(decode_answer(effect.message), self._late_for[0])
+            result = to_payment_result(decode_answer(message), self._late_for[0])
         except MalformedMessage as err:
             log.warning("concert_v2.late_answer.unreadable", code=err.code)
-            return
+            return None
         log.warning(
             "concert_v2.late_answer",
             status=str(result.status),
@@ -512,11 +591,7 @@ class ConcertV2Terminal:
             private=result.private,
             masked_pan=result.masked_pan,
         )
-        if self._on_late_answer is not None:
-            try:
-                self._on_late_answer(result)
-            except Exception:
-                log.exception("concert_v2.callback_failed", callback="on_late_answer")
+        return result
 
     def _fire(self, session: _Session, timer: Timer) -> None:
         self._timer = None

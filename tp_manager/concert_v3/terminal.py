@@ -42,7 +42,7 @@ from common.concert_v3_profiles import Action, Profile
 from tp_manager.concert_v3 import messages, transport
 from tp_manager.concert_v3.messages import Contract
 from tp_manager.concert_v3.transport import ExchangeProgress, ExchangeTimeouts
-from tp_manager.terminal.base import LinkStateCallback
+from tp_manager.terminal.base import KeepAnswer, LinkStateCallback
 from tp_manager.terminal.errors import (
     Cancelled,
     LinkDown,
@@ -201,7 +201,9 @@ class ConcertV3Terminal:
         await self.cancel()
         self._set_link(LinkState.DISCONNECTED, "closed")
 
-    async def pay(self, request: PaymentRequest) -> PaymentResult:
+    async def pay(self, request: PaymentRequest, keep: KeepAnswer | None = None) -> PaymentResult:
+        """``keep`` is left to the caller: Concert V3 does not acknowledge an answer (the
+        terminal can be asked for it again, status recovery), so nothing waits for it."""
         # a look ends within its own timeouts; then this pays, unless another exchange
         # took the terminal meanwhile or the register cancelled it
         if not self._look_done.is_set():

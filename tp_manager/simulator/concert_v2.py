@@ -222,6 +222,7 @@ class ConcertV2Terminal:
             build_answer(request, status, self._sequence),
             corrupt_first=scenario is Scenario.BAD_LRC_ONCE,
             split=scenario is Scenario.SPLIT,
+            eot_held=scenario is Scenario.EOT_HELD,
         )
         log.info(
             "simulator.concert_v2.answer",
@@ -233,7 +234,7 @@ class ConcertV2Terminal:
         )
 
     async def _send_answer(
-        self, link: ByteLink, answer: str, corrupt_first: bool, split: bool
+        self, link: ByteLink, answer: str, corrupt_first: bool, split: bool, eot_held: bool
     ) -> bool:
         for attempt in range(1, MAX_ENQ_TRIES + 1):
             await link.write(bytes([ENQ]))
@@ -254,6 +255,9 @@ class ConcertV2Terminal:
                 await link.write(frame)
             reply = await self._await_byte(link, {ACK, NAK})
             if reply == ACK:
+                if eot_held:  # delivered, as far as this terminal knows: it forgets it
+                    log.info("simulator.concert_v2.answer_acked", eot_in=self.timers.slow_seconds)
+                    await asyncio.sleep(self.timers.slow_seconds)
                 await link.write(bytes([EOT]))
                 return True
             if reply == NAK:

@@ -30,6 +30,9 @@ class Scenario(enum.StrEnum):
     TERMINAL_TIMEOUT = "terminal-timeout"  # terminal-side timeout (Concert V3 AF=08)
     FORMAT_ERROR = "format-error"  # Concert V3 AF=09
     SPLIT = "split"  # Concert V3: answer sent in several TCP segments
+    # Concert V2: the answer's EOT held back for slow_seconds once the register ACKed it
+    # (a test kills the register in that window: the terminal considers it delivered)
+    EOT_HELD = "eot-held"
 
 
 # last two digits of the minor units -> scenario, for amounts >= 1000.00
@@ -47,6 +50,7 @@ MAGIC_CENTS: dict[int, Scenario] = {
     10: Scenario.TERMINAL_TIMEOUT,
     11: Scenario.FORMAT_ERROR,
     12: Scenario.SPLIT,
+    13: Scenario.EOT_HELD,
 }
 
 MAGIC_THRESHOLD_MAJOR = 1000

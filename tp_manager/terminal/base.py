@@ -7,7 +7,7 @@ transactions themselves and raise :class:`TerminalBusy` rather than queueing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from common.commands.cancel import CancelReply
@@ -20,6 +20,10 @@ from tp_manager.terminal.model import (
 )
 
 LinkStateCallback = Callable[[LinkState, str], None]
+# Writes a payment's verdict down (tp_manager/commands/pay.py): a driver whose protocol
+# acknowledges the answer (Concert V2's ACK) awaits it first, for the terminal forgets
+# an acknowledged answer; the others leave it to the caller, after ``pay`` returns.
+KeepAnswer = Callable[[PaymentResult], Awaitable[None]]
 
 
 class Terminal(Protocol):
@@ -41,8 +45,9 @@ class Terminal(Protocol):
     async def close(self) -> None:
         """Release the port or socket; idempotent."""
 
-    async def pay(self, request: PaymentRequest) -> PaymentResult:
-        """Run one transaction to its end; raise a TerminalError subclass otherwise."""
+    async def pay(self, request: PaymentRequest, keep: KeepAnswer | None = None) -> PaymentResult:
+        """Run one transaction to its end; raise a TerminalError subclass otherwise.
+        ``keep``: see :data:`KeepAnswer`."""
 
     async def cancel(self) -> CancelReply:
         """Stop waiting for the transaction in flight, and say whether the terminal may

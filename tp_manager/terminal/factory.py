@@ -14,7 +14,7 @@ one send each order's own version (POS API ``protocol``); a named one its config
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from common.concert_v2_line import SerialLine
 from common.concert_v3_profiles import DEFAULT_PROFILE, profile_named
@@ -22,7 +22,7 @@ from common.config import ConnectorConfig
 from common.config.model import CONCERT_V3
 from common.config.rules import host_port
 from common.terminals import DEFAULT_TERMINAL, TerminalSpec, key_for_address, spec_by_id
-from tp_manager.concert_v2.terminal import ConcertV2Terminal
+from tp_manager.concert_v2.terminal import ConcertV2Terminal, LateAnswerCallback
 from tp_manager.concert_v3 import ConcertV3Terminal, Contract, protocol_version
 from tp_manager.keepalive import KeepAlive
 from tp_manager.terminal.base import LinkStateCallback, Terminal
@@ -66,7 +66,7 @@ def _concert_v3(
 def build_terminal(
     config: ConnectorConfig,
     on_link_state: LinkStateCallback,
-    on_late_answer: Callable[[PaymentResult], None] | None = None,
+    on_late_answer: LateAnswerCallback | None = None,
 ) -> Terminal:
     """The configured terminal's driver (not started); Concert V2 reports late answers."""
     if config.terminal_protocol == CONCERT_V3:
@@ -90,7 +90,7 @@ def _concert_v2(
     device: str,
     line: SerialLine,
     on_link_state: LinkStateCallback | None = None,
-    on_late_answer: Callable[[PaymentResult], None] | None = None,
+    on_late_answer: LateAnswerCallback | None = None,
 ) -> ConcertV2Terminal:
     return ConcertV2Terminal(
         device,
@@ -110,7 +110,8 @@ def describe_device(config: ConnectorConfig) -> str:
     return config.terminal_location
 
 
-LateAnswer = Callable[[str, PaymentResult], None]  # (terminal key, the answer)
+# (terminal key, the answer): writes it down; the answer's ACK waits for it
+LateAnswer = Callable[[str, PaymentResult], Awaitable[object]]
 KeyedLinkState = Callable[[str, LinkState, str], None]  # (terminal key, state, detail)
 
 
