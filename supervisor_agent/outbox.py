@@ -169,6 +169,14 @@ _NO_EARLIER_PENDING = (
 )
 
 
+# A dead row is not requeued once a later notification of its order was delivered: it
+# would reach HiPay after that one (see Outbox.retry_dead).
+_NO_LATER_DELIVERED = (
+    " AND NOT EXISTS (SELECT 1 FROM outbox AS later WHERE later.order_id = outbox.order_id"
+    " AND later.state = 'delivered' AND later.id > outbox.id)"
+)
+
+
 def _excluding(ids: Collection[int]) -> tuple[str, list[int]]:
     """A ``WHERE`` clause tail leaving out ``ids`` (the rows in flight), and its parameters."""
     excluded = sorted(set(ids))
@@ -393,18 +401,32 @@ class Outbox:
             yield from self.list(state)
 
     def retry_dead(self, notification_id: int) -> bool:
-        """Put a dead-lettered row back in the queue, due now; false if it is not dead."""
+        """Put a dead-lettered row back in the queue, due now; false if it is not dead, or
+        if :meth:`superseded_by` a later notification HiPay has: sent now, it would reach
+        HiPay after that one and be its last word on the order (a dead ``unknown``
+        after the late verdict's correction was delivered: a paid order ``unknown``)."""
 
         def work(conn: sqlite3.Connection) -> bool:
             now = self._clock()
             cur = conn.execute(
-                "UPDATE outbox SET state = 'pending', next_attempt_at = ?, updated_at = ?"
-                " WHERE id = ? AND state = 'dead'",
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ?, updated_at = ?"  # noqa: S608
+                f" WHERE id = ? AND state = 'dead'{_NO_LATER_DELIVERED}",
                 (now, now, notification_id),
             )
             return cur.rowcount == 1
 
         return self._store.transact(work)
+
+    def superseded_by(self, notification_id: int) -> Notification | None:
+        """The newest delivered notification of the row's order made after it, if any."""
+        with self._store.read() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM outbox AS later WHERE later.state = 'delivered'"  # noqa: S608
+                " AND later.order_id = (SELECT order_id FROM outbox WHERE id = ?)"
+                " AND later.id > ? ORDER BY later.id DESC LIMIT 1",
+                (notification_id, notification_id),
+            ).fetchone()
+        return _row(row) if row else None
 
     def counts(self) -> dict[str, int]:
         """Rows per state, every state present (for metrics)."""

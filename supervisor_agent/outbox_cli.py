@@ -107,6 +107,22 @@ def _list(journal: Journal, as_json: bool) -> int:
     return 0
 
 
+def _refused(journal: Journal, notification_id: int) -> str:
+    """Why ``retry_dead`` left the row alone."""
+    note = journal.outbox.get(notification_id)
+    if note is None:
+        return "does not exist"
+    if note.state is not NotificationState.DEAD:
+        return f"is {note.state}, not dead"
+    later = journal.outbox.superseded_by(notification_id)
+    if later is None:  # changed meanwhile (another process)
+        return "was not requeued: read the listing again"
+    return (
+        f"is superseded by notification {later.id}, delivered, of the same order "
+        f"{note.order_id}: sent now it would reach HiPay after it and be its last word"
+    )
+
+
 def _retry(journal: Journal, args: argparse.Namespace) -> int:
     if args.all:
         ids = [n.id for n in journal.outbox.list(NotificationState.DEAD)]
@@ -117,9 +133,10 @@ def _retry(journal: Journal, args: argparse.Namespace) -> int:
         if journal.outbox.retry_dead(notification_id):
             print(f"notification {notification_id} requeued")
         else:
-            note = journal.outbox.get(notification_id)
-            why = "does not exist" if note is None else f"is {note.state}, not dead"
-            print(f"notification {notification_id} {why}", file=sys.stderr)
+            print(
+                f"notification {notification_id} {_refused(journal, notification_id)}",
+                file=sys.stderr,
+            )
             failed += 1
     if not ids:
         print("no dead notifications")

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,11 +14,18 @@ import pytest
 
 from common.config.loader import DATA_DIR_ENV
 from supervisor_agent import outbox_cli
-from supervisor_agent.journal import BeginKind, Journal, TxState
+from supervisor_agent.journal import BeginKind, Journal, ReconcileKind, TxError, TxState
 from supervisor_agent.metrics import Metrics
 from supervisor_agent.outbox import NotificationState
 
-from .conftest import CONTEXT, cancel_while_queued, finish_order, until_landed
+from .conftest import (
+    CONTEXT,
+    accepted_result,
+    cancel_while_queued,
+    canonical_request,
+    finish_order,
+    until_landed,
+)
 
 
 def _ids(journal: Journal, *order_ids: str) -> list[int]:
@@ -339,3 +347,43 @@ async def test_cli_reads_the_data_dir_from_the_config(
     config.write_text("local_port: 99999\n")
     with pytest.raises(SystemExit, match=r"(?s)outbox: config file .*local_port"):
         outbox_cli.main(_parse("--config", str(config)))
+
+
+async def test_a_dead_notification_a_delivered_correction_supersedes_is_not_requeued(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ``unknown`` notification of an order died (HiPay refused it); a late verdict
+    then reconciled the order and its corrected notification was delivered.  Requeued,
+    the dead one would reach HiPay last and make its last word on a paid order
+    ``unknown`` again: ``outbox retry`` refuses it and says why."""
+    journal = Journal.open(tmp_path, context=CONTEXT)
+    try:
+        await journal.begin("LATE-1", canonical_request("LATE-1"), flavour="pos-api")
+        await journal.finish("LATE-1", TxState.UNKNOWN, None, TxError("TRANSACTION_TIMEOUT", "-"))
+        [unknown] = _ids(journal, "LATE-1")
+        await journal.outbox.record_attempt(
+            unknown, state=NotificationState.DEAD, status=400, error="bad",
+            possibly_received=False,
+        )  # fmt: skip
+        kind, _ = journal.reconcile("LATE-1", accepted_result(), time.time())
+        assert kind is ReconcileKind.RECONCILED
+        [corrected] = _ids(journal, "LATE-1")
+        assert corrected != unknown
+        await journal.outbox.record_attempt(
+            corrected, state=NotificationState.DELIVERED, status=200, error=None,
+            possibly_received=True,
+        )  # fmt: skip
+        assert not journal.outbox.retry_dead(unknown)
+        note = journal.outbox.get(unknown)
+        assert note is not None and note.state is NotificationState.DEAD
+    finally:
+        journal.close()
+    assert outbox_cli.main(_parse("--data-dir", str(tmp_path), "retry", str(unknown))) == 1
+    assert f"superseded by notification {corrected}" in capsys.readouterr().err
+    assert outbox_cli.main(_parse("--data-dir", str(tmp_path), "retry", "--all")) == 1
+    journal = Journal.open(tmp_path)
+    try:
+        note = journal.outbox.get(unknown)
+        assert note is not None and note.state is NotificationState.DEAD
+    finally:
+        journal.close()
