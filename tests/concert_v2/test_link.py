@@ -484,6 +484,25 @@ def test_listener_reads_a_late_answer() -> None:
     assert outcome(feed(li, EOT)) == Completed(ANSWER_TEXT)
 
 
+def test_listener_takes_a_resent_answer_whose_enq_it_never_saw() -> None:
+    """A tp-manager killed after the terminal's ENQ (its ACK sent, the frame not ACKed):
+    the terminal resends the frame, with no ENQ, to the restarted driver's listener."""
+    li = Listener(T)
+    out = li.receive_data(ANSWER)
+    assert Note("concert_v2.link.frame_without_enq") in out
+    assert AnswerArrived(ANSWER_TEXT) in out and sent(out) == b"" and li.in_session
+    assert sent(li.answer_kept()) == ACK
+    assert outcome(li.receive_data(EOT)) == Completed(ANSWER_TEXT)
+
+
+def test_an_exchange_waiting_for_its_answer_ignores_a_frame_without_enq() -> None:
+    """While a payment waits, a bare frame is not its answer (the terminal speaks first)."""
+    ex = Exchange(REQUEST, T)
+    run_to_request_acked(ex)
+    out = ex.receive_data(ANSWER)
+    assert not any(isinstance(e, AnswerArrived) for e in out) and sent(out) == b""
+
+
 def test_listener_waits_forever_for_enq() -> None:
     li = Listener(T)
     assert feed(li, b"xx" + ACK) != []

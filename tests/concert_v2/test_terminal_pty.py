@@ -556,6 +556,25 @@ async def test_a_terminal_holding_an_abandoned_payment_ignores_the_next_one_and_
         await drv.close()
 
 
+async def test_a_driver_started_mid_answer_takes_the_frame_the_terminal_resends(
+    tmp_path: Path, term: FakeTerminal
+) -> None:
+    """tp-manager was killed after ACKing the terminal's ENQ, before ACKing its answer
+    frame: the terminal resends the frame, with no ENQ, to the restarted driver, which
+    takes it as a late answer (kept before its ACK) instead of ignoring it for good."""
+    late = LateAnswers()
+    drv = ConcertV2Terminal(str(term.link), on_late_answer=late, **FAST)
+    await drv.start()
+    try:
+        term.write(frame(answer("0", 4242)))
+        result = await late.next()
+        assert (result.amount, result.accepted) == (4242, True)
+        await term.expect(ACK)
+        term.write(EOT)
+    finally:
+        await drv.close()
+
+
 async def test_the_terminal_asking_for_the_line_with_a_late_answer_gets_it_before_a_payment(
     tmp_path: Path, term: FakeTerminal
 ) -> None:

@@ -376,16 +376,15 @@ class AnswerReceiver:
                     Milestone("answer_started"),
                     StartTimer(Timer.END_OF_FRAME, self._t.end_of_frame),
                 ]
+            if isinstance(event, Frame) and self._wait_timeout is None:
+                # A whole answer frame with no ENQ before it, to an idle register: the
+                # terminal resending an answer whose ACK never came, its ENQ read by a
+                # tp-manager since killed.  Taken like any answer, else it is lost.
+                return [Note("concert_v2.link.frame_without_enq"), *self._take_frame(event)]
             return [_ignored(event, phase.value)]
         if phase is _ReceivePhase.WAIT_FRAME:
             if isinstance(event, Frame):
-                self._message = event.message
-                self.phase = _ReceivePhase.WAIT_KEPT
-                return [
-                    Milestone("answer_received"),
-                    AnswerArrived(event.message),
-                    StartTimer(Timer.KEEP_ANSWER, self._t.keep_answer),
-                ]
+                return self._take_frame(event)
             if isinstance(event, BadFrame):
                 if event.reason is BadFrameReason.GARBAGE:
                     return [_ignored(event, phase.value)]
@@ -432,6 +431,16 @@ class AnswerReceiver:
         if phase is _ReceivePhase.WAIT_EOT:
             return [Note("concert_v2.link.eot_missing"), *self._complete()]
         return []
+
+    def _take_frame(self, event: Frame) -> list[Effect]:
+        """The answer frame: handed up, its ACK held until it is kept."""
+        self._message = event.message
+        self.phase = _ReceivePhase.WAIT_KEPT
+        return [
+            Milestone("answer_received"),
+            AnswerArrived(event.message),
+            StartTimer(Timer.KEEP_ANSWER, self._t.keep_answer),
+        ]
 
     def kept(self) -> list[Effect]:
         """The answer is written down: ACK it (nothing if it was ACKed already)."""
