@@ -21,6 +21,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -227,6 +228,8 @@ def supervise(conf_path: Path, config: ConnectorConfig, programs: list[str]) -> 
     # imported while supervisord starts (about 70 ms): not on the way to its start
     import xmlrpc.client
 
+    from common import switch_recovery
+
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signum)
@@ -239,6 +242,7 @@ def supervise(conf_path: Path, config: ConnectorConfig, programs: list[str]) -> 
     first_contact_until = time.monotonic() + FIRST_CONTACT_TIMEOUT_S
     proxy: xmlrpc.client.ServerProxy | None = None  # kept: one connection, config read once
     exited = _exit_waiter(proc)
+    undoing: threading.Thread | None = None  # a dead switcher's switch being undone
     while proc.poll() is None:
         infos = None
         try:
@@ -256,6 +260,13 @@ def supervise(conf_path: Path, config: ConnectorConfig, programs: list[str]) -> 
                 # itself (health check, rollback): those exits are not failed starts
                 watch.failures.clear()
                 messages = []
+                # ...but a switcher killed mid-way judges nothing: undo its switch
+                idle = undoing is None or not undoing.is_alive()
+                if idle and switch_recovery.switcher_died(config.data_dir, infos):
+                    undoing = threading.Thread(
+                        target=_undo_switch, args=(config.data_dir,), daemon=True
+                    )
+                    undoing.start()
             for message in messages:
                 say(message)
             for name, pid, still_s in hangs.hung(infos, time.monotonic()):
@@ -281,6 +292,21 @@ def supervise(conf_path: Path, config: ConnectorConfig, programs: list[str]) -> 
     for sig in FORWARDED_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     return EXIT_BLOCKED if gave_up else proc.returncode
+
+
+def _undo_switch(data_dir: Path) -> None:
+    """The self-update's switcher died mid-switch: back to the version it left, both
+    programs running (common/switch_recovery.py); on a thread of its own, for stopping
+    a program waits for a payment in flight."""
+    from common import switch_recovery
+
+    say("the self-update's switch died before it was done; undoing it")
+    try:
+        was = switch_recovery.undo(data_dir)
+    except Exception as exc:  # supervisord gone (a stop): the next run undoes it
+        say(f"could not undo the switch ({exc}); the next `ecr-connector run` will")
+        return
+    say(f"switch undone: running {was} again")
 
 
 def _all_started(watched: list[dict[str, Any]], programs: list[str]) -> bool:

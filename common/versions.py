@@ -55,6 +55,15 @@ def pending_switch(data_dir: Path) -> Path:
     return paths.update_dir(data_dir) / "switch.json"
 
 
+def switched_from(data_dir: Path) -> str:
+    """The version the pending switch moves away from, known to work (``base`` if the
+    marker cannot be read): what undoing the switch points ``current`` back to."""
+    try:
+        return str(json.loads(pending_switch(data_dir).read_text())["from"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return BASE
+
+
 def point(data_dir: Path, name: LinkName, target: str) -> None:
     """Make link ``name`` name ``target`` (a version, ``base``, or an absolute path), atomically."""
     where = link(data_dir, name)
@@ -116,11 +125,7 @@ def prepare(
     point(data_dir, BASE, str(base_prefix.absolute()))
     marker = pending_switch(data_dir)
     if marker.exists():
-        try:
-            was = str(json.loads(marker.read_text())["from"])
-        except (OSError, ValueError, KeyError, TypeError):
-            was = BASE
-        point(data_dir, CURRENT, was)
+        point(data_dir, CURRENT, switched_from(data_dir))
         marker.unlink()
     target = target_of(data_dir, CURRENT)
     if not _usable(data_dir, target) or not (

@@ -16,6 +16,7 @@ answering, ``/version`` naming the new version, tp-manager answering ``info`` on
 control channel.  A program that falls into BACKOFF/FATAL/EXITED, or is restarted,
 fails the check at once.  A failed check restores ``previous``, restarts both, remembers the
 version so it is never installed again, and logs ``update.rolled_back`` at error.
+Killed itself mid-way, it is undone by ``run``'s watch (common/switch_recovery.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from common.config import ConfigError, ConnectorConfig, load_config_arg
 from common.logging import configure_logging, secrets_of
 from common.start_watch import FAST_DEATH_S
 from common.supervisord import rpc
+from common.switch_recovery import AGENT, TP_MANAGER, restart
 from supervisor_agent.client import CommandFailed, TerminalClient
 from supervisor_agent.update import state
 
@@ -51,9 +52,7 @@ PROCESS = "update-switch"
 HEALTH_TIMEOUT_S = 90.0
 HEALTH_POLL_S = 0.5
 PROBE_TIMEOUT_S = 3.0
-STOP_RPC_TIMEOUT_S = 900.0  # a stop waits for a payment in flight and its HiPay budget
 PINNED_ENV = "ECR_CONNECTOR_SWITCH_PINNED"
-AGENT, TP_MANAGER = "supervisor-agent", "tp-manager"
 SICK_STATES = frozenset({"BACKOFF", "FATAL", "EXITED"})
 # How long both programs must run, by supervisord's clock, before a start counts: what
 # `run`'s watch calls a failed start (dead sooner than this) must fail the check too.
@@ -68,26 +67,6 @@ def pin_environment(argv: list[str]) -> None:
     os.environ[PINNED_ENV] = "1"
     python = str(versions.python_of(real))
     os.execv(python, [python, "-m", "supervisor_agent.update.switch", *argv])  # noqa: S606
-
-
-def _each(method: Any, names: tuple[str, ...], wait: bool, harmless: str) -> None:
-    """Call a supervisord method on each program; a fault saying ``harmless`` is fine."""
-    for name in names:
-        try:
-            method(name, wait)
-        except xmlrpc.client.Fault as fault:
-            if harmless not in fault.faultString:
-                raise
-
-
-def restart(data_dir: Path, point_to: str, previous: str | None) -> None:
-    """Stop the agent then tp-manager, move the links, start tp-manager then the agent."""
-    proxy = rpc(paths.supervisord_socket(data_dir), timeout_s=STOP_RPC_TIMEOUT_S)
-    _each(proxy.supervisor.stopProcess, (AGENT, TP_MANAGER), True, "NOT_RUNNING")
-    if previous is not None:
-        versions.point(data_dir, versions.PREVIOUS, previous)
-    versions.point(data_dir, versions.CURRENT, point_to)
-    _each(proxy.supervisor.startProcess, (TP_MANAGER, AGENT), False, "ALREADY_STARTED")
 
 
 def _api_host(config: ConnectorConfig) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 
 from common import __version__, paths, versions
+from tests.e2e.test_supervised_stack import link_up
 from tests.stack import REPO, HipayStub, Stack, running_stack, wait_for
 from tests.update.tuf_repo import TufRepo, serve
 
@@ -212,3 +215,54 @@ def test_a_release_that_dies_soon_after_answering_is_rolled_back(
         assert pay(stack, "LATE-AFTER")["paymentStatus"] == "SUCCESS"
         rolled = [e for e in events(stack, "update-switch") if e["event"] == "update.rolled_back"]
         assert len(rolled) == 1 and rolled[0]["version"] == version
+
+
+def test_a_switch_killed_mid_way_is_undone_and_the_connector_runs_on(
+    tmp_path: Path,
+    hipay: HipayStub,
+    feed: tuple[TufRepo, str],
+    good_release: tuple[str, Path],
+) -> None:
+    """``update-switch`` is a one-shot supervisord does not restart.  SIGKILLed while it
+    stops the programs, it left the agent stopped (no API, no payment) until the next
+    ``ecr-connector run``.  ``run``'s watch now undoes the switch as that next run would:
+    ``current`` where it was, both programs running the old version, the switch forgotten."""
+    with connector_offered(tmp_path, hipay, feed, good_release) as stack:
+        now = ["--now", "--config", str(stack.config_path), "--wait", str(CLI_TIMEOUT_S)]
+        update = subprocess.Popen(
+            [sys.executable, "-m", "common", "update", *now],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+
+            def stopping_the_agent() -> int:
+                info = stack.process_info()
+                switching = info["update-switch"]["statename"] == "RUNNING"
+                agent_down = info["supervisor-agent"]["statename"] != "RUNNING"
+                return int(info["update-switch"]["pid"]) if switching and agent_down else 0
+
+            switcher = wait_for(stopping_the_agent, CLI_TIMEOUT_S, "the switch under way")
+            os.kill(switcher, signal.SIGKILL)
+            wait_for(
+                lambda: not versions.pending_switch(stack.data_dir).exists(),
+                EVENT_TIMEOUT_S,
+                "the killed switch undone",
+            )
+            stack.wait_running(PROGRAMS)
+            wait_for(
+                lambda: stack.request("GET", "/v1/connector/healthcheck", auth=("", ""))[0] == 200,
+                EVENT_TIMEOUT_S,
+                "the API back",
+            )
+            assert running_version(stack) == __version__
+            assert versions.target_of(stack.data_dir, versions.CURRENT) == versions.BASE
+            wait_for(lambda: link_up(stack), EVENT_TIMEOUT_S, "the terminal link")
+            assert pay(stack, "AFTER-KILLED-SWITCH")["paymentStatus"] == "SUCCESS"
+            run_out = (stack.data_dir.parent / "run.out").read_text()
+            assert "switch undone: running base again" in run_out
+        finally:
+            if update.poll() is None:
+                update.kill()
+            update.wait(timeout=10)
