@@ -461,6 +461,19 @@ def test_cancel_before_request_sent_hands_line_back() -> None:
     assert end.error.money_may_have_moved is False
 
 
+@pytest.mark.parametrize("acked", [False, True])
+def test_the_link_lost_once_the_answer_is_in_ends_with_that_answer(acked: bool) -> None:
+    """Not LINK_LOST (unknown, which would overwrite the verdict already written down)."""
+    ex = Exchange(REQUEST, T)
+    run_to_request_acked(ex)
+    ex.receive_data(ENQ + ANSWER)
+    if acked:
+        ex.answer_kept()
+    out = ex.link_lost("EIO")
+    assert Note("concert_v2.link.lost_after_answer") in out
+    assert outcome(out) == Completed(ANSWER_TEXT)
+
+
 @pytest.mark.parametrize(("acks", "moved"), [(0, False), (1, True), (2, True)])
 def test_link_lost(acks: int, moved: bool) -> None:
     ex = Exchange(REQUEST, T)

@@ -285,6 +285,30 @@ async def test_the_answer_is_acked_only_once_pays_keep_has_written_it(
     assert result is kept[0]
 
 
+async def test_the_link_lost_while_the_answer_is_written_down_keeps_the_verdict(
+    driver: ConcertV2Terminal, term: FakeTerminal
+) -> None:
+    """The answer frame is in and being written down when the line goes (USB unplugged):
+    the payment is the terminal's verdict, not LINK_LOST (which the result store would
+    then record over the verdict as a payment still owed its answer)."""
+    arrived, written = asyncio.Event(), asyncio.Event()
+
+    async def keep(result: PaymentResult) -> None:
+        arrived.set()
+        await written.wait()
+
+    task = asyncio.create_task(driver.pay(pay_req(2700), keep))
+    await term.take_request()
+    term.write(ENQ)
+    await term.expect(ACK)
+    term.write(frame(answer("0", 2700)))
+    await asyncio.wait_for(arrived.wait(), WAIT)
+    term.unplug()
+    result = await asyncio.wait_for(task, WAIT)
+    assert result.accepted and result.amount == 2700
+    written.set()
+
+
 async def test_an_answer_whose_keep_stalls_is_acked_at_the_budget(
     tmp_path: Path, term: FakeTerminal
 ) -> None:

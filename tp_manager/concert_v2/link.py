@@ -452,6 +452,10 @@ class AnswerReceiver:
         self.phase = _ReceivePhase.WAIT_EOT
         return [Send(_ACK, "ack"), StartTimer(Timer.CONTROL_BYTE, self._t.control_byte)]
 
+    def link_lost(self) -> list[Effect]:
+        """The line is gone after the answer frame came in: the answer is the outcome."""
+        return [Note("concert_v2.link.lost_after_answer"), *self._complete()]
+
     def _reject(self, bad: BadFrame) -> list[Effect]:
         self._last_bad = bad
         if self._naks >= self._t.receive_nak_tries:
@@ -601,6 +605,9 @@ class Exchange(_Session):
     def link_lost(self, reason: str) -> list[Effect]:
         if self.finished:
             return []
+        if self.answered:  # the answer is in (and being written down): it is the outcome
+            self.phase = ExchangePhase.DONE
+            return self._track(self._answer.link_lost())
         moved = self.phase is not ExchangePhase.SEND_ENQ
         return self._finish([], _with_money_flag(LinkLost(f"link lost: {reason}"), moved))
 
