@@ -25,8 +25,9 @@ SWITCH_PROGRAM: Final = "update-switch"
 AGENT: Final = "supervisor-agent"
 TP_MANAGER: Final = "tp-manager"
 STOP_RPC_TIMEOUT_S: Final = 900.0  # a stop waits for a payment in flight and its HiPay budget
-# supervisord's states of a program whose process is there (or about to be)
-_ALIVE: Final = frozenset({"STARTING", "RUNNING", "STOPPING"})
+# supervisord's states of a program that ended by itself: killed, crashed.  Not STOPPED:
+# supervisord stopped it (the connector stopping), and the next ``run`` undoes the switch.
+_DIED: Final = frozenset({"EXITED", "FATAL", "BACKOFF"})
 
 
 def _each(method: Any, names: tuple[str, ...], wait: bool, harmless: str) -> None:
@@ -62,7 +63,7 @@ def switcher_died(data_dir: Path, infos: list[dict[str, Any]]) -> bool:
     except FileNotFoundError:
         return False
     info = next((i for i in infos if i.get("name") == SWITCH_PROGRAM), None)
-    if info is None or str(info.get("statename")) in _ALIVE:
+    if info is None or str(info.get("statename")) not in _DIED:
         return False
     started = int(info.get("start") or 0)
     return started != 0 and started >= asked_at

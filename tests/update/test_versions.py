@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import paths, versions
+from common import paths, switch_recovery, versions
 from common.config import load_config
 from common.runner import extra_programs
 from common.supervisord import RenderParams, write_config
@@ -96,3 +96,31 @@ def test_with_update_url_the_switch_is_a_program_started_only_on_demand(tmp_path
     )
     without = load_config(write(tmp_path / "plain", BASE_YAML))
     assert [p.name for p in extra_programs(without)] == []
+
+
+def test_only_a_switcher_that_ended_by_itself_after_its_switch_was_asked_for_died(
+    tmp_path: Path,
+) -> None:
+    """What run's watch undoes: killed or crashed (EXITED, FATAL, BACKOFF), started at or
+    after the pending switch was written; not one still at work, one supervisord stopped
+    (the connector stopping: the next run undoes it), nor an earlier update's switcher."""
+    marker = versions.pending_switch(tmp_path)
+
+    def switcher(state: str, start: int) -> list[dict[str, object]]:
+        name = switch_recovery.SWITCH_PROGRAM
+        return [
+            {"name": "tp-manager", "statename": "RUNNING", "start": start},
+            {"name": name, "statename": state, "start": start},
+        ]
+
+    assert not switch_recovery.switcher_died(tmp_path, switcher("EXITED", 10**10))  # no switch
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"from": "base", "from_version": "0.1.0", "to": "0.2.0"}))
+    asked = int(marker.stat().st_mtime)
+    for state in ("EXITED", "FATAL", "BACKOFF"):
+        assert switch_recovery.switcher_died(tmp_path, switcher(state, asked))
+    for state in ("RUNNING", "STARTING", "STOPPING", "STOPPED"):
+        assert not switch_recovery.switcher_died(tmp_path, switcher(state, asked))
+    assert not switch_recovery.switcher_died(tmp_path, switcher("EXITED", asked - 60))
+    assert not switch_recovery.switcher_died(tmp_path, switcher("EXITED", 0))  # never started
+    assert versions.switched_from(tmp_path) == "base"
