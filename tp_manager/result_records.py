@@ -36,6 +36,7 @@ why a reply need not wait for the fsync.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import json
 import os
@@ -52,7 +53,7 @@ from common import paths, terminals
 from common.commands import errors as codes
 from common.commands import pay as pay_contract
 from common.commands.results import PendingResult
-from common.payment import PaymentRequest, PaymentResult
+from common.payment import PaymentRequest, PaymentResult, TransactionType
 from common.redact import mask_pans_in_texts
 
 log = structlog.get_logger(__name__)
@@ -223,7 +224,8 @@ class ResultRecords:
         """The terminal's answer to a payment given up: the order it settles, if any.
 
         It belongs to the newest ``awaiting`` payment of that terminal, if that
-        payment asked for the amount and currency the answer echoes.
+        payment asked for the amount and currency the answer echoes, and is kept as that
+        payment's transaction type (a Concert V2 answer does not carry it).
         """
         with self._transaction():
             self._expire()
@@ -246,6 +248,11 @@ class ResultRecords:
                     answered=result.amount,
                 )
                 return None
+            # A Concert V2 answer does not say debit or refund: a driver restarted since
+            # the request left reads it as a debit; the payment it settles knows.
+            kind = TransactionType(request.get("transaction_type", result.transaction_type))
+            if kind is not result.transaction_type:
+                result = dataclasses.replace(result, transaction_type=kind)
             self._set_verdict(record, result, late=True)
         return order_id
 

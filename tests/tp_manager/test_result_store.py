@@ -208,3 +208,20 @@ def test_a_card_number_in_a_verdict_s_text_is_masked_on_disk(tmp_path: Path, clo
     on_disk = b"".join(p.read_bytes() for p in sorted(tmp_path.glob("tp-manager-results*")))
     assert PAN.encode() not in on_disk
     assert b"4970 1012 3456 1235" not in on_disk
+
+
+def test_a_late_answer_after_a_restart_is_kept_as_the_kind_of_payment_it_settles(
+    store: ResultRecords, clock: Clock
+) -> None:
+    """A Concert V2 answer does not say debit or refund: the restarted driver, which never
+    sent the request, reads it as a debit.  The store knows the payment it settles (a
+    refund) and keeps the verdict as that, which reaches HiPay in terminal_result."""
+    refund = PaymentRequest(
+        amount=500, currency_numeric=EUR, order_id="R", transaction_type=TransactionType.CREDIT
+    )
+    store.begin("R", DEFAULT_TERMINAL, refund)
+    store = reopen(store, clock)  # tp-manager was killed mid-refund
+    assert store.late_answer(DEFAULT_TERMINAL, verdict(500)) == "R"
+    [pending] = store.pending()
+    assert pending.result.transaction_type is TransactionType.CREDIT
+    store.close()
