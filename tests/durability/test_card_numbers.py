@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from common.messages import Reply, Request
 from supervisor_agent.api.examples import pos_example_request
@@ -16,6 +17,27 @@ PAN_SPACED = "4970 1012 3456 1235"
 
 def files_bytes(folder: Path, pattern: str) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(folder.glob(pattern)))
+
+
+async def no_card_number_anywhere(
+    folder: Path, stub: Stub, answer: Any, looked_up: Any
+) -> list[dict[str, Any]]:
+    """PAN, whole or spaced, is in none of: the journal's files as they are on disk (file,
+    WAL, SHM; the journal closed), what HiPay received, the answer, the lookup.  Returns
+    what HiPay received."""
+    journal_bytes = files_bytes(folder, "journal.sqlite3*")
+    received = await stub.received()
+    assert received, "HiPay got the notification"
+    for where, text in (
+        ("journal", journal_bytes.decode("latin-1")),
+        ("HiPay", repr(received)),
+        ("answer", repr(answer)),
+        ("lookup", repr(looked_up)),
+    ):
+        i = text.find(PAN)
+        assert i < 0, (where, text[max(0, i - 200) : i + 50])
+        assert PAN_SPACED not in text, where
+    return received
 
 
 async def test_card_numbers_in_every_free_text_field_are_masked(
@@ -32,19 +54,7 @@ async def test_card_numbers_in_every_free_text_field_are_masked(
         status, body, _ = await api.post("/v1/connector/order", request)
         assert status == 200, body
         _, looked_up, _ = await api.get(f"/transactions/{order['order_id']}")
-    # the journal closed: its file, WAL and SHM as they are on disk
-    journal_bytes = files_bytes(tmp_path, "journal.sqlite3*")
-    received = await stub.received()
-    assert received, "HiPay got the notification"
-    for where, text in (
-        ("journal", journal_bytes.decode("latin-1")),
-        ("HiPay", repr(received)),
-        ("answer", repr(body)),
-        ("lookup", repr(looked_up)),
-    ):
-        i = text.find(PAN)
-        assert i < 0, (where, text[max(0, i - 200) : i + 50])
-        assert PAN_SPACED not in text, where
+    received = await no_card_number_anywhere(tmp_path, stub, body, looked_up)
     assert "497010######1235" in received[0]["body"]["order"]["description"]
     assert body["order"]["custom_data"]["as_number"] == "497010######1235"
 
@@ -74,17 +84,6 @@ async def test_a_card_number_in_any_field_of_the_terminal_s_result_is_masked(
         status, body, _ = await api.post("/v1/connector/order", request)
         assert status == 200, body
         _, looked_up, _ = await api.get(f"/transactions/{order_id}")
-    journal_bytes = files_bytes(tmp_path, "journal.sqlite3*")
-    received = await stub.received()
-    assert received, "HiPay got the notification"
-    for where, text in (
-        ("journal", journal_bytes.decode("latin-1")),
-        ("HiPay", repr(received)),
-        ("answer", repr(body)),
-        ("lookup", repr(looked_up)),
-    ):
-        i = text.find(PAN)
-        assert i < 0, (where, text[max(0, i - 200) : i + 50])
-        assert PAN_SPACED not in text, where
+    received = await no_card_number_anywhere(tmp_path, stub, body, looked_up)
     sent = received[0]["body"]["terminal_result"]
     assert sent["terminal_data"] == "card=497010######1235"
