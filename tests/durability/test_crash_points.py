@@ -58,19 +58,7 @@ def test_a_concert_v3_payment_cut_off_by_a_tp_manager_kill_gets_the_terminals_ve
         assert body["transactionState"] == "unknown"
         assert body["errorCode"] == "TP_MANAGER_RESTARTED"
         restarted(stack, "tp-manager", old)
-        reconciled = wait_for(
-            lambda: (b := looked_up(stack, "V3-CUT"))["transactionState"] == "accepted" and b,
-            DELIVERY_TIMEOUT_S + 30,
-            "the terminal's verdict on the cut-off payment",
-        )
-        assert reconciled["reconciled"]["from"] == "unknown"
-        assert stack.logs("simulator").count('"simulator.concert_v3.request.received"') == 1
-        states = wait_for(
-            lambda: (s := hipay.states_told("V3-CUT")) and "accepted" in s and s,
-            DELIVERY_TIMEOUT_S,
-            "HiPay's corrected notification",
-        )
-        assert states == ["unknown", "accepted"]
+        settled_accepted(stack, hipay, "V3-CUT", '"simulator.concert_v3.request.received"', 30)
 
 
 EOT_HELD = "1000.13"  # simulator scenario eot-held: EOT held back once the answer is ACKed
@@ -95,16 +83,25 @@ def test_a_concert_v2_answer_the_terminal_saw_acked_survives_a_tp_manager_kill(
         assert status == 200, body
         assert body["errorCode"] == "TP_MANAGER_RESTARTED"
         restarted(stack, "tp-manager", old)
-        reconciled = wait_for(
-            lambda: (b := looked_up(stack, "V2-ACKED"))["transactionState"] == "accepted" and b,
-            DELIVERY_TIMEOUT_S,
-            "the verdict the terminal saw acknowledged",
-        )
-        assert reconciled["reconciled"]["from"] == "unknown"
-        assert stack.logs("simulator").count('"simulator.concert_v2.request"') == 1
-        states = wait_for(
-            lambda: (s := hipay.states_told("V2-ACKED")) and "accepted" in s and s,
-            DELIVERY_TIMEOUT_S,
-            "HiPay's corrected notification",
-        )
-        assert states == ["unknown", "accepted"]
+        settled_accepted(stack, hipay, "V2-ACKED", '"simulator.concert_v2.request"')
+
+
+def settled_accepted(
+    stack: Stack, hipay: HipayStub, order_id: str, request_line: str, extra_s: float = 0
+) -> None:
+    """The order cut off by the kill ends ``accepted``, reconciled from ``unknown``, the
+    terminal asked once (``request_line`` in the simulator's log), and HiPay told
+    ``unknown`` then ``accepted``."""
+    reconciled = wait_for(
+        lambda: (b := looked_up(stack, order_id))["transactionState"] == "accepted" and b,
+        DELIVERY_TIMEOUT_S + extra_s,
+        f"the terminal's verdict on {order_id}",
+    )
+    assert reconciled["reconciled"]["from"] == "unknown"
+    assert stack.logs("simulator").count(request_line) == 1
+    states = wait_for(
+        lambda: (s := hipay.states_told(order_id)) and "accepted" in s and s,
+        DELIVERY_TIMEOUT_S,
+        "HiPay's corrected notification",
+    )
+    assert states == ["unknown", "accepted"]
